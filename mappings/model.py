@@ -1,0 +1,271 @@
+"""The follow-up document: what the CRM sends us and what ``parse`` gives back.
+
+One JSON object per follow-up (or an array of them)::
+
+    {"id": "1001", "kind": "appointment", "title": "Status meeting",
+     "start": "2025-01-06T09:00:00", "end": "2025-01-06T10:00:00",
+     "timezone": "Europe/Oslo",
+     "recurrence": {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
+                    "RecurrenceEndType": "Counter", "RecurrenceCounter": 10},
+     "exceptions": [{"original_start": "2025-01-13T09:00:00", "cancelled": true}]}
+
+Times are local wall-clock times in ``timezone`` (an IANA name); an offset given on
+input is converted to that zone. ``start``/``end`` describe the first occurrence: every
+occurrence has the same time of day and the same duration. For ``all_day`` follow-ups
+they are dates and ``end`` is exclusive, as in iCalendar (a one-day event on 6 January
+ends on 7 January).
+
+Two extension fields are ours, not SuperOffice's:
+
+* ``uid`` — the iCalendar UID when it is not the one derived from ``id`` (events made in
+  a calendar client keep theirs);
+* ``ical_recurrence`` — a recurrence rule the CRM's patterns cannot express exactly
+  (hourly, several RRULEs, EXRULE, …). It is kept verbatim so that nothing is lost; the
+  CRM cannot show it as a pattern, and ``crm_note`` says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mappings.errors import MappingError
+from mappings.superoffice import RecurrenceInfo
+
+#: UIDs we make are ``followup-<id>@followup-sync``; ``parse`` recognises them.
+UID_PREFIX = "followup-"
+UID_SUFFIX = "@followup-sync"
+
+CRM_CANNOT_SHOW_RULE = (
+    "The CRM cannot show this recurrence as a pattern; it is kept as an iCalendar rule "
+    "so that no occurrence is lost."
+)
+
+
+class FollowUpKind(StrEnum):
+    appointment = "appointment"
+    task = "task"
+    call = "call"
+
+
+Moment = dt.datetime | dt.date
+
+
+class OccurrenceException(BaseModel):
+    """One occurrence edited by itself: cancelled, or moved and/or changed.
+
+    ``original_start`` is where the series put it (local time, or a date for all-day
+    series); it is the key, like iCalendar's RECURRENCE-ID.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    original_start: Moment
+    cancelled: bool = False
+    start: Moment | None = None
+    end: Moment | None = None
+    title: str | None = None
+    description: str | None = None
+    location: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> OccurrenceException:
+        if self.cancelled and (self.start is not None or self.end is not None):
+            raise ValueError("a cancelled exception has no new start or end")
+        if self.start is not None and self.end is not None and self.end < self.start:  # type: ignore[operator]
+            raise ValueError("end is before start")
+        return self
+
+
+class IcalRecurrence(BaseModel):
+    """A rule kept as iCalendar text because no CRM pattern expresses it exactly.
+
+    ``rrule``/``exrule`` hold RRULE values (``FREQ=HOURLY;INTERVAL=3;COUNT=5``).
+    ``rdate`` holds RDATE values in the follow-up's time zone: ``20250112T090000``, a
+    date ``20250112``, a UTC time ``20250112T080000Z`` or a period
+    ``20250112T090000/PT2H``. Deleted occurrences are not here: they are cancelled
+    ``exceptions``, as for every other series.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rrule: list[str] = Field(default_factory=list)
+    exrule: list[str] = Field(default_factory=list)
+    rdate: list[str] = Field(default_factory=list)
+    crm_note: str = CRM_CANNOT_SHOW_RULE
+
+
+class FollowUp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    kind: FollowUpKind = FollowUpKind.appointment
+    title: str = ""
+    description: str | None = None
+    location: str | None = None
+    all_day: bool = False
+    start: Moment
+    end: Moment
+    timezone: str = "UTC"
+    recurrence: RecurrenceInfo | None = None
+    exceptions: list[OccurrenceException] = Field(default_factory=list)
+    uid: str | None = None
+    ical_recurrence: IcalRecurrence | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_times(cls, data: Any) -> Any:
+        """Bring every moment into one shape before field validation.
+
+        All-day follow-ups hold dates; the others hold naive local date-times in
+        ``timezone``. Doing it here, once, keeps the rest of the mapper free of
+        "is it aware?" checks.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        zone_name = data.get("timezone") or "UTC"
+        if not isinstance(zone_name, str):
+            return data
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {zone_name!r} (use an IANA name)") from None
+        all_day = bool(data.get("all_day"))
+        for key in ("start", "end"):
+            if key in data:
+                data[key] = _local(data[key], zone, all_day, key)
+        exceptions = data.get("exceptions")
+        if isinstance(exceptions, list):
+            fixed = []
+            for index, item in enumerate(exceptions):
+                if isinstance(item, dict):
+                    item = dict(item)
+                    for key in ("original_start", "start", "end"):
+                        if item.get(key) is not None:
+                            item[key] = _local(item[key], zone, all_day, f"exceptions.{index}.{key}")
+                fixed.append(item)
+            data["exceptions"] = fixed
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> FollowUp:
+        if self.all_day != (type(self.start) is dt.date):
+            raise ValueError("start: all-day follow-ups take dates, the others date-times")
+        if type(self.start) is not type(self.end):
+            raise ValueError("end: must be of the same type as start (both dates or both date-times)")
+        if self.end < self.start:  # type: ignore[operator]
+            raise ValueError("end: is before start")
+        if self.recurrence is not None and self.ical_recurrence is not None:
+            raise ValueError("ical_recurrence: give either recurrence or ical_recurrence, not both")
+        seen: set[Moment] = set()
+        for exception in self.exceptions:
+            if exception.original_start in seen:
+                raise ValueError(f"exceptions: {exception.original_start} is listed twice")
+            seen.add(exception.original_start)
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def duration(self) -> dt.timedelta:
+        return self.end - self.start  # type: ignore[operator, no-any-return]
+
+    @property
+    def effective_uid(self) -> str:
+        return self.uid or uid_for_id(self.id)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The document as JSON-ready data, without empty optional fields."""
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def uid_for_id(followup_id: str) -> str:
+    return f"{UID_PREFIX}{followup_id}{UID_SUFFIX}"
+
+
+def id_for_uid(uid: str) -> str | None:
+    """The follow-up id a UID was derived from, or None if we did not make it."""
+    if uid.startswith(UID_PREFIX) and uid.endswith(UID_SUFFIX):
+        inner = uid[len(UID_PREFIX) : -len(UID_SUFFIX)]
+        return inner or None
+    return None
+
+
+def _local(value: Any, zone: ZoneInfo, all_day: bool, field: str) -> Any:
+    """Parse a moment and make it naive local time in ``zone`` (or a date for all-day)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                value = dt.date.fromisoformat(text)
+            else:
+                value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{field}: {value!r} is not an ISO date or date-time") from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(zone).replace(tzinfo=None)
+        if all_day:
+            return value.date()
+        return value
+    if isinstance(value, dt.date):
+        if not all_day:
+            return dt.datetime.combine(value, dt.time())
+        return value
+    return value
+
+
+def _error_from_validation(exc: ValidationError, item: str | None) -> MappingError:
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    # Our own validators name the field at the start of the message ("end: is before start").
+    head, sep, rest = message.partition(": ")
+    if not loc and sep and " " not in head:
+        return MappingError(rest, item=item, field=head)
+    return MappingError(message, item=item, field=loc or None)
+
+
+def load_followup(data: Any) -> FollowUp:
+    """Validate one follow-up document; a MappingError names the id and the field."""
+    item = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else None
+    if not isinstance(data, dict):
+        raise MappingError("a follow-up must be a JSON object", item=item)
+    try:
+        followup = FollowUp.model_validate(data)
+    except ValidationError as exc:
+        raise _error_from_validation(exc, item) from None
+    # Checks that need the whole model (patterns, exception keys) live with the recurrence code.
+    from mappings.occurrences import validate_followup
+
+    validate_followup(followup)
+    return followup
+
+
+def load_followups(data: Any) -> list[FollowUp]:
+    """One document or an array of them."""
+    items: Iterable[Any] = data if isinstance(data, list) else [data]
+    return [load_followup(item) for item in items]
+
+
+def load_followups_json(text: str | bytes) -> list[FollowUp]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MappingError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return load_followups(data)
+
+
+def dump_followups_json(followups: Iterable[FollowUp]) -> str:
+    return json.dumps([f.to_json_dict() for f in followups], indent=2, ensure_ascii=False)

@@ -1,0 +1,233 @@
+"""Follow-up → iCalendar.
+
+One follow-up is one calendar object: a master VEVENT (appointments, calls) or VTODO
+(tasks) plus one override per edited occurrence, all with the UID derived from the
+follow-up's id. What goes where:
+
+* DTSTART is the first occurrence of the rule, so the rule never starts off-pattern.
+  When the first pattern dates were deleted by hand, DTSTART moves to the first one
+  left and COUNT shrinks by as many.
+* RRULE is exactly the pattern (``mappings.rrule``); deleted pattern dates and
+  cancelled exceptions are EXDATE; added dates are RDATE; a Custom pattern is DTSTART
+  plus RDATE.
+* An edited occurrence is a component with RECURRENCE-ID of the master's value type and
+  TZID, and no RRULE/RDATE/EXDATE inside (Radicale answers 400 to EXDATE in an override).
+* A call carries ``CATEGORIES:Phone call`` so a client shows what it is; the kind also
+  travels as ``X-FOLLOWUP-KIND`` so ``parse`` can bring it back.
+* A series whose every occurrence is deleted is not emitted at all: servers refuse a
+  rule with no instances (SabreDAV: "recurrence rule does not generate any valid
+  instances"), and for the sync worker it means "delete the resource".
+
+The mapper reads no clock: DTSTAMP is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar, Component, Event, Todo, vPeriod, vRecur
+
+from mappings.model import FollowUp, FollowUpKind, Moment
+from mappings.occurrences import is_recurring, series_dates
+from mappings.patterns import effective_end_type
+from mappings.rrule import parse_rdate, rrule_for
+from mappings.superoffice import RecurrenceEndType
+
+PRODID = "-//followup-sync//followup-sync 0.1//EN"
+CALL_CATEGORY = "Phone call"
+KIND_PROPERTY = "X-FOLLOWUP-KIND"
+ID_PROPERTY = "X-FOLLOWUP-ID"
+
+
+@dataclass(frozen=True)
+class MappedSeries:
+    """The components of one follow-up; ``components`` is empty when nothing is left."""
+
+    followup_id: str
+    uid: str
+    components: list[Component]
+
+    @property
+    def emitted(self) -> bool:
+        return bool(self.components)
+
+
+def ical_moment(value: Moment, zone: ZoneInfo) -> Moment:
+    """A local document moment as the value icalendar writes (DATE, or DATE-TIME with TZID)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return value
+    return value
+
+
+def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeries:
+    """Master plus overrides for one follow-up."""
+    zone = followup.zone
+    uid = followup.effective_uid
+    master = _new_component(followup)
+    _common(master, followup, uid, stamp)
+    cancelled = {e.original_start for e in followup.exceptions if e.cancelled}
+    exdates: list[Moment] = []
+    first_start: Moment = followup.start
+
+    if followup.ical_recurrence is not None:
+        apply_kept_rule(master, followup)
+    elif is_recurring(followup):
+        dates = series_dates(followup)
+        assert followup.recurrence is not None
+        remaining_pattern = [d for d in dates.pattern if d not in set(dates.deleted)]
+        if dates.has_rule and remaining_pattern:
+            first = remaining_pattern[0]
+            skipped = dates.pattern.index(first)
+            count = None
+            if effective_end_type(followup.recurrence) == RecurrenceEndType.Counter:
+                count = len(dates.pattern) - skipped
+            master.add(
+                "rrule",
+                rrule_for(followup.recurrence, zone=zone, all_day=followup.all_day, count=count),
+            )
+            exdates.extend(_at_time(d, followup) for d in dates.deleted if d > first)
+            added = list(dates.added)
+        else:
+            # No rule left (Custom, or every pattern date deleted): a date list.
+            if not dates.final:
+                return MappedSeries(followup.id, uid, [])
+            first = dates.final[0]
+            added = dates.final[1:]
+        first_start = _at_time(first, followup)
+        if added:
+            master.add("rdate", [ical_moment(_at_time(d, followup), zone) for d in added])
+        # Nothing left once the cancelled exceptions are taken away: emit nothing.
+        if dates.bounded and all(_at_time(d, followup) in cancelled for d in dates.final):
+            return MappedSeries(followup.id, uid, [])
+
+    _times(master, followup, first_start, zone)
+    exdates.extend(sorted(cancelled, key=_sort_key))
+    if exdates:
+        master.add("exdate", [ical_moment(value, zone) for value in exdates])
+
+    components: list[Component] = [master]
+    for exception in sorted(followup.exceptions, key=lambda e: _sort_key(e.original_start)):
+        if exception.cancelled:
+            continue
+        override = _new_component(followup)
+        _common(override, followup, uid, stamp, title=exception.title,
+                description=exception.description, location=exception.location)
+        override.add("recurrence-id", ical_moment(exception.original_start, zone))
+        start = exception.start if exception.start is not None else exception.original_start
+        end = exception.end if exception.end is not None else start + followup.duration
+        _times(override, followup, start, zone, end=end)
+        components.append(override)
+    return MappedSeries(followup.id, uid, components)
+
+
+def apply_kept_rule(component: Component, followup: FollowUp) -> None:
+    """Write an ``ical_recurrence`` back as the RRULE/EXRULE/RDATE lines it came from."""
+    kept = followup.ical_recurrence
+    assert kept is not None
+    zone = followup.zone
+    for value in kept.rrule:
+        component.add("rrule", vRecur.from_ical(value))
+    for value in kept.exrule:
+        component.add("exrule", vRecur.from_ical(value))
+    for value in kept.rdate:
+        parsed = parse_rdate(value, zone)
+        if isinstance(parsed, tuple):
+            component.add("rdate", vPeriod(parsed))
+        else:
+            component.add("rdate", [parsed])
+
+
+def to_calendar(followups: Iterable[FollowUp], *, stamp: dt.datetime) -> tuple[Calendar, list[MappedSeries]]:
+    """One VCALENDAR for many follow-ups, with a VTIMEZONE for every TZID used."""
+    cal = new_calendar()
+    mapped = []
+    for followup in followups:
+        series = followup_components(followup, stamp=stamp)
+        mapped.append(series)
+        for component in series.components:
+            cal.add_component(component)
+    add_timezones(cal)
+    return cal, mapped
+
+
+def new_calendar() -> Calendar:
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    return cal
+
+
+def add_timezones(cal: Calendar) -> None:
+    """VTIMEZONE for every TZID, covering the years the calendar's events use.
+
+    icalendar writes transitions as RDATE lists between the two dates; the span runs
+    from the earliest year used to 2038 (icalendar's own upper bound), so clients that
+    trust the embedded definition (Outlook) get the offsets right for the whole series.
+    """
+    years = [
+        value.dt.year
+        for component in cal.walk()
+        for key in ("DTSTART", "DUE", "RECURRENCE-ID")
+        if (value := component.get(key)) is not None and isinstance(value.dt, dt.datetime)
+    ]
+    first_year = min(years) - 1 if years else 1970
+    cal.add_missing_timezones(first_date=dt.date(max(first_year, 1970), 1, 1), last_date=dt.date(2038, 1, 1))
+
+
+def to_ical_bytes(followups: Iterable[FollowUp], *, stamp: dt.datetime) -> bytes:
+    cal, _ = to_calendar(followups, stamp=stamp)
+    return bytes(cal.to_ical())
+
+
+def _new_component(followup: FollowUp) -> Component:
+    return Todo() if followup.kind == FollowUpKind.task else Event()
+
+
+def _common(
+    component: Component,
+    followup: FollowUp,
+    uid: str,
+    stamp: dt.datetime,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    location: str | None = None,
+) -> None:
+    component.add("uid", uid)
+    component.add("dtstamp", stamp.astimezone(dt.UTC))
+    component.add("summary", title if title is not None else followup.title)
+    desc = description if description is not None else followup.description
+    if desc:
+        component.add("description", desc)
+    loc = location if location is not None else followup.location
+    if loc:
+        component.add("location", loc)
+    if followup.kind == FollowUpKind.call:
+        component.add("categories", [CALL_CATEGORY])
+    component.add(KIND_PROPERTY, followup.kind.value)
+
+
+def _times(
+    component: Component, followup: FollowUp, start: Moment, zone: ZoneInfo, *, end: Moment | None = None
+) -> None:
+    if end is None:
+        end = start + followup.duration
+    component.add("dtstart", ical_moment(start, zone))
+    component.add("due" if followup.kind == FollowUpKind.task else "dtend", ical_moment(end, zone))
+
+
+def _at_time(day: dt.date, followup: FollowUp) -> Moment:
+    if followup.all_day:
+        return day
+    return dt.datetime.combine(day, followup.start.time())  # type: ignore[union-attr]
+
+
+def _sort_key(value: Moment) -> tuple[dt.date, dt.time]:
+    if isinstance(value, dt.datetime):
+        return (value.date(), value.time())
+    return (value, dt.time())
