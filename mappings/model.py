@@ -17,6 +17,7 @@ ends on 7 January).
 
 Two extension fields are ours, not SuperOffice's:
 
+* ``owner`` — the CRM associate it belongs to (which calendar it goes to);
 * ``uid`` — the iCalendar UID when it is not the one derived from ``id`` (events made in
   a calendar client keep theirs);
 * ``ical_recurrence`` — a recurrence rule the CRM's patterns cannot express exactly
@@ -117,6 +118,8 @@ class FollowUp(BaseModel):
     exceptions: list[OccurrenceException] = Field(default_factory=list)
     uid: str | None = None
     ical_recurrence: IcalRecurrence | None = None
+    #: The CRM associate the follow-up belongs to; accounts pick follow-ups by owner.
+    owner: str | None = None
 
     @model_validator(mode="before")
     @classmethod

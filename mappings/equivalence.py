@@ -1,0 +1,56 @@
+"""When do two follow-up documents mean the same thing?
+
+A document read back from a calendar is rarely byte-for-byte the one we wrote: a client
+may rewrite ``Daily, every workday`` as a weekly rule on five days, add an alarm, or
+reorder properties. The sync worker must not call that a change (it would ping-pong
+between the two sides), so it compares meaning: the fields a user sees, and the
+occurrences the series produces.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from mappings.model import FollowUp, Moment
+from mappings.occurrences import occurrences
+
+#: Fields compared one by one; ``series`` stands for everything that decides the dates.
+PLAIN_FIELDS = ("kind", "title", "description", "location", "owner")
+
+
+def series_signature(followup: FollowUp) -> tuple[Any, ...]:
+    """What the series produces before per-occurrence edits: zone, length and start instants."""
+    bare = followup.model_copy(update={"exceptions": []})
+    starts = tuple(_instant(o.original_start) for o in occurrences(bare))
+    return (followup.all_day, followup.timezone, followup.duration, starts)
+
+
+def exception_map(followup: FollowUp) -> dict[str, str]:
+    """Exceptions keyed by their original start, as canonical JSON, for per-occurrence merging."""
+    result = {}
+    for exception in followup.exceptions:
+        key = exception.original_start.isoformat()
+        result[key] = json.dumps(exception.model_dump(mode="json", exclude_none=True), sort_keys=True)
+    return result
+
+
+def same_meaning(a: FollowUp, b: FollowUp) -> bool:
+    for name in PLAIN_FIELDS:
+        if _norm(getattr(a, name)) != _norm(getattr(b, name)):
+            return False
+    if exception_map(a) != exception_map(b):
+        return False
+    return series_signature(a) == series_signature(b)
+
+
+def _norm(value: object) -> object:
+    # Clients drop empty DESCRIPTION/LOCATION lines; "" and None mean the same.
+    return value or None
+
+
+def _instant(value: Moment) -> object:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC) if value.tzinfo is not None else value
+    return value

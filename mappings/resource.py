@@ -1,0 +1,177 @@
+"""One follow-up as one CalDAV resource, written on top of what the server holds.
+
+The sync worker never writes a resource from scratch when the server already has one:
+it renders the follow-up and then carries over, component by component, everything
+the mapper does not manage — alarms (VALARM), ATTENDEE lines with their parameters,
+X- properties, SEQUENCE, CLASS, TRANSP, COLOR … — from the server's bytes. The master
+pairs with the master and each override with the override of the same RECURRENCE-ID.
+A client's cancelled override (STATUS:CANCELLED with a RECURRENCE-ID) stays a cancelled
+override instead of turning into an EXDATE, so a calendar shows what its user did.
+
+Which properties the mapper owns is the one list ``MANAGED``; everything else belongs
+to the server or the client and is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from icalendar import Calendar, Component
+
+from mappings.errors import MappingError
+from mappings.model import FollowUp
+from mappings.to_ical import add_timezones, followup_components, new_calendar
+
+#: Properties the mapper writes; on a write back, these come from the follow-up.
+MANAGED = frozenset(
+    {
+        "UID",
+        "DTSTAMP",
+        "DTSTART",
+        "DTEND",
+        "DUE",
+        "DURATION",
+        "SUMMARY",
+        "DESCRIPTION",
+        "LOCATION",
+        "RRULE",
+        "RDATE",
+        "EXDATE",
+        "EXRULE",
+        "RECURRENCE-ID",
+        "X-FOLLOWUP-KIND",
+        "X-FOLLOWUP-ID",
+        "LAST-MODIFIED",
+    }
+)
+
+CALENDAR_COMPONENTS = ("VEVENT", "VTODO")
+
+
+@dataclass(frozen=True)
+class ServerResource:
+    """What the mapper reads out of a server resource."""
+
+    uid: str
+    components: list[Component]
+    modified: dt.datetime | None
+
+
+def render(followup: FollowUp, *, stamp: dt.datetime, base: bytes | None = None) -> bytes | None:
+    """The resource bytes for a follow-up, or None when nothing is left to put on a calendar."""
+    series = followup_components(followup, stamp=stamp)
+    if not series.emitted:
+        return None
+    cal = new_calendar()
+    components = list(series.components)
+    if base is not None:
+        base_cal = _parse(base, followup.effective_uid)
+        components = _carry_over(components, base_cal, followup.effective_uid)
+        for tz in base_cal.walk("VTIMEZONE"):
+            cal.add_component(tz)
+    for component in components:
+        cal.add_component(component)
+    add_timezones(cal)
+    return bytes(cal.to_ical())
+
+
+def read(data: bytes) -> ServerResource:
+    """The calendar components of one resource; a MappingError names what is wrong."""
+    cal = _parse(data, None)
+    components = [c for c in cal.walk() if c.name in CALENDAR_COMPONENTS]
+    if not components:
+        raise MappingError("holds no VEVENT or VTODO", field="VCALENDAR")
+    uids = {str(c.get("UID", "")) for c in components}
+    if len(uids) != 1 or "" in uids:
+        raise MappingError(
+            f"a resource must hold one UID, found {sorted(uids)}", item=sorted(uids)[0] or None, field="UID"
+        )
+    uid = uids.pop()
+    master = next((c for c in components if "RECURRENCE-ID" not in c), components[0])
+    modified = None
+    for key in ("LAST-MODIFIED", "DTSTAMP"):
+        value = master.get(key)
+        if value is not None:
+            try:
+                moment = value.dt
+            except Exception:  # noqa: BLE001 - a broken stamp is no reason to drop the item
+                continue
+            if isinstance(moment, dt.datetime):
+                modified = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+                break
+    return ServerResource(uid, components, modified)
+
+
+def _parse(data: bytes, uid: str | None) -> Calendar:
+    try:
+        return Calendar.from_ical(data)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise MappingError(f"not valid iCalendar ({exc})", item=uid, field="VCALENDAR") from None
+
+
+def _recurrence_key(component: Component) -> object:
+    value = component.get("RECURRENCE-ID")
+    if value is None:
+        return None
+    moment = value.dt
+    if isinstance(moment, dt.datetime):
+        return moment.astimezone(dt.UTC) if moment.tzinfo is not None else moment
+    return moment
+
+
+def _carry_over(components: list[Component], base_cal: Calendar, uid: str) -> list[Component]:
+    base_components = [
+        c for c in base_cal.walk() if c.name in CALENDAR_COMPONENTS and str(c.get("UID", "")) == uid
+    ]
+    by_key = {_recurrence_key(c): c for c in base_components}
+    for component in components:
+        source = by_key.get(_recurrence_key(component))
+        if source is not None and source.name == component.name:
+            _copy_unmanaged(source, component)
+    master = components[0]
+    # A client's cancelled override stays an override, not an EXDATE.
+    for key, source in by_key.items():
+        if key is None or str(source.get("STATUS", "")).upper() != "CANCELLED":
+            continue
+        if _remove_exdate(master, key):
+            components.append(source)
+    return components
+
+
+def _copy_unmanaged(source: Component, target: Component) -> None:
+    # CATEGORIES: the client's list wins (it may have added its own next to "Phone call").
+    ours = {name for name in target if name != "CATEGORIES"}
+    target.pop("CATEGORIES", None)
+    for name, value in source.property_items(recursive=False, sorted=False):
+        if name in ("BEGIN", "END") or name in MANAGED or name in ours:
+            continue
+        target.add(name, value, encode=False)
+    for sub in source.subcomponents:
+        target.add_component(sub)
+
+
+def _remove_exdate(master: Component, key: object) -> bool:
+    """Drop one EXDATE value from the master; True if it was there."""
+    lines = master.get("EXDATE")
+    if lines is None:
+        return False
+    lines = lines if isinstance(lines, list) else [lines]
+    found = False
+    kept_lines = []
+    for line in lines:
+        remaining = []
+        for item in line.dts:
+            moment = item.dt
+            instant = moment.astimezone(dt.UTC) if isinstance(moment, dt.datetime) and moment.tzinfo else moment
+            if instant == key:
+                found = True
+            else:
+                remaining.append(moment)
+        if remaining:
+            kept_lines.append(remaining)
+    if found:
+        master.pop("EXDATE")
+        for values in kept_lines:
+            master.add("exdate", values)
+    return found

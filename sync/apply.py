@@ -1,0 +1,274 @@
+"""Carry out a plan: one action at a time, each recorded in its own transaction.
+
+Order inside an action is always "server first, then record": if the process dies in
+between, the next pass finds the server ahead of the state and recognises its own
+write by UID and content (``plan._adopt``), instead of writing it a second time.
+
+A refused conditional write (412) means someone changed the resource since we read it:
+the item is read again, planned again on its own, and retried, ``MAX_REPLANS`` times at
+most. Any other failure of one item is reported by name and the pass goes on; the item
+is retried on the next pass because its state did not move.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from mappings.errors import MappingError
+from mappings.model import FollowUp
+from mappings.resource import render
+from sync import followups as crm_store
+from sync.dav import DavCalendar, FetchError
+from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
+from sync.plan import (
+    Action,
+    CreateFromServer,
+    CreateOnServer,
+    DeleteInCrm,
+    DeleteOnServer,
+    DetachInCrm,
+    Forget,
+    Merge,
+    Plan,
+    RecordState,
+    SaveFromServer,
+    UpdateOnServer,
+    describe,
+)
+from sync.state import ConflictRecord, Database, FollowUpRow, SyncItem, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_REPLANS = 3
+
+
+@dataclass
+class ApplyReport:
+    done: dict[str, int] = field(default_factory=dict)  # "server create" -> n
+    conflicts: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
+
+    def count(self, key: str) -> None:
+        self.done[key] = self.done.get(key, 0) + 1
+
+
+#: Re-reads one item and plans it again after a 412; returns the actions to run instead.
+Replanner = Callable[[Action], list[Action]]
+
+
+class Applier:
+    def __init__(
+        self,
+        account: str,
+        db: Database,
+        calendar: DavCalendar,
+        *,
+        policy: str,
+        replan: Replanner,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.account = account
+        self.db = db
+        self.calendar = calendar
+        self.policy = policy
+        self.replan = replan
+        self.clock = clock
+        self.report = ApplyReport()
+
+    def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
+        for action in plan.actions:
+            self.apply(action, attempt=0)
+            if progress is not None:
+                progress()
+        return self.report
+
+    def apply(self, action: Action, *, attempt: int) -> None:
+        try:
+            self._dispatch(action)
+        except PreconditionFailed as exc:
+            if attempt >= MAX_REPLANS:
+                self._fail(action, f"still changing on the server after {attempt} re-reads: {exc}")
+                return
+            log.info("%s: %s; reading it again", describe(action), exc)
+            try:
+                replacement = self.replan(action)
+            except (FollowupSyncError, ValueError) as err:
+                self._fail(action, str(err))
+                return
+            for new_action in replacement:
+                self.apply(new_action, attempt=attempt + 1)
+        except (StoreError, MappingError) as exc:
+            self._fail(action, str(exc))
+
+    def _fail(self, action: Action, message: str) -> None:
+        log.warning("%s failed: %s", describe(action), message)
+        self.report.errors.append((action.followup_id, message))
+
+    def _dispatch(self, action: Action) -> None:
+        if isinstance(action, CreateOnServer):
+            self._create_on_server(action)
+        elif isinstance(action, UpdateOnServer):
+            self._update_on_server(action)
+        elif isinstance(action, DeleteOnServer):
+            self._delete_on_server(action)
+        elif isinstance(action, SaveFromServer):
+            with self.db.sessions.begin() as session:
+                crm_store.save(session, action.document)
+                self._record(session, action.followup_id, action.href, action.etag, action.document, action.data)
+            self._done(action, "crm update")
+        elif isinstance(action, CreateFromServer):
+            with self.db.sessions.begin() as session:
+                crm_store.save(session, action.document, origin_account=self.account)
+                if action.href is not None and action.etag is not None and action.data is not None:
+                    self._record(session, action.followup_id, action.href, action.etag, action.document, action.data)
+            self._done(action, "crm create")
+        elif isinstance(action, DeleteInCrm):
+            with self.db.sessions.begin() as session:
+                self._forget(session, action.followup_id)
+                crm_store.tombstone(session, action.followup_id)
+                self._purge_if_unused(session, action.followup_id)
+            self._done(action, "crm delete")
+        elif isinstance(action, DetachInCrm):
+            with self.db.sessions.begin() as session:
+                item = session.get(SyncItem, (self.account, action.followup_id))
+                if item is not None:
+                    item.detached = True
+            self._done(action, "crm detach")
+        elif isinstance(action, RecordState):
+            with self.db.sessions.begin() as session:
+                self._record(session, action.followup_id, action.href, action.etag, action.document, action.data)
+        elif isinstance(action, Forget):
+            with self.db.sessions.begin() as session:
+                self._forget(session, action.followup_id)
+                self._purge_if_unused(session, action.followup_id)
+        elif isinstance(action, Merge):
+            self._merge(action)
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown action {action!r}")
+
+    # --- server writes -------------------------------------------------------------------
+
+    def _create_on_server(self, action: CreateOnServer) -> None:
+        data = render(action.document, stamp=self.clock())
+        if data is None:
+            log.info("%s: every occurrence is deleted; nothing to put on the calendar", action.followup_id)
+            return
+        href = self.calendar.href_for_uid(action.uid)
+        try:
+            etag = self.calendar.create(href, data)
+        except AlreadyExists:
+            # Our own earlier write (a crash before it was recorded) or a client's copy:
+            # re-plan this item against what is there now rather than overwrite it.
+            raise
+        with self.db.sessions.begin() as session:
+            self._record(session, action.followup_id, href, etag, action.document, data)
+        self._done(action, "server create")
+
+    def _update_on_server(self, action: UpdateOnServer) -> None:
+        base = action.base_data if action.base_data is not None else self._server_data(action.followup_id)
+        data = render(action.document, stamp=self.clock(), base=base)
+        if data is None:
+            self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
+            return
+        etag = self.calendar.update(action.href, data, action.etag)
+        with self.db.sessions.begin() as session:
+            self._record(session, action.followup_id, action.href, etag, action.document, data)
+        self._done(action, "server update")
+
+    def _delete_on_server(self, action: DeleteOnServer) -> None:
+        try:
+            self.calendar.delete(action.href, action.etag)
+        except NotFound:
+            log.info("%s: already gone from the server", action.followup_id)
+        with self.db.sessions.begin() as session:
+            self._forget(session, action.followup_id)
+            self._purge_if_unused(session, action.followup_id)
+        self._done(action, "server delete")
+
+    def _merge(self, action: Merge) -> None:
+        etag, data = action.etag, action.server_data
+        if action.push:
+            rendered = render(action.document, stamp=self.clock(), base=action.server_data)
+            if rendered is None:
+                raise MappingError("the merged series has no occurrences left", item=action.followup_id)
+            etag = self.calendar.update(action.href, rendered, action.etag)
+            data = rendered
+        with self.db.sessions.begin() as session:
+            if action.pull:
+                crm_store.save(session, action.document)
+            self._record(session, action.followup_id, action.href, etag, action.document, data)
+            for conflict in action.conflicts:
+                session.add(
+                    ConflictRecord(
+                        account=self.account,
+                        followup_id=action.followup_id,
+                        part=conflict.part,
+                        policy=self.policy,
+                        winner=conflict.winner,
+                        kept_value=conflict.kept,
+                        lost_value=conflict.lost,
+                    )
+                )
+        self.report.conflicts += len(action.conflicts)
+        if action.push:
+            self._done(action, "server update")
+        if action.pull:
+            self._done(action, "crm update")
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _record(
+        self, session: Session, followup_id: str, href: str, etag: str, document: FollowUp, data: bytes
+    ) -> None:
+        item = session.get(SyncItem, (self.account, followup_id))
+        if item is None:
+            item = SyncItem(account=self.account, followup_id=followup_id)
+            session.add(item)
+        item.uid = document.effective_uid
+        item.href = href
+        item.etag = etag
+        item.synced_hash = crm_store.content_hash(document)
+        item.synced_document = document.to_json_dict()
+        item.server_data = data
+        item.updated_at = utcnow()
+        item.detached = False
+
+    def _forget(self, session: Session, followup_id: str) -> None:
+        session.execute(
+            delete(SyncItem).where(SyncItem.account == self.account, SyncItem.followup_id == followup_id)
+        )
+
+    def _purge_if_unused(self, session: Session, followup_id: str) -> None:
+        """A tombstone no calendar refers to any more has done its job."""
+        row = session.get(FollowUpRow, followup_id)
+        if row is None or not row.deleted:
+            return
+        others = session.scalar(select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id))
+        if not others:
+            session.delete(row)
+
+    def _server_data(self, followup_id: str) -> bytes | None:
+        with self.db.session() as session:
+            item = session.get(SyncItem, (self.account, followup_id))
+            return item.server_data if item is not None else None
+
+    def _done(self, action: Action, key: str) -> None:
+        log.info("%s", describe(action))
+        self.report.count(key)
+
+
+def fetch_one(calendar: DavCalendar, href: str) -> tuple[str, bytes] | None:
+    """The current ETag and bytes of one resource, or None if it is gone."""
+    for result in calendar.get_multi([href]):
+        if isinstance(result, FetchError):
+            if result.status == 404:
+                return None
+            raise StoreError(f"could not read {href}: {result.reason}", href=href, status=result.status)
+        return result.etag, result.data
+    return None

@@ -1,0 +1,233 @@
+"""The one table of CalDAV server quirks the sync worker plans around.
+
+Modelled on python-caldav's ``compatibility_hints``, but only with what our sync
+path branches on, and each entry says which server version it was observed on
+and what was seen (facts from shared/reference/libraries-and-servers.md §2 and
+our own integration tests). When a server is upgraded, re-check its row rather
+than trusting it: caldav's own radicale profile went stale this way.
+
+Code elsewhere must ask this table ("does a 207 to a stale token prove anything?")
+instead of testing ``kind == "sogo"``, so a new server is one new row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from sync.errors import ConfigError
+
+__all__ = [
+    "KNOWN_KINDS",
+    "Capabilities",
+    "SameUidOtherHref",
+    "ServerKind",
+    "capabilities_for",
+    "detect_kind_from_token",
+    "detect_server_kind",
+]
+
+ServerKind = Literal["radicale", "xandikos", "davical", "sogo", "generic"]
+SameUidOtherHref = Literal["409", "412", "accepted"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one server kind does; the sync engine branches on these, never on the kind name."""
+
+    kind: str
+    #: sync-collection REPORT (RFC 6578) is implemented at all.
+    sync_token: bool
+    #: A stale or unknown token is refused (403/412 valid-sync-token). When False the server
+    #: answers it with a full listing that looks like a delta, so deletions can be missed and
+    #: the caller must schedule periodic full reconciliation (list_etags vs local state).
+    sync_token_trustworthy: bool
+    #: A delta lists only what changed. When False (DAViCal, SOGo) unchanged items come back too;
+    #: harmless for correctness because etags are compared, but it costs bandwidth.
+    sync_delta_minimal: bool
+    #: ``If-None-Match: *`` on an existing href is refused with 412. When False a create can
+    #: silently overwrite, so DavCalendar.create checks the href first.
+    if_none_match_honoured: bool
+    #: ``If-Match: *`` on a missing href is refused with 412 (SOGo creates it instead).
+    if_match_star_honoured: bool
+    #: free-busy-query REPORT works; when False use a time-range calendar-query.
+    free_busy_query: bool
+    #: What a PUT of a UID that already lives under another href gets: "409"
+    #: (no-uid-conflict), "412", or "accepted" (a duplicate is created!).
+    same_uid_other_href: SameUidOtherHref
+    #: A strong ETag header on a PUT answer can be trusted as the stored version's etag.
+    #: When False, DavCalendar re-reads the etag with a PROPFIND Depth 0 after every write.
+    etag_on_put: bool
+    #: The server sends Schedule-Tag; our writes must still use If-Match (caldav would switch
+    #: to If-Schedule-Tag-Match, which lets the server merge instead of refusing).
+    sends_schedule_tag: bool
+    #: ETags are hashes of the stored content: re-PUTting identical bytes keeps the ETag.
+    etag_is_content_hash: bool
+
+    def replace(self, **changes: object) -> Capabilities:
+        """A copy with some fields overridden (config, or a probe result)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_TABLE: dict[str, Capabilities] = {
+    # Radicale 3.9.0 (pip), checked by the reference smoke test and tests/integration/test_dav.py:
+    # token http://radicale.org/ns/sync/<sha256>; bogus token -> 403 valid-sync-token; delta
+    # lists only the changed href, deleted href with 404; If-None-Match on existing -> 412;
+    # same UID under another href -> 409 no-uid-conflict; PUT answers 201 with ETag
+    # (sha256 of the content); no Schedule-Tag; free-busy-query ok.
+    "radicale": Capabilities(
+        kind="radicale",
+        sync_token=True,
+        sync_token_trustworthy=True,
+        sync_delta_minimal=True,
+        if_none_match_honoured=True,
+        if_match_star_honoured=True,
+        free_busy_query=True,
+        same_uid_other_href="409",
+        etag_on_put=True,
+        sends_schedule_tag=False,
+        etag_is_content_hash=True,
+    ),
+    # Xandikos 0.4.10 (pip): token = git sha; bogus token -> 412 valid-sync-token; minimal delta;
+    # If-None-Match -> 412; same UID elsewhere -> 412 no-uid-conflict; PUT answers 201 with
+    # ETag (git blob sha) AND Schedule-Tag; free-busy-query ok.
+    "xandikos": Capabilities(
+        kind="xandikos",
+        sync_token=True,
+        sync_token_trustworthy=True,
+        sync_delta_minimal=True,
+        if_none_match_honoured=True,
+        if_match_star_honoured=True,
+        free_busy_query=True,
+        same_uid_other_href="412",
+        etag_on_put=True,
+        sends_schedule_tag=True,
+        etag_is_content_hash=True,
+    ),
+    # DAViCal 1.1.12 (Debian bookworm): token data:,N; a bogus/stale token -> 207 FULL listing
+    # without error; deltas list unchanged items too; If-None-Match -> 412; same UID elsewhere
+    # -> 201 accepted (duplicate); ETag md5. ETag on PUT not verified by us -> PROPFIND after.
+    "davical": Capabilities(
+        kind="davical",
+        sync_token=True,
+        sync_token_trustworthy=False,
+        sync_delta_minimal=False,
+        if_none_match_honoured=True,
+        if_match_star_honoured=True,
+        free_busy_query=True,
+        same_uid_other_href="accepted",
+        etag_on_put=False,
+        sends_schedule_tag=False,
+        etag_is_content_hash=True,
+    ),
+    # SOGo 5.8.0 (Debian bookworm): token = unix seconds, unchanged after changes within the
+    # same second; bogus token -> 207 full listing; If-None-Match: * IGNORED (204, overwritten);
+    # If-Match: * on a missing href creates it (201); same UID elsewhere -> 409 (per
+    # caldav-server-tester); free-busy-query -> 501; ETag is a counter "gcs0000000N".
+    # ETag on PUT not verified by us -> PROPFIND after.
+    "sogo": Capabilities(
+        kind="sogo",
+        sync_token=True,
+        sync_token_trustworthy=False,
+        sync_delta_minimal=False,
+        if_none_match_honoured=False,
+        if_match_star_honoured=False,
+        free_busy_query=False,
+        same_uid_other_href="409",
+        etag_on_put=False,
+        sends_schedule_tag=False,
+        etag_is_content_hash=False,
+    ),
+    # Anything else (Nextcloud/Baikal/Cyrus/... or an undetected Radicale/Xandikos): RFC
+    # behaviour for preconditions and PUT ETags (a strong ETag on PUT means "stored as sent",
+    # RFC 4791 5.3.4), which every server we measured except SOGo follows. Tokens are used but
+    # not trusted to report deletions, so reconciliation stays scheduled; duplicates by UID
+    # are assumed possible. Set server_kind in the config to get a verified row instead.
+    "generic": Capabilities(
+        kind="generic",
+        sync_token=True,
+        sync_token_trustworthy=False,
+        sync_delta_minimal=False,
+        if_none_match_honoured=True,
+        if_match_star_honoured=True,
+        free_busy_query=False,
+        same_uid_other_href="accepted",
+        etag_on_put=True,
+        sends_schedule_tag=False,
+        etag_is_content_hash=False,
+    ),
+}
+
+KNOWN_KINDS: frozenset[str] = frozenset(_TABLE)
+
+_FIELD_TYPES: dict[str, type] = {
+    f.name: (str if f.name in ("kind", "same_uid_other_href") else bool)
+    for f in dataclasses.fields(Capabilities)
+}
+
+
+def capabilities_for(
+    kind: str | None, overrides: Mapping[str, object] | None = None
+) -> Capabilities:
+    """The table row for ``kind`` (None -> "generic") with config overrides applied.
+
+    Overrides are validated here, so a typo in the config file fails at start-up with a
+    ConfigError instead of being silently ignored.
+    """
+    name = kind or "generic"
+    if name not in _TABLE:
+        raise ConfigError(
+            f"unknown CalDAV server kind {name!r}; known: {', '.join(sorted(_TABLE))}"
+        )
+    caps = _TABLE[name]
+    if not overrides:
+        return caps
+    changes: dict[str, object] = {}
+    for key, value in overrides.items():
+        expected = _FIELD_TYPES.get(key)
+        if expected is None or key == "kind":
+            raise ConfigError(f"unknown server capability {key!r}")
+        if not isinstance(value, expected):
+            raise ConfigError(f"server capability {key!r} must be {expected.__name__}")
+        if key == "same_uid_other_href" and value not in ("409", "412", "accepted"):
+            raise ConfigError("same_uid_other_href must be '409', '412' or 'accepted'")
+        changes[key] = value
+    return caps.replace(**changes)
+
+
+def detect_server_kind(headers: Mapping[str, str] | None = None, url: str | None = None) -> str:
+    """Guess the server kind from response headers and/or the URL; "generic" when unsure.
+
+    Only passive evidence: the sync path must not spend requests on probing. Radicale
+    (WSGIServer) and Xandikos (aiohttp) say nothing in ``Server``; Radicale is recognised
+    by its token instead (``detect_kind_from_token``), Xandikos only by configuration.
+    """
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    server = lowered.get("server", "").lower()
+    if "x-davical-version" in lowered or "davical" in server:
+        return "davical"
+    if "sogo" in server:
+        return "sogo"
+    if "xandikos" in server:
+        return "xandikos"
+    if "radicale" in server:
+        return "radicale"
+    if url:
+        path = urlsplit(url).path.lower()
+        if "/sogo/dav/" in path:
+            return "sogo"
+        if "/caldav.php/" in path:
+            return "davical"
+    return "generic"
+
+
+def detect_kind_from_token(token: str) -> str | None:
+    """Some servers are recognisable by their sync-token format alone."""
+    if token.startswith("http://radicale.org/ns/sync/"):
+        return "radicale"
+    if token.startswith("data:,"):
+        return "davical"
+    return None

@@ -1,0 +1,912 @@
+"""The CalDAV side of the sync worker: one calendar collection, spoken to with explicit requests.
+
+python-caldav provides the HTTP session, authentication and discovery; the requests the
+sync path depends on (sync-collection, PROPFIND getetag, calendar-multiget, conditional
+PUT/DELETE, calendar-query by UID) are built here by hand, because caldav's high-level
+calls add requests we cannot afford or control: ``.sync()`` does one GET per changed
+object, ``save()`` bumps SEQUENCE and switches to If-Schedule-Tag-Match when the server
+sends a Schedule-Tag, and its sync fallback invents a token instead of failing.
+
+Rules this module keeps so callers can rely on them:
+
+* Every HTTP request, including caldav's own discovery requests, is counted in ``stats``.
+* hrefs are returned as the unquoted URL path (``/alice/cal/a b.ics``), whatever quoting the
+  server used, so they can be used as keys. Methods accept that form back, or a full URL.
+* Retrying happens here and only for requests that are safe to repeat: PROPFIND/REPORT, and
+  PUT/DELETE because ours always carry If-Match or If-None-Match (a repeat after a lost
+  answer turns into a 412 the caller already handles).
+* Failures are the exceptions of ``sync.errors``; caldav and niquests exceptions never leak.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self, cast
+from urllib.parse import quote, unquote, urljoin, urlsplit
+from xml.sax.saxutils import escape
+
+import tenacity
+from caldav import __version__ as caldav_version
+from caldav.collection import Calendar
+from caldav.davclient import DAVClient
+from caldav.lib import error as caldav_error
+from caldav.lib.http_sync import requests as http
+from lxml import etree
+
+from sync.capabilities import (
+    Capabilities,
+    capabilities_for,
+    detect_kind_from_token,
+    detect_server_kind,
+)
+from sync.errors import (
+    AlreadyExists,
+    InvalidSyncToken,
+    NotFound,
+    StoreError,
+    TransportError,
+    WrongEtag,
+)
+
+__all__ = [
+    "DavCalendar",
+    "Delta",
+    "FetchError",
+    "RequestStats",
+    "Resource",
+    "RetryPolicy",
+]
+
+log = logging.getLogger(__name__)
+
+DAV = "DAV:"
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+_XML_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
+_ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
+_USER_AGENT = f"followup-sync (python-caldav {caldav_version})"
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Characters left unescaped when turning a normalised path back into a request URL.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# No entity expansion, no network, no huge text nodes: answers are untrusted input.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def _tag(ns: str, name: str) -> str:
+    return f"{{{ns}}}{name}"
+
+
+# --------------------------------------------------------------------------- public data
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One calendar object resource as the server holds it.
+
+    ``data`` is the calendar-data text as the server sent it, UTF-8 encoded. Inside an XML
+    answer CRLF line ends arrive as LF (XML parsers must normalise them), so compare
+    content after parsing, not byte for byte with what was PUT.
+    """
+
+    href: str
+    etag: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FetchError:
+    """An href a multiget could not return; the other hrefs of the batch still come through.
+
+    ``status`` 0 means the server silently left the href out of its answer. A 404 here is a
+    reason to re-list, not proof of deletion: only a sync delta or a listing proves that.
+    """
+
+    href: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed since a sync token. An empty ``etag`` means the server did not report one."""
+
+    changed: dict[str, str]
+    deleted: frozenset[str]
+    token: str
+
+
+@dataclass
+class RequestStats:
+    """Request counters for tests and benchmarks; byte counts are bodies only, not headers."""
+
+    requests: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> RequestStats:
+        return RequestStats(
+            self.requests, self.bytes_sent, self.bytes_received, dict(self.by_method)
+        )
+
+    def since(self, earlier: RequestStats) -> RequestStats:
+        """The traffic between ``earlier`` (a copy) and now: tests assert on one call this way."""
+        return RequestStats(
+            self.requests - earlier.requests,
+            self.bytes_sent - earlier.bytes_sent,
+            self.bytes_received - earlier.bytes_received,
+            {
+                m: n - earlier.by_method.get(m, 0)
+                for m, n in self.by_method.items()
+                if n - earlier.by_method.get(m, 0)
+            },
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds for retrying transient failures; tests pass tiny values to stay fast.
+
+    ``attempts`` counts the first try. Waits grow from ``backoff_initial`` doubling up to
+    ``backoff_max``; a Retry-After on 429/503 is honoured up to ``retry_after_max``.
+    """
+
+    attempts: int = 3
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 30.0
+
+
+# --------------------------------------------------------------------------- internals
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+    url: str
+
+
+class _Retryable(TransportError):
+    """A transient failure; carries the server's Retry-After if it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        href: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, href=href, status=status)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _MsResponse:
+    """One DAV:response of a multistatus, reduced to what we read."""
+
+    href: str
+    status: int | None  # response-level status (deletions, 404s, truncation)
+    props: dict[str, Any]  # tag -> element, from 200 propstats only
+    prop_status: int | None  # first non-200 propstat status, if any
+    element: Any
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _status_code(text: str | None, where: str) -> int:
+    """'HTTP/1.1 404 Not Found' -> 404."""
+    parts = (text or "").split()
+    if len(parts) >= 2 and parts[1].isdigit():
+        return int(parts[1])
+    raise TransportError(f"unreadable DAV:status {text!r} in {where}")
+
+
+def _has_error(body: bytes, name: str) -> bool:
+    """True when a DAV:error body names the given precondition (valid-sync-token, ...)."""
+    if not body:
+        return False
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError:
+        return name.encode() in body
+    return any(isinstance(el.tag, str) and etree.QName(el).localname == name for el in root.iter())
+
+
+def _last_segment(url: str) -> str:
+    """The calendar id in a collection URL: its last path segment, unquoted."""
+    return unquote(urlsplit(url).path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _unfold_uids(data: bytes) -> set[str]:
+    """UID values of an iCalendar text; a text-match is a substring match, so recheck exactly."""
+    text = data.decode("utf-8", errors="replace")
+    text = re.sub(r"\r?\n[ \t]", "", text)
+    uids: set[str] = set()
+    for line in text.splitlines():
+        if line[:3].upper() != "UID" or len(line) < 4 or line[3] not in ":;":
+            continue
+        # The value starts after the first colon outside a quoted parameter value.
+        in_quotes = False
+        for i, ch in enumerate(line):
+            if ch == '"':
+                in_quotes = not in_quotes
+            elif ch == ":" and not in_quotes:
+                uids.add(line[i + 1 :])
+                break
+    return uids
+
+
+# --------------------------------------------------------------------------- the calendar
+
+
+class DavCalendar:
+    """One CalDAV calendar collection. Build it with ``connect`` or ``discover``."""
+
+    url: str
+    capabilities: Capabilities
+    stats: RequestStats
+
+    def __init__(
+        self,
+        client: DAVClient,
+        calendar_url: str,
+        *,
+        stats: RequestStats,
+        server_kind: str | None,
+        capability_overrides: Mapping[str, object] | None = None,
+        timeout: float = 30,
+        verify_tls: bool = True,
+        retry: RetryPolicy | None = None,
+        max_sync_pages: int = 1000,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Prefer ``connect``/``discover``; this takes an already-counting caldav client."""
+        if not calendar_url.endswith("/"):
+            calendar_url += "/"
+        parts = urlsplit(calendar_url)
+        self.url = calendar_url
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self.path = unquote(parts.path)
+        self.stats = stats
+        self._client = client
+        self._session = client.session
+        self._timeout = timeout
+        self._verify = verify_tls
+        self._retry = retry or RetryPolicy()
+        self._max_sync_pages = max_sync_pages
+        self._sleep = sleep
+        self._overrides = dict(capability_overrides or {})
+        # A kind given by config is final; a guessed "generic" is refined from the first answers.
+        self._kind_guessed = server_kind is None
+        kind = server_kind or detect_server_kind(url=calendar_url)
+        self.capabilities = capabilities_for(kind, self._overrides)
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def connect(
+        cls,
+        calendar_url: str,
+        *,
+        username: str | None,
+        password: str | None,
+        timeout: float = 30,
+        verify_tls: bool = True,
+        server_kind: str | None = None,
+        capability_overrides: Mapping[str, object] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> DavCalendar:
+        """A calendar whose URL is known: no request is sent until a method is called."""
+        stats = RequestStats()
+        client = _make_client(calendar_url, username, password, timeout, verify_tls, stats)
+        return cls(
+            client,
+            calendar_url,
+            stats=stats,
+            server_kind=server_kind,
+            capability_overrides=capability_overrides,
+            timeout=timeout,
+            verify_tls=verify_tls,
+            retry=retry,
+        )
+
+    @classmethod
+    def discover(
+        cls,
+        base_url: str,
+        *,
+        username: str | None,
+        password: str | None,
+        calendar: str,
+        create: bool = True,
+        timeout: float = 30,
+        verify_tls: bool = True,
+        server_kind: str | None = None,
+        capability_overrides: Mapping[str, object] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> DavCalendar:
+        """Principal -> calendar home -> the calendar whose id or display name is ``calendar``.
+
+        Done once per account set-up, so it uses caldav's discovery as is (not retried);
+        store the resulting ``url`` and use ``connect`` afterwards.
+        """
+        stats = RequestStats()
+        client = _make_client(base_url, username, password, timeout, verify_tls, stats)
+        try:
+            principal = client.get_principal()
+            # A sync client returns plain values; caldav's hints also allow coroutines.
+            calendars = cast("list[Calendar]", principal.get_calendars())
+            # Ids first: they need no request. Display names are cached from the listing.
+            found = next((c for c in calendars if _last_segment(str(c.url)) == calendar), None)
+            if found is None:
+                found = next((c for c in calendars if c.get_display_name() == calendar), None)
+            if found is None:
+                if not create:
+                    client.close()
+                    raise NotFound(f"no calendar {calendar!r} under {base_url}", href=base_url)
+                cal_id = calendar if _SAFE_NAME.fullmatch(calendar) else None
+                found = cast("Calendar", principal.make_calendar(name=calendar, cal_id=cal_id))
+            calendar_url = str(found.url)
+        except (http.exceptions.RequestException, OSError) as exc:
+            client.close()
+            raise TransportError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+        except caldav_error.DAVError as exc:
+            client.close()
+            raise StoreError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+        return cls(
+            client,
+            calendar_url,
+            stats=stats,
+            server_kind=server_kind,
+            capability_overrides=capability_overrides,
+            timeout=timeout,
+            verify_tls=verify_tls,
+            retry=retry,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- hrefs
+
+    def normalise_href(self, href: str) -> str:
+        """The key form of an href: the unquoted URL path.
+
+        A full URL or a relative name is taken as the server would send it (quoted); a
+        path starting with "/" is taken as already normalised, so that a name containing
+        a literal "%" survives a round trip.
+        """
+        if href.startswith("/"):
+            return href
+        return unquote(urlsplit(urljoin(self.url, href)).path)
+
+    def _from_server(self, href: str) -> str:
+        return unquote(urlsplit(urljoin(self.url, href)).path)
+
+    def _url_for(self, href: str) -> str:
+        return self._origin + quote(self.normalise_href(href), safe=_PATH_SAFE)
+
+    def href_for_uid(self, uid: str) -> str:
+        """Where a new resource for ``uid`` goes: the UID itself when it is a safe file name.
+
+        Anything else (slashes, spaces, non-ASCII, very long, leading dot) is replaced by
+        its SHA-1, so the name is valid on every server's storage and needs no quoting.
+        find_by_uid, not this function, is the way back from a UID to an href.
+        """
+        name = uid if _SAFE_NAME.fullmatch(uid) else hashlib.sha1(uid.encode()).hexdigest()
+        return f"{self.path}{name}.ics"
+
+    # ----------------------------------------------------------------- reading
+
+    def sync_token(self) -> str | None:
+        """The collection's current DAV:sync-token, or None if the server has none."""
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<D:propfind xmlns:D="DAV:"><D:prop><D:sync-token/></D:prop></D:propfind>'
+        )
+        reply = self._request("PROPFIND", self.url, body.encode(), {"Depth": "0"})
+        for resp in self._multistatus(reply, "PROPFIND sync-token"):
+            el = resp.props.get(_tag(DAV, "sync-token"))
+            if el is not None and (el.text or "").strip():
+                token = str(el.text).strip()
+                self._refine_kind_from_token(token)
+                return token
+        return None
+
+    def changes_since(self, token: str | None) -> Delta:
+        """sync-collection (RFC 6578), level 1, etags only; None = initial full enumeration.
+
+        One request when nothing changed. Truncated answers (507 on the collection) are
+        followed with the intermediate token. An invalid token raises InvalidSyncToken:
+        there is no silent fallback, the caller does the full listing and mark-and-sweep.
+        On servers whose ``capabilities.sync_token_trustworthy`` is False a stale token is
+        answered with a full listing instead, which this method cannot tell apart.
+        """
+        if not self.capabilities.sync_token:
+            raise StoreError(
+                f"{self.capabilities.kind} has no sync-collection; use list_etags()",
+                href=self.path,
+            )
+        changed: dict[str, str] = {}
+        deleted: set[str] = set()
+        current = token
+        for _ in range(self._max_sync_pages):
+            token_xml = (
+                f"<D:sync-token>{escape(current)}</D:sync-token>"
+                if current
+                else ("<D:sync-token/>")
+            )
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                f'<D:sync-collection xmlns:D="DAV:">{token_xml}'
+                "<D:sync-level>1</D:sync-level>"
+                "<D:prop><D:getetag/></D:prop></D:sync-collection>"
+            )
+            reply = self._request("REPORT", self.url, body.encode(), {"Depth": "0"})
+            if (
+                reply.status in (403, 409, 412)
+                and current is not None
+                and (reply.status == 412 or _has_error(reply.body, "valid-sync-token"))
+            ):
+                raise InvalidSyncToken(
+                    f"{self.path}: server rejected sync token {current!r}",
+                    href=self.path,
+                    status=reply.status,
+                )
+            root = self._multistatus_root(reply, "sync-collection")
+            truncated = False
+            for resp in self._responses(root, "sync-collection"):
+                if resp.href == self.path or resp.href.rstrip("/") == self.path.rstrip("/"):
+                    if resp.status == 507:
+                        truncated = True
+                    continue
+                if resp.status == 404:
+                    deleted.add(resp.href)
+                    changed.pop(resp.href, None)
+                    continue
+                etag_el = resp.props.get(_tag(DAV, "getetag"))
+                if resp.status not in (None, 200) and etag_el is None:
+                    continue
+                changed[resp.href] = str(etag_el.text or "").strip() if etag_el is not None else ""
+                deleted.discard(resp.href)
+            token_el = root.find(_tag(DAV, "sync-token"))
+            new_token = (token_el.text or "").strip() if token_el is not None else ""
+            if not new_token:
+                raise TransportError(
+                    f"sync-collection answer for {self.path} carries no sync-token",
+                    href=self.path,
+                    status=reply.status,
+                )
+            self._refine_kind_from_token(new_token)
+            current = new_token
+            if not truncated:
+                return Delta(changed=changed, deleted=frozenset(deleted), token=new_token)
+        raise TransportError(
+            f"{self.path}: sync-collection still truncated after {self._max_sync_pages} pages",
+            href=self.path,
+        )
+
+    def list_etags(self) -> dict[str, str]:
+        """href -> etag of every calendar object resource: one PROPFIND Depth 1.
+
+        This is the full listing for reconciliation and for servers whose tokens cannot
+        be trusted; the collection itself and any sub-collection are left out.
+        """
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/></D:prop>'
+            "</D:propfind>"
+        )
+        reply = self._request("PROPFIND", self.url, body.encode(), {"Depth": "1"})
+        etags: dict[str, str] = {}
+        for resp in self._multistatus(reply, "PROPFIND getetag"):
+            if resp.href.rstrip("/") == self.path.rstrip("/"):
+                continue
+            rtype = resp.props.get(_tag(DAV, "resourcetype"))
+            if rtype is not None and rtype.find(_tag(DAV, "collection")) is not None:
+                continue
+            etag_el = resp.props.get(_tag(DAV, "getetag"))
+            if etag_el is not None and (etag_el.text or "").strip():
+                etags[resp.href] = str(etag_el.text).strip()
+        return etags
+
+    def get_multi(
+        self, hrefs: Iterable[str], batch_size: int = 50
+    ) -> Iterator[Resource | FetchError]:
+        """calendar-multiget in batches, one REPORT per batch (never one GET per object).
+
+        Missing hrefs come back as FetchError and do not stop the others; an unreadable
+        answer raises TransportError naming the batch, since nothing in it can be trusted.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        wanted = list(dict.fromkeys(self.normalise_href(h) for h in hrefs))
+        for start in range(0, len(wanted), batch_size):
+            batch = wanted[start : start + batch_size]
+            label = (
+                f"calendar-multiget batch {start // batch_size + 1} "
+                f"({len(batch)} hrefs, {batch[0]} .. {batch[-1]})"
+            )
+            href_xml = "".join(
+                f"<D:href>{escape(quote(h, safe=_PATH_SAFE))}</D:href>" for h in batch
+            )
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                f'<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{CALDAV}">'
+                "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+                f"{href_xml}</C:calendar-multiget>"
+            )
+            reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+            responses = self._multistatus(reply, label)
+            seen: set[str] = set()
+            for resp in responses:
+                if resp.href not in batch or resp.href in seen:
+                    continue
+                seen.add(resp.href)
+                data_el = resp.props.get(_tag(CALDAV, "calendar-data"))
+                etag_el = resp.props.get(_tag(DAV, "getetag"))
+                if data_el is not None and resp.status in (None, 200):
+                    yield Resource(
+                        href=resp.href,
+                        etag=str(etag_el.text or "").strip() if etag_el is not None else "",
+                        data=str(data_el.text or "").encode("utf-8"),
+                    )
+                else:
+                    status = resp.status or resp.prop_status or 0
+                    yield FetchError(resp.href, status, f"{label}: server answered {status}")
+            for href in batch:
+                if href not in seen:
+                    yield FetchError(href, 0, f"{label}: missing from the server's answer")
+
+    def find_by_uid(self, uid: str) -> Resource | None:
+        """The resource holding ``uid`` under whatever href it has (VEVENT first, then VTODO).
+
+        Used after a crash between PUT and recording the href, and on servers where the
+        same UID may exist under another name. At most two REPORTs.
+        """
+        for comp in ("VEVENT", "VTODO"):
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                f'<C:calendar-query xmlns:D="DAV:" xmlns:C="{CALDAV}">'
+                "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+                '<C:filter><C:comp-filter name="VCALENDAR">'
+                f'<C:comp-filter name="{comp}"><C:prop-filter name="UID">'
+                f'<C:text-match collation="i;octet">{escape(uid)}</C:text-match>'
+                "</C:prop-filter></C:comp-filter></C:comp-filter></C:filter>"
+                "</C:calendar-query>"
+            )
+            reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+            for resp in self._multistatus(reply, f"calendar-query UID={uid!r}"):
+                data_el = resp.props.get(_tag(CALDAV, "calendar-data"))
+                if data_el is None:
+                    continue
+                data = str(data_el.text or "").encode("utf-8")
+                if uid not in _unfold_uids(data):
+                    continue
+                etag_el = resp.props.get(_tag(DAV, "getetag"))
+                etag = str(etag_el.text or "").strip() if etag_el is not None else ""
+                return Resource(href=resp.href, etag=etag, data=data)
+        return None
+
+    # ----------------------------------------------------------------- writing
+
+    def create(self, href: str, data: bytes) -> str:
+        """PUT with If-None-Match: * and return the new etag; AlreadyExists if taken.
+
+        Also AlreadyExists when the server refuses because the UID lives under another
+        href (409/412 no-uid-conflict). Where the server ignores If-None-Match
+        (capabilities), the href is checked first: a window remains, so callers on such
+        servers should still reconcile by UID.
+        """
+        key = self.normalise_href(href)
+        if not self.capabilities.if_none_match_honoured and self._etag_of(key) is not None:
+            raise AlreadyExists(f"{key} already exists", href=key, status=412)
+        headers = {"If-None-Match": "*", "Content-Type": _ICS_CONTENT_TYPE}
+        reply = self._request("PUT", self._url_for(key), data, headers)
+        if 200 <= reply.status < 300:
+            return self._etag_after_write(key, reply)
+        if reply.status in (409, 412):
+            what = (
+                "a resource with the same UID exists under another href"
+                if _has_error(reply.body, "no-uid-conflict")
+                else "something already exists there"
+            )
+            raise AlreadyExists(f"create {key}: {what}", href=key, status=reply.status)
+        raise self._unexpected(reply, "PUT", key)
+
+    def update(self, href: str, data: bytes, etag: str) -> str:
+        """PUT with If-Match (never If-Schedule-Tag-Match) and return the new etag.
+
+        A 412 is told apart with one PROPFIND: NotFound if the resource is gone,
+        WrongEtag if it changed. After a retried PUT whose first answer was lost, the
+        caller sees WrongEtag for its own write; re-reading shows its own content.
+        """
+        key = self.normalise_href(href)
+        headers = {"If-Match": etag, "Content-Type": _ICS_CONTENT_TYPE}
+        reply = self._request("PUT", self._url_for(key), data, headers)
+        if 200 <= reply.status < 300:
+            return self._etag_after_write(key, reply)
+        if reply.status == 404:
+            raise NotFound(f"update {key}: gone", href=key, status=404)
+        if reply.status == 412:
+            raise self._precondition_failed("update", key)
+        if reply.status == 409 and _has_error(reply.body, "no-uid-conflict"):
+            raise AlreadyExists(
+                f"update {key}: the new UID exists under another href", href=key, status=409
+            )
+        raise self._unexpected(reply, "PUT", key)
+
+    def delete(self, href: str, etag: str) -> None:
+        """DELETE with If-Match; WrongEtag if it changed meanwhile, NotFound if already gone."""
+        key = self.normalise_href(href)
+        reply = self._request("DELETE", self._url_for(key), None, {"If-Match": etag})
+        if 200 <= reply.status < 300:
+            return
+        if reply.status in (404, 410):
+            raise NotFound(f"delete {key}: already gone", href=key, status=reply.status)
+        if reply.status == 412:
+            raise self._precondition_failed("delete", key)
+        raise self._unexpected(reply, "DELETE", key)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _etag_after_write(self, key: str, reply: _Reply) -> str:
+        etag = reply.headers.get("etag", "").strip()
+        if etag and not etag.startswith("W/") and self.capabilities.etag_on_put:
+            return etag
+        fetched = self._etag_of(key)
+        if fetched is None:
+            raise TransportError(
+                f"{key} was written but the server reports no etag for it",
+                href=key,
+                status=reply.status,
+            )
+        return fetched
+
+    def _etag_of(self, key: str) -> str | None:
+        """Current etag of one resource (PROPFIND Depth 0); None when it does not exist."""
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>'
+        )
+        reply = self._request("PROPFIND", self._url_for(key), body.encode(), {"Depth": "0"})
+        if reply.status in (404, 410):
+            return None
+        for resp in self._multistatus(reply, f"PROPFIND {key}"):
+            el = resp.props.get(_tag(DAV, "getetag"))
+            if el is not None and (el.text or "").strip():
+                return str(el.text).strip()
+        return None
+
+    def _precondition_failed(self, action: str, key: str) -> StoreError:
+        if self._etag_of(key) is None:
+            return NotFound(f"{action} {key}: gone", href=key, status=412)
+        return WrongEtag(f"{action} {key}: changed on the server", href=key, status=412)
+
+    def _unexpected(self, reply: _Reply, method: str, key: str) -> StoreError:
+        if reply.status >= 500:
+            return TransportError(
+                f"{method} {key}: server error {reply.status}", href=key, status=reply.status
+            )
+        return StoreError(
+            f"{method} {key}: unexpected answer {reply.status}", href=key, status=reply.status
+        )
+
+    def _refine_kind_from_headers(self, headers: Mapping[str, str]) -> None:
+        if self._kind_guessed and self.capabilities.kind == "generic":
+            kind = detect_server_kind(headers, self.url)
+            if kind != "generic":
+                self.capabilities = capabilities_for(kind, self._overrides)
+
+    def _refine_kind_from_token(self, token: str) -> None:
+        if self._kind_guessed and self.capabilities.kind == "generic":
+            kind = detect_kind_from_token(token)
+            if kind is not None:
+                self.capabilities = capabilities_for(kind, self._overrides)
+
+    def _multistatus_root(self, reply: _Reply, what: str) -> Any:
+        if reply.status == 404:
+            raise NotFound(f"{what}: {self.path} does not exist", href=self.path, status=404)
+        if reply.status not in (200, 207):
+            raise self._unexpected(reply, what, self.path)
+        try:
+            root = etree.fromstring(reply.body, _PARSER)
+        except (etree.XMLSyntaxError, ValueError) as exc:
+            raise TransportError(
+                f"malformed XML in answer to {what} from {reply.url}: {exc}",
+                href=self.path,
+                status=reply.status,
+            ) from exc
+        if root.tag != _tag(DAV, "multistatus"):
+            raise TransportError(
+                f"answer to {what} from {reply.url} is not a DAV:multistatus",
+                href=self.path,
+                status=reply.status,
+            )
+        return root
+
+    def _multistatus(self, reply: _Reply, what: str) -> list[_MsResponse]:
+        return self._responses(self._multistatus_root(reply, what), what)
+
+    def _responses(self, root: Any, what: str) -> list[_MsResponse]:
+        out: list[_MsResponse] = []
+        for resp in root.iterchildren(_tag(DAV, "response")):
+            href_els = resp.findall(_tag(DAV, "href"))
+            if not href_els:
+                raise TransportError(f"DAV:response without href in {what}", href=self.path)
+            status_el = resp.find(_tag(DAV, "status"))
+            status = _status_code(status_el.text, what) if status_el is not None else None
+            props: dict[str, Any] = {}
+            prop_status: int | None = None
+            for propstat in resp.iterchildren(_tag(DAV, "propstat")):
+                ps_el = propstat.find(_tag(DAV, "status"))
+                ps = _status_code(ps_el.text if ps_el is not None else None, what)
+                prop = propstat.find(_tag(DAV, "prop"))
+                if ps == 200 and prop is not None:
+                    for child in prop:
+                        if isinstance(child.tag, str):
+                            props[child.tag] = child
+                elif prop_status is None:
+                    prop_status = ps
+            # A status response may list several hrefs (RFC 4918 14.24); expand them.
+            for href_el in href_els:
+                out.append(
+                    _MsResponse(
+                        href=self._from_server(str(href_el.text or "").strip()),
+                        status=status,
+                        props=props,
+                        prop_status=prop_status,
+                        element=resp,
+                    )
+                )
+        return out
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> _Reply:
+        """Send one request, retrying transient failures; every method we send is safe to repeat."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(1, self._retry.attempts)),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._send_once(method, url, body, headers)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        policy = self._retry
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, policy.retry_after_max)
+        backoff = policy.backoff_initial * (2 ** (state.attempt_number - 1))
+        return float(min(backoff, policy.backoff_max))
+
+    def _send_once(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> _Reply:
+        all_headers = {"User-Agent": _USER_AGENT}
+        if body is not None and method in ("PROPFIND", "REPORT"):
+            all_headers.update(_XML_HEADERS)
+        all_headers.update(headers)
+        href = unquote(urlsplit(url).path)
+        try:
+            resp = self._session.request(
+                method,
+                url,
+                data=body,
+                headers=all_headers,
+                auth=self._client.auth,
+                timeout=self._timeout,
+                verify=self._verify,
+            )
+            content = resp.content or b""
+        except (http.exceptions.RequestException, OSError) as exc:
+            raise _Retryable(f"{method} {href}: {type(exc).__name__}: {exc}", href=href) from exc
+        status = int(resp.status_code or 0)
+        resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+        log.debug("%s %s -> %s (%d bytes)", method, href, status, len(content))
+        self._refine_kind_from_headers(resp_headers)
+        if status in _RETRY_STATUSES:
+            raise _Retryable(
+                f"{method} {href}: server answered {status}",
+                href=href,
+                status=status,
+                retry_after=_parse_retry_after(resp_headers.get("retry-after")),
+            )
+        if status >= 500:
+            raise TransportError(
+                f"{method} {href}: server answered {status}", href=href, status=status
+            )
+        if status == 401:
+            raise StoreError(
+                f"{method} {href}: authentication failed (401); check username/password",
+                href=href,
+                status=401,
+            )
+        return _Reply(status=status, headers=resp_headers, body=content, url=url)
+
+
+def _make_client(
+    url: str,
+    username: str | None,
+    password: str | None,
+    timeout: float,
+    verify_tls: bool,
+    stats: RequestStats,
+) -> DAVClient:
+    """A caldav client with Basic auth pre-set and a counting session.
+
+    ``auth_type="basic"`` avoids the 401 round trip caldav otherwise makes before every
+    first request; counting is done on the session so caldav's own requests show too.
+    """
+    client = DAVClient(
+        url=url,
+        username=username,
+        password=password,
+        auth_type="basic" if password is not None else None,
+        timeout=math.ceil(timeout),
+        ssl_verify_cert=verify_tls,
+        enable_rfc6764=False,
+    )
+    _count_requests(client.session, stats)
+    return client
+
+
+def _count_requests(session: Any, stats: RequestStats) -> None:
+    """Wrap ``session.request`` so that every request, whoever sends it, is counted once."""
+    original = session.request
+
+    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        data = kwargs.get("data")
+        sent = len(data.encode() if isinstance(data, str) else data) if data else 0
+        stats.requests += 1
+        stats.bytes_sent += sent
+        key = method.upper()
+        stats.by_method[key] = stats.by_method.get(key, 0) + 1
+        resp = original(method, url, *args, **kwargs)
+        stats.bytes_received += len(resp.content or b"")
+        return resp
+
+    session.request = counted

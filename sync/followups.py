@@ -1,0 +1,148 @@
+"""The CRM side of the sync: follow-ups as the service stores them.
+
+A follow-up enters through ``import`` (the mapper's JSON document), the HTTP API or a
+pull from a calendar, and leaves through ``export``. Every write recomputes a content
+hash; the sync planner compares it with the hash both sides last agreed on, so reading
+the follow-ups for a pass costs one small query however large the documents are.
+
+Deleting keeps a tombstone: the calendar copy has to be deleted too, and a row that
+simply vanished would look the same as a follow-up that was never synced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mappings.model import FollowUp, load_followup
+from sync.state import Database, FollowUpRow, utcnow
+
+
+def content_hash(followup: FollowUp) -> str:
+    """Stable across runs and processes: canonical JSON of the document."""
+    canonical = json.dumps(followup.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CrmEntry:
+    """What the planner needs to know of one follow-up without loading its document."""
+
+    id: str
+    content_hash: str
+    deleted: bool
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+class FollowUpStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def import_followups(self, followups: Iterable[FollowUp]) -> ImportResult:
+        created, updated, unchanged = [], [], []
+        with self.db.sessions.begin() as session:
+            for followup in followups:
+                outcome = save(session, followup)
+                {"created": created, "updated": updated, "unchanged": unchanged}[outcome].append(followup.id)
+        return ImportResult(created, updated, unchanged)
+
+    def get(self, followup_id: str, *, include_deleted: bool = False) -> FollowUp | None:
+        with self.db.session() as session:
+            row = session.get(FollowUpRow, followup_id)
+            if row is None or (row.deleted and not include_deleted):
+                return None
+            return load_followup(row.document)
+
+    def all(self, *, include_deleted: bool = False) -> list[FollowUp]:
+        with self.db.session() as session:
+            query = select(FollowUpRow).order_by(FollowUpRow.id)
+            if not include_deleted:
+                query = query.where(FollowUpRow.deleted.is_(False))
+            return [load_followup(row.document) for row in session.scalars(query)]
+
+    def delete(self, followup_id: str) -> bool:
+        with self.db.sessions.begin() as session:
+            return tombstone(session, followup_id)
+
+    def put(self, followup: FollowUp) -> str:
+        with self.db.sessions.begin() as session:
+            return save(session, followup)
+
+
+def save(session: Session, followup: FollowUp, *, origin_account: str | None = None) -> str:
+    """Insert or update one follow-up in the caller's transaction; returns what happened."""
+    digest = content_hash(followup)
+    row = session.get(FollowUpRow, followup.id)
+    if row is None:
+        session.add(
+            FollowUpRow(
+                id=followup.id,
+                uid=followup.effective_uid,
+                kind=followup.kind.value,
+                owner=followup.owner,
+                document=followup.to_json_dict(),
+                content_hash=digest,
+                deleted=False,
+                updated_at=utcnow(),
+                origin_account=origin_account,
+            )
+        )
+        return "created"
+    if row.content_hash == digest and not row.deleted:
+        return "unchanged"
+    row.uid = followup.effective_uid
+    row.kind = followup.kind.value
+    row.owner = followup.owner
+    row.document = followup.to_json_dict()
+    row.content_hash = digest
+    row.deleted = False
+    row.updated_at = utcnow()
+    return "updated"
+
+
+def tombstone(session: Session, followup_id: str) -> bool:
+    row = session.get(FollowUpRow, followup_id)
+    if row is None or row.deleted:
+        return False
+    row.deleted = True
+    row.updated_at = utcnow()
+    return True
+
+
+def purge(session: Session, followup_id: str) -> None:
+    """Remove a follow-up for good (a tombstone whose calendar copies are all gone)."""
+    row = session.get(FollowUpRow, followup_id)
+    if row is not None:
+        session.delete(row)
+
+
+def crm_entries(session: Session, ids: Sequence[str] | None = None) -> dict[str, CrmEntry]:
+    query = select(FollowUpRow.id, FollowUpRow.content_hash, FollowUpRow.deleted, FollowUpRow.updated_at)
+    if ids is not None:
+        query = query.where(FollowUpRow.id.in_(ids))
+    return {
+        row.id: CrmEntry(row.id, row.content_hash, row.deleted, row.updated_at) for row in session.execute(query)
+    }
+
+
+def load_documents(session: Session, ids: Iterable[str]) -> dict[str, FollowUp]:
+    wanted = list(ids)
+    result: dict[str, FollowUp] = {}
+    for chunk_start in range(0, len(wanted), 500):
+        chunk = wanted[chunk_start : chunk_start + 500]
+        for row in session.scalars(select(FollowUpRow).where(FollowUpRow.id.in_(chunk))):
+            result[row.id] = load_followup(row.document)
+    return result

@@ -1,0 +1,140 @@
+"""Three-way merge of one follow-up edited on both sides since the last sync.
+
+A follow-up is merged part by part: each plain field, the series (start, end, zone and
+rule, which only make sense together), and each occurrence exception on its own. A part
+changed on one side only takes that side's value; a part changed on both sides to
+different values is a conflict, decided by the policy, and the losing value is returned
+so the conflict log keeps it. So a user who moves Tuesday's meeting in Thunderbird
+while someone renames the series in the CRM gets both changes, and no conflict.
+
+Policies: ``crm-wins``, ``server-wins``, ``newest-wins`` (the side modified last; the
+CRM when the server gives no LAST-MODIFIED).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mappings.equivalence import PLAIN_FIELDS, exception_map, series_signature
+from mappings.errors import MappingError
+from mappings.model import FollowUp, OccurrenceException, load_followup
+
+SERIES_FIELDS = ("start", "end", "timezone", "all_day", "recurrence", "ical_recurrence")
+
+
+class ConflictPolicy(StrEnum):
+    crm_wins = "crm-wins"
+    server_wins = "server-wins"
+    newest_wins = "newest-wins"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    part: str  # "title", "series", "exception 2025-01-13T09:00:00", "deleted"
+    winner: str  # "crm" or "server"
+    kept: Any
+    lost: Any
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    document: FollowUp
+    conflicts: tuple[Conflict, ...]
+
+
+def winner_side(policy: ConflictPolicy, crm_is_newer: bool | None) -> str:
+    if policy == ConflictPolicy.crm_wins:
+        return "crm"
+    if policy == ConflictPolicy.server_wins:
+        return "server"
+    return "server" if crm_is_newer is False else "crm"
+
+
+def merge(
+    base: FollowUp | None,
+    crm: FollowUp,
+    server: FollowUp,
+    *,
+    policy: ConflictPolicy,
+    crm_is_newer: bool | None,
+) -> MergeResult:
+    """Merge ``crm`` and ``server`` against ``base`` (None: no common ancestor, every difference conflicts)."""
+    winner = winner_side(policy, crm_is_newer)
+    conflicts: list[Conflict] = []
+    result: dict[str, Any] = crm.to_json_dict()
+    crm_doc, server_doc = crm.to_json_dict(), server.to_json_dict()
+    base_doc = base.to_json_dict() if base is not None else None
+
+    def pick(part: str, b: Any, c: Any, s: Any, *, same: bool) -> str:
+        """Which side's value this part takes."""
+        if same:
+            return "crm"
+        if base_doc is not None and c == b:
+            return "server"
+        if base_doc is not None and s == b:
+            return "crm"
+        conflicts.append(Conflict(part, winner, c if winner == "crm" else s, s if winner == "crm" else c))
+        return winner
+
+    for name in PLAIN_FIELDS:
+        b = base_doc.get(name) if base_doc else None
+        c, s = crm_doc.get(name), server_doc.get(name)
+        side = pick(name, b or None, c or None, s or None, same=(c or None) == (s or None))
+        _set(result, name, (crm_doc if side == "crm" else server_doc).get(name))
+
+    crm_series, server_series = series_signature(crm), series_signature(server)
+    base_series = series_signature(base) if base is not None else None
+    series_side = pick(
+        "series", base_series, crm_series, server_series, same=crm_series == server_series
+    )
+    if series_side == "server":
+        for name in SERIES_FIELDS:
+            _set(result, name, server_doc.get(name))
+
+    base_exc = exception_map(base) if base is not None else {}
+    crm_exc, server_exc = exception_map(crm), exception_map(server)
+    merged_exc: dict[str, str] = {}
+    for key in sorted(set(base_exc) | set(crm_exc) | set(server_exc)):
+        b, c, s = base_exc.get(key), crm_exc.get(key), server_exc.get(key)
+        side = pick(f"exception {key}", b, c, s, same=c == s)
+        value = c if side == "crm" else s
+        if value is not None:
+            merged_exc[key] = value
+    result["exceptions"] = [json.loads(v) for v in merged_exc.values()]
+
+    document, dropped = _valid_document(result)
+    conflicts.extend(
+        Conflict(f"exception {e.original_start.isoformat()}", winner="series", kept=None, lost=e.model_dump(mode="json"))
+        for e in dropped
+    )
+    return MergeResult(document, tuple(conflicts))
+
+
+def _set(doc: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        doc.pop(name, None)
+    else:
+        doc[name] = value
+
+
+def _valid_document(data: dict[str, Any]) -> tuple[FollowUp, list[OccurrenceException]]:
+    """Build the merged document, dropping exceptions the merged series no longer has.
+
+    That happens when one side changed the rule and the other edited an occurrence the
+    new rule does not produce; the edit is reported as lost rather than failing the item.
+    """
+    exceptions = list(data.get("exceptions") or [])
+    dropped: list[OccurrenceException] = []
+    while True:
+        try:
+            return load_followup({**data, "exceptions": exceptions}), dropped
+        except MappingError as exc:
+            field = exc.field or ""
+            if not field.startswith("exceptions.") or not exceptions:
+                raise
+            index = int(field.split(".")[1])
+            bad = exceptions.pop(index)
+            dropped.append(OccurrenceException.model_validate(bad))

@@ -1,0 +1,458 @@
+"""Decide what a sync pass will do, from data alone.
+
+``plan()`` is a pure function of three snapshots: the follow-ups (``CrmView``), what the
+server listed and what we fetched of it (``ServerView``), and what both sides agreed on
+at the end of the last pass (``StateEntry`` per follow-up). It returns a ``Plan``: a list
+of small frozen actions that can be printed (``--dry-run``), asserted in tests, and
+then carried out by ``sync.apply``. Nothing here talks to a server or a database.
+
+The decision table, per follow-up (CRM side × server side since the last pass):
+
+================  ==================  ===================================================
+CRM               server              action
+================  ==================  ===================================================
+unchanged         unchanged           nothing
+unchanged         cosmetic change     RecordState (new ETag/bytes; alarms, X- props kept)
+unchanged         changed             SaveFromServer (+ CreateFromServer for a split tail)
+unchanged         deleted             DeleteInCrm, or DetachInCrm (``on_server_delete``)
+changed           unchanged/cosmetic  UpdateOnServer (If-Match)
+changed           changed             Merge (per field and per occurrence; policy on clash)
+changed           deleted             conflict: CreateOnServer again, or DeleteInCrm
+deleted           unchanged/cosmetic  DeleteOnServer (If-Match)
+deleted           changed             conflict: DeleteOnServer, or SaveFromServer (restore)
+deleted           deleted             Forget
+new               absent              CreateOnServer (If-None-Match: *)
+new               present (same UID)  Adopt: RecordState if same meaning, else Merge without base
+absent            new on server       CreateFromServer if ``import_new``, else ignored
+================  ==================  ===================================================
+
+"Changed on the server" means the ETag moved *and* the content means something else
+(``mappings.equivalence``): servers rewrite ETags and clients add alarms, neither of
+which is an edit of the follow-up.
+
+Safety (vdirsyncer's StorageEmpty, OCS's mass-deletion reports): a full listing that
+comes back empty while the state remembers items, or a CRM side that is suddenly empty,
+stops the pass; so does a plan that deletes more than ``max_delete_percent`` of a
+calendar. Unreadable items are left alone and reported; they never count as deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mappings.equivalence import same_meaning
+from mappings.model import FollowUp, id_for_uid
+from sync.errors import SideEmpty, TooManyDeletes
+from sync.followups import CrmEntry
+from sync.merge import Conflict, ConflictPolicy, merge, winner_side
+
+
+class OnServerDelete(StrEnum):
+    delete = "delete"  # the follow-up is deleted in the CRM too
+    detach = "detach"  # the follow-up stays in the CRM, no longer linked to the calendar
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """What both sides agreed on for one follow-up at the end of the last pass."""
+
+    followup_id: str
+    uid: str
+    href: str
+    etag: str
+    synced_hash: str
+    synced_document: FollowUp
+
+
+@dataclass(frozen=True)
+class ServerDoc:
+    """A resource fetched this pass and read by the mapper."""
+
+    href: str
+    etag: str
+    uid: str
+    followups: tuple[FollowUp, ...]  # the series itself first, then tails split off by THISANDFUTURE
+    data: bytes
+    modified: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ServerView:
+    complete: bool  # True: ``etags`` holds every resource; False: only what changed since the token
+    etags: Mapping[str, str]
+    deleted: frozenset[str] = frozenset()
+    docs: Mapping[str, ServerDoc] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)  # href -> why it could not be read
+
+
+@dataclass(frozen=True)
+class CrmView:
+    entries: Mapping[str, CrmEntry]  # every follow-up that belongs in this calendar (tombstones too)
+    documents: Mapping[str, FollowUp]  # loaded for the entries that changed or are new
+    uids: Mapping[str, str]  # uid -> follow-up id, for recognising our own resources
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    policy: ConflictPolicy = ConflictPolicy.crm_wins
+    on_server_delete: OnServerDelete = OnServerDelete.delete
+    import_new: bool = False
+    max_delete_percent: float = 50.0
+    #: Below this many deletions the percentage rule does not apply: deleting 1 of 2 is normal.
+    min_deletes_for_threshold: int = 5
+    force_delete: bool = False
+
+
+# --- actions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateOnServer:
+    followup_id: str
+    uid: str
+    document: FollowUp
+    side = "server"
+    verb = "create"
+
+
+@dataclass(frozen=True)
+class UpdateOnServer:
+    followup_id: str
+    href: str
+    etag: str
+    document: FollowUp
+    base_data: bytes | None  # the server's bytes we patch, so unknown properties survive
+    side = "server"
+    verb = "update"
+
+
+@dataclass(frozen=True)
+class DeleteOnServer:
+    followup_id: str
+    href: str
+    etag: str
+    side = "server"
+    verb = "delete"
+
+
+@dataclass(frozen=True)
+class SaveFromServer:
+    """The server's version becomes the follow-up (and the agreed state)."""
+
+    followup_id: str
+    href: str
+    etag: str
+    document: FollowUp
+    data: bytes
+    side = "crm"
+    verb = "update"
+
+
+@dataclass(frozen=True)
+class CreateFromServer:
+    followup_id: str
+    href: str | None  # None for a tail split off another resource: it gets its own resource
+    etag: str | None
+    document: FollowUp
+    data: bytes | None
+    side = "crm"
+    verb = "create"
+
+
+@dataclass(frozen=True)
+class DeleteInCrm:
+    followup_id: str
+    side = "crm"
+    verb = "delete"
+
+
+@dataclass(frozen=True)
+class DetachInCrm:
+    followup_id: str
+    side = "crm"
+    verb = "detach"
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """Both sides already agree; remember the server's current ETag and bytes."""
+
+    followup_id: str
+    href: str
+    etag: str
+    document: FollowUp
+    data: bytes
+    side = "state"
+    verb = "record"
+
+
+@dataclass(frozen=True)
+class Forget:
+    followup_id: str
+    side = "state"
+    verb = "forget"
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Both sides changed: write the merged document where it differs from each side."""
+
+    followup_id: str
+    href: str
+    etag: str
+    document: FollowUp
+    server_data: bytes
+    push: bool  # the server needs the merged version
+    pull: bool  # the CRM needs the merged version
+    conflicts: tuple[Conflict, ...]
+    side = "both"
+    verb = "merge"
+
+
+Action = (
+    CreateOnServer
+    | UpdateOnServer
+    | DeleteOnServer
+    | SaveFromServer
+    | CreateFromServer
+    | DeleteInCrm
+    | DetachInCrm
+    | RecordState
+    | Forget
+    | Merge
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    skipped: tuple[tuple[str, str], ...]  # (item, reason): unreadable or ignored items
+    ignored_foreign: int = 0
+
+    def count(self, side: str, verb: str) -> int:
+        return sum(1 for a in self.actions if a.side == side and a.verb == verb)
+
+    @property
+    def conflicts(self) -> list[tuple[str, Conflict]]:
+        return [(a.followup_id, c) for a in self.actions if isinstance(a, Merge) for c in a.conflicts]
+
+    def deletions(self) -> int:
+        return sum(1 for a in self.actions if isinstance(a, (DeleteOnServer, DeleteInCrm)))
+
+
+def describe(action: Action) -> str:
+    """One line per action for ``--dry-run`` and the log."""
+    name = type(action).__name__
+    where = getattr(action, "href", None)
+    extra = f" at {where}" if where else ""
+    if isinstance(action, Merge):
+        extra += f" (push={action.push}, pull={action.pull}, conflicts={len(action.conflicts)})"
+    return f"{name} {action.followup_id}{extra}"
+
+
+# --- the planner -----------------------------------------------------------------------
+
+
+def plan(crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions) -> Plan:
+    _check_sides_not_empty(crm, server, state, options)
+    actions: list[Action] = []
+    skipped: list[tuple[str, str]] = []
+    by_href = {entry.href: entry for entry in state.values()}
+    claimed_hrefs: set[str] = set()
+
+    for followup_id in sorted(set(state) | set(crm.entries)):
+        entry = crm.entries.get(followup_id)
+        known = state.get(followup_id)
+        if known is not None:
+            claimed_hrefs.add(known.href)
+            if known.href in server.failed:
+                skipped.append((followup_id, server.failed[known.href]))
+                continue
+            actions.extend(_known_item(followup_id, entry, known, crm, server, options))
+        elif entry is not None and not entry.deleted:
+            doc = crm.documents[followup_id]
+            found = _server_doc_for_uid(server, doc.effective_uid, exclude=set(by_href))
+            if found is not None:
+                claimed_hrefs.add(found.href)
+                actions.extend(_adopt(doc, entry, found, options))
+            else:
+                actions.append(CreateOnServer(followup_id, doc.effective_uid, doc))
+
+    for href, doc in sorted(server.docs.items()):
+        if href in claimed_hrefs or href in by_href:
+            continue
+        followup_id = crm.uids.get(doc.uid) or id_for_uid(doc.uid)
+        if followup_id is not None and followup_id in crm.entries:
+            entry = crm.entries[followup_id]
+            if entry.deleted:
+                # Written before a crash, deleted in the CRM since: finish the delete.
+                actions.append(DeleteOnServer(followup_id, href, doc.etag))
+            continue
+        if options.import_new:
+            for index, followup in enumerate(doc.followups):
+                if index == 0:
+                    actions.append(CreateFromServer(followup.id, href, doc.etag, followup, doc.data))
+                else:
+                    actions.append(CreateFromServer(followup.id, None, None, followup, None))
+        else:
+            skipped.append((href, "created in a calendar client; import_new is off"))
+
+    result = Plan(tuple(actions), tuple(skipped))
+    _check_deletions(result, state, options)
+    return result
+
+
+def _known_item(
+    followup_id: str,
+    entry: CrmEntry | None,
+    known: StateEntry,
+    crm: CrmView,
+    server: ServerView,
+    options: PlanOptions,
+) -> list[Action]:
+    crm_state = "deleted" if entry is None or entry.deleted else (
+        "changed" if entry.content_hash != known.synced_hash else "unchanged"
+    )
+    doc = server.docs.get(known.href)
+    if doc is not None and doc.etag != known.etag:
+        server_state = "cosmetic" if same_meaning(doc.followups[0], known.synced_document) and len(doc.followups) == 1 else "changed"
+    elif server.complete and known.href not in server.etags:
+        server_state = "deleted"
+    elif not server.complete and known.href in server.deleted:
+        server_state = "deleted"
+    else:
+        server_state = "unchanged"
+        doc = None
+
+    crm_doc = crm.documents.get(followup_id)
+    crm_is_newer = _crm_is_newer(entry, doc)
+
+    if crm_state == "unchanged":
+        if server_state == "unchanged":
+            return []
+        assert doc is not None or server_state == "deleted"
+        if server_state == "cosmetic":
+            assert doc is not None
+            return [RecordState(followup_id, doc.href, doc.etag, known.synced_document, doc.data)]
+        if server_state == "changed":
+            assert doc is not None
+            return _save_from_server(followup_id, doc)
+        if options.on_server_delete == OnServerDelete.detach:
+            return [DetachInCrm(followup_id)]
+        return [DeleteInCrm(followup_id)]
+
+    if crm_state == "changed":
+        assert crm_doc is not None
+        if server_state == "unchanged":
+            return [UpdateOnServer(followup_id, known.href, known.etag, crm_doc, None)]
+        if server_state == "cosmetic":
+            assert doc is not None
+            return [UpdateOnServer(followup_id, doc.href, doc.etag, crm_doc, doc.data)]
+        if server_state == "changed":
+            assert doc is not None
+            return [_merge(followup_id, known.synced_document, crm_doc, doc, options, crm_is_newer)]
+        # Deleted on the server, edited in the CRM.
+        if winner_side(options.policy, crm_is_newer) == "crm":
+            return [Forget(followup_id), CreateOnServer(followup_id, crm_doc.effective_uid, crm_doc)]
+        return [DeleteInCrm(followup_id)]
+
+    # Deleted in the CRM.
+    if server_state in ("unchanged", "cosmetic"):
+        etag = doc.etag if doc is not None else known.etag
+        return [DeleteOnServer(followup_id, known.href, etag)]
+    if server_state == "changed":
+        assert doc is not None
+        if winner_side(options.policy, crm_is_newer) == "crm":
+            return [DeleteOnServer(followup_id, known.href, doc.etag)]
+        return _save_from_server(followup_id, doc)
+    return [Forget(followup_id)]
+
+
+def _save_from_server(followup_id: str, doc: ServerDoc) -> list[Action]:
+    series, *tails = doc.followups
+    series = series.model_copy(update={"id": followup_id})
+    actions: list[Action] = [SaveFromServer(followup_id, doc.href, doc.etag, series, doc.data)]
+    actions.extend(CreateFromServer(tail.id, None, None, tail, None) for tail in tails)
+    return actions
+
+
+def _merge(
+    followup_id: str,
+    base: FollowUp | None,
+    crm_doc: FollowUp,
+    doc: ServerDoc,
+    options: PlanOptions,
+    crm_is_newer: bool | None,
+) -> Merge:
+    server_doc = doc.followups[0].model_copy(update={"id": followup_id, "uid": crm_doc.uid})
+    result = merge(base, crm_doc, server_doc, policy=options.policy, crm_is_newer=crm_is_newer)
+    merged = result.document
+    return Merge(
+        followup_id,
+        doc.href,
+        doc.etag,
+        merged,
+        doc.data,
+        push=not same_meaning(merged, server_doc),
+        pull=not same_meaning(merged, crm_doc),
+        conflicts=result.conflicts,
+    )
+
+
+def _adopt(doc: FollowUp, entry: CrmEntry, found: ServerDoc, options: PlanOptions) -> list[Action]:
+    """A resource with our UID exists although we never recorded it (a crash after the write)."""
+    server_doc = found.followups[0].model_copy(update={"id": doc.id, "uid": doc.uid})
+    if same_meaning(server_doc, doc):
+        return [RecordState(doc.id, found.href, found.etag, doc, found.data)]
+    return [_merge(doc.id, None, doc, found, options, _crm_is_newer(entry, found))]
+
+
+def _server_doc_for_uid(server: ServerView, uid: str, *, exclude: set[str]) -> ServerDoc | None:
+    for href, doc in server.docs.items():
+        if doc.uid == uid and href not in exclude:
+            return doc
+    return None
+
+
+def _crm_is_newer(entry: CrmEntry | None, doc: ServerDoc | None) -> bool | None:
+    if entry is None or doc is None or doc.modified is None:
+        return None
+    return entry.updated_at >= doc.modified
+
+
+def _check_sides_not_empty(
+    crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions
+) -> None:
+    if not state or options.force_delete:
+        return
+    if server.complete and not server.etags:
+        raise SideEmpty(
+            f"the calendar listed no items, but {len(state)} were synced before; "
+            "refusing to treat that as 'delete everything' (use --force-delete if it is real)"
+        )
+    live = [e for e in crm.entries.values() if not e.deleted]
+    if not live and not any(e.deleted for e in crm.entries.values()):
+        raise SideEmpty(
+            f"no follow-ups belong to this calendar any more, but {len(state)} were synced before; "
+            "refusing to delete them all from the calendar (use --force-delete if it is real)"
+        )
+
+
+def _check_deletions(result: Plan, state: Mapping[str, StateEntry], options: PlanOptions) -> None:
+    if options.force_delete:
+        return
+    deletions = result.deletions()
+    total = max(len(state), 1)
+    percent = 100.0 * deletions / total
+    if deletions >= options.min_deletes_for_threshold and percent > options.max_delete_percent:
+        raise TooManyDeletes(
+            f"this pass would delete {deletions} of {total} items ({percent:.0f} %), more than the "
+            f"configured {options.max_delete_percent:.0f} %; nothing was changed (use --force-delete "
+            "or raise max_delete_percent if it is real)",
+            deletions=deletions,
+            total=total,
+            threshold_percent=options.max_delete_percent,
+        )

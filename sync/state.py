@@ -1,0 +1,190 @@
+"""The service's database: the follow-ups themselves and what we know of each calendar.
+
+SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
+
+``followups``       the CRM side: one row per follow-up, the document as JSON, a content
+                    hash and a tombstone flag (a deleted follow-up stays as a tombstone
+                    until every account has removed it from its calendar).
+``sync_items``      per account and follow-up, the last state both sides agreed on: href,
+                    ETag, the agreed document (the merge base for conflicts) and the
+                    server's bytes (the base our writes patch, so that alarms and X-
+                    properties a client added survive).
+``collections``     per account: calendar URL, sync token, server kind, last run.
+``pending_hrefs``   server items that failed (bad iCalendar, 5xx on fetch): retried on the
+                    next pass even when the sync token no longer lists them.
+``conflicts``       the losing side of every conflict, for ``followup-sync conflicts``.
+``meta``            the schema version.
+
+Every write the sync worker makes to the server is recorded in its own transaction,
+item by item, so a crash loses at most the record of one write, which the next pass
+recognises by UID and content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+SCHEMA_VERSION = 1
+DEFAULT_DATABASE = "followup-sync.sqlite"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: DateTime(timezone=True)}
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class FollowUpRow(Base):
+    __tablename__ = "followups"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(512), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
+    document: Mapped[dict[str, object]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Which account's calendar a follow-up made in a calendar client came from.
+    origin_account: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class SyncItem(Base):
+    __tablename__ = "sync_items"
+    __table_args__ = (UniqueConstraint("account", "href", name="uq_sync_items_href"),)
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    followup_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(512))
+    href: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(255))
+    synced_hash: Mapped[str] = mapped_column(String(64))
+    synced_document: Mapped[dict[str, object]] = mapped_column(JSON)
+    server_data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The calendar copy was deleted and ``on_server_delete = "detach"``: the follow-up
+    #: stays in the CRM and is no longer synced to this account.
+    detached: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CollectionState(Base):
+    __tablename__ = "collections"
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    calendar_url: Mapped[str] = mapped_column(String(1024))
+    sync_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    server_kind: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_full_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_result: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PendingHref(Base):
+    __tablename__ = "pending_hrefs"
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    href: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConflictRecord(Base):
+    __tablename__ = "conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(255), index=True)
+    followup_id: Mapped[str] = mapped_column(String(255), index=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    part: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(32))
+    winner: Mapped[str] = mapped_column(String(16))
+    kept_value: Mapped[object] = mapped_column(JSON, nullable=True)
+    lost_value: Mapped[object] = mapped_column(JSON, nullable=True)
+
+
+class Database:
+    """Owns the engine and hands out sessions; one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = _make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Database:
+        """Open (and create if needed) the database; a bare path means a SQLite file."""
+        db = cls(database_url(url))
+        db.create_schema()
+        return db
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+        with self.sessions.begin() as session:
+            row = session.get(Meta, "schema_version")
+            if row is None:
+                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def schema_version(self) -> int:
+        with self.sessions() as session:
+            value = session.scalar(select(Meta.value).where(Meta.key == "schema_version"))
+        return int(value) if value else 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def database_url(value: str | None) -> str:
+    if not value:
+        value = os.environ.get("FOLLOWUP_SYNC_DATABASE", DEFAULT_DATABASE)
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser()}"
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:" and not Path(path).exists():
+            # The store holds calendar data and server ETags: readable by the owner only.
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
+            os.close(fd)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)

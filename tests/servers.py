@@ -1,0 +1,231 @@
+"""Real CalDAV servers for the integration tests, started as subprocesses.
+
+Subprocesses rather than threads: a crashed or hung server cannot take the test
+process with it, shutdown is a plain SIGTERM, and each server gets its own
+throw-away directory and a free port picked at start time (caldav.testing pins
+ports 5232/8993, which collides with anything else running on the machine).
+
+Nothing here imports the project: the fixtures must keep working when
+``sync.dav`` is broken, so that its tests can say so.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+HOST = "127.0.0.1"
+USERNAME = "alice"
+PASSWORD = "secret"
+START_TIMEOUT = 20.0
+
+CalendarUrlFactory = Callable[[str | None], str]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a test needs to talk to one server; ``calendar_url_factory(name)`` makes a calendar."""
+
+    kind: str
+    url: str
+    username: str | None
+    password: str | None
+    calendar_url_factory: CalendarUrlFactory
+
+
+@dataclass
+class RunningServer:
+    """A started server process plus where its calendars live."""
+
+    kind: str
+    base_url: str
+    home_path: str  # calendar home, where MKCALENDAR goes
+    username: str | None
+    password: str | None
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log_file: IO[bytes] | None = field(repr=False, default=None)
+
+    @property
+    def home_url(self) -> str:
+        return self.base_url.rstrip("/") + self.home_path
+
+    def make_calendar(self, name: str | None = None) -> str:
+        """MKCALENDAR a fresh, empty calendar and return its URL (with a trailing slash)."""
+        name = name or f"cal-{uuid.uuid4().hex[:12]}"
+        url = f"{self.home_url}{name}/"
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+            f"<D:set><D:prop><D:displayname>{name}</D:displayname></D:prop></D:set>"
+            "</C:mkcalendar>"
+        ).encode()
+        status = _http(self, "MKCALENDAR", url, body, {"Content-Type": "application/xml"})
+        if status not in (200, 201):
+            raise RuntimeError(f"MKCALENDAR {url} on {self.kind} answered {status}")
+        return url
+
+    def info(self) -> ServerInfo:
+        return ServerInfo(
+            kind=self.kind,
+            url=self.base_url,
+            username=self.username,
+            password=self.password,
+            calendar_url_factory=self.make_calendar,
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if the server does not go within 5 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self._log_file is not None:
+            self._log_file.close()
+
+
+def _http(
+    server: RunningServer, method: str, url: str, body: bytes | None, headers: dict[str, str]
+) -> int:
+    """One request with the stdlib, so the fixtures never depend on the code under test."""
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers))
+    if server.username is not None and server.password is not None:
+        token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def free_port() -> int:
+    """A port the kernel just considered free; the caller retries if someone grabs it first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(server: RunningServer) -> None:
+    """Poll until the server answers anything over HTTP (401/404 count: it is listening)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.kind} exited with {server.process.returncode} during start-up:\n"
+                + server.log_path.read_text(errors="replace")[-2000:]
+            )
+        try:
+            _http(server, "OPTIONS", server.base_url, None, {})
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{server.kind} did not answer within {START_TIMEOUT} s")
+
+
+def _launch(
+    kind: str, argv: list[str], port: int, tmp: Path, home_path: str, auth: bool
+) -> RunningServer:
+    log_path = tmp / f"{kind}-{port}.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(  # the argv is built here from fixed parts, not user input
+        argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp
+    )
+    server = RunningServer(
+        kind=kind,
+        base_url=f"http://{HOST}:{port}/",
+        home_path=home_path,
+        username=USERNAME if auth else None,
+        password=PASSWORD if auth else None,
+        process=process,
+        log_path=log_path,
+        _log_file=log_file,
+    )
+    _wait_until_up(server)
+    return server
+
+
+def _with_port_retry(start: Callable[[int], RunningServer]) -> RunningServer:
+    """Retry with a new port when the picked one was taken between probing and binding."""
+    last: Exception | None = None
+    for _ in range(3):
+        try:
+            return start(free_port())
+        except RuntimeError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+def start_radicale(tmp: Path) -> RunningServer:
+    """Radicale 3 with htpasswd plain auth (alice/secret) and owner_only rights."""
+    users = tmp / "users"
+    users.write_text(f"{USERNAME}:{PASSWORD}\n")
+
+    def start(port: int) -> RunningServer:
+        argv = [
+            sys.executable, "-m", "radicale",
+            "--config", "",  # ignore /etc/radicale and ~/.config/radicale
+            "--server-hosts", f"{HOST}:{port}",
+            "--storage-filesystem-folder", str(tmp / "collections"),
+            "--auth-type", "htpasswd",
+            "--auth-htpasswd-filename", str(users),
+            "--auth-htpasswd-encryption", "plain",
+            "--rights-type", "owner_only",
+            "--logging-level", "warning",
+        ]  # fmt: skip
+        server = _launch("radicale", argv, port, tmp, f"/{USERNAME}/", auth=True)
+        # Radicale creates the principal collection on the owner's first PROPFIND.
+        _http(server, "PROPFIND", f"{server.base_url}{USERNAME}/", None, {"Depth": "0"})
+        return server
+
+    return _with_port_retry(start)
+
+
+def start_xandikos(tmp: Path) -> RunningServer:
+    """Xandikos without auth (its --htpasswd needs HTTPS); principal /alice/."""
+
+    def start(port: int) -> RunningServer:
+        argv = [
+            sys.executable, "-m", "xandikos", "serve",
+            "-d", str(tmp / "data"),
+            "--state-dir", str(tmp / "state"),
+            "--defaults",
+            "-l", HOST, "-p", str(port),
+            "--current-user-principal", f"/{USERNAME}/",
+            "--no-detect-systemd",
+        ]  # fmt: skip
+        return _launch("xandikos", argv, port, tmp, f"/{USERNAME}/calendars/", auth=False)
+
+    return _with_port_retry(start)
+
+
+STARTERS: dict[str, Callable[[Path], RunningServer]] = {
+    "radicale": start_radicale,
+    "xandikos": start_xandikos,
+}
+
+
+@contextlib.contextmanager
+def running(kind: str, tmp: Path) -> Iterator[RunningServer]:
+    server = STARTERS[kind](tmp)
+    try:
+        yield server
+    finally:
+        server.stop()
