@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mappings.model import FollowUp, load_followup
-from sync.state import Database, FollowUpRow, utcnow
+from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 
 def content_hash(followup: FollowUp) -> str:
@@ -134,7 +134,7 @@ def crm_entries(session: Session, ids: Sequence[str] | None = None) -> dict[str,
     if ids is not None:
         query = query.where(FollowUpRow.id.in_(ids))
     return {
-        row.id: CrmEntry(row.id, row.content_hash, row.deleted, row.updated_at) for row in session.execute(query)
+        row.id: CrmEntry(row.id, row.content_hash, row.deleted, as_utc(row.updated_at)) for row in session.execute(query)
     }
 
 

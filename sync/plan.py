@@ -64,7 +64,8 @@ class StateEntry:
     href: str
     etag: str
     synced_hash: str
-    synced_document: FollowUp
+    #: Loaded only for items the server changed (the merge base); None otherwise.
+    synced_document: FollowUp | None
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,9 @@ def _known_item(
     )
     doc = server.docs.get(known.href)
     if doc is not None and doc.etag != known.etag:
-        server_state = "cosmetic" if same_meaning(doc.followups[0], known.synced_document) and len(doc.followups) == 1 else "changed"
+        base = known.synced_document
+        cosmetic = base is not None and len(doc.followups) == 1 and same_meaning(doc.followups[0], base)
+        server_state = "cosmetic" if cosmetic else "changed"
     elif server.complete and known.href not in server.etags:
         server_state = "deleted"
     elif not server.complete and known.href in server.deleted:
@@ -335,7 +338,7 @@ def _known_item(
             return []
         assert doc is not None or server_state == "deleted"
         if server_state == "cosmetic":
-            assert doc is not None
+            assert doc is not None and known.synced_document is not None
             return [RecordState(followup_id, doc.href, doc.etag, known.synced_document, doc.data)]
         if server_state == "changed":
             assert doc is not None

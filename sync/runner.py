@@ -1,0 +1,380 @@
+"""One sync pass for one account: list, fetch, plan, apply, remember.
+
+The steps, and the requests each costs on a server with sync tokens:
+
+1. **List** what changed since the stored token: one REPORT sync-collection. Without a
+   token, with an invalid one, or on ``--full``, the whole calendar is listed instead
+   (href + ETag only). A listing that fails ends the pass before anything is planned, so
+   a failed listing can never look like "everything was deleted".
+2. **Fetch** the resources whose ETag differs from the state, plus the ones that failed
+   last time, with calendar-multiget in batches, and read each with the mapper. An item
+   that cannot be read is reported by href, remembered in ``pending_hrefs`` and left
+   alone; it is retried next pass even though the token has moved on.
+3. **Plan** with ``sync.plan.plan`` — pure, so ``--dry-run`` stops here and prints it.
+4. **Apply** action by action (``sync.apply``), then store the new token.
+
+An idle pass is therefore one request; a pass with changes is one REPORT, one multiget
+per ``batch_size`` changed items, and one write per changed follow-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select
+
+from mappings.errors import MappingError
+from mappings.from_ical import parse_components
+from mappings.model import FollowUp, id_for_uid, load_followup
+from mappings.resource import read
+from sync import followups as crm_store
+from sync.apply import Applier, ApplyReport, fetch_one
+from sync.config import Account
+from sync.dav import DavCalendar, FetchError, Resource
+from sync.errors import InvalidSyncToken
+from sync.followups import CrmEntry
+from sync.plan import (
+    Action,
+    CreateOnServer,
+    CrmView,
+    Plan,
+    PlanOptions,
+    ServerDoc,
+    ServerView,
+    StateEntry,
+    plan,
+)
+from sync.state import CollectionState, Database, FollowUpRow, PendingHref, SyncItem, as_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+#: Called with (done, total) while the plan is applied; the CLI draws a progress bar.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class PassReport:
+    account: str
+    mode: str  # "incremental" or "full"
+    dry_run: bool
+    plan: Plan
+    fetched: int = 0
+    requests: int = 0
+    applied: ApplyReport = field(default_factory=ApplyReport)
+    read_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        return self.read_errors + self.applied.errors
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _Listing:
+    complete: bool
+    etags: dict[str, str]
+    deleted: frozenset[str]
+    token: str | None
+
+
+class SyncPass:
+    def __init__(
+        self,
+        account: Account,
+        db: Database,
+        *,
+        calendar: DavCalendar | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.account = account
+        self.db = db
+        self.clock = clock
+        self.calendar = calendar or self._connect()
+        self.options = PlanOptions(
+            policy=account.conflict_policy,
+            on_server_delete=account.on_server_delete,
+            import_new=account.import_new,
+            max_delete_percent=account.max_delete_percent,
+        )
+
+    # --- connecting ------------------------------------------------------------------------
+
+    def _connect(self) -> DavCalendar:
+        account = self.account
+        with self.db.session() as session:
+            known = session.get(CollectionState, account.name)
+        url = account.calendar_url or (known.calendar_url if known else None)
+        common = dict(
+            username=account.username,
+            password=account.password(),
+            timeout=account.timeout,
+            verify_tls=account.verify_tls,
+            server_kind=account.server_kind,
+        )
+        if url:
+            return DavCalendar.connect(url, **common)  # type: ignore[arg-type]
+        calendar = DavCalendar.discover(account.url, calendar=account.calendar, create=True, **common)  # type: ignore[arg-type]
+        with self.db.sessions.begin() as session:
+            state = session.get(CollectionState, account.name)
+            if state is None:
+                session.add(CollectionState(account=account.name, calendar_url=calendar.url))
+            else:
+                state.calendar_url = calendar.url
+        return calendar
+
+    # --- the pass ----------------------------------------------------------------------------
+
+    def run(self, *, dry_run: bool = False, full: bool = False, force_delete: bool = False,
+            progress: Progress | None = None) -> PassReport:
+        if force_delete:
+            self.options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
+        before = self.calendar.stats.copy()
+        collection = self._collection()
+        listing = self._list(collection.sync_token if not full else None)
+        state = self._state_entries()
+        by_href = {entry.href: entry for entry in state.values()}
+        pending = self._pending_hrefs()
+        wanted = [
+            href
+            for href, etag in sorted(listing.etags.items())
+            if href not in by_href or not etag or etag != by_href[href].etag or href in pending
+        ]
+        wanted += [href for href in sorted(pending) if href not in listing.etags and href not in listing.deleted]
+        docs, failed = self._fetch(wanted, by_href)
+        state = self._with_documents(state, {by_href[h].followup_id for h in docs if h in by_href})
+        crm = self._crm_view(state)
+        server = ServerView(listing.complete, listing.etags, listing.deleted, docs, failed)
+        the_plan = plan(crm, server, state, self.options)
+        report = PassReport(
+            self.account.name, "full" if listing.complete else "incremental", dry_run, the_plan,
+            fetched=len(docs), read_errors=sorted(failed.items()),
+        )
+        if not dry_run:
+            applier = Applier(
+                self.account.name, self.db, self.calendar,
+                policy=self.options.policy.value, replan=self._replan, clock=self.clock,
+            )
+            total = len(the_plan.actions)
+            done = 0
+
+            def step() -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+
+            report.applied = applier.run(the_plan, progress=step)
+            self._finish(listing, failed, set(docs), report)
+        report.requests = self.calendar.stats.since(before).requests
+        return report
+
+    def _collection(self) -> CollectionState:
+        with self.db.sessions.begin() as session:
+            state = session.get(CollectionState, self.account.name)
+            if state is None:
+                state = CollectionState(account=self.account.name, calendar_url=self.calendar.url)
+                session.add(state)
+            return state
+
+    def _list(self, token: str | None) -> _Listing:
+        caps = self.calendar.capabilities
+        if caps.sync_token:
+            if token:
+                try:
+                    delta = self.calendar.changes_since(token)
+                    return _Listing(False, delta.changed, delta.deleted, delta.token)
+                except InvalidSyncToken:
+                    log.info("%s: the server no longer knows our sync token; listing everything", self.account.name)
+            delta = self.calendar.changes_since(None)
+            return _Listing(True, delta.changed, frozenset(), delta.token)
+        token = self.calendar.sync_token()
+        return _Listing(True, self.calendar.list_etags(), frozenset(), token)
+
+    def _fetch(
+        self, hrefs: list[str], by_href: dict[str, StateEntry]
+    ) -> tuple[dict[str, ServerDoc], dict[str, str]]:
+        docs: dict[str, ServerDoc] = {}
+        failed: dict[str, str] = {}
+        if not hrefs:
+            return docs, failed
+        known_docs = self._synced_documents({by_href[h].followup_id for h in hrefs if h in by_href})
+        for result in self.calendar.get_multi(hrefs, batch_size=self.account.batch_size):
+            if isinstance(result, FetchError):
+                failed[result.href] = f"could not be fetched ({result.status or 'missing'}): {result.reason}"
+                continue
+            known_entry = by_href.get(result.href)
+            known = known_docs.get(known_entry.followup_id) if known_entry else None
+            try:
+                docs[result.href] = self._read(result, known)
+            except MappingError as exc:
+                failed[result.href] = str(exc)
+        for href, reason in failed.items():
+            log.warning("%s: %s: %s", self.account.name, href, reason)
+        return docs, failed
+
+    def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
+        parsed = read(resource.data)
+        followups = parse_components(
+            parsed.components, default_timezone=self.account.default_timezone, known=known
+        )
+        if known is not None:
+            followups[0] = followups[0].model_copy(update={"id": known.id, "uid": known.uid, "owner": known.owner})
+        return ServerDoc(resource.href, resource.etag, parsed.uid, tuple(followups), resource.data, parsed.modified)
+
+    # --- state -------------------------------------------------------------------------------
+
+    def _state_entries(self) -> dict[str, StateEntry]:
+        with self.db.session() as session:
+            rows = session.execute(
+                select(SyncItem.followup_id, SyncItem.uid, SyncItem.href, SyncItem.etag, SyncItem.synced_hash).where(
+                    SyncItem.account == self.account.name, SyncItem.detached.is_(False)
+                )
+            )
+            return {row.followup_id: StateEntry(row.followup_id, row.uid, row.href, row.etag, row.synced_hash, None) for row in rows}
+
+    def _synced_documents(self, ids: set[str]) -> dict[str, FollowUp]:
+        if not ids:
+            return {}
+        result = {}
+        with self.db.session() as session:
+            for row in session.execute(
+                select(SyncItem.followup_id, SyncItem.synced_document).where(
+                    SyncItem.account == self.account.name, SyncItem.followup_id.in_(ids)
+                )
+            ):
+                result[row.followup_id] = load_followup(row.synced_document)
+        return result
+
+    def _with_documents(self, state: dict[str, StateEntry], ids: set[str]) -> dict[str, StateEntry]:
+        documents = self._synced_documents(ids)
+        for followup_id, document in documents.items():
+            entry = state[followup_id]
+            state[followup_id] = StateEntry(entry.followup_id, entry.uid, entry.href, entry.etag, entry.synced_hash, document)
+        return state
+
+    def _crm_view(self, state: dict[str, StateEntry]) -> CrmView:
+        account = self.account
+        entries: dict[str, CrmEntry] = {}
+        uids: dict[str, str] = {}
+        with self.db.session() as session:
+            detached = set(
+                session.scalars(
+                    select(SyncItem.followup_id).where(SyncItem.account == account.name, SyncItem.detached.is_(True))
+                )
+            )
+            rows = session.execute(
+                select(
+                    FollowUpRow.id, FollowUpRow.uid, FollowUpRow.kind, FollowUpRow.owner, FollowUpRow.content_hash,
+                    FollowUpRow.deleted, FollowUpRow.updated_at, FollowUpRow.origin_account,
+                )
+            )
+            for row in rows:
+                if row.id in detached:
+                    continue
+                belongs = row.id in state or row.origin_account == account.name or (
+                    row.origin_account is None and account.selects(followup_id=row.id, owner=row.owner, kind=row.kind)
+                )
+                if not belongs:
+                    continue
+                entries[row.id] = CrmEntry(row.id, row.content_hash, row.deleted, as_utc(row.updated_at))
+                uids[row.uid] = row.id
+            wanted = [
+                e.id
+                for e in entries.values()
+                if not e.deleted and (e.id not in state or state[e.id].synced_hash != e.content_hash)
+            ]
+            documents = crm_store.load_documents(session, wanted)
+        return CrmView(entries, documents, uids)
+
+    def _pending_hrefs(self) -> set[str]:
+        with self.db.session() as session:
+            return set(session.scalars(select(PendingHref.href).where(PendingHref.account == self.account.name)))
+
+    def _finish(self, listing: _Listing, failed: dict[str, str], fetched: set[str], report: PassReport) -> None:
+        now = utcnow()
+        with self.db.sessions.begin() as session:
+            collection = session.get(CollectionState, self.account.name)
+            assert collection is not None
+            if listing.token is not None:
+                collection.sync_token = listing.token
+            collection.server_kind = self.calendar.capabilities.kind
+            collection.last_run_at = now
+            if listing.complete:
+                collection.last_full_at = now
+            if report.ok:
+                collection.last_success_at = now
+            collection.last_result = "ok" if report.ok else f"{len(report.errors)} item(s) failed"
+            session.execute(
+                delete(PendingHref).where(PendingHref.account == self.account.name, PendingHref.href.in_(fetched))
+            )
+            for href, reason in failed.items():
+                row = session.get(PendingHref, (self.account.name, href))
+                if row is None:
+                    session.add(PendingHref(account=self.account.name, href=href, reason=reason))
+                else:
+                    row.attempts += 1
+                    row.reason = reason
+                    row.last_seen = now
+
+    # --- re-planning one item after a refused write ---------------------------------------------
+
+    def _replan(self, action: Action) -> list[Action]:
+        followup_id = action.followup_id
+        state = self._state_entries()
+        known = state.get(followup_id)
+        href = getattr(action, "href", None) or (known.href if known else None)
+        if href is None and isinstance(action, CreateOnServer):
+            href = self.calendar.href_for_uid(action.uid)
+        docs: dict[str, ServerDoc] = {}
+        deleted: frozenset[str] = frozenset()
+        current = fetch_one(self.calendar, href) if href else None
+        if current is None and isinstance(action, CreateOnServer):
+            found = self.calendar.find_by_uid(action.uid)
+            if found is not None:
+                href, current = found.href, (found.etag, found.data)
+        known_doc = self._synced_documents({followup_id}).get(followup_id)
+        if current is not None and href is not None:
+            etag, data = current
+            docs[href] = self._read(Resource(href, etag, data), known_doc)
+        elif href is not None:
+            deleted = frozenset({href})
+        single_state = {}
+        if known is not None:
+            single_state[followup_id] = StateEntry(
+                known.followup_id, known.uid, known.href, known.etag, known.synced_hash, known_doc
+            )
+        with self.db.session() as session:
+            entries = crm_store.crm_entries(session, [followup_id])
+            documents = crm_store.load_documents(session, [i for i, e in entries.items() if not e.deleted])
+            uid_rows = session.execute(select(FollowUpRow.uid, FollowUpRow.id).where(FollowUpRow.id == followup_id))
+            uids = {row.uid: row.id for row in uid_rows}
+        crm = CrmView(entries, documents, uids)
+        server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
+        options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
+        replanned = plan(crm, server, single_state, options)
+        return list(replanned.actions)
+
+
+def run_pass(
+    account: Account,
+    db: Database,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    force_delete: bool = False,
+    calendar: DavCalendar | None = None,
+    progress: Progress | None = None,
+) -> PassReport:
+    """The one entry point the CLI, the daemon and the tests share."""
+    return SyncPass(account, db, calendar=calendar).run(
+        dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
+    )
+
+
+__all__ = ["PassReport", "Progress", "SyncPass", "id_for_uid", "run_pass"]
