@@ -1,16 +1,29 @@
-"""``python -m sync.demo`` (``make demo``): the mapper on the README's sample follow-ups.
+"""``python -m sync.demo`` (``make demo``): the whole loop on the README's samples.
 
-It needs no server and no configuration, so a newcomer sees in seconds what the
-service does with a follow-up: how the CRM would describe it, which occurrences it
-produces (with DST-correct UTC offsets), and the iCalendar that would go to the
-calendar server. The full sync loop will replace this later.
+Nothing to install or configure: a Radicale CalDAV server runs inside this process on
+127.0.0.1 (a port the OS picks) and the state is a SQLite file in a fresh folder under
+``.demo/``. The demo
+
+1. imports ``examples/followups.json`` (seven follow-ups: workdays, weekly with a moved
+   and a cancelled date, 4th Thursday monthly, yearly, custom dates, a task, a call);
+2. syncs them to the calendar;
+3. edits the calendar the way Thunderbird does when a user drags one meeting to
+   another time: a RECURRENCE-ID override, with an alarm, PUT by plain HTTP;
+4. syncs again and shows the follow-up with its new exception, and that the override
+   and the alarm are still on the server after the CRM renames the series.
+
+The folder is kept, so ``followup-sync export --database .demo/<run>/state.sqlite``
+works afterwards.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 from pathlib import Path
 
+import niquests
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -18,85 +31,169 @@ from rich.table import Table
 from mappings.describe import LANGUAGES, sentence, summary
 from mappings.model import FollowUp, Moment, load_followups_json
 from mappings.occurrences import occurrences
-from mappings.to_ical import to_ical_bytes
+from sync.config import Account
+from sync.embedded import EmbeddedRadicale
+from sync.followups import FollowUpStore
+from sync.runner import PassReport, run_pass
+from sync.state import Database, SyncItem
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "followups.json"
-#: Occurrences shown per follow-up: enough to see the rhythm and an edit or two.
-SHOWN = 5
-#: The follow-up whose iCalendar is printed: the one with a moved and a cancelled date.
-ICAL_EXAMPLE_ID = "1002"
-
-
-def occurrence_table(followup: FollowUp, limit: int = SHOWN) -> Table:
-    """The first ``limit`` occurrences, with the edits the CRM user made."""
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1))
-    table.add_column("#", justify="right")
-    table.add_column("Date")
-    table.add_column("Time")
-    table.add_column("UTC offset")
-    table.add_column("Note")
-    found = occurrences(followup)
-    for number, occurrence in enumerate(found[:limit], start=1):
-        note = ""
-        if occurrence.cancelled:
-            note = "[red]cancelled[/red]"
-        elif occurrence.moved:
-            note = f"[yellow]moved from {_when(occurrence.original_start)}[/yellow]"
-        table.add_row(str(number), *_row(occurrence.start, occurrence.end), note)
-    if len(found) > limit:
-        table.caption = f"… and {len(found) - limit} more"
-    return table
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "followups.json"
+#: The weekly status meeting: the series the "calendar user" edits.
+EDITED_ID = "1002"
+SHOWN = 6
 
 
-def main() -> None:
+def main() -> int:
     console = Console()
+    run_dir = ROOT / ".demo" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
     followups = load_followups_json(EXAMPLES.read_text(encoding="utf-8"))
-    console.rule(f"[bold]{len(followups)} sample follow-ups[/bold] from examples/{EXAMPLES.name}")
-    for followup in followups:
-        console.print()
-        console.print(f"[bold]{followup.id}  {followup.title}[/bold] ({followup.kind.value})")
-        for lang in LANGUAGES:
-            console.print(f"  {lang}  {summary(followup, lang)}\n      {sentence(followup, lang)}")
-        console.print(occurrence_table(followup))
-    chosen = next(f for f in followups if f.id == ICAL_EXAMPLE_ID)
-    console.rule(f"[bold]iCalendar for {chosen.id} {chosen.title}[/bold] (VTIMEZONE left out)")
-    # The clock is read here, in the program, never in the mapper.
-    text = to_ical_bytes([chosen], stamp=dt.datetime.now(dt.UTC).replace(microsecond=0)).decode()
-    console.print(_without_timezones(text), markup=False, highlight=False)
-    console.print("Next: .venv/bin/followup-sync --help")
 
-
-def _row(start: Moment, end: Moment) -> tuple[str, str, str]:
-    """Date, time span and UTC offset; an all-day occurrence has no time."""
-    if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
-        offset = start.strftime("%z")
-        return (
-            start.strftime("%a %d.%m.%Y"),
-            f"{start:%H:%M}–{end:%H:%M}",
-            f"{offset[:3]}:{offset[3:]}",
+    with EmbeddedRadicale(run_dir / "radicale", username="demo", password="demo") as server:
+        os.environ["FOLLOWUP_SYNC_DEMO_PASSWORD"] = "demo"
+        account = Account(
+            name="demo",
+            url=server.url,
+            username="demo",
+            password_env="FOLLOWUP_SYNC_DEMO_PASSWORD",
+            calendar="followups",
+            server_kind="radicale",
+            default_timezone="Europe/Oslo",
         )
-    return (start.strftime("%a %d.%m.%Y"), "all day", "")
+        db = Database.open(str(run_dir / "state.sqlite"))
+        store = FollowUpStore(db)
+
+        console.rule("[bold]1. Import the sample follow-ups")
+        result = store.import_followups(followups)
+        console.print(f"{len(result.created)} follow-ups stored in {run_dir.relative_to(ROOT)}/state.sqlite")
+        for followup in followups:
+            console.print(f"  [bold]{followup.id}[/bold] {followup.title:28} {summary(followup, 'en')}")
+
+        console.rule(f"[bold]2. Sync to the CalDAV server at {server.url}")
+        show_report(console, run_pass(account, db))
+
+        console.rule("[bold]3. A calendar user moves one meeting in Thunderbird")
+        moved_from, moved_to = client_moves_one_meeting(server.url, db, console)
+
+        console.rule("[bold]4. Sync again: the move comes back as an exception")
+        show_report(console, run_pass(account, db))
+        followup = store.get(EDITED_ID)
+        assert followup is not None
+        show_followup(console, followup, moved_from)
+        if not any(e.start is not None and e.start == moved_to for e in followup.exceptions):
+            console.print("[red]the client's move did not arrive in the follow-up[/red]")
+            return 1
+
+        console.rule("[bold]5. The CRM renames the series; the client's edit survives")
+        store.put(followup.model_copy(update={"title": "Weekly status meeting (renamed in CRM)"}))
+        show_report(console, run_pass(account, db))
+        data = server_copy(server.url, db)
+        kept = "RECURRENCE-ID" in data and "BEGIN:VALARM" in data and "X-MOZ-GENERATION" in data
+        console.print(
+            f"On the server now: SUMMARY renamed: {'renamed in CRM' in data}; Thunderbird's override, "
+            f"alarm and X-MOZ property kept: {kept}"
+        )
+        console.rule("[bold]6. And once more: nothing changed, one request")
+        show_report(console, run_pass(account, db))
+        db.close()
+    console.print(
+        f"\nState kept in {run_dir.relative_to(ROOT)}/. Try:\n"
+        f"  .venv/bin/followup-sync export --database {run_dir.relative_to(ROOT)}/state.sqlite\n"
+        "  .venv/bin/followup-sync --help"
+    )
+    return 0 if kept else 1
 
 
-def _when(value: Moment) -> str:
+def client_moves_one_meeting(server_url: str, db: Database, console: Console) -> tuple[dt.datetime, dt.datetime]:
+    """PUT what Thunderbird writes when one occurrence is dragged: an override plus an alarm."""
+    with db.session() as session:
+        item = session.get(SyncItem, ("demo", EDITED_ID))
+        assert item is not None
+        href, etag = item.href, item.etag
+    url = server_url.rstrip("/") + href
+    current = niquests.get(url, auth=("demo", "demo"))
+    original = dt.datetime(2026, 3, 23, 10, 0)
+    new_start = dt.datetime(2026, 3, 24, 8, 30)
+    override = (
+        "BEGIN:VEVENT\r\n"
+        f"UID:{_uid(current.text)}\r\n"
+        "DTSTAMP:20260301T120000Z\r\n"
+        f"RECURRENCE-ID;TZID=Europe/Oslo:{original:%Y%m%dT%H%M%S}\r\n"
+        f"DTSTART;TZID=Europe/Oslo:{new_start:%Y%m%dT%H%M%S}\r\n"
+        f"DTEND;TZID=Europe/Oslo:{new_start + dt.timedelta(hours=1):%Y%m%dT%H%M%S}\r\n"
+        "SUMMARY:Weekly status meeting\r\n"
+        "SEQUENCE:1\r\n"
+        "X-MOZ-GENERATION:2\r\n"
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:Status meeting\r\nEND:VALARM\r\n"
+        "END:VEVENT\r\n"
+    )
+    body = current.text.replace("\r\n", "\n").replace("\n", "\r\n").replace("END:VCALENDAR", override + "END:VCALENDAR")
+    response = niquests.put(
+        url,
+        data=body.encode(),
+        headers={"If-Match": current.headers.get("ETag") or etag, "Content-Type": "text/calendar; charset=utf-8"},
+        auth=("demo", "demo"),
+    )
+    console.print(
+        f"PUT {href} (If-Match) → {response.status_code}: the meeting of "
+        f"{original:%a %d.%m %H:%M} now starts {new_start:%a %d.%m %H:%M}, with a 15-minute alarm"
+    )
+    return original, new_start
+
+
+def server_copy(server_url: str, db: Database) -> str:
+    with db.session() as session:
+        item = session.get(SyncItem, ("demo", EDITED_ID))
+        assert item is not None
+        href = item.href
+    return str(niquests.get(server_url.rstrip("/") + href, auth=("demo", "demo")).text)
+
+
+def show_report(console: Console, report: PassReport) -> None:
+    done = report.applied.done
+    console.print(
+        f"{report.mode} sync, {report.requests} HTTP request(s): calendar "
+        f"+{done.get('server create', 0)} ~{done.get('server update', 0)} -{done.get('server delete', 0)}, "
+        f"follow-ups +{done.get('crm create', 0)} ~{done.get('crm update', 0)} -{done.get('crm delete', 0)}, "
+        f"{report.applied.conflicts} conflict(s), {len(report.errors)} error(s)"
+    )
+    for item, message in report.errors:
+        console.print(f"  [red]{item}: {message}[/red]")
+
+
+def show_followup(console: Console, followup: FollowUp, highlight: dt.datetime) -> None:
+    console.print(f"[bold]{followup.id} {followup.title}[/bold]")
+    for lang in LANGUAGES:
+        console.print(f"  {lang}: {summary(followup, lang)} — {sentence(followup, lang)}")
+    table = Table("original", "now", "note", box=box.SIMPLE_HEAD)
+    for exception in followup.exceptions:
+        note = "cancelled" if exception.cancelled else "moved"
+        if exception.original_start == highlight:
+            note += " [bold green](from the calendar client)[/bold green]"
+        table.add_row(_when(exception.original_start), "" if exception.cancelled else _when(exception.start), note)
+    console.print("Exceptions:")
+    console.print(table)
+    console.print(f"First {SHOWN} occurrences:")
+    occ = Table("start", "end", "note", box=box.SIMPLE_HEAD)
+    for occurrence in occurrences(followup)[:SHOWN]:
+        note = "cancelled" if occurrence.cancelled else ("moved" if occurrence.moved else "")
+        occ.add_row(_when(occurrence.start), _when(occurrence.end), note)
+    console.print(occ)
+
+
+def _when(value: Moment | None) -> str:
     if isinstance(value, dt.datetime):
-        return value.strftime("%a %d.%m %H:%M")
-    return value.strftime("%a %d.%m")
+        return value.strftime("%a %d.%m.%Y %H:%M %z").strip()
+    return value.strftime("%a %d.%m.%Y") if value is not None else ""
 
 
-def _without_timezones(text: str) -> str:
-    """Drop the VTIMEZONE block: dozens of transition lines that hide the event."""
-    kept: list[str] = []
-    skipping = False
+def _uid(text: str) -> str:
     for line in text.splitlines():
-        if line == "BEGIN:VTIMEZONE":
-            skipping = True
-        if not skipping:
-            kept.append(line)
-        if line == "END:VTIMEZONE":
-            skipping = False
-    return "\n".join(kept)
+        if line.startswith("UID:"):
+            return line[4:].strip()
+    raise ValueError("no UID in the server's copy")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
