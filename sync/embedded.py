@@ -8,7 +8,6 @@ instead (``tests/servers.py``); this is only for showing the whole loop.
 
 from __future__ import annotations
 
-import logging
 import socketserver
 import threading
 from pathlib import Path
@@ -58,8 +57,8 @@ class EmbeddedRadicale:
             "followup-sync demo",
             privileged=True,
         )
-        # Radicale announces every folder it creates at INFO; the demo's own output says enough.
-        logging.getLogger("radicale").setLevel(logging.WARNING)
+        # Made here so Radicale does not warn that it had to create them.
+        (self.directory / "collections" / "collection-root").mkdir(parents=True, exist_ok=True)
         app = radicale.Application(configuration)
         self._server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="radicale", daemon=True)
