@@ -78,8 +78,9 @@ def main() -> int:
 
         console.rule("[bold]4. Sync again: the move comes back as an exception")
         show_report(console, run_pass(account, db))
-        followup = store.get(EDITED_ID)
-        assert followup is not None
+        edited = store.get(EDITED_ID)
+        assert edited is not None
+        followup = edited
         show_followup(console, followup, moved_from)
         if not any(e.start is not None and e.start == moved_to for e in followup.exceptions):
             console.print("[red]the client's move did not arrive in the follow-up[/red]")
@@ -117,7 +118,7 @@ def client_moves_one_meeting(server_url: str, db: Database, console: Console) ->
     new_start = dt.datetime(2026, 3, 24, 8, 30)
     override = (
         "BEGIN:VEVENT\r\n"
-        f"UID:{_uid(current.text)}\r\n"
+        f"UID:{_uid(current.text or '')}\r\n"
         "DTSTAMP:20260301T120000Z\r\n"
         f"RECURRENCE-ID;TZID=Europe/Oslo:{original:%Y%m%dT%H%M%S}\r\n"
         f"DTSTART;TZID=Europe/Oslo:{new_start:%Y%m%dT%H%M%S}\r\n"
@@ -128,7 +129,7 @@ def client_moves_one_meeting(server_url: str, db: Database, console: Console) ->
         "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:Status meeting\r\nEND:VALARM\r\n"
         "END:VEVENT\r\n"
     )
-    body = current.text.replace("\r\n", "\n").replace("\n", "\r\n").replace("END:VCALENDAR", override + "END:VCALENDAR")
+    body = (current.text or "").replace("\r\n", "\n").replace("\n", "\r\n").replace("END:VCALENDAR", override + "END:VCALENDAR")
     response = niquests.put(
         url,
         data=body.encode(),

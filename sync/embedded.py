@@ -15,8 +15,8 @@ from types import TracebackType
 from typing import Self
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import radicale
 import radicale.config
+from radicale import Application  # type: ignore[attr-defined]
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -39,8 +39,8 @@ class EmbeddedRadicale:
     @property
     def url(self) -> str:
         assert self._server is not None, "not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/"
 
     def start(self) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ class EmbeddedRadicale:
         )
         # Made here so Radicale does not warn that it had to create them.
         (self.directory / "collections" / "collection-root").mkdir(parents=True, exist_ok=True)
-        app = radicale.Application(configuration)
+        app = Application(configuration)
         self._server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="radicale", daemon=True)
         self._thread.start()

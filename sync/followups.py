@@ -52,7 +52,9 @@ class FollowUpStore:
         self.db = db
 
     def import_followups(self, followups: Iterable[FollowUp]) -> ImportResult:
-        created, updated, unchanged = [], [], []
+        created: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
         with self.db.sessions.begin() as session:
             for followup in followups:
                 outcome = save(session, followup)

@@ -282,20 +282,19 @@ def plan(crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], opti
             else:
                 actions.append(CreateOnServer(followup_id, doc.effective_uid, doc))
 
-    for href, doc in sorted(server.docs.items()):
+    for href, resource in sorted(server.docs.items()):
         if href in claimed_hrefs or href in by_href:
             continue
-        followup_id = crm.uids.get(doc.uid) or id_for_uid(doc.uid)
-        if followup_id is not None and followup_id in crm.entries:
-            entry = crm.entries[followup_id]
-            if entry.deleted:
+        owner_id = crm.uids.get(resource.uid) or id_for_uid(resource.uid)
+        if owner_id is not None and owner_id in crm.entries:
+            if crm.entries[owner_id].deleted:
                 # Written before a crash, deleted in the CRM since: finish the delete.
-                actions.append(DeleteOnServer(followup_id, href, doc.etag))
+                actions.append(DeleteOnServer(owner_id, href, resource.etag))
             continue
         if options.import_new:
-            for index, followup in enumerate(doc.followups):
+            for index, followup in enumerate(resource.followups):
                 if index == 0:
-                    actions.append(CreateFromServer(followup.id, href, doc.etag, followup, doc.data))
+                    actions.append(CreateFromServer(followup.id, href, resource.etag, followup, resource.data))
                 else:
                     actions.append(CreateFromServer(followup.id, None, None, followup, None))
         else:
