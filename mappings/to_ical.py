@@ -26,14 +26,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Calendar, Component, Event, Todo, vPeriod, vRecur
+from icalendar import Calendar, Component, Event, Todo, vDDDLists, vPeriod, vRecur
 
 from mappings.model import FollowUp, FollowUpKind, Moment
 from mappings.occurrences import is_recurring, series_dates
 from mappings.patterns import effective_end_type
 from mappings.rrule import parse_rdate, rrule_for
+from mappings.timezones import vtimezone
 from mappings.superoffice import RecurrenceEndType
 
 PRODID = "-//followup-sync//followup-sync 0.1//EN"
@@ -137,7 +138,12 @@ def apply_kept_rule(component: Component, followup: FollowUp) -> None:
     for value in kept.rdate:
         parsed = parse_rdate(value, zone)
         if isinstance(parsed, tuple):
-            component.add("rdate", vPeriod(parsed))
+            # A bare vPeriod serialises right (TZID, VALUE=PERIOD) but recurring-ical-events
+            # reads RDATE values through ``.dts``; a one-value list with vPeriod's
+            # parameters serves both.
+            line = vDDDLists([parsed])
+            line.params = vPeriod(parsed).params
+            component.add("rdate", line)
         else:
             component.add("rdate", [parsed])
 
@@ -163,20 +169,27 @@ def new_calendar() -> Calendar:
 
 
 def add_timezones(cal: Calendar) -> None:
-    """VTIMEZONE for every TZID, covering the years the calendar's events use.
+    """A VTIMEZONE for every TZID the calendar uses and does not define yet.
 
-    icalendar writes transitions as RDATE lists between the two dates; the span runs
-    from the earliest year used to 2038 (icalendar's own upper bound), so clients that
-    trust the embedded definition (Outlook) get the offsets right for the whole series.
+    The definitions cover the earliest year used (less one) to 2037, compact where the
+    zone's rules allow (``mappings.timezones``), so clients that trust the embedded
+    definition (Outlook) get the offsets right for the whole series.
     """
+    missing = cal.get_missing_tzids()
+    if not missing:
+        return
     years = [
         value.dt.year
         for component in cal.walk()
         for key in ("DTSTART", "DUE", "RECURRENCE-ID")
         if (value := component.get(key)) is not None and isinstance(value.dt, dt.datetime)
     ]
-    first_year = min(years) - 1 if years else 1970
-    cal.add_missing_timezones(first_date=dt.date(max(first_year, 1970), 1, 1), last_date=dt.date(2038, 1, 1))
+    first_year = max(min(years) - 1, 1970) if years else 1970
+    for tzid in sorted(missing):
+        try:
+            cal.add_component(vtimezone(tzid, first_year))
+        except (ZoneInfoNotFoundError, ValueError):
+            continue  # not an IANA name we can describe; the TZID stays as the client wrote it
 
 
 def to_ical_bytes(followups: Iterable[FollowUp], *, stamp: dt.datetime) -> bytes:
