@@ -29,7 +29,7 @@ def weekly(days: str, cycle: int = 1, **end: Any) -> dict[str, Any]:
     return {"Pattern": "Weekly", "WeekPattern": {"Weekdays": days, "Cycle": cycle}, **end}
 
 
-# --- cases: (recurrence, start, english, norwegian) ----------------------------------
+# --- cases: (recurrence, start, english, norwegian) ---
 
 SENTENCES = [
     pytest.param(
@@ -183,7 +183,7 @@ def test_sentence(
     assert sentence(item, "nb") == norwegian
 
 
-# --- summary -------------------------------------------------------------------------
+# --- summary ---
 
 
 def test_summary_shows_first_and_last_date_like_the_crm() -> None:
@@ -267,7 +267,7 @@ def test_kept_open_ended_rule_says_from() -> None:
     assert summary(item, "en") == "Custom rule (from 06.01.2025)"
 
 
-# --- hand edits ----------------------------------------------------------------------
+# --- hand edits ---
 
 
 def edited() -> FollowUp:
@@ -330,7 +330,7 @@ def test_every_occurrence_cancelled() -> None:
     assert summary(item, "nb") == "Ukentlig (ingen datoer igjen)"
 
 
-# --- small parts ---------------------------------------------------------------------
+# --- small parts ---
 
 
 @pytest.mark.parametrize(
