@@ -377,7 +377,14 @@ def _save_from_server(followup_id: str, doc: ServerDoc) -> list[Action]:
     series, *tails = doc.followups
     series = series.model_copy(update={"id": followup_id})
     actions: list[Action] = [SaveFromServer(followup_id, doc.href, doc.etag, series, doc.data)]
-    actions.extend(CreateFromServer(tail.id, None, None, tail, None) for tail in tails)
+    if tails:
+        # A THISANDFUTURE override split the series: the resource still holds the whole
+        # series, so write the head back and give each tail its own resource, or every
+        # occurrence after the split would show twice once the tail is pushed.
+        actions.append(UpdateOnServer(followup_id, doc.href, doc.etag, series, doc.data))
+    for tail in tails:
+        actions.append(CreateFromServer(tail.id, None, None, tail, None))
+        actions.append(CreateOnServer(tail.id, tail.effective_uid, tail))
     return actions
 
 
@@ -392,6 +399,12 @@ def _merge(
     server_doc = doc.followups[0].model_copy(update={"id": followup_id, "uid": crm_doc.uid})
     result = merge(base, crm_doc, server_doc, policy=options.policy, crm_is_newer=crm_is_newer)
     merged = result.document
+    pull = not same_meaning(merged, crm_doc)
+    if not pull:
+        # The CRM keeps its own document, so record that one: the merge may write the same
+        # meaning another way (exceptions in date order), and a recorded hash that differs
+        # from the CRM's would read as a CRM edit on the next pass.
+        merged = crm_doc
     return Merge(
         followup_id,
         doc.href,
@@ -399,7 +412,7 @@ def _merge(
         merged,
         doc.data,
         push=not same_meaning(merged, server_doc),
-        pull=not same_meaning(merged, crm_doc),
+        pull=pull,
         conflicts=result.conflicts,
     )
 
@@ -430,7 +443,12 @@ def _check_sides_not_empty(
 ) -> None:
     if not state or options.force_delete:
         return
-    if server.complete and not server.etags:
+    # An incremental delta that deletes every synced item and reports nothing else is an
+    # emptied calendar too; without this it would only be caught as TooManyDeletes.
+    every_item_deleted = not server.complete and all(
+        e.href in server.deleted for e in state.values()
+    )
+    if (server.complete and not server.etags) or (every_item_deleted and not server.etags):
         raise SideEmpty(
             f"the calendar listed no items, but {len(state)} were synced before; "
             "refusing to treat that as 'delete everything' (use --force-delete if it is real)"

@@ -31,10 +31,11 @@ from mappings.from_ical import parse_components
 from mappings.model import FollowUp, id_for_uid, load_followup
 from mappings.resource import read
 from sync import followups as crm_store
+from sync import invitations
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
 from sync.dav import DavCalendar, FetchError, Resource
-from sync.errors import InvalidSyncToken
+from sync.errors import InvalidSyncToken, StoreError, TransportError
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
@@ -74,6 +75,11 @@ class PassReport:
     def ok(self) -> bool:
         return not self.errors
 
+    @property
+    def stopped(self) -> bool:
+        """Cut short by ``should_stop``: the rest of the plan runs next pass."""
+        return self.applied.stopped
+
 
 @dataclass
 class _Listing:
@@ -91,10 +97,12 @@ class SyncPass:
         *,
         calendar: DavCalendar | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.account = account
         self.db = db
         self.clock = clock
+        self.should_stop = should_stop
         self.calendar = calendar or self._connect()
         self.options = PlanOptions(
             policy=account.conflict_policy,
@@ -116,6 +124,7 @@ class SyncPass:
             timeout=account.timeout,
             verify_tls=account.verify_tls,
             server_kind=account.server_kind,
+            max_response_bytes=account.max_response_bytes,
         )
         if url:
             return DavCalendar.connect(url, **common)  # type: ignore[arg-type]
@@ -159,7 +168,9 @@ class SyncPass:
             applier = Applier(
                 self.account.name, self.db, self.calendar,
                 policy=self.options.policy.value, replan=self._replan, clock=self.clock,
+                should_stop=self.should_stop,
             )
+            applier.schedule_agent = invitations.schedule_agent_for(self.account, self.calendar)
             total = len(the_plan.actions)
             done = 0
 
@@ -170,8 +181,11 @@ class SyncPass:
                     progress(done, total)
 
             report.applied = applier.run(the_plan, progress=step)
+            listing.token = self._token_after_writes(listing, report)
             self._finish(listing, failed, set(docs), report)
         report.requests = self.calendar.stats.since(before).requests
+        if not dry_run:
+            invitations.record_after_pass(self.account, self.db, self.calendar)
         return report
 
     def _collection(self) -> CollectionState:
@@ -196,6 +210,30 @@ class SyncPass:
         token = self.calendar.sync_token()
         return _Listing(True, self.calendar.list_etags(), frozenset(), token)
 
+    def _token_after_writes(self, listing: _Listing, report: PassReport) -> str | None:
+        """A token that already covers our own writes of this pass, when that is safe.
+
+        RFC 6578 lets a server leave out a resource created *and* deleted since a token
+        (Xandikos does): with the listing's token kept, a resource we created this pass
+        and a client deleted afterwards would never show up as deleted. So after writing,
+        ask once more; take the newer token only if every change it reports is our own
+        write (its ETag is the one recorded), else keep the old one and see them next pass.
+        """
+        wrote = any(key.startswith("server ") for key in report.applied.done)
+        if not wrote or listing.token is None or not self.calendar.capabilities.sync_token:
+            return listing.token
+        try:
+            delta = self.calendar.changes_since(listing.token)
+        except StoreError as exc:
+            log.info("%s: no fresh sync token after writing: %s", self.account.name, exc)
+            return listing.token
+        state = self._state_entries()
+        recorded = {entry.href: entry.etag for entry in state.values()}
+        ours = all(recorded.get(href) == etag and etag for href, etag in delta.changed.items())
+        if ours and not (delta.deleted & set(recorded)):
+            return delta.token
+        return listing.token
+
     def _fetch(
         self, hrefs: list[str], by_href: dict[str, StateEntry]
     ) -> tuple[dict[str, ServerDoc], dict[str, str]]:
@@ -204,19 +242,37 @@ class SyncPass:
         if not hrefs:
             return docs, failed
         known_docs = self._synced_documents({by_href[h].followup_id for h in hrefs if h in by_href})
-        for result in self.calendar.get_multi(hrefs, batch_size=self.account.batch_size):
-            if isinstance(result, FetchError):
-                failed[result.href] = f"could not be fetched ({result.status or 'missing'}): {result.reason}"
-                continue
-            known_entry = by_href.get(result.href)
-            known = known_docs.get(known_entry.followup_id) if known_entry else None
+        size = self.account.batch_size
+        for start in range(0, len(hrefs), size):
+            batch = hrefs[start : start + size]
             try:
-                docs[result.href] = self._read(result, known)
-            except MappingError as exc:
-                failed[result.href] = str(exc)
+                results = list(self.calendar.get_multi(batch, batch_size=size))
+            except TransportError as exc:
+                # One unreadable or oversized answer must not fail the pass or the whole
+                # batch: fetch its items one by one so that only the culprit is reported.
+                results = self._fetch_singly(batch) if len(batch) > 1 else [_fetch_error(self.calendar, batch[0], exc)]
+            for result in results:
+                if isinstance(result, FetchError):
+                    failed[result.href] = f"could not be fetched ({result.status or 'missing'}): {result.reason}"
+                    continue
+                known_entry = by_href.get(result.href)
+                known = known_docs.get(known_entry.followup_id) if known_entry else None
+                try:
+                    docs[result.href] = self._read(result, known)
+                except MappingError as exc:
+                    failed[result.href] = str(exc)
         for href, reason in failed.items():
             log.warning("%s: %s: %s", self.account.name, href, reason)
         return docs, failed
+
+    def _fetch_singly(self, hrefs: list[str]) -> list[Resource | FetchError]:
+        results: list[Resource | FetchError] = []
+        for href in hrefs:
+            try:
+                results.extend(self.calendar.get_multi([href], batch_size=1))
+            except TransportError as exc:
+                results.append(_fetch_error(self.calendar, href, exc))
+        return results
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
@@ -301,15 +357,20 @@ class SyncPass:
         with self.db.sessions.begin() as session:
             collection = session.get(CollectionState, self.account.name)
             assert collection is not None
-            if listing.token is not None:
+            # A pass cut short keeps the old token: the server changes it did not apply yet
+            # must be listed again next time, not skipped over.
+            if listing.token is not None and not report.stopped:
                 collection.sync_token = listing.token
             collection.server_kind = self.calendar.capabilities.kind
             collection.last_run_at = now
-            if listing.complete:
+            if listing.complete and not report.stopped:
                 collection.last_full_at = now
-            if report.ok:
+            if report.ok and not report.stopped:
                 collection.last_success_at = now
-            collection.last_result = "ok" if report.ok else f"{len(report.errors)} item(s) failed"
+            if report.stopped:
+                collection.last_result = "stopped (shutdown); the rest runs next pass"
+            else:
+                collection.last_result = "ok" if report.ok else f"{len(report.errors)} item(s) failed"
             session.execute(
                 delete(PendingHref).where(PendingHref.account == self.account.name, PendingHref.href.in_(fetched))
             )
@@ -361,6 +422,10 @@ class SyncPass:
         return list(replanned.actions)
 
 
+def _fetch_error(calendar: DavCalendar, href: str, exc: TransportError) -> FetchError:
+    return FetchError(calendar.normalise_href(href), exc.status or 0, str(exc))
+
+
 def run_pass(
     account: Account,
     db: Database,
@@ -370,11 +435,20 @@ def run_pass(
     force_delete: bool = False,
     calendar: DavCalendar | None = None,
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PassReport:
-    """The one entry point the CLI, the daemon and the tests share."""
-    return SyncPass(account, db, calendar=calendar).run(
-        dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
-    )
+    """The one entry point the CLI, the daemon and the tests share.
+
+    ``should_stop`` is polled between actions (the daemon's shutdown flag). A calendar
+    this function connects itself is closed at the end, so a long-running daemon does
+    not keep one HTTP session per pass.
+    """
+    sync_pass = SyncPass(account, db, calendar=calendar, should_stop=should_stop)
+    try:
+        return sync_pass.run(dry_run=dry_run, full=full, force_delete=force_delete, progress=progress)
+    finally:
+        if calendar is None:
+            sync_pass.calendar.close()
 
 
 __all__ = ["PassReport", "Progress", "SyncPass", "id_for_uid", "run_pass"]

@@ -1,0 +1,415 @@
+"""What calendar clients do to our resources, done the way they do it: plain HTTP.
+
+Nothing here goes through ``sync.dav`` or the mapper's writer. ``PlainClient`` speaks
+PROPFIND/GET/PUT/DELETE with the standard library and sends the ETag it read, like
+Thunderbird, Apple Calendar or DAVx5 do; the edit functions take the server's bytes and
+return new bytes, changing only what the client's user changed and adding the
+client's own noise (X-MOZ-*, X-APPLE-*, VALARM, SEQUENCE, LAST-MODIFIED).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import unquote, urljoin, urlsplit
+from zoneinfo import ZoneInfo
+
+from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vRecur
+from lxml import etree
+
+OSLO = ZoneInfo("Europe/Oslo")
+DAV = "{DAV:}"
+
+
+class ClientHTTPError(Exception):
+    def __init__(self, method: str, url: str, status: int, body: bytes) -> None:
+        super().__init__(f"{method} {url} -> {status}: {body[:300]!r}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    etag: str
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode()
+
+    @property
+    def calendar(self) -> Calendar:
+        return Calendar.from_ical(self.data)
+
+
+class PlainClient:
+    """A minimal CalDAV client with no knowledge of this project."""
+
+    def __init__(self, calendar_url: str, username: str | None, password: str | None) -> None:
+        self.calendar_url = calendar_url
+        self._auth: str | None = None
+        if username is not None and password is not None:
+            self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return (
+                    int(resp.status),
+                    {k.lower(): v for k, v in resp.headers.items()},
+                    resp.read(),
+                )
+        except urllib.error.HTTPError as exc:
+            raise ClientHTTPError(method, url, exc.code, exc.read()) from None
+
+    def url_for(self, href: str) -> str:
+        return urljoin(self.calendar_url, href)
+
+    def list(self) -> dict[str, str]:
+        """Full URL -> ETag of every resource in the calendar (PROPFIND Depth 1)."""
+        body = (
+            b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getetag/>'
+            b"</D:prop></D:propfind>"
+        )
+        _, _, answer = self._send(
+            "PROPFIND", self.calendar_url, body, {"Depth": "1", "Content-Type": "application/xml"}
+        )
+        root = etree.fromstring(answer)
+        own = unquote(urlsplit(self.calendar_url).path).rstrip("/")
+        result: dict[str, str] = {}
+        for resp in root.iter(f"{DAV}response"):
+            href = (resp.findtext(f"{DAV}href") or "").strip()
+            if unquote(urlsplit(urljoin(self.calendar_url, href)).path).rstrip("/") == own:
+                continue
+            etag = resp.findtext(f".//{DAV}getetag")
+            if etag:
+                result[self.url_for(href)] = etag.strip()
+        return result
+
+    def get(self, url: str) -> Fetched:
+        _, headers, data = self._send("GET", url)
+        return Fetched(url, headers.get("etag", ""), data)
+
+    def all(self) -> list[Fetched]:
+        return [self.get(url) for url in sorted(self.list())]
+
+    def by_uid(self, uid: str) -> Fetched:
+        found = [f for f in self.all() if uid_of(f.data) == uid]
+        assert len(found) == 1, f"{len(found)} resources hold UID {uid}"
+        return found[0]
+
+    def put(self, url: str, data: bytes, etag: str | None) -> None:
+        headers = {"Content-Type": "text/calendar; charset=utf-8"}
+        headers["If-Match" if etag else "If-None-Match"] = etag or "*"
+        self._send("PUT", url, data, headers)
+
+    def replace(self, fetched: Fetched, data: bytes) -> None:
+        """Write an edited version back with the ETag it was read with."""
+        self.put(fetched.url, data, fetched.etag)
+
+    def delete(self, url: str, etag: str) -> None:
+        self._send("DELETE", url, None, {"If-Match": etag})
+
+    def create(self, name: str, data: bytes) -> str:
+        url = self.url_for(name)
+        self.put(url, data, None)
+        return url
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def uid_of(data: bytes) -> str:
+    cal = Calendar.from_ical(data)
+    return next(str(c["UID"]) for c in cal.walk() if c.name in ("VEVENT", "VTODO"))
+
+
+def components(data: bytes) -> list[Component]:
+    return [c for c in Calendar.from_ical(data).walk() if c.name in ("VEVENT", "VTODO")]
+
+
+def master_of(cal: Calendar) -> Component:
+    return next(c for c in cal.walk() if c.name in ("VEVENT", "VTODO") and "RECURRENCE-ID" not in c)
+
+
+def override_of(cal: Calendar, original: dt.datetime) -> Component | None:
+    for c in cal.walk():
+        if (
+            c.name in ("VEVENT", "VTODO")
+            and "RECURRENCE-ID" in c
+            and c["RECURRENCE-ID"].dt.astimezone(dt.UTC) == original.astimezone(dt.UTC)
+        ):
+            return c
+    return None
+
+
+def exdates_of(component: Component) -> set[dt.datetime]:
+    lines = component.get("EXDATE")
+    if lines is None:
+        return set()
+    lines = lines if isinstance(lines, list) else [lines]
+    return {item.dt.astimezone(dt.UTC) for line in lines for item in line.dts}
+
+
+def oslo(year: int, month: int, day: int, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=OSLO)
+
+
+# --- edits, client by client ---------------------------------------------------------------
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _touch(component: Component, *, modified: dt.datetime | None = None) -> None:
+    """What every client does on save: LAST-MODIFIED, DTSTAMP, SEQUENCE + 1."""
+    stamp = modified or _now()
+    for name in ("LAST-MODIFIED", "DTSTAMP"):
+        component.pop(name, None)
+        component.add(name.lower(), stamp)
+    sequence = int(component.get("SEQUENCE", 0))
+    component.pop("SEQUENCE", None)
+    component.add("sequence", sequence + 1)
+
+
+def _alarm(minutes: int) -> Alarm:
+    alarm = Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", "Reminder")
+    alarm.add("trigger", dt.timedelta(minutes=-minutes))
+    return alarm
+
+
+def _client_noise(component: Component, style: str) -> None:
+    if style == "thunderbird":
+        component.add("x-moz-generation", "3")
+        component.add("x-moz-lastack", _now())
+        component.add_component(_alarm(15))
+    elif style == "apple":
+        component.add("x-apple-travel-advisory-behavior", "AUTOMATIC")
+        component.add("x-apple-structured-location", "geo:59.91,10.75", parameters={"VALUE": "URI"})
+        component.add_component(_alarm(10))
+    else:
+        raise ValueError(style)
+
+
+def move_occurrence(
+    data: bytes,
+    original: dt.datetime,
+    new_start: dt.datetime,
+    new_end: dt.datetime,
+    *,
+    style: str = "thunderbird",
+    summary: str | None = None,
+) -> bytes:
+    """Drag one occurrence to another time: a RECURRENCE-ID override next to the master."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    existing = override_of(cal, original)
+    if existing is not None:
+        override = existing
+        for name in ("DTSTART", "DTEND"):
+            override.pop(name, None)
+    else:
+        override = Event()
+        override.add("uid", str(master["UID"]))
+        override.add("recurrence-id", original)
+        override.add("summary", summary or str(master.get("SUMMARY", "")))
+        for name in ("DESCRIPTION", "LOCATION", "CATEGORIES", "X-FOLLOWUP-KIND"):
+            if name in master:
+                override.add(name, master[name], encode=False)
+        cal.add_component(override)
+    override.add("dtstart", new_start)
+    override.add("dtend", new_end)
+    _touch(override)
+    _client_noise(override, style)
+    _touch(master)
+    return bytes(cal.to_ical())
+
+
+def exdate_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """'Delete only this occurrence' as most clients write it: EXDATE on the master."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    master.add("exdate", [original])
+    _touch(master)
+    return bytes(cal.to_ical())
+
+
+def cancel_occurrence(data: bytes, original: dt.datetime, *, duration: dt.timedelta) -> bytes:
+    """'Cancel this occurrence' as an organizer's client writes it: a STATUS:CANCELLED override."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    override = Event()
+    override.add("uid", str(master["UID"]))
+    override.add("recurrence-id", original)
+    override.add("summary", str(master.get("SUMMARY", "")))
+    override.add("dtstart", original)
+    override.add("dtend", original + duration)
+    override.add("status", "CANCELLED")
+    _touch(override)
+    cal.add_component(override)
+    return bytes(cal.to_ical())
+
+
+def edit_series(
+    data: bytes,
+    *,
+    summary: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    rrule: str | None = None,
+    modified: dt.datetime | None = None,
+) -> bytes:
+    """Edit 'all occurrences' in a client: the master's properties change."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    if summary is not None:
+        master.pop("SUMMARY", None)
+        master.add("summary", summary)
+    if start is not None:
+        master.pop("DTSTART", None)
+        master.add("dtstart", start)
+    if end is not None:
+        master.pop("DTEND", None)
+        master.add("dtend", end)
+    if rrule is not None:
+        master.pop("RRULE", None)
+        master.add("rrule", vRecur.from_ical(rrule))
+    _touch(master, modified=modified)
+    return bytes(cal.to_ical())
+
+
+def add_attendee_and_alarm(data: bytes) -> bytes:
+    """An organizer invites a colleague and sets a reminder (on every component)."""
+    cal = Calendar.from_ical(data)
+    for component in cal.walk():
+        if component.name not in ("VEVENT", "VTODO"):
+            continue
+        attendee = vCalAddress("mailto:bob@example.com")
+        attendee.params["CN"] = "Bob Example"
+        attendee.params["ROLE"] = "REQ-PARTICIPANT"
+        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+        attendee.params["RSVP"] = "TRUE"
+        component.add("attendee", attendee, encode=False)
+        component.add("x-apple-travel-advisory-behavior", "AUTOMATIC")
+        component.add_component(_alarm(30))
+        _touch(component)
+    return bytes(cal.to_ical())
+
+
+def this_and_future_override(
+    data: bytes, original: dt.datetime, new_start: dt.datetime, new_end: dt.datetime
+) -> bytes:
+    """'This and following' as RFC 5545 RANGE=THISANDFUTURE (Thunderbird/Evolution style)."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    override = Event()
+    override.add("uid", str(master["UID"]))
+    override.add("recurrence-id", original, parameters={"RANGE": "THISANDFUTURE"})
+    override.add("summary", str(master.get("SUMMARY", "")))
+    for name in ("LOCATION", "DESCRIPTION", "X-FOLLOWUP-KIND"):
+        if name in master:
+            override.add(name, master[name], encode=False)
+    override.add("dtstart", new_start)
+    override.add("dtend", new_end)
+    _touch(override)
+    cal.add_component(override)
+    return bytes(cal.to_ical())
+
+
+def google_split(
+    data: bytes, original: dt.datetime, new_uid: str, new_start: dt.datetime, new_end: dt.datetime
+) -> tuple[bytes, bytes]:
+    """'This and following' as Google writes it: the old series gets an UNTIL, a new
+    series (new UID) starts at the chosen occurrence. Returns (old, new)."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    rule = vRecur.from_ical(master["RRULE"].to_ical().decode())
+    tail = Calendar.from_ical(data)
+    tail_master = master_of(tail)
+    tail_rule = vRecur.from_ical(master["RRULE"].to_ical().decode())
+    if "COUNT" in rule:
+        # Google keeps COUNT on neither part: the old one ends by date, the new one open or by date.
+        tail_rule.pop("COUNT")
+        rule.pop("COUNT")
+        starts = _rule_starts(master)
+        tail_rule["UNTIL"] = [(starts[-1] + (new_start - original)).astimezone(dt.UTC)]
+    rule["UNTIL"] = [(original - dt.timedelta(seconds=1)).astimezone(dt.UTC)]
+    master.pop("RRULE")
+    master.add("rrule", rule)
+    _touch(master)
+
+    new = Calendar()
+    new.add("prodid", "-//Google Inc//Google Calendar 70.9054//EN")
+    new.add("version", "2.0")
+    for tz in tail.walk("VTIMEZONE"):
+        new.add_component(tz)
+    event = Event()
+    event.add("uid", new_uid)
+    event.add("summary", str(tail_master.get("SUMMARY", "")))
+    for name in ("LOCATION", "DESCRIPTION"):
+        if name in tail_master:
+            event.add(name, tail_master[name], encode=False)
+    event.add("dtstart", new_start)
+    event.add("dtend", new_end)
+    event.add("rrule", tail_rule)
+    event.add("x-google-split-from", str(master["UID"]))
+    _touch(event)
+    new.add_component(event)
+    # Overrides after the split point move with the tail in Google; ours has none there.
+    return bytes(cal.to_ical()), bytes(new.to_ical())
+
+
+def _rule_starts(master: Component) -> list[dt.datetime]:
+    from dateutil.rrule import rrulestr
+
+    start = master["DTSTART"].dt
+    rule = rrulestr(master["RRULE"].to_ical().decode(), dtstart=start)
+    return list(rule)
+
+
+def new_event(
+    uid: str, summary: str, start: dt.datetime, end: dt.datetime, *, rrule: str | None = None
+) -> bytes:
+    """An event made from scratch in a calendar client."""
+    cal = Calendar()
+    cal.add("prodid", "-//Mozilla.org/NONSGML Mozilla Calendar V1.1//EN")
+    cal.add("version", "2.0")
+    event = Event()
+    event.add("uid", uid)
+    event.add("summary", summary)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("created", _now())
+    if rrule:
+        event.add("rrule", vRecur.from_ical(rrule))
+    _touch(event)
+    _client_noise(event, "thunderbird")
+    cal.add_component(event)
+    cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+def break_resource(data: bytes) -> bytes:
+    """A buggy client writes an end before the start: servers store it, we cannot read it."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    start = master["DTSTART"].dt
+    master.pop("DTEND", None)
+    master.add("dtend", start - dt.timedelta(hours=1))
+    _touch(master)
+    return bytes(cal.to_ical())
