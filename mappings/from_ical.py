@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import calendar as calendar_module
 import datetime as dt
+import itertools
 import warnings as warnings_module
 import zoneinfo
 from collections.abc import Callable, Iterable
@@ -34,13 +35,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import recurring_ical_events
 from dateutil.rrule import rrulestr
-from icalendar import Calendar, Component, Event, Todo, vDDDTypes, vDuration, vRecur
+from icalendar import Calendar, Component, Todo, vDDDTypes, vDuration, vRecur
 from icalendar.cal.component_factory import ComponentFactory
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from pydantic import ValidationError
 
 from mappings.errors import MappingError
-from mappings.model import FollowUp, FollowUpKind, IcalRecurrence, Moment, OccurrenceException, id_for_uid, uid_for_id
+from mappings.model import (
+    FollowUp,
+    FollowUpKind,
+    IcalRecurrence,
+    Moment,
+    OccurrenceException,
+    id_for_uid,
+    uid_for_id,
+)
 from mappings.occurrences import occurrences, validate_followup
 from mappings.patterns import MAX_OCCURRENCES, effective_end_type, pattern_dates
 from mappings.superoffice import (
@@ -67,7 +76,9 @@ WORKDAYS = frozenset(range(5))
 ALL_DAYS = frozenset(range(7))
 
 #: RRULE parts a CRM pattern can express; any other part means "keep the rule".
-_CRM_RULE_PARTS = frozenset({"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY", "BYMONTH", "BYSETPOS", "WKST"})
+_CRM_RULE_PARTS = frozenset(
+    {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY", "BYMONTH", "BYSETPOS", "WKST"}
+)
 
 #: How far an open-ended rule is compared, by its smallest FREQ. Long enough to see
 #: every month/weekday combination, short enough to stay fast (a few hundred instances).
@@ -88,13 +99,46 @@ _STAMP = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 #: Properties we read (or that carry no meaning for the CRM); others are reported.
 _HANDLED = frozenset(
     {
-        "UID", "DTSTART", "DTEND", "DUE", "DURATION", "RRULE", "EXRULE", "RDATE", "EXDATE",
-        "RECURRENCE-ID", "SUMMARY", "DESCRIPTION", "LOCATION", "CATEGORIES", "SEQUENCE",
-        "DTSTAMP", "CREATED", "LAST-MODIFIED", "STATUS", "TRANSP", "CLASS", KIND_PROPERTY,
-        "X-FOLLOWUP-ID", "PRIORITY",
+        "UID",
+        "DTSTART",
+        "DTEND",
+        "DUE",
+        "DURATION",
+        "RRULE",
+        "EXRULE",
+        "RDATE",
+        "EXDATE",
+        "RECURRENCE-ID",
+        "SUMMARY",
+        "DESCRIPTION",
+        "LOCATION",
+        "CATEGORIES",
+        "SEQUENCE",
+        "DTSTAMP",
+        "CREATED",
+        "LAST-MODIFIED",
+        "STATUS",
+        "TRANSP",
+        "CLASS",
+        KIND_PROPERTY,
+        "X-FOLLOWUP-ID",
+        "PRIORITY",
+        "ORGANIZER",
+        "ATTENDEE",
+        "X-FOLLOWUP-LANGUAGE",
     }
 )
-_TIME_PROPERTIES = ("DTSTART", "DTEND", "DUE", "DURATION", "RRULE", "EXRULE", "RDATE", "EXDATE", "RECURRENCE-ID")
+_TIME_PROPERTIES = (
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "DURATION",
+    "RRULE",
+    "EXRULE",
+    "RDATE",
+    "EXDATE",
+    "RECURRENCE-ID",
+)
 
 
 @dataclass(frozen=True)
@@ -133,7 +177,7 @@ def parse_calendar(data: bytes | str, *, default_timezone: str = "UTC") -> Parse
         with warnings_module.catch_warnings():
             warnings_module.simplefilter("ignore")
             parsed = _TolerantCalendar.from_ical(text, multiple=True)
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except Exception as exc:  # the parser meets untrusted bytes: any failure means "not iCalendar"
         raise MappingError(f"not valid iCalendar: {exc}") from None
     groups: dict[str, list[Component]] = {}
     zones: dict[str, str | None] = {}
@@ -160,10 +204,17 @@ def parse_calendar(data: bytes | str, *, default_timezone: str = "UTC") -> Parse
     for uid, components in groups.items():
         try:
             followups.extend(
-                _parse_group(components, default_timezone, zones[uid], None, warnings)
+                _safely(
+                    uid,
+                    lambda components=components, uid=uid: _parse_group(  # type: ignore[misc]
+                        components, default_timezone, zones[uid], None, warnings
+                    ),
+                )
             )
         except MappingError as exc:
             errors.append(exc)
+        except Exception as exc:  # a shape we did not foresee: report it, never a traceback
+            errors.append(MappingError(f"cannot be read: {type(exc).__name__}: {exc}", item=uid))
     return ParseResult(followups, warnings, errors)
 
 
@@ -186,7 +237,38 @@ def parse_components(
     items = [c for c in components if c.name in ("VEVENT", "VTODO")]
     if not items:
         raise MappingError("no VEVENT or VTODO among the components")
-    return _parse_group(items, default_timezone, calendar_timezone, known, warnings if warnings is not None else [])
+    uid = str(items[0].get("UID", "")).strip() or None
+    return _safely(
+        uid,
+        lambda: _parse_group(
+            items,
+            default_timezone,
+            calendar_timezone,
+            known,
+            warnings if warnings is not None else [],
+        ),
+    )
+
+
+def _safely(uid: str | None, read_group: Callable[[], list[FollowUp]]) -> list[FollowUp]:
+    """A component broken in a way no check foresaw still fails as a MappingError naming its
+    UID, never as a crash of the whole run (found by tests/reliability/test_fuzz.py)."""
+    try:
+        return read_group()
+    except MappingError as exc:
+        if exc.item is None:
+            exc.item = uid
+        raise
+    except (
+        AttributeError,
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        ArithmeticError,
+    ) as exc:
+        raise MappingError(f"cannot be read: {type(exc).__name__}: {exc}", item=uid) from None
 
 
 # --- one UID ---------------------------------------------------------------------------
@@ -210,7 +292,6 @@ class _Series:
     master: Component
     overrides: list[Component]
     original: list[Component]  # what the verification expands: the input, untouched
-    synthetic_master: bool
 
 
 def _parse_group(
@@ -227,24 +308,154 @@ def _parse_group(
     synthetic = master is None
     if master is None:
         master = _synthetic_master(overrides, uid, warnings)
-    series = _read_series(master, overrides, components, uid, default_timezone, calendar_timezone, known)
+    series = _read_series(
+        master, overrides, components, uid, default_timezone, calendar_timezone, known
+    )
     _report_ignored(master, uid, warnings)
-    return _represent(series, known, warnings, synthetic)
+    return _with_participants(
+        _represent(series, known, warnings, synthetic), master, overrides, series, known
+    )
+
+
+# --- organizer, participants, language --------------------------------------------------------
+
+
+def _with_participants(
+    followups: list[FollowUp],
+    master: Component,
+    overrides: list[Component],
+    series: _Series,
+    known: FollowUp | None,
+) -> list[FollowUp]:
+    """Attach ORGANIZER/ATTENDEE and the language to what ``_represent`` proved.
+
+    Attendees become participants only on a scheduling object (one with an ORGANIZER,
+    RFC 6638 §3.1) or when the follow-up already had participants: an ATTENDEE a client
+    typed into a plain event is the client's business, kept on the server by
+    ``mappings.resource`` but never invited by us.
+    """
+    update: dict[str, Any] = {}
+    language = _text(master, "X-FOLLOWUP-LANGUAGE")
+    if language in ("nb", "en"):
+        update["language"] = language
+    elif known is not None:
+        update["language"] = known.language
+    organizer = master.get("ORGANIZER") or next(
+        (o.get("ORGANIZER") for o in overrides if o.get("ORGANIZER")), None
+    )
+    if organizer is not None or (known is not None and (known.participants or known.organizer)):
+        if organizer is not None and _address(organizer):
+            update["organizer"] = {"name": _cn(organizer), "email": _address(organizer)}
+        update["participants"] = _participants(master, overrides, series)
+    if not update:
+        return followups
+    result = []
+    for followup in followups:
+        try:
+            result.append(FollowUp.model_validate({**followup.model_dump(), **update}))
+        except ValidationError as exc:
+            raise MappingError(
+                f"ATTENDEE/ORGANIZER cannot be read: {exc.errors()[0]['msg']}",
+                item=series.uid,
+                field="ATTENDEE",
+            ) from None
+    return result
+
+
+_PARTSTATS = {
+    "NEEDS-ACTION": "needs-action",
+    "ACCEPTED": "accepted",
+    "DECLINED": "declined",
+    "TENTATIVE": "tentative",
+}
+
+
+def _address(value: Any) -> str:
+    text = str(value).strip()
+    return text[7:] if text.lower().startswith("mailto:") else ""
+
+
+def _cn(value: Any) -> str | None:
+    params = getattr(value, "params", {})
+    name = params.get("CN")
+    return str(name) if name else None
+
+
+def _partstat(value: Any) -> str:
+    # DELEGATED, COMPLETED, IN-PROCESS have no place in the CRM: they read as "not answered".
+    return _PARTSTATS.get(
+        str(getattr(value, "params", {}).get("PARTSTAT", "NEEDS-ACTION")).upper(), "needs-action"
+    )
+
+
+def _participants(
+    master: Component, overrides: list[Component], series: _Series
+) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for attendee in _as_list(master.get("ATTENDEE")):
+        email = _address(attendee)
+        if not email or email.casefold() in found:
+            continue
+        role = str(attendee.params.get("ROLE", "REQ-PARTICIPANT")).upper()
+        found[email.casefold()] = {
+            "name": _cn(attendee),
+            "email": email,
+            "role": "optional" if role in ("OPT-PARTICIPANT", "NON-PARTICIPANT") else "required",
+            "status": _partstat(attendee),
+            "occurrence_status": {},
+        }
+    for override in overrides:
+        key_value = override.get("RECURRENCE-ID")
+        if key_value is None or str(override.get("STATUS", "")).upper() == "CANCELLED":
+            continue
+        key = _local(key_value.dt, series.zone, series.all_day).isoformat()
+        for attendee in _as_list(override.get("ATTENDEE")):
+            entry = found.get(_address(attendee).casefold())
+            if entry is not None and _partstat(attendee) != entry["status"]:
+                entry["occurrence_status"][key] = _partstat(attendee)
+    return list(found.values())
+
+
+#: RFC 5545 3.6.1: these occur at most once in a component; icalendar gives a list otherwise.
+_SINGLE_PROPERTIES = (
+    "UID",
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "DURATION",
+    "RECURRENCE-ID",
+    "SUMMARY",
+    "DESCRIPTION",
+    "LOCATION",
+    "SEQUENCE",
+    "STATUS",
+    "DTSTAMP",
+    "LAST-MODIFIED",
+)
 
 
 def _check_broken(component: Component, uid: str) -> None:
     """Refuse a component whose time or rule properties icalendar could not read."""
+    for name in _SINGLE_PROPERTIES:
+        if isinstance(component.get(name), list):
+            raise MappingError(f"{name} appears more than once", item=uid, field=name)
     for name, _message in getattr(component, "errors", []) or []:
         if str(name).upper() in _TIME_PROPERTIES:
-            raise MappingError(f"{name} cannot be read: {_message}", item=uid, field=str(name).upper())
+            raise MappingError(
+                f"{name} cannot be read: {_message}", item=uid, field=str(name).upper()
+            )
     for name in _TIME_PROPERTIES:
         values = component.get(name)
         for value in values if isinstance(values, list) else [values]:
             if value is not None and type(value).__name__ == "vBroken":
-                raise MappingError(f"{name} cannot be read: {value.to_ical()!r}", item=uid, field=name)
-    for value in _as_list(component.get("RRULE")) + _as_list(component.get("EXRULE")):
+                raise MappingError(
+                    f"{name} cannot be read: {value.to_ical()!r}", item=uid, field=name
+                )
+    for value in _rules(component, "RRULE") + _rules(component, "EXRULE"):
         if "FREQ" not in value:
-            raise MappingError(f"RRULE {value.to_ical().decode()!r} has no FREQ", item=uid, field="RRULE")
+            raise MappingError(
+                f"RRULE {value.to_ical().decode()!r} has no FREQ", item=uid, field="RRULE"
+            )
         try:
             vRecur.from_ical(value.to_ical().decode())
         except (ValueError, TypeError) as exc:
@@ -262,6 +473,11 @@ def _check_broken(component: Component, uid: str) -> None:
                         raise MappingError(f"bad BYDAY value {item!r}", item=uid, field="RRULE")
                 elif not isinstance(item, int):
                     raise MappingError(f"bad {part} value {item!r}", item=uid, field="RRULE")
+
+
+def _rules(component: Component, key: str) -> list[vRecur]:
+    """RRULE/EXRULE values; an empty ``RRULE:`` line (calendarlabs writes them) means none."""
+    return [rule for rule in _as_list(component.get(key)) if len(rule)]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -287,9 +503,9 @@ def _split_master(
         previous = chosen.get(key)
         if previous is not None:
             keep = component if _sequence(component) >= _sequence(previous) else previous
+            which = "the master" if key is None else f"RECURRENCE-ID {key}"
             warnings.append(
-                f"{uid}: two components for {'the master' if key is None else 'RECURRENCE-ID ' + key}; "
-                f"kept SEQUENCE {_sequence(keep)}"
+                f"{uid}: two components for {which}; kept SEQUENCE {_sequence(keep)}"
             )
             chosen[key] = keep
         else:
@@ -310,7 +526,7 @@ def _sequence(component: Component) -> int:
 
 
 def _is_recurring_master(component: Component) -> bool:
-    return any(component.get(name) is not None for name in ("RRULE", "RDATE", "EXRULE"))
+    return bool(_rules(component, "RRULE") or _rules(component, "EXRULE") or component.get("RDATE"))
 
 
 def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str]) -> Component:
@@ -318,7 +534,17 @@ def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str])
     every RECURRENCE-ID by RDATE. Which representation it ends up as is decided later."""
     first = overrides[0]
     master: Component = first.copy()
-    for name in ("RECURRENCE-ID", "RRULE", "RDATE", "EXDATE", "EXRULE", "DTSTART", "DTEND", "DUE", "DURATION"):
+    for name in (
+        "RECURRENCE-ID",
+        "RRULE",
+        "RDATE",
+        "EXDATE",
+        "EXRULE",
+        "DTSTART",
+        "DTEND",
+        "DUE",
+        "DURATION",
+    ):
         if name in master:
             del master[name]
     rid0 = first["RECURRENCE-ID"].dt
@@ -328,7 +554,9 @@ def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str])
         master.add("DUE" if first.name == "VTODO" else "DTEND", rid0 + span)
     for other in overrides[1:]:
         master.add("RDATE", [other["RECURRENCE-ID"].dt])
-    warnings.append(f"{uid}: {len(overrides)} override(s) without a master; made one from their RECURRENCE-IDs")
+    warnings.append(
+        f"{uid}: {len(overrides)} override(s) without a master; made one from their RECURRENCE-IDs"
+    )
     return master
 
 
@@ -385,7 +613,6 @@ def _read_series(
         master=master,
         overrides=overrides,
         original=original,
-        synthetic_master=False,
     )
 
 
@@ -399,7 +626,9 @@ def _end_of(
         value = component.get(key)
         if value is not None and (not is_todo or component.get("DTSTART") is not None):
             if isinstance(value.dt, dt.datetime) != isinstance(raw_start, dt.datetime):
-                raise MappingError(f"{key} and DTSTART are not both dates or both date-times", item=uid, field=key)
+                raise MappingError(
+                    f"{key} and DTSTART are not both dates or both date-times", item=uid, field=key
+                )
             span = value.dt - raw_start
     if span is None and component.get("DURATION") is not None:
         span = component["DURATION"].dt
@@ -444,7 +673,9 @@ def _report_ignored(master: Component, uid: str, warnings: list[str]) -> None:
         | ({"VALARM"} if any(c.name == "VALARM" for c in master.subcomponents) else set())
     )
     if ignored:
-        warnings.append(f"{uid}: ignored {', '.join(ignored)} (the follow-up has no place for them)")
+        warnings.append(
+            f"{uid}: ignored {', '.join(ignored)} (the follow-up has no place for them)"
+        )
 
 
 # --- time zones --------------------------------------------------------------------------
@@ -475,7 +706,7 @@ def _zone_of(
         key = getattr(tz, "key", None)
         if isinstance(key, str):
             return "UTC" if key in ("UTC", "Etc/UTC", "Z") else key
-        if tz is dt.UTC or value.utcoffset() == dt.timedelta(0) and tzid is None:
+        if tz is dt.UTC or (value.utcoffset() == dt.timedelta(0) and tzid is None):
             return "UTC"
         return _match_custom_zone(tz, str(tzid or ""), uid, field_name, value, original)
     if isinstance(value, dt.datetime) and tzid:
@@ -491,7 +722,12 @@ def _zone_of(
 
 
 def _match_custom_zone(
-    tz: dt.tzinfo, tzid: str, uid: str, field_name: str, start: dt.datetime, original: list[Component]
+    tz: dt.tzinfo,
+    tzid: str,
+    uid: str,
+    field_name: str,
+    start: dt.datetime,
+    original: list[Component],
 ) -> str:
     """The IANA zone whose UTC offsets agree with a custom VTIMEZONE in every year used.
 
@@ -500,7 +736,10 @@ def _match_custom_zone(
     """
     years = _years_used(start, original)
     samples = [
-        dt.datetime(year, month, day, 12, tzinfo=dt.UTC) for year in years for month in range(1, 13) for day in (1, 15)
+        dt.datetime(year, month, day, 12, tzinfo=dt.UTC)
+        for year in years
+        for month in range(1, 13)
+        for day in (1, 15)
     ]
     wanted = [s.astimezone(tz).utcoffset() for s in samples]
     for name in _zone_candidates(tzid):
@@ -508,9 +747,10 @@ def _match_custom_zone(
             zone = ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             continue
-        if all(s.astimezone(zone).utcoffset() == w for s, w in zip(samples, wanted, strict=True)):
-            if _transitions_agree(tz, zone, years):
-                return name
+        pairs = zip(samples, wanted, strict=True)
+        same = all(s.astimezone(zone).utcoffset() == w for s, w in pairs)
+        if same and _transitions_agree(tz, zone, years):
+            return name
     raise MappingError(
         f"the VTIMEZONE {tzid!r} matches no IANA time zone in {years[0]}–{years[-1]}",
         item=uid,
@@ -525,7 +765,7 @@ def _years_used(start: dt.datetime, original: list[Component]) -> list[int]:
             value = component.get(key)
             if value is not None and isinstance(value.dt, dt.date):
                 years.add(value.dt.year)
-        for rule in _as_list(component.get("RRULE")):
+        for rule in _rules(component, "RRULE"):
             for until in rule.get("UNTIL", []):
                 if isinstance(until, dt.date):
                     years.add(until.year)
@@ -548,20 +788,25 @@ def _zone_candidates(tzid: str) -> list[str]:
 
 
 def _transitions_agree(custom: dt.tzinfo, zone: ZoneInfo, years: list[int]) -> bool:
+    """Every offset change of ``zone`` in ``years`` happens at the same minute in ``custom``.
+
+    The IANA zone is scanned (cheap); the custom one (dateutil evaluates its RRULEs from
+    1601 on every call, which is slow) is only asked either side of each change.
+    """
     step = dt.timedelta(hours=6)
+    minute = dt.timedelta(minutes=1)
     moment = dt.datetime(years[0], 1, 1, tzinfo=dt.UTC)
     end = dt.datetime(years[-1] + 1, 1, 1, tzinfo=dt.UTC)
-    previous = moment.astimezone(custom).utcoffset()
-    if previous != moment.astimezone(zone).utcoffset():
-        return False
+    previous = moment.astimezone(zone).utcoffset()
     while moment < end:
         nxt = moment + step
-        a, b = nxt.astimezone(custom).utcoffset(), nxt.astimezone(zone).utcoffset()
-        if a != b:
-            return False
-        if a != previous and _change_at(custom, moment, nxt) != _change_at(zone, moment, nxt):
-            return False
-        previous = a
+        offset = nxt.astimezone(zone).utcoffset()
+        if offset != previous:
+            change = _change_at(zone, moment, nxt)
+            for probe in (change - minute, change):
+                if probe.astimezone(custom).utcoffset() != probe.astimezone(zone).utcoffset():
+                    return False
+        previous = offset
         moment = nxt
     return True
 
@@ -570,8 +815,7 @@ def _change_at(tz: dt.tzinfo, lo: dt.datetime, hi: dt.datetime) -> dt.datetime:
     """The first minute in (lo, hi] at which the offset differs from lo's."""
     before = lo.astimezone(tz).utcoffset()
     while hi - lo > dt.timedelta(minutes=1):
-        mid = lo + (hi - lo) / 2
-        mid = mid.replace(second=0, microsecond=0)
+        mid = (lo + (hi - lo) / 2).replace(second=0, microsecond=0)
         if mid <= lo:
             break
         if mid.astimezone(tz).utcoffset() == before:
@@ -635,14 +879,64 @@ def _window(series: _Series) -> _Window:
             moments.append(_aware_utc(value[0] if isinstance(value, tuple) else value, zone))
     lo = min([lo, *(m - dt.timedelta(days=2) for m in moments)])
     hi = max([hi, *(m + dt.timedelta(days=2) for m in moments)])
-    rules = _as_list(master.get("RRULE"))
+    rules = _rules(master, "RRULE")
     if rules:
-        freq = min((str(r["FREQ"][0]).upper() for r in rules), key=_FREQ_ORDER.index)
+        freq = min((_effective_freq(r) for r in rules), key=_FREQ_ORDER.index)
         horizon = first + _HORIZONS[freq]
         for rule in rules:
             last = _rule_last(rule, series)
             hi = max(hi, (last + dt.timedelta(days=2)) if last is not None else horizon)
+        _check_window_size(rules, series, hi)
     return _Window(lo, hi)
+
+
+def _check_window_size(rules: list[vRecur], series: _Series, hi: dt.datetime) -> None:
+    """Refuse before expanding: recurring-ical-events builds every instance of the window
+    at once, so FREQ=SECONDLY over the window would take minutes and gigabytes."""
+    start = (
+        series.start
+        if isinstance(series.start, dt.datetime)
+        else dt.datetime.combine(series.start, dt.time())
+    )
+    stop = hi.astimezone(series.zone).replace(tzinfo=None)
+    seen = 0
+    for rule in rules:
+        bare = vRecur({k: v for k, v in rule.items() if k not in ("UNTIL", "COUNT")})
+        limit = stop
+        if "UNTIL" in rule:
+            limit = min(
+                limit,
+                _aware_utc(rule["UNTIL"][0], series.zone)
+                .astimezone(series.zone)
+                .replace(tzinfo=None),
+            )
+        count = int(rule["COUNT"][0]) if "COUNT" in rule else MAX_OCCURRENCES + 1
+        try:
+            instances = rrulestr(bare.to_ical().decode(), dtstart=start, cache=False)
+            for index, moment in enumerate(instances):
+                if moment > limit or index >= count:
+                    break
+                seen += 1
+                if seen > MAX_OCCURRENCES:
+                    raise MappingError(
+                        f"more than {MAX_OCCURRENCES} occurrences in the compared window",
+                        item=series.uid,
+                        field="RRULE",
+                    )
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise MappingError(
+                f"bad RRULE {rule.to_ical().decode()!r}: {exc}", item=series.uid, field="RRULE"
+            ) from None
+
+
+def _effective_freq(rule: vRecur) -> str:
+    """FREQ, made finer by BYHOUR/BYMINUTE/BYSECOND (FREQ=DAILY;BYMINUTE=0,20,40 is
+    as dense as a minutely rule), so the horizon never holds more than a few hundred."""
+    freq = str(rule["FREQ"][0]).upper()
+    for part, finer in (("BYSECOND", "SECONDLY"), ("BYMINUTE", "MINUTELY"), ("BYHOUR", "HOURLY")):
+        if part in rule and _FREQ_ORDER.index(finer) < _FREQ_ORDER.index(freq):
+            return finer
+    return freq
 
 
 def _rule_last(rule: vRecur, series: _Series) -> dt.datetime | None:
@@ -651,14 +945,25 @@ def _rule_last(rule: vRecur, series: _Series) -> dt.datetime | None:
         return _aware_utc(rule["UNTIL"][0], series.zone) + dt.timedelta(days=1)
     if "COUNT" not in rule:
         return None
-    start = series.start if isinstance(series.start, dt.datetime) else dt.datetime.combine(series.start, dt.time())
+    start = (
+        series.start
+        if isinstance(series.start, dt.datetime)
+        else dt.datetime.combine(series.start, dt.time())
+    )
     text = rule.to_ical().decode()
     try:
-        instances = list(rrulestr(text, dtstart=start, cache=False))[: MAX_OCCURRENCES + 1]
-    except (ValueError, TypeError) as exc:
+        # islice: COUNT=1000000000 must not be materialised before it is refused.
+        instances = list(
+            itertools.islice(rrulestr(text, dtstart=start, cache=False), MAX_OCCURRENCES + 1)
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
         raise MappingError(f"bad RRULE {text!r}: {exc}", item=series.uid, field="RRULE") from None
     if not instances:
         return None
+    if len(instances) > MAX_OCCURRENCES:
+        raise MappingError(
+            f"more than {MAX_OCCURRENCES} occurrences", item=series.uid, field="RRULE"
+        )
     return _aware_utc(instances[-1], series.zone) + dt.timedelta(days=1)
 
 
@@ -670,7 +975,9 @@ def _aware_utc(value: Any, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(value, dt.time(), tzinfo=zone).astimezone(dt.UTC)
 
 
-def _expand(components: Iterable[Component], window: _Window, zone: ZoneInfo, uid: str) -> list[Occ]:
+def _expand(
+    components: Iterable[Component], window: _Window, zone: ZoneInfo, uid: str
+) -> list[Occ]:
     """Occurrences (start, end, summary, description, location) in the window, sorted;
     cancelled overrides do not occur."""
     cal = Calendar()
@@ -683,7 +990,9 @@ def _expand(components: Iterable[Component], window: _Window, zone: ZoneInfo, ui
         for index, occurrence in enumerate(found):
             if index > MAX_OCCURRENCES:
                 raise MappingError(
-                    f"more than {MAX_OCCURRENCES} occurrences in the compared window", item=uid, field="RRULE"
+                    f"more than {MAX_OCCURRENCES} occurrences in the compared window",
+                    item=uid,
+                    field="RRULE",
                 )
             if str(occurrence.get("STATUS", "")).upper() == "CANCELLED":
                 continue
@@ -701,7 +1010,9 @@ def _expand(components: Iterable[Component], window: _Window, zone: ZoneInfo, ui
     except MappingError:
         raise
     except Exception as exc:  # recurring-ical-events raises many types for bad rules
-        raise MappingError(f"the series cannot be expanded: {exc}", item=uid, field="RRULE") from None
+        raise MappingError(
+            f"the series cannot be expanded: {exc}", item=uid, field="RRULE"
+        ) from None
     return sorted(result)
 
 
@@ -748,15 +1059,19 @@ def _base_rule(series: _Series, window: _Window) -> _Rule:
     cal = Calendar()
     cal.add_component(master)
     try:
-        found = recurring_ical_events.of(cal, components=["VEVENT", "VTODO"]).between(window.lo, window.hi)
+        found = recurring_ical_events.of(cal, components=["VEVENT", "VTODO"]).between(
+            window.lo, window.hi
+        )
         for index, occurrence in enumerate(found):
             if index > MAX_OCCURRENCES:
                 break
             value = (occurrence.get("DTSTART") or occurrence.get("DUE")).dt
             moments.append(_local(value, series.zone, series.all_day))
     except Exception as exc:
-        raise MappingError(f"the series cannot be expanded: {exc}", item=series.uid, field="RRULE") from None
-    bounded = all("COUNT" in r or "UNTIL" in r for r in _as_list(master.get("RRULE")))
+        raise MappingError(
+            f"the series cannot be expanded: {exc}", item=series.uid, field="RRULE"
+        ) from None
+    bounded = all("COUNT" in r or "UNTIL" in r for r in _rules(master, "RRULE"))
     return _Rule(sorted(set(moments), key=_sort_key), bounded)
 
 
@@ -781,8 +1096,13 @@ def _parse_byday(values: list[Any]) -> list[tuple[int | None, int]]:
 
 
 def _week_of(ordinal: int) -> WeekOfMonth | None:
-    return {1: WeekOfMonth.First, 2: WeekOfMonth.Second, 3: WeekOfMonth.Third, 4: WeekOfMonth.Fourth,
-            -1: WeekOfMonth.Last}.get(ordinal)
+    return {
+        1: WeekOfMonth.First,
+        2: WeekOfMonth.Second,
+        3: WeekOfMonth.Third,
+        4: WeekOfMonth.Fourth,
+        -1: WeekOfMonth.Last,
+    }.get(ordinal)
 
 
 def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
@@ -805,19 +1125,25 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
     has_ordinals = any(o is not None for o, _ in byday)
 
     def daily(sub: RecurrenceDailyPattern, cycle: int = 0) -> RecurrenceInfo:
-        return RecurrenceInfo(Pattern=RecurrencePattern.Daily, DayPattern=DayPatternInfo(Pattern=sub, Cycle=cycle))
+        return RecurrenceInfo(
+            Pattern=RecurrencePattern.Daily, DayPattern=DayPatternInfo(Pattern=sub, Cycle=cycle)
+        )
 
     def weekly(days: set[int], cycle: int) -> RecurrenceInfo:
         return RecurrenceInfo(
-            Pattern=RecurrencePattern.Weekly, WeekPattern=WeekPatternInfo(Weekdays=weekday_flags(days), Cycle=cycle)
+            Pattern=RecurrencePattern.Weekly,
+            WeekPattern=WeekPatternInfo(Weekdays=weekday_flags(days), Cycle=cycle),
         )
 
     def same_week_forms(days: frozenset[int] | set[int]) -> list[RecurrenceInfo]:
         if days == WORKDAYS:
             return [daily(RecurrenceDailyPattern.EveryWorkday), weekly(set(days), 1)]
         if days == ALL_DAYS:
-            return [daily(RecurrenceDailyPattern.EveryWeekday), daily(RecurrenceDailyPattern.EveryCyclicDay, 1),
-                    weekly(set(days), 1)]
+            return [
+                daily(RecurrenceDailyPattern.EveryWeekday),
+                daily(RecurrenceDailyPattern.EveryCyclicDay, 1),
+                weekly(set(days), 1),
+            ]
         return [weekly(set(days), 1)]
 
     if freq == "DAILY":
@@ -842,7 +1168,11 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
         if freq == "MONTHLY" and bymonth:
             return []
         if freq == "YEARLY":
-            if len(bymonth) > 1 or (byday and not bymonth) or (bymonthday and not bymonth and len(bymonthday) > 1):
+            if (
+                len(bymonth) > 1
+                or (byday and not bymonth)
+                or (bymonthday and not bymonth and len(bymonthday) > 1)
+            ):
                 return []
             month = bymonth[0] if bymonth else day0.month
             month_length = 29 if month == 2 else calendar_module.monthrange(2001, month)[1]
@@ -870,7 +1200,11 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
         elif bymonthday:
             if bysetpos:
                 wanted = sorted(bymonthday)
-                if bysetpos == [-1] and wanted == list(range(wanted[0], wanted[-1] + 1)) and wanted[0] >= 28:
+                if (
+                    bysetpos == [-1]
+                    and wanted == list(range(wanted[0], wanted[-1] + 1))
+                    and wanted[0] >= 28
+                ):
                     day_forms.append(("day", wanted[-1], 0, WeekOfMonth.Unknown))
                 else:
                     return []
@@ -906,7 +1240,10 @@ def _monthly(kind: str, day: int, flags: int, week: WeekOfMonth, cycle: int) -> 
         info = MonthPatternInfo(Pattern=RecurrenceMonthlyPattern.DayOfMonth, Cycle=cycle, Day=day)
     else:
         info = MonthPatternInfo(
-            Pattern=RecurrenceMonthlyPattern.WeekdayOfMonth, Cycle=cycle, Weekday=flags, WeekOfMonth=week
+            Pattern=RecurrenceMonthlyPattern.WeekdayOfMonth,
+            Cycle=cycle,
+            Weekday=flags,
+            WeekOfMonth=week,
         )
     return RecurrenceInfo(Pattern=RecurrencePattern.Monthly, MonthPattern=info)
 
@@ -916,7 +1253,10 @@ def _yearly(kind: str, day: int, flags: int, week: WeekOfMonth, month: int) -> R
         info = YearPatternInfo(Pattern=RecurrenceYearlyPattern.DayOfMonth, Cycle=month, Day=day)
     else:
         info = YearPatternInfo(
-            Pattern=RecurrenceYearlyPattern.WeekdayOfMonth, Cycle=month, Weekday=flags, WeekOfMonth=week
+            Pattern=RecurrenceYearlyPattern.WeekdayOfMonth,
+            Cycle=month,
+            Weekday=flags,
+            WeekOfMonth=week,
         )
     return RecurrenceInfo(Pattern=RecurrencePattern.Yearly, YearPattern=info)
 
@@ -937,9 +1277,14 @@ def _with_end(info: RecurrenceInfo, rule: vRecur, series: _Series) -> Recurrence
     """Add COUNT → Counter or UNTIL → inclusive local EndDate to a pattern."""
     update: dict[str, Any] = {"StartDate": _date_of(series.start), "IsRecurrence": True}
     if "COUNT" in rule:
-        update.update(RecurrenceEndType=RecurrenceEndType.Counter, RecurrenceCounter=int(rule["COUNT"][0]))
+        update.update(
+            RecurrenceEndType=RecurrenceEndType.Counter, RecurrenceCounter=int(rule["COUNT"][0])
+        )
     elif "UNTIL" in rule:
-        update.update(RecurrenceEndType=RecurrenceEndType.EndDate, EndDate=_until_date(rule["UNTIL"][0], series))
+        update.update(
+            RecurrenceEndType=RecurrenceEndType.EndDate,
+            EndDate=_until_date(rule["UNTIL"][0], series),
+        )
     return info.model_copy(update=update)
 
 
@@ -991,7 +1336,9 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
             continue
         if key not in base:
             if is_cancelled:
-                warnings.append(f"{series.uid}: cancelled override {_show(key)} is not an occurrence; ignored")
+                warnings.append(
+                    f"{series.uid}: cancelled override {_show(key)} is not an occurrence; ignored"
+                )
                 continue
             extra.append(key)
         if is_cancelled:
@@ -999,7 +1346,9 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
                 cancelled.append(key)
             continue
         if component.get("DTSTART") is None and component.get("DUE") is None:
-            raise MappingError(f"the override {_show(key)} has no DTSTART", item=series.uid, field="DTSTART")
+            raise MappingError(
+                f"the override {_show(key)} has no DTSTART", item=series.uid, field="DTSTART"
+            )
         overrides.append((key, component))
     return _Edits(cancelled, overrides, sorted(futures, key=lambda p: _sort_key(p[0])), extra)
 
@@ -1013,8 +1362,13 @@ def _override_values(component: Component, series: _Series) -> tuple[Moment, Mom
 
 
 def _exception_for(
-    key: Moment, component: Component, title: str, description: str | None, location: str | None,
-    series: _Series, duration: dt.timedelta,
+    key: Moment,
+    component: Component,
+    title: str,
+    description: str | None,
+    location: str | None,
+    series: _Series,
+    duration: dt.timedelta,
 ) -> OccurrenceException:
     """An override as the difference to the series it belongs to."""
     start, end = _override_values(component, series)
@@ -1065,14 +1419,15 @@ def _followup(
     try:
         followup = FollowUp.model_validate(data)
         validate_followup(followup)
-    except (ValidationError, MappingError, ValueError):
+    except Exception:  # any refusal just means "not this representation"
         return None
     return followup
 
 
 def _is_noop(exception: OccurrenceException) -> bool:
     return not exception.cancelled and all(
-        getattr(exception, name) is None for name in ("start", "end", "title", "description", "location")
+        getattr(exception, name) is None
+        for name in ("start", "end", "title", "description", "location")
     )
 
 
@@ -1080,7 +1435,9 @@ def _show(value: Moment) -> str:
     return value.isoformat()
 
 
-def _represent(series: _Series, known: FollowUp | None, warnings: list[str], synthetic: bool) -> list[FollowUp]:
+def _represent(
+    series: _Series, known: FollowUp | None, warnings: list[str], synthetic: bool
+) -> list[FollowUp]:
     window = _window(series)
     expected = _expand(series.original, window, series.zone, series.uid)
     rule = _base_rule(series, window)
@@ -1091,7 +1448,15 @@ def _represent(series: _Series, known: FollowUp | None, warnings: list[str], syn
         result = [OccurrenceException(original_start=k, cancelled=True) for k in edits.cancelled]
         for key, component in edits.overrides:
             result.append(
-                _exception_for(key, component, series.title, series.description, series.location, series, duration)
+                _exception_for(
+                    key,
+                    component,
+                    series.title,
+                    series.description,
+                    series.location,
+                    series,
+                    duration,
+                )
             )
         return sorted(result, key=lambda e: _sort_key(e.original_start))
 
@@ -1099,12 +1464,16 @@ def _represent(series: _Series, known: FollowUp | None, warnings: list[str], syn
         return _expand(_forward(followups), window, series.zone, series.uid) == expected
 
     reasons: list[str] = []
-    for recurrence, ical, note in _proposals(series, rule, edits, known, window, reasons):
+    for recurrence, ical, note in _proposals(
+        series, rule, edits, known, window, reasons, synthetic
+    ):
         followup = _followup(series, recurrence=recurrence, ical=ical, exceptions=exceptions_for())
         if followup is None:
             continue
         if edits.futures:
-            result = _apply_futures(followup, series, rule, edits, duration, exact, warnings, window.hi)
+            result = _apply_futures(
+                followup, series, rule, edits, duration, exact, warnings, window.hi
+            )
             if result is None:
                 continue
             if exact(result):
@@ -1117,14 +1486,16 @@ def _represent(series: _Series, known: FollowUp | None, warnings: list[str], syn
     if edits.futures:
         key = edits.futures[0][0]
         raise MappingError(
-            f"the THISANDFUTURE override at RECURRENCE-ID {_show(key)} moves occurrences to other dates "
-            "of an open-ended series; the CRM cannot split it exactly",
+            f"the THISANDFUTURE override at RECURRENCE-ID {_show(key)} moves occurrences to "
+            "other dates of an open-ended series; the CRM cannot split it exactly",
             item=series.uid,
             field="RECURRENCE-ID",
         )
     detail = f" ({'; '.join(reasons)})" if reasons else ""
     raise MappingError(
-        f"no representation reproduces the calendar's occurrences exactly{detail}", item=series.uid, field="RRULE"
+        f"no representation reproduces the calendar's occurrences exactly{detail}",
+        item=series.uid,
+        field="RRULE",
     )
 
 
@@ -1136,17 +1507,25 @@ Proposal = tuple[RecurrenceInfo | None, IcalRecurrence | None, str]
 
 
 def _proposals(
-    series: _Series, rule: _Rule, edits: _Edits, known: FollowUp | None, window: _Window, reasons: list[str]
+    series: _Series,
+    rule: _Rule,
+    edits: _Edits,
+    known: FollowUp | None,
+    window: _Window,
+    reasons: list[str],
+    synthetic: bool,
 ) -> Iterable[Proposal]:
     """Representations to try, best first (see the module docstring)."""
     master = series.master
-    rrules = _as_list(master.get("RRULE"))
-    exrules = _as_list(master.get("EXRULE"))
+    rrules = _rules(master, "RRULE")
+    exrules = _rules(master, "EXRULE")
     rdates = _values_of(master, "RDATE")
     keys = sorted(set(rule.base) | set(edits.extra), key=_sort_key)
-    if not rrules and not rdates and not exrules and not edits.extra:
+    if not rrules and not rdates and not exrules and not edits.extra and not synthetic:
         yield (None, None, "")
-        return
+        if not edits.overrides and not edits.cancelled:
+            return
+        # A single event with an override of its one occurrence: a one-date Custom series.
     times_align = all(_time_of(k) == _time_of(series.start) for k in keys)
     periods_align = all(
         not isinstance(v, tuple) or _period_span(v) == _duration(series) for v in rdates
@@ -1158,19 +1537,32 @@ def _proposals(
             candidates.sort(key=lambda c: 0 if _form(c) == wanted else 1)
         for candidate in candidates:
             info = _with_end(candidate, rrules[0], series)
-            if known is not None and known.recurrence is not None and known.recurrence.RecurrenceId is not None:
+            if (
+                known is not None
+                and known.recurrence is not None
+                and known.recurrence.RecurrenceId is not None
+            ):
                 info = info.model_copy(update={"RecurrenceId": known.recurrence.RecurrenceId})
             pattern = _pattern_keys(series, info, window)
             if pattern is None:
                 continue
             if pattern == keys:
                 yield (info, None, "")
-            elif rule.bounded and times_align and periods_align and effective_end_type(info) != RecurrenceEndType.Unknown:
+            elif (
+                rule.bounded
+                and times_align
+                and periods_align
+                and effective_end_type(info) != RecurrenceEndType.Unknown
+            ):
                 dates = [RecurrenceDate(Date=_date_of(k)) for k in keys]
                 yield (info.model_copy(update={"Dates": dates}), None, "")
     elif not rrules and not exrules and times_align and periods_align:
         dates = [RecurrenceDate(Date=_date_of(k)) for k in keys]
-        yield (RecurrenceInfo(Pattern=RecurrencePattern.Custom, Dates=dates, IsRecurrence=True), None, "")
+        yield (
+            RecurrenceInfo(Pattern=RecurrencePattern.Custom, Dates=dates, IsRecurrence=True),
+            None,
+            "",
+        )
     if not rrules and not exrules and not times_align:
         reasons.append("the added dates have different times of day")
     kept = IcalRecurrence(
@@ -1183,7 +1575,9 @@ def _proposals(
 
 
 def _rdate_keys(rdates: list[Any], series: _Series) -> set[Moment]:
-    return {_local(v[0] if isinstance(v, tuple) else v, series.zone, series.all_day) for v in rdates}
+    return {
+        _local(v[0] if isinstance(v, tuple) else v, series.zone, series.all_day) for v in rdates
+    }
 
 
 def _period_span(value: tuple[Any, Any]) -> dt.timedelta:
@@ -1202,7 +1596,10 @@ def _pattern_keys(series: _Series, info: RecurrenceInfo, window: _Window) -> lis
         return None
     hi = window.hi.astimezone(series.zone).replace(tzinfo=None)
     found = occurrences(probe, window_end=hi.date() if series.all_day else hi)
-    return sorted({o.original_start if series.all_day else _naive(o.original_start) for o in found}, key=_sort_key)
+    return sorted(
+        {o.original_start if series.all_day else _naive(o.original_start) for o in found},
+        key=_sort_key,
+    )
 
 
 def _naive(value: Moment) -> Moment:
@@ -1235,7 +1632,9 @@ def _moment_text(value: Any, series: _Series) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             local = value.astimezone(series.zone)
-            if local.replace(tzinfo=None).replace(tzinfo=series.zone).astimezone(dt.UTC) != value.astimezone(dt.UTC):
+            if local.replace(tzinfo=None).replace(tzinfo=series.zone).astimezone(
+                dt.UTC
+            ) != value.astimezone(dt.UTC):
                 return str(value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
             value = local.replace(tzinfo=None)
         return str(value.strftime("%Y%m%dT%H%M%S"))
@@ -1260,13 +1659,17 @@ def _apply_futures(
     split = _split(followup, series, edits, duration)
     if split is not None and exact(split):
         keys = ", ".join(_show(k) for k, _ in edits.futures)
-        warnings.append(f"{series.uid}: THISANDFUTURE at {keys} split the series into {len(split)} follow-ups")
+        warnings.append(
+            f"{series.uid}: THISANDFUTURE at {keys} split the series into {len(split)} follow-ups"
+        )
         return split
     if not rule.bounded:
         return None
     materialised = _materialise(followup, series, edits, duration, window_end)
     if materialised is not None:
-        warnings.append(f"{series.uid}: THISANDFUTURE written as one exception per affected occurrence")
+        warnings.append(
+            f"{series.uid}: THISANDFUTURE written as one exception per affected occurrence"
+        )
         return [materialised]
     return None
 
@@ -1275,14 +1678,20 @@ def _bounded(followup: FollowUp) -> bool:
     if followup.ical_recurrence is not None:
         return False
     info = followup.recurrence
-    return info is None or info.Pattern == RecurrencePattern.Custom or effective_end_type(info) != RecurrenceEndType.Unknown
+    return (
+        info is None
+        or info.Pattern == RecurrencePattern.Custom
+        or effective_end_type(info) != RecurrenceEndType.Unknown
+    )
 
 
 def _segments(series: _Series, edits: _Edits) -> list[tuple[Moment | None, Component | None]]:
     return [(None, None), *[(k, c) for k, c in edits.futures]]
 
 
-def _split(followup: FollowUp, series: _Series, edits: _Edits, duration: dt.timedelta) -> list[FollowUp] | None:
+def _split(
+    followup: FollowUp, series: _Series, edits: _Edits, duration: dt.timedelta
+) -> list[FollowUp] | None:
     info = followup.recurrence
     if info is None or not info.repeats:
         return None
@@ -1340,7 +1749,9 @@ def _split(followup: FollowUp, series: _Series, edits: _Edits, duration: dt.time
         for k, override in edits.overrides:
             if inside(_date_of(k)):
                 exceptions.append(
-                    _exception_for(k + shift, override, title, description, location, series, seg_duration)  # type: ignore[operator]
+                    _exception_for(
+                        k + shift, override, title, description, location, series, seg_duration
+                    )  # type: ignore[operator]
                 )
         if component is None:
             made = _followup(series, recurrence=part, ical=None, exceptions=exceptions)
@@ -1368,11 +1779,18 @@ def _split(followup: FollowUp, series: _Series, edits: _Edits, duration: dt.time
 
 
 def _materialise(
-    followup: FollowUp, series: _Series, edits: _Edits, duration: dt.timedelta, window_end: dt.datetime
+    followup: FollowUp,
+    series: _Series,
+    edits: _Edits,
+    duration: dt.timedelta,
+    window_end: dt.datetime,
 ) -> FollowUp | None:
     """One exception per occurrence from the first THISANDFUTURE on (bounded series only)."""
     end = window_end.astimezone(series.zone).replace(tzinfo=None)
-    originals = [o.original_start for o in occurrences(followup, window_end=end.date() if series.all_day else end)]
+    originals = [
+        o.original_start
+        for o in occurrences(followup, window_end=end.date() if series.all_day else end)
+    ]
     keys = [_naive(k) for k in originals]
     existing = {e.original_start: e for e in followup.exceptions}
     futures = edits.futures

@@ -203,11 +203,14 @@ def ical_recurrence_starts(followup: FollowUp, *, until: dt.date | None) -> list
     earliest = _earliest_rdate(followup, zone)
     if earliest is not None and _key(earliest) < _key(lo):
         lo = earliest
-    for component in query.after(lo if not isinstance(lo, dt.datetime) else lo - dt.timedelta(seconds=1)):
+    # ``between`` with the horizon, not ``after``: after the last instance of a bounded
+    # rule, ``after`` keeps widening its search window towards year 9999 (minutes of CPU).
+    first = lo if not isinstance(lo, dt.datetime) else lo - dt.timedelta(seconds=1)
+    for component in query.between(first, horizon + dt.timedelta(days=2)):
         value = component["DTSTART"].dt
         local = _to_local(value, zone, followup.all_day)
         if _date_of(local) > horizon:
-            break
+            continue
         result.append(local)
         if len(result) >= MAX_OCCURRENCES:
             break

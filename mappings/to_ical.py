@@ -14,6 +14,12 @@ follow-up's id. What goes where:
   TZID, and no RRULE/RDATE/EXDATE inside (Radicale answers 400 to EXDATE in an override).
 * A call carries ``CATEGORIES:Phone call`` so a client shows what it is; the kind also
   travels as ``X-FOLLOWUP-KIND`` so ``parse`` can bring it back.
+* ``organizer`` is ORGANIZER;CN=…:mailto:…; each participant is an ATTENDEE with CN,
+  ROLE (REQ-/OPT-PARTICIPANT), PARTSTAT and RSVP=TRUE. An answer for one occurrence
+  (``occurrence_status``) is that ATTENDEE's PARTSTAT in the occurrence's override; an
+  occurrence answered differently but not otherwise edited gets an override of its own
+  (as Apple Calendar and Outlook write it). ``language`` other than English travels as
+  ``X-FOLLOWUP-LANGUAGE``.
 * A series whose every occurrence is deleted is not emitted at all: servers refuse a
   rule with no instances (SabreDAV: "recurrence rule does not generate any valid
   instances"), and for the sync worker it means "delete the resource".
@@ -28,10 +34,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Calendar, Component, Event, Todo, vDDDLists, vPeriod, vRecur
+from icalendar import Calendar, Component, Event, Todo, vCalAddress, vDDDLists, vPeriod, vRecur
 
-from mappings.model import FollowUp, FollowUpKind, Moment
-from mappings.occurrences import is_recurring, series_dates
+from mappings.model import FollowUp, FollowUpKind, Language, Moment, ParticipantRole
+from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type
 from mappings.rrule import parse_rdate, rrule_for
 from mappings.timezones import vtimezone
@@ -41,6 +47,8 @@ PRODID = "-//followup-sync//followup-sync 0.1//EN"
 CALL_CATEGORY = "Phone call"
 KIND_PROPERTY = "X-FOLLOWUP-KIND"
 ID_PROPERTY = "X-FOLLOWUP-ID"
+LANGUAGE_PROPERTY = "X-FOLLOWUP-LANGUAGE"
+ROLES = {ParticipantRole.required: "REQ-PARTICIPANT", ParticipantRole.optional: "OPT-PARTICIPANT"}
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,11 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
     if exdates:
         master.add("exdate", [ical_moment(value, zone) for value in exdates])
 
+    add_participants(master, followup, None)
     components: list[Component] = [master]
+    answered = _answered_occurrences(followup)
     for exception in sorted(followup.exceptions, key=lambda e: _sort_key(e.original_start)):
+        answered.discard(exception.original_start)
         if exception.cancelled:
             continue
         override = _new_component(followup)
@@ -122,8 +133,63 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
         start = exception.start if exception.start is not None else exception.original_start
         end = exception.end if exception.end is not None else start + followup.duration
         _times(override, followup, start, zone, end=end)
+        add_participants(override, followup, exception.original_start)
         components.append(override)
+    for key in sorted(answered, key=_sort_key):
+        # An occurrence answered on its own but otherwise as the series has it.
+        override = _new_component(followup)
+        _common(override, followup, uid, stamp)
+        override.add("recurrence-id", ical_moment(key, zone))
+        _times(override, followup, key, zone)
+        add_participants(override, followup, key)
+        components.append(override)
+    if len(components) > 1:
+        components[1:] = sorted(components[1:], key=lambda c: _sort_key(_local_key(c, zone)))
     return MappedSeries(followup.id, uid, components)
+
+
+def add_participants(component: Component, followup: FollowUp, occurrence: Moment | None) -> None:
+    """ORGANIZER and one ATTENDEE per participant, with the answer for ``occurrence`` (None: the series)."""
+    if followup.organizer is not None:
+        organizer = vCalAddress(f"mailto:{followup.organizer.email}")
+        if followup.organizer.name:
+            organizer.params["CN"] = followup.organizer.name
+        component.add("organizer", organizer)
+    key = occurrence.isoformat() if occurrence is not None else None
+    for participant in followup.participants:
+        status = participant.status
+        if key is not None:
+            status = participant.occurrence_status.get(key, status)
+        attendee = vCalAddress(f"mailto:{participant.email}")
+        if participant.name:
+            attendee.params["CN"] = participant.name
+        attendee.params["ROLE"] = ROLES[participant.role]
+        attendee.params["PARTSTAT"] = status.value.upper()
+        attendee.params["RSVP"] = "TRUE"
+        component.add("attendee", attendee)
+
+
+def _answered_occurrences(followup: FollowUp) -> set[Moment]:
+    """Occurrences some participant answered on their own, that the series really has."""
+    keys = {key for p in followup.participants for key in p.occurrence_status}
+    if not keys:
+        return set()
+    moments = {_naive(o.original_start) for o in occurrences(followup, include_cancelled=False)}
+    return {m for m in moments if m.isoformat() in keys}
+
+
+def _naive(value: Moment) -> Moment:
+    """``occurrences`` gives aware local times; documents key occurrences by naive local time."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.replace(tzinfo=None)
+    return value
+
+
+def _local_key(component: Component, zone: ZoneInfo) -> Moment:
+    value: Moment = getattr(component["RECURRENCE-ID"], "dt")  # noqa: B009 - the union type has no .dt
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(zone).replace(tzinfo=None)
+    return value
 
 
 def apply_kept_rule(component: Component, followup: FollowUp) -> None:
@@ -223,6 +289,8 @@ def _common(
     if followup.kind == FollowUpKind.call:
         component.add("categories", [CALL_CATEGORY])
     component.add(KIND_PROPERTY, followup.kind.value)
+    if followup.language != Language.en:
+        component.add(LANGUAGE_PROPERTY, followup.language.value)
 
 
 def _times(
