@@ -17,7 +17,7 @@ from mappings.model import FollowUp, Moment
 from mappings.occurrences import occurrences
 
 #: Fields compared one by one; ``series`` stands for everything that decides the dates.
-PLAIN_FIELDS = ("kind", "title", "description", "location", "owner")
+PLAIN_FIELDS = ("kind", "title", "description", "location", "owner", "organizer", "participants", "language")
 
 
 def series_signature(followup: FollowUp) -> tuple[Any, ...]:

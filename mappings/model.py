@@ -23,6 +23,15 @@ Two extension fields are ours, not SuperOffice's:
 * ``ical_recurrence`` — a recurrence rule the CRM's patterns cannot express exactly
   (hourly, several RRULEs, EXRULE, …). It is kept verbatim so that nothing is lost; the
   CRM cannot show it as a pattern, and ``crm_note`` says so.
+
+Invitations (``mappings.itip``, ``sync.invitations``) add three optional fields:
+
+* ``organizer`` — ``{"name", "email"}``: who invites (ORGANIZER);
+* ``participants`` — ``[{"name", "email", "role", "status", "occurrence_status"}]``:
+  who is invited (ATTENDEE). ``status`` is the answer for the whole series;
+  ``occurrence_status`` maps an occurrence's original start (the same key as an
+  exception's ``original_start``) to an answer for that occurrence only;
+* ``language`` — ``"nb"`` or ``"en"``: the language of the invitation's text part.
 """
 
 from __future__ import annotations
@@ -84,6 +93,49 @@ class OccurrenceException(BaseModel):
         return self
 
 
+class ParticipantRole(StrEnum):
+    required = "required"
+    optional = "optional"
+
+
+class ParticipantStatus(StrEnum):
+    needs_action = "needs-action"
+    accepted = "accepted"
+    declined = "declined"
+    tentative = "tentative"
+
+
+class Language(StrEnum):
+    nb = "nb"
+    en = "en"
+
+
+class Organizer(BaseModel):
+    """Who sends the invitations; replies go to ``email``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class Participant(BaseModel):
+    """One invited person. ``email`` is the key: replies are matched on it, case-insensitively.
+
+    ``occurrence_status`` keys are occurrence original starts as ISO text (local time in
+    the follow-up's zone, or a date for all-day follow-ups); ``FollowUp`` normalises them
+    so the same occurrence always has the same key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    email: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: ParticipantRole = ParticipantRole.required
+    status: ParticipantStatus = ParticipantStatus.needs_action
+    occurrence_status: dict[str, ParticipantStatus] = Field(default_factory=dict)
+
+
 class IcalRecurrence(BaseModel):
     """A rule kept as iCalendar text because no CRM pattern expresses it exactly.
 
@@ -120,6 +172,9 @@ class FollowUp(BaseModel):
     ical_recurrence: IcalRecurrence | None = None
     #: The CRM associate the follow-up belongs to; accounts pick follow-ups by owner.
     owner: str | None = None
+    organizer: Organizer | None = None
+    participants: list[Participant] = Field(default_factory=list)
+    language: Language = Language.en
 
     @model_validator(mode="before")
     @classmethod
@@ -134,8 +189,8 @@ class FollowUp(BaseModel):
             return data
         data = dict(data)
         zone_name = data.get("timezone") or "UTC"
-        if not isinstance(zone_name, str):
-            return data
+        if not isinstance(zone_name, str):  # else aware and naive times meet in _check
+            raise ValueError(f"timezone: {zone_name!r} is not a time zone name (use an IANA name)")
         try:
             zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -174,6 +229,28 @@ class FollowUp(BaseModel):
             seen.add(exception.original_start)
         return self
 
+    @model_validator(mode="after")
+    def _check_participants(self) -> FollowUp:
+        """One entry per address, and occurrence keys in the exceptions' canonical form."""
+        seen_emails: set[str] = set()
+        for index, participant in enumerate(self.participants):
+            email = participant.email.casefold()
+            if email in seen_emails:
+                raise ValueError(f"participants: {participant.email} is listed twice")
+            seen_emails.add(email)
+            if participant.occurrence_status:
+                normalised: dict[str, ParticipantStatus] = {}
+                for key, value in participant.occurrence_status.items():
+                    moment = _local(key, self.zone, self.all_day, f"participants.{index}.occurrence_status")
+                    normalised[moment.isoformat()] = value
+                participant.occurrence_status = normalised
+        return self
+
+    def participant(self, email: str) -> Participant | None:
+        """The participant with this address (case-insensitive), if any."""
+        wanted = email.casefold()
+        return next((p for p in self.participants if p.email.casefold() == wanted), None)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -188,7 +265,14 @@ class FollowUp(BaseModel):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The document as JSON-ready data, without empty optional fields."""
-        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+        data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+        # The invitation fields are left out while unused, so that documents (and the
+        # content hashes the sync state compares) of follow-ups without them stay as they were.
+        if not data.get("participants"):
+            data.pop("participants", None)
+        if data.get("language") == Language.en.value:
+            data.pop("language", None)
+        return data
 
 
 def uid_for_id(followup_id: str) -> str:
@@ -245,14 +329,22 @@ def load_followup(data: Any) -> FollowUp:
     item = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else None
     if not isinstance(data, dict):
         raise MappingError("a follow-up must be a JSON object", item=item)
-    try:
-        followup = FollowUp.model_validate(data)
-    except ValidationError as exc:
-        raise _error_from_validation(exc, item) from None
     # Checks that need the whole model (patterns, exception keys) live with the recurrence code.
     from mappings.occurrences import validate_followup
 
-    validate_followup(followup)
+    try:
+        followup = FollowUp.model_validate(data)
+        validate_followup(followup)
+    except ValidationError as exc:
+        raise _error_from_validation(exc, item) from None
+    except MappingError as exc:
+        if exc.item is None:
+            exc.item = item
+        raise
+    except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+        # Found by tests/reliability/test_fuzz.py: a document broken in a way no validator
+        # foresaw is still a clear error about this item, never a crash of the import.
+        raise MappingError(f"cannot be read: {type(exc).__name__}: {exc}", item=item, field="document") from None
     return followup
 
 
@@ -267,6 +359,8 @@ def load_followups_json(text: str | bytes) -> list[FollowUp]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MappingError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return load_followups(data)
 
 

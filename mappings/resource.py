@@ -9,13 +9,20 @@ A client's cancelled override (STATUS:CANCELLED with a RECURRENCE-ID) stays a ca
 override instead of turning into an EXDATE, so a calendar shows what its user did.
 
 Which properties the mapper owns is the one list ``MANAGED``; everything else belongs
-to the server or the client and is kept.
+to the server or the client and is kept. ORGANIZER and ATTENDEE are owned only by
+follow-ups that have an organizer or participants (``MANAGED_WITH_PARTICIPANTS``): on
+the others, the attendees a calendar client added keep surviving our writes.
+
+``schedule_agent`` marks every ATTENDEE with SCHEDULE-AGENT (RFC 6638 §7.1): ``CLIENT``
+when this service sends the invitations by email itself, so that a scheduling server
+does not send them a second time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from icalendar import Calendar, Component
 
@@ -43,8 +50,12 @@ MANAGED = frozenset(
         "X-FOLLOWUP-KIND",
         "X-FOLLOWUP-ID",
         "LAST-MODIFIED",
+        "X-FOLLOWUP-LANGUAGE",
     }
 )
+
+#: Also owned by the mapper when the follow-up has an organizer or participants.
+MANAGED_WITH_PARTICIPANTS = frozenset({"ORGANIZER", "ATTENDEE"})
 
 CALENDAR_COMPONENTS = ("VEVENT", "VTODO")
 
@@ -58,16 +69,23 @@ class ServerResource:
     modified: dt.datetime | None
 
 
-def render(followup: FollowUp, *, stamp: dt.datetime, base: bytes | None = None) -> bytes | None:
+def render(
+    followup: FollowUp, *, stamp: dt.datetime, base: bytes | None = None, schedule_agent: str | None = None
+) -> bytes | None:
     """The resource bytes for a follow-up, or None when nothing is left to put on a calendar."""
     series = followup_components(followup, stamp=stamp)
     if not series.emitted:
         return None
     cal = new_calendar()
     components = list(series.components)
+    if schedule_agent is not None:
+        for component in components:
+            for attendee in _as_list(component.get("ATTENDEE")):
+                attendee.params["SCHEDULE-AGENT"] = schedule_agent
     if base is not None:
         base_cal = _parse(base, followup.effective_uid)
-        components = _carry_over(components, base_cal, followup.effective_uid)
+        managed = MANAGED | MANAGED_WITH_PARTICIPANTS if (followup.participants or followup.organizer) else MANAGED
+        components = _carry_over(components, base_cal, followup.effective_uid, managed)
         for tz in base_cal.walk("VTIMEZONE"):
             cal.add_component(tz)
     for component in components:
@@ -106,7 +124,7 @@ def read(data: bytes) -> ServerResource:
 def _parse(data: bytes, uid: str | None) -> Calendar:
     try:
         return Calendar.from_ical(data)
-    except (ValueError, IndexError, KeyError) as exc:
+    except Exception as exc:  # the parser meets untrusted bytes: any failure means "not iCalendar"
         raise MappingError(f"not valid iCalendar ({exc})", item=uid, field="VCALENDAR") from None
 
 
@@ -120,7 +138,15 @@ def _recurrence_key(component: Component) -> object:
     return moment
 
 
-def _carry_over(components: list[Component], base_cal: Calendar, uid: str) -> list[Component]:
+def _as_list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _carry_over(
+    components: list[Component], base_cal: Calendar, uid: str, managed: frozenset[str] = MANAGED
+) -> list[Component]:
     base_components = [
         c for c in base_cal.walk() if c.name in CALENDAR_COMPONENTS and str(c.get("UID", "")) == uid
     ]
@@ -128,7 +154,7 @@ def _carry_over(components: list[Component], base_cal: Calendar, uid: str) -> li
     for component in components:
         source = by_key.get(_recurrence_key(component))
         if source is not None and source.name == component.name:
-            _copy_unmanaged(source, component)
+            _copy_unmanaged(source, component, managed)
     master = components[0]
     # A client's cancelled override stays an override, not an EXDATE.
     for key, source in by_key.items():
@@ -139,12 +165,12 @@ def _carry_over(components: list[Component], base_cal: Calendar, uid: str) -> li
     return components
 
 
-def _copy_unmanaged(source: Component, target: Component) -> None:
+def _copy_unmanaged(source: Component, target: Component, managed: frozenset[str] = MANAGED) -> None:
     # CATEGORIES: the client's list wins (it may have added its own next to "Phone call").
     ours = {name for name in target if name != "CATEGORIES"}
     target.pop("CATEGORIES", None)
     for name, value in source.property_items(recursive=False, sorted=False):
-        if name in ("BEGIN", "END") or name in MANAGED or name in ours:
+        if name in ("BEGIN", "END") or name in managed or name in ours:
             continue
         target.add(name, value, encode=False)
     for sub in source.subcomponents:

@@ -24,7 +24,13 @@ from mappings.errors import FollowupSyncError, MappingError
 from sync.errors import ConfigError
 
 #: Modules whose ``register(group)`` adds commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("sync.cli_mapper", "sync.cli_sync")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sync.cli_mapper",
+    "sync.cli_sync",
+    "sync.cli_dialog",
+    "sync.cli_invitations",
+    "sync.cli_daemon",
+)
 
 #: Errors caused by what the user gave us: exit 2, like click's usage errors.
 BAD_INPUT_ERRORS: tuple[type[FollowupSyncError], ...] = (MappingError, ConfigError)

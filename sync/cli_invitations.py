@@ -1,0 +1,140 @@
+"""``followup-sync invitations``: who answered what, send what is due, read replies.
+
+    followup-sync invitations [--json]            participants' answers per follow-up
+    followup-sync invitations outbox [--json]     every message and whether it went out
+    followup-sync invitations send --config F     send pending messages (SMTP, [mail])
+    followup-sync invitations fetch --config F    read REPLY messages ([mail.imap])
+    followup-sync invitations resend ID --config F   send an "uncertain" message again
+
+A sync pass records what is due (``sync.invitations.record_due``); ``send`` delivers it,
+so a daemon runs ``sync`` then ``invitations send`` (and ``fetch``) on its schedule.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sync import invitations
+from sync.cli_sync import config_option, database_option, open_database
+from sync.config import Settings, load_settings
+from sync.errors import ConfigError
+from sync.mail_config import MailSettings
+
+
+def register(group: click.Group) -> None:
+    group.add_command(invitations_group)
+
+
+def _settings(config_path: str | None) -> Settings:
+    return load_settings(config_path) if config_path else Settings()
+
+
+@click.group("invitations", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@database_option
+@config_option
+@click.pass_context
+def invitations_group(
+    ctx: click.Context, as_json: bool, database: str | None, config_path: str | None
+) -> None:
+    """Invitations to participants: answers, sending (SMTP) and replies (IMAP)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    db = open_database(_settings(config_path) if config_path else None, database)
+    rows = invitations.answers(db)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="Participants' answers")
+    for column in ("Follow-up", "Title", "Participant", "Answer", "Per occurrence"):
+        table.add_column(column)
+    for row in rows:
+        per = ", ".join(f"{k}: {v}" for k, v in sorted(row["occurrences"].items())) or "-"
+        who = f"{row['name']} <{row['email']}>" if row["name"] else row["email"]
+        table.add_row(row["followup"], row["title"], who, row["status"], per)
+    Console().print(table)
+
+
+@invitations_group.command("outbox")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@database_option
+@config_option
+def outbox_command(as_json: bool, database: str | None, config_path: str | None) -> None:
+    """Every invitation message recorded, and whether it was sent."""
+    db = open_database(_settings(config_path) if config_path else None, database)
+    rows = invitations.outbox(db)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="Invitation messages")
+    for column in ("Id", "Follow-up", "Method", "Seq", "To", "Occurrence", "Status", "Sent"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["followup"],
+            r["method"],
+            str(r["sequence"]),
+            r["recipient"],
+            r["occurrence"] or "-",
+            r["status"],
+            r["sent_at"] or "-",
+        )
+    Console().print(table)
+
+
+def _mail(settings: Settings) -> MailSettings:
+    if settings.mail is None:
+        raise ConfigError("no [mail] table in the config: invitations cannot be sent or read")
+    return settings.mail
+
+
+@invitations_group.command("send")
+@database_option
+@config_option
+def send_command(database: str | None, config_path: str | None) -> None:
+    """Send the invitation messages the sync passes recorded."""
+    settings = _settings(config_path)
+    db = open_database(settings, database)
+    report = invitations.send_pending(_mail(settings), db)
+    click.echo(
+        f"sent {len(report.sent)}, failed {len(report.failed)}, uncertain {len(report.uncertain)}"
+    )
+    for row_id, error in report.failed:
+        click.echo(f"  #{row_id}: {error}", err=True)
+    if report.failed:
+        raise SystemExit(1)
+
+
+@invitations_group.command("resend")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@database_option
+@config_option
+def resend_command(ids: tuple[int, ...], database: str | None, config_path: str | None) -> None:
+    """Send messages again on purpose (an 'uncertain' one after a crash): the identical message."""
+    settings = _settings(config_path)
+    db = open_database(settings, database)
+    report = invitations.send_pending(_mail(settings), db, only=ids)
+    click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}")
+
+
+@invitations_group.command("fetch")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@database_option
+@config_option
+def fetch_command(as_json: bool, database: str | None, config_path: str | None) -> None:
+    """Read iTIP replies from [mail.imap] and update the participants' answers."""
+    settings = _settings(config_path)
+    db = open_database(settings, database)
+    outcomes = invitations.fetch_replies(_mail(settings), db)
+    if as_json:
+        click.echo(json.dumps([o.__dict__ for o in outcomes], indent=2, ensure_ascii=False))
+        return
+    for o in outcomes:
+        where = f" ({o.recurrence_id})" if o.recurrence_id else ""
+        line = f"{o.outcome}: {o.attendee or '?'} {o.partstat or ''}{where} for {o.uid or '?'}"
+        click.echo(line + (f" — {o.reason}" if o.reason else ""))

@@ -1,0 +1,575 @@
+"""Invitations end to end: real Radicale, a real SMTP server (aiosmtpd), a real IMAP server (pymap).
+
+What went over SMTP is parsed back with ``email`` (policy=default) and icalendar and
+checked against RFC 5546's rules for its method (``mappings.itip.problems``) plus the
+iMIP shape of RFC 6047 (a ``text/calendar; method=…`` part whose method matches METHOD).
+Replies are fed through IMAP in the shapes Outlook, Gmail, Apple Calendar and
+Thunderbird send (tests/data/itip/).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import imaplib
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from icalendar import Calendar
+
+from mappings import itip
+from mappings.model import load_followup
+from sync import invitations
+from sync.config import Account
+from sync.dav import DavCalendar
+from sync.followups import FollowUpStore
+from sync.mail_config import ImapSettings, MailSettings
+from sync.runner import run_pass
+from sync.state import Database
+from tests.servers import RunningServer
+
+pytestmark = pytest.mark.server
+
+DATA = Path(__file__).parent.parent / "data" / "itip"
+PASSWORD_ENV = "FOLLOWUP_SYNC_TEST_PASSWORD"
+IMAP_PASSWORD_ENV = "FOLLOWUP_SYNC_TEST_IMAP_PASSWORD"
+ORGANIZER = "alice@crm.example"
+PEOPLE = {
+    "outlook": ("Bjørn Ekstern", "bjorn@partner.example"),
+    "gmail": ("Carol Gmail", "carol@gmail.example"),
+    "apple": ("Dag Apple", "dag@icloud.example"),
+    "thunderbird": ("Eva Bird", "eva@bird.example"),
+}
+BOARD = "3001"
+
+
+def board(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": BOARD,
+        "title": "Styremøte",
+        "location": "Møterom 2",
+        "start": "2026-03-02T10:00:00",
+        "end": "2026-03-02T11:00:00",
+        "timezone": "Europe/Oslo",
+        "language": "nb",
+        "recurrence": {
+            "Pattern": "Weekly",
+            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
+            "RecurrenceEndType": "Counter",
+            "RecurrenceCounter": 5,
+        },
+        "organizer": {"name": "Alice Ørn", "email": ORGANIZER},
+        "participants": [{"name": name, "email": address} for name, address in PEOPLE.values()],
+    }
+    doc.update(changes)
+    return doc
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Captured:
+    envelope_from: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class SmtpSink:
+    messages: list[Captured] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(
+            Captured(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+        )
+        return "250 OK"
+
+    def take(self) -> list[Captured]:
+        taken, self.messages[:] = list(self.messages), []
+        return taken
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def imap_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """pymap's in-memory ``dict`` backend: a real IMAP4rev1 server with one user."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("pymap") / "pymap.log"
+    pymap = Path(sys.executable).parent / "pymap"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(pymap),
+                "--no-service",
+                "admin",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-tls",
+                "dict",
+                "--demo-user",
+                "alice",
+                "--demo-password",
+                "secret",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                imaplib.IMAP4("127.0.0.1", port).logout()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"pymap did not start: {log.read_text()}") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@dataclass
+class Env:
+    account: Account
+    db: Database
+    store: FollowUpStore
+    mail: MailSettings
+    sink: SmtpSink
+    calendar_url: str
+    server: RunningServer
+
+    def edit(self, **changes: Any) -> None:
+        self.store.put(load_followup(board(**changes)))
+
+    def sync_and_send(self) -> list[Captured]:
+        report = run_pass(self.account, self.db)
+        assert report.ok, report.errors
+        invitations.send_pending(self.mail, self.db)
+        return self.sink.take()
+
+    def resource(self) -> Calendar:
+        with DavCalendar.connect(
+            self.calendar_url, username=self.server.username, password=self.server.password
+        ) as calendar:
+            found = calendar.find_by_uid(f"followup-{BOARD}@followup-sync")
+            assert found is not None
+            return Calendar.from_ical(found.data)
+
+
+def make_env(
+    server: RunningServer,
+    tmp_path: Path,
+    smtp: tuple[SmtpSink, int],
+    imap_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    scheduling: str = "auto",
+) -> Env:
+    sink, port = smtp
+    sink.take()
+    monkeypatch.setenv(PASSWORD_ENV, server.password or "")
+    monkeypatch.setenv(IMAP_PASSWORD_ENV, "secret")
+    calendar_url = server.make_calendar()
+    account = Account(
+        name="alice",
+        url=server.base_url,
+        username=server.username,
+        password_env=PASSWORD_ENV,
+        calendar_url=calendar_url,
+        server_kind=server.kind,
+        default_timezone="Europe/Oslo",
+        scheduling=scheduling,  # type: ignore[arg-type]
+    )
+    db = Database.open(str(tmp_path / "state.sqlite"))
+    mail = MailSettings.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "security": "none",
+            "from": "Alice Ørn <alice@crm.example>",
+            "imap": ImapSettings(
+                host="127.0.0.1",
+                port=imap_port,
+                security="none",
+                username="alice",
+                password_env=IMAP_PASSWORD_ENV,
+            ),
+        }
+    )
+    return Env(account, db, FollowUpStore(db), mail, sink, calendar_url, server)
+
+
+@pytest.fixture
+def env(
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    smtp: tuple[SmtpSink, int],
+    imap_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Env:
+    return make_env(radicale_server, tmp_path, smtp, imap_port, monkeypatch)
+
+
+# --- checks on what was sent ------------------------------------------------------------------
+
+
+def itip_of(captured: Captured, method: str) -> Calendar:
+    """The iTIP part of one iMIP message, checked against RFC 6047 and RFC 5546."""
+    msg = captured.message
+    assert msg.get_content_type() == "multipart/mixed"
+    alternative = next(p for p in msg.walk() if p.get_content_type() == "multipart/alternative")
+    parts = [p for p in alternative.iter_parts()]
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/calendar"]
+    calendar_part = parts[1]
+    assert calendar_part.get_param("method") == method, "the MIME method parameter matches METHOD"
+    assert str(calendar_part.get_content_charset()).lower() == "utf-8"
+    attachment = next(p for p in msg.walk() if p.get_filename() == "invite.ics")
+    assert attachment.get_content_type() == "application/ics"
+    body = calendar_part.get_content()
+    assert (
+        attachment.get_content().decode() if isinstance(attachment.get_content(), bytes) else True
+    )
+    cal = Calendar.from_ical(body)
+    assert str(cal["METHOD"]) == method
+    assert itip.problems(cal) == [], itip.problems(cal)
+    for component in cal.walk("VEVENT"):
+        assert str(component["ORGANIZER"]) == f"mailto:{ORGANIZER}"
+    assert captured.recipients and len(captured.recipients) == 1
+    assert msg["To"].addresses[0].addr_spec == captured.recipients[0]
+    return cal
+
+
+def text_of(captured: Captured) -> str:
+    plain = next(p for p in captured.message.walk() if p.get_content_type() == "text/plain")
+    return str(plain.get_content())
+
+
+def by_recipient(messages: list[Captured]) -> dict[str, Captured]:
+    result = {m.recipients[0]: m for m in messages}
+    assert len(result) == len(messages), "one message per recipient, none twice"
+    return result
+
+
+def rid_of(component: Any) -> dt.datetime:
+    return component["RECURRENCE-ID"].dt  # type: ignore[no-any-return]
+
+
+def oslo(*args: int) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime(*args, tzinfo=ZoneInfo("Europe/Oslo"))
+
+
+# --- the life of one series --------------------------------------------------------------------
+
+
+def test_create_move_cancel_delete_each_send_the_right_message(env: Env) -> None:
+    everyone = {address for _, address in PEOPLE.values()}
+
+    # Created → REQUEST, SEQUENCE 0, the whole series, to each participant.
+    env.edit()
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == everyone
+    for address, captured in sent.items():
+        cal = itip_of(captured, "REQUEST")
+        (master,) = cal.walk("VEVENT")
+        assert int(master["SEQUENCE"]) == 0
+        assert "RRULE" in master and cal.walk("VTIMEZONE")
+        attendees = {str(a).removeprefix("mailto:") for a in master["ATTENDEE"]}
+        assert attendees == everyone
+        text = text_of(captured)
+        assert "Du er invitert til Styremøte" in text
+        assert "Hvor: Møterom 2" in text and "Arrangør: Alice Ørn <alice@crm.example>" in text
+        assert (
+            "Når: Ukentlig (02.03.2026 - 30.03.2026): Hver uke på mandag, 5 ganger, 10:00–11:00"
+            in text
+        ), text
+        assert captured.message["Message-ID"] == invitations.message_id(
+            "", f"followup-{BOARD}@followup-sync", 0, "REQUEST", address, ""
+        )
+    # We send; the server must not: every ATTENDEE on the calendar says SCHEDULE-AGENT=CLIENT.
+    stored = env.resource()
+    for component in stored.walk("VEVENT"):
+        for attendee in component["ATTENDEE"]:
+            assert attendee.params["SCHEDULE-AGENT"] == "CLIENT"
+
+    # Nothing changed → nothing sent (next pass, and sending again).
+    assert env.sync_and_send() == []
+
+    # Move one occurrence → REQUEST, SEQUENCE 1, with the override.
+    moved = [
+        {
+            "original_start": "2026-03-09T10:00:00",
+            "start": "2026-03-09T13:00:00",
+            "end": "2026-03-09T14:00:00",
+        }
+    ]
+    env.edit(exceptions=moved)
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == everyone
+    cal = itip_of(sent[PEOPLE["gmail"][1]], "REQUEST")
+    master, override = cal.walk("VEVENT")
+    assert int(master["SEQUENCE"]) == int(override["SEQUENCE"]) == 1
+    assert rid_of(override) == oslo(2026, 3, 9, 10)
+    assert override["DTSTART"].dt == oslo(2026, 3, 9, 13)
+
+    # Title only → not significant: nothing sent.
+    env.store.put(load_followup(board(exceptions=moved, title="Styremøte (ny tittel)")))
+    assert env.sync_and_send() == []
+
+    # Cancel one occurrence → CANCEL with RECURRENCE-ID, SEQUENCE 2.
+    cancelled = [*moved, {"original_start": "2026-03-16T10:00:00", "cancelled": True}]
+    env.store.put(load_followup(board(exceptions=cancelled, title="Styremøte (ny tittel)")))
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == everyone
+    for captured in sent.values():
+        cal = itip_of(captured, "CANCEL")
+        (component,) = cal.walk("VEVENT")
+        assert rid_of(component) == oslo(2026, 3, 16, 10)
+        assert str(component["STATUS"]) == "CANCELLED" and int(component["SEQUENCE"]) == 2
+        assert "Bare forekomsten 16.03.2026 10:00" in text_of(captured)
+
+    # Delete the series → CANCEL of the whole series, SEQUENCE 3, to every participant.
+    env.store.delete(BOARD)
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == everyone
+    for captured in sent.values():
+        cal = itip_of(captured, "CANCEL")
+        (component,) = cal.walk("VEVENT")
+        assert "RECURRENCE-ID" not in component
+        assert str(component["STATUS"]) == "CANCELLED" and int(component["SEQUENCE"]) == 3
+        assert {str(a).removeprefix("mailto:") for a in component["ATTENDEE"]} == everyone
+    assert env.sync_and_send() == []
+
+
+def test_added_and_removed_participants(env: Env) -> None:
+    env.edit()
+    env.sync_and_send()
+    people = board()["participants"]
+    frank = {"name": "Frank Ny", "email": "frank@new.example"}
+    env.edit(participants=[*people[1:], frank])  # Bjørn out, Frank in
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == {PEOPLE["outlook"][1], "frank@new.example"}
+    itip_of(sent[PEOPLE["outlook"][1]], "CANCEL")
+    request = itip_of(sent["frank@new.example"], "REQUEST")
+    assert int(request.walk("VEVENT")[0]["SEQUENCE"]) == 1
+
+
+# --- replies ---------------------------------------------------------------------------------
+
+
+def append(env: Env, name: str, **values: str) -> None:
+    raw = (DATA / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        raw = raw.replace("{" + key + "}", value)
+    imap = env.mail.imap
+    assert imap is not None
+    conn = imaplib.IMAP4("127.0.0.1", imap.imap_port)
+    conn.login("alice", "secret")
+    status, _ = conn.append("INBOX", None, None, raw.replace("\n", "\r\n").encode("utf-8"))  # type: ignore[arg-type]
+    assert status == "OK"
+    conn.logout()
+
+
+def test_each_client_reply_shape_updates_the_right_participant(env: Env) -> None:
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    append(env, "outlook-reply.eml", UID=uid, SEQUENCE="0")
+    append(env, "gmail-reply.eml", UID=uid, SEQUENCE="0")
+    append(env, "apple-reply-occurrence.eml", UID=uid, SEQUENCE="0", RID_LOCAL="20260323T100000")
+    append(env, "thunderbird-reply.eml", UID=uid, SEQUENCE="0")
+    # Ignored: an unknown UID, and a sender who is not a participant.
+    append(env, "gmail-reply.eml", UID="someone-else@example.com", SEQUENCE="0")
+    append(env, "thunderbird-reply.eml", UID=uid, SEQUENCE="0")  # same again: harmless
+
+    outcomes = invitations.fetch_replies(env.mail, env.db)
+    applied = [o for o in outcomes if o.outcome == "applied"]
+    ignored = [o for o in outcomes if o.outcome == "ignored"]
+    assert len(applied) == 5 and len(ignored) == 1
+    assert "unknown UID" in str(ignored[0].reason)
+
+    followup = env.store.get(BOARD)
+    assert followup is not None
+    status = {p.email: p for p in followup.participants}
+    assert status[PEOPLE["outlook"][1]].status.value == "accepted"
+    assert status[PEOPLE["gmail"][1]].status.value == "declined"
+    assert status[PEOPLE["apple"][1]].status.value == "needs-action"
+    assert status[PEOPLE["apple"][1]].occurrence_status == {"2026-03-23T10:00:00": "declined"}
+    assert status[PEOPLE["thunderbird"][1]].status.value == "tentative"
+
+    # Fetching again reads nothing new (the messages are \Seen).
+    assert invitations.fetch_replies(env.mail, env.db) == []
+
+    # The answers reach the calendar (PARTSTAT, and an override for Dag's one occurrence),
+    # and an answer is no reason to send anything.
+    assert env.sync_and_send() == []
+    stored = env.resource()
+    master = next(c for c in stored.walk("VEVENT") if "RECURRENCE-ID" not in c)
+    partstats = {
+        str(a).removeprefix("mailto:"): str(a.params["PARTSTAT"]) for a in master["ATTENDEE"]
+    }
+    assert partstats[PEOPLE["outlook"][1]] == "ACCEPTED"
+    override = next(c for c in stored.walk("VEVENT") if "RECURRENCE-ID" in c)
+    assert rid_of(override) == oslo(2026, 3, 23, 10)
+    dag = next(a for a in override["ATTENDEE"] if PEOPLE["apple"][1] in str(a))
+    assert str(dag.params["PARTSTAT"]) == "DECLINED"
+
+    listing = invitations.answers(env.db)
+    assert {row["email"]: row["status"] for row in listing}[PEOPLE["gmail"][1]] == "declined"
+
+
+def test_a_stranger_or_an_old_sequence_is_reported_and_ignored(env: Env) -> None:
+    env.edit()
+    env.sync_and_send()
+    env.edit(location="Møterom 9")  # significant: SEQUENCE 1
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    append(env, "gmail-reply.eml", UID=uid, SEQUENCE="0")  # answers the old invitation
+    raw = (
+        (DATA / "thunderbird-reply.eml")
+        .read_text()
+        .replace("{UID}", uid)
+        .replace("{SEQUENCE}", "1")
+    )
+    raw = raw.replace("eva@bird.example", "mallory@evil.example")
+    outcomes = invitations.apply_reply_message(raw.encode(), env.db, message_key="stranger")
+    outcomes += invitations.fetch_replies(env.mail, env.db)
+    reasons = sorted(str(o.reason) for o in outcomes)
+    assert [o.outcome for o in outcomes] == ["ignored", "ignored"]
+    assert "mallory@evil.example is not a participant" in reasons
+    assert any("SEQUENCE 0 is older than the current 1" in r for r in reasons)
+    followup = env.store.get(BOARD)
+    assert followup is not None and all(
+        p.status.value == "needs-action" for p in followup.participants
+    )
+
+
+# --- who schedules ----------------------------------------------------------------------------
+
+
+def test_an_account_where_the_server_schedules_sends_no_email(
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    smtp: tuple[SmtpSink, int],
+    imap_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = make_env(radicale_server, tmp_path, smtp, imap_port, monkeypatch, scheduling="server")
+    env.edit()
+    assert env.sync_and_send() == []
+    env.edit(location="Møterom 9")
+    env.store.delete(BOARD)
+    assert env.sync_and_send() == []
+    assert invitations.outbox(env.db) == []
+
+
+def test_auto_on_a_server_without_scheduling_means_email(env: Env) -> None:
+    # Radicale has no schedule-outbox: the probe says "email" and the attendees are marked CLIENT.
+    assert (
+        invitations.scheduling_mode(
+            env.account,
+            DavCalendar.connect(
+                env.calendar_url, username=env.server.username, password=env.server.password
+            ),
+        )
+        == "email"
+    )
+
+
+# --- crash between SMTP and the record -----------------------------------------------------------
+
+
+SENDER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from sync import invitations
+    from sync.mail_config import MailSettings
+    from sync.state import Database
+    mail = MailSettings.model_validate_json(sys.argv[2])
+    invitations.send_pending(mail, Database.open(sys.argv[1]))
+    """
+)
+
+
+def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: Path) -> None:
+    env.edit()
+    report = run_pass(env.account, env.db)
+    assert report.ok
+    pending = [r for r in invitations.outbox(env.db) if r["status"] == "pending"]
+    assert len(pending) == 4
+
+    # A real sending process, SIGKILLed right after the SMTP server accepted message 2.
+    environ = {**os.environ, "FOLLOWUP_SYNC_TEST_KILL_AFTER_SMTP": "2"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SENDER_SCRIPT,
+            env.db.url.removeprefix("sqlite:///"),
+            env.mail.model_dump_json(by_alias=True),
+        ],
+        env=environ,
+        cwd=Path(__file__).parent.parent.parent,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == -9, result.stderr.decode()
+    first = env.sink.take()
+    assert len(first) == 2
+
+    # Run again (and again): the two not yet sent go out; the one in the crash window does not.
+    invitations.send_pending(env.mail, env.db)
+    invitations.send_pending(env.mail, env.db)
+    rest = env.sink.take()
+    assert len(rest) == 2
+    ids = [m.message["Message-ID"] for m in first + rest]
+    assert len(set(ids)) == 4, "nothing was sent twice"
+    statuses = sorted(r["status"] for r in invitations.outbox(env.db))
+    assert statuses == ["sent", "sent", "sent", "uncertain"]
+
+    # Resending the uncertain one on purpose sends the identical message (same Message-ID).
+    uncertain = next(r for r in invitations.outbox(env.db) if r["status"] == "uncertain")
+    invitations.send_pending(env.mail, env.db, only=[uncertain["id"]])
+    (again,) = env.sink.take()
+    assert again.message["Message-ID"] in ids[:2]
+    assert again.data == next(
+        m.data for m in first if m.message["Message-ID"] == again.message["Message-ID"]
+    )
