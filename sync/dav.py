@@ -16,6 +16,8 @@ Rules this module keeps so callers can rely on them:
   PUT/DELETE because ours always carry If-Match or If-None-Match (a repeat after a lost
   answer turns into a 412 the caller already handles).
 * Failures are the exceptions of ``sync.errors``; caldav and niquests exceptions never leak.
+* Answers are untrusted: bodies are read streaming and refused beyond ``max_response_bytes``
+  (default 20 MB), and the XML parser expands no entities.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Self, cast
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -58,11 +60,14 @@ from sync.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "BusyPeriod",
     "DavCalendar",
     "Delta",
     "FetchError",
     "RequestStats",
     "Resource",
+    "ResponseTooLarge",
     "RetryPolicy",
 ]
 
@@ -74,6 +79,9 @@ _XML_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
 _ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
 _USER_AGENT = f"followup-sync (python-caldav {caldav_version})"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The largest answer body read into memory; a multiget batch of 50 ordinary series is < 1 MB.
+DEFAULT_MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+_CHUNK = 64 * 1024
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Characters left unescaped when turning a normalised path back into a request URL.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -122,6 +130,20 @@ class Delta:
     changed: dict[str, str]
     deleted: frozenset[str]
     token: str
+
+
+@dataclass(frozen=True)
+class BusyPeriod:
+    """A stretch of busy time in a calendar, in UTC.
+
+    ``summary`` and ``uid`` are None when the server answered with free-busy only (RFC 4791
+    7.10 carries neither), so a caller can still say *that* the time is taken.
+    """
+
+    start: datetime
+    end: datetime
+    summary: str | None = None
+    uid: str | None = None
 
 
 @dataclass
@@ -175,6 +197,10 @@ class _Reply:
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
     url: str
+
+
+class ResponseTooLarge(TransportError):
+    """The server's answer exceeded ``max_response_bytes``; repeating it would not help."""
 
 
 class _Retryable(TransportError):
@@ -284,6 +310,7 @@ class DavCalendar:
         retry: RetryPolicy | None = None,
         max_sync_pages: int = 1000,
         sleep: Callable[[float], None] = time.sleep,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         """Prefer ``connect``/``discover``; this takes an already-counting caldav client."""
         if not calendar_url.endswith("/"):
@@ -300,6 +327,13 @@ class DavCalendar:
         self._retry = retry or RetryPolicy()
         self._max_sync_pages = max_sync_pages
         self._sleep = sleep
+        self._max_response_bytes = max_response_bytes
+        if not verify_tls:
+            log.warning(
+                "TLS certificate verification is OFF for %s (verify_tls = false): "
+                "anyone on the network path can read and change this calendar",
+                self._origin,
+            )
         self._overrides = dict(capability_overrides or {})
         # A kind given by config is final; a guessed "generic" is refined from the first answers.
         self._kind_guessed = server_kind is None
@@ -320,6 +354,7 @@ class DavCalendar:
         server_kind: str | None = None,
         capability_overrides: Mapping[str, object] | None = None,
         retry: RetryPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> DavCalendar:
         """A calendar whose URL is known: no request is sent until a method is called."""
         stats = RequestStats()
@@ -333,6 +368,7 @@ class DavCalendar:
             timeout=timeout,
             verify_tls=verify_tls,
             retry=retry,
+            max_response_bytes=max_response_bytes,
         )
 
     @classmethod
@@ -349,6 +385,7 @@ class DavCalendar:
         server_kind: str | None = None,
         capability_overrides: Mapping[str, object] | None = None,
         retry: RetryPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> DavCalendar:
         """Principal -> calendar home -> the calendar whose id or display name is ``calendar``.
 
@@ -387,6 +424,7 @@ class DavCalendar:
             timeout=timeout,
             verify_tls=verify_tls,
             retry=retry,
+            max_response_bytes=max_response_bytes,
         )
 
     def close(self) -> None:
@@ -624,6 +662,53 @@ class DavCalendar:
                 return Resource(href=resp.href, etag=etag, data=data)
         return None
 
+    # ----------------------------------------------------------------- busy time
+
+    def query_busy(
+        self, start: datetime, end: datetime, *, zone: tzinfo = UTC
+    ) -> list[BusyPeriod]:
+        """What makes the calendar's owner busy between ``start`` and ``end``: one REPORT.
+
+        Where ``capabilities.free_busy_query`` holds, a free-busy-query (RFC 4791 7.10): the
+        server expands recurrences itself and answers busy periods only, without summaries
+        or UIDs. Elsewhere a time-range calendar-query returns the events themselves, which
+        are expanded here with recurring-ical-events; transparent and cancelled ones do not
+        make anyone busy. All-day and floating times are read in ``zone``. Periods come
+        back in UTC, in start order.
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("query_busy needs aware start and end times")
+        lo, hi = start.astimezone(UTC), end.astimezone(UTC)
+        if hi <= lo:
+            return []
+        stamp = "%Y%m%dT%H%M%SZ"
+        time_range = f'<C:time-range start="{lo.strftime(stamp)}" end="{hi.strftime(stamp)}"/>'
+        if self.capabilities.free_busy_query:
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                f'<C:free-busy-query xmlns:C="{CALDAV}">{time_range}</C:free-busy-query>'
+            )
+            reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+            if reply.status != 200:
+                raise self._unexpected(reply, "REPORT free-busy-query", self.path)
+            return _free_busy_periods(reply.body, lo, hi)
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            f'<C:calendar-query xmlns:D="DAV:" xmlns:C="{CALDAV}">'
+            "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+            '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+            f"{time_range}</C:comp-filter></C:comp-filter></C:filter>"
+            "</C:calendar-query>"
+        )
+        reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+        periods: list[BusyPeriod] = []
+        for resp in self._multistatus(reply, "calendar-query time-range"):
+            data_el = resp.props.get(_tag(CALDAV, "calendar-data"))
+            if data_el is None or not (data_el.text or "").strip():
+                continue
+            periods.extend(_event_periods(str(data_el.text).encode("utf-8"), lo, hi, zone))
+        return sorted(periods, key=lambda p: (p.start, p.end))
+
     # ----------------------------------------------------------------- writing
 
     def create(self, href: str, data: bytes) -> str:
@@ -840,10 +925,15 @@ class DavCalendar:
                 auth=self._client.auth,
                 timeout=self._timeout,
                 verify=self._verify,
+                stream=True,  # read by _read_body, which stops at max_response_bytes
             )
-            content = resp.content or b""
+            try:
+                content = self._read_body(resp, method, href)
+            finally:
+                resp.close()
         except (http.exceptions.RequestException, OSError) as exc:
             raise _Retryable(f"{method} {href}: {type(exc).__name__}: {exc}", href=href) from exc
+        self.stats.bytes_received += len(content)
         status = int(resp.status_code or 0)
         resp_headers = {k.lower(): v for k, v in resp.headers.items()}
         log.debug("%s %s -> %s (%d bytes)", method, href, status, len(content))
@@ -866,6 +956,108 @@ class DavCalendar:
                 status=401,
             )
         return _Reply(status=status, headers=resp_headers, body=content, url=url)
+
+    def _read_body(self, resp: Any, method: str, href: str) -> bytes:
+        """The body, refused (ResponseTooLarge) as soon as it passes ``max_response_bytes``."""
+        limit = self._max_response_bytes
+        declared = resp.headers.get("Content-Length", "")
+        if declared.strip().isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(
+                f"{method} {href}: answer of {int(declared)} bytes exceeds "
+                f"max_response_bytes ({limit})",
+                href=href,
+                status=int(resp.status_code or 0),
+            )
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(
+                    f"{method} {href}: answer exceeds max_response_bytes ({limit})",
+                    href=href,
+                    status=int(resp.status_code or 0),
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _free_busy_periods(data: bytes, lo: datetime, hi: datetime) -> list[BusyPeriod]:
+    """BUSY, BUSY-TENTATIVE and BUSY-UNAVAILABLE periods of a VFREEBUSY answer."""
+    from icalendar import Calendar as ICalendar
+
+    try:
+        cal = ICalendar.from_ical(data)
+    except ValueError as exc:
+        raise TransportError(f"unreadable free-busy answer: {exc}") from exc
+    periods: list[BusyPeriod] = []
+    for component in cal.walk("VFREEBUSY"):
+        lines = component.get("FREEBUSY")
+        if lines is None:
+            continue
+        for line in lines if isinstance(lines, list) else [lines]:
+            if str(line.params.get("FBTYPE", "BUSY")).upper() == "FREE":
+                continue
+            values = line.dts if hasattr(line, "dts") else [line]
+            for value in values:
+                period = value.dt if hasattr(value, "dt") else value
+                if not isinstance(period, tuple):
+                    continue
+                begin, finish = period
+                if isinstance(finish, timedelta):
+                    finish = begin + finish
+                begin, finish = _utc(begin, UTC), _utc(finish, UTC)
+                if finish > lo and begin < hi:
+                    periods.append(BusyPeriod(begin, finish))
+    return sorted(periods, key=lambda p: (p.start, p.end))
+
+
+def _event_periods(data: bytes, lo: datetime, hi: datetime, zone: tzinfo) -> list[BusyPeriod]:
+    """The occurrences of one calendar object inside the window, as busy periods."""
+    import recurring_ical_events
+    from icalendar import Calendar as ICalendar
+
+    try:
+        cal = ICalendar.from_ical(data)
+        events = recurring_ical_events.of(cal).between(lo, hi)
+    except Exception as exc:  # a broken object must not hide the rest of the calendar
+        log.warning("busy time: skipping an unreadable calendar object: %s", exc)
+        return []
+    periods: list[BusyPeriod] = []
+    for event in events:
+        if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
+            continue
+        if str(event.get("STATUS", "")).upper() == "CANCELLED":
+            continue
+        begin = event["DTSTART"].dt
+        if "DTEND" in event:
+            finish = event["DTEND"].dt
+        elif "DURATION" in event:
+            finish = begin + event["DURATION"].dt
+        else:  # RFC 5545: a date lasts a day, a date-time no time at all
+            finish = begin + timedelta(days=1) if not isinstance(begin, datetime) else begin
+        start_utc, end_utc = _utc(begin, zone), _utc(finish, zone)
+        if (end_utc > lo and start_utc < hi) or (start_utc == end_utc and lo <= start_utc < hi):
+            summary = event.get("SUMMARY")
+            uid = event.get("UID")
+            periods.append(
+                BusyPeriod(
+                    start_utc,
+                    end_utc,
+                    str(summary) if summary is not None else None,
+                    str(uid) if uid is not None else None,
+                )
+            )
+    return periods
+
+
+def _utc(value: date | datetime, zone: tzinfo) -> datetime:
+    """A DATE or DATE-TIME from a calendar as an aware UTC datetime (floating read in ``zone``)."""
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.astimezone(UTC)
 
 
 def _make_client(
@@ -906,7 +1098,8 @@ def _count_requests(session: Any, stats: RequestStats) -> None:
         key = method.upper()
         stats.by_method[key] = stats.by_method.get(key, 0) + 1
         resp = original(method, url, *args, **kwargs)
-        stats.bytes_received += len(resp.content or b"")
+        if not kwargs.get("stream"):  # streamed bodies are counted by whoever reads them
+            stats.bytes_received += len(resp.content or b"")
         return resp
 
     session.request = counted

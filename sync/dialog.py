@@ -1,0 +1,532 @@
+"""The recurrence dialog against real data: date lists with conflicts, and stored edits.
+
+Two halves, both shared by the CLI (``sync.cli_dialog``) and the HTTP API (``sync.api``):
+
+**Dates and conflicts** — SuperOffice's ``CalculateDays`` / ``ValidateDays``
+(``shared/reference/superoffice-recurrence.md`` §1.4, §2.5): every date a follow-up will
+occur on, each with ``IsConflict``, a ``Tooltip`` saying what it clashes with, and the
+weekday as ``Description``. A conflict is an overlap with
+
+* the owner's calendar on the CalDAV server — ``DavCalendar.query_busy``, one REPORT for
+  the whole series: free-busy-query where the server supports it, else a time-range
+  calendar-query expanded here. The follow-up's own resource is ignored (by UID; on a
+  free-busy answer, which has no UIDs, a busy period wholly covered by the follow-up's
+  own synced occurrences is taken to be them), and so are the calendar copies of the
+  owner's other follow-ups, which the store reports with better names;
+* the owner's other follow-ups in the store (same ``owner``), expanded over the same
+  window — the CRM side may be ahead of the calendar, and these have titles.
+
+As in the CRM a conflict is a warning: nothing here refuses a date.
+
+**Stored edits** — ``DialogService`` loads a follow-up, applies one of the pure
+operations of ``mappings.operations``, stores the result (a split as two follow-ups in one
+transaction, "nothing left" as a deletion) and says what changed in a sentence. The next
+sync pass, or the daemon, takes it to the calendar.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from mappings.errors import MappingError
+from mappings.model import FollowUp, Moment, load_followup
+from mappings.occurrences import Occurrence, occurrences
+from mappings.operations import (
+    add_date,
+    change_occurrence,
+    delete_date,
+    delete_occurrence,
+    move_date,
+    stop_repeating,
+)
+from sync import followups as crm_store
+from sync.config import Account, Settings
+from sync.dav import BusyPeriod, DavCalendar
+from sync.state import CollectionState, Database, FollowUpRow, SyncItem
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+#: How many changed occurrences a summary spells out before saying "and N more".
+SUMMARY_ITEMS = 4
+
+__all__ = [
+    "DateInfo",
+    "DialogService",
+    "FollowUpNotFound",
+    "OperationResult",
+    "account_for",
+    "calculate_dates",
+    "open_calendar",
+    "validate_dates",
+]
+
+
+class FollowUpNotFound(MappingError):
+    """No (live) follow-up with that id: bad input, like any other wrong field."""
+
+    def __init__(self, followup_id: str) -> None:
+        super().__init__("no such follow-up", item=followup_id, field="id")
+
+
+class DateInfo(BaseModel):
+    """SuperOffice's ``RecurrenceDate`` plus the occurrence's local start and end."""
+
+    Date: dt.date
+    IsConflict: bool = False
+    Description: str = Field(description="The weekday, as the CRM's dialog shows it.")
+    Tooltip: str | None = Field(default=None, description="What the date clashes with.")
+    Start: dt.datetime | dt.date = Field(description="Local start (a date for all-day).")
+    End: dt.datetime | dt.date = Field(description="Local end (exclusive date for all-day).")
+
+
+@dataclass(frozen=True)
+class _Busy:
+    start: dt.datetime  # aware UTC
+    end: dt.datetime
+    name: str | None  # None: a free-busy period, which has no name
+    times: str | None = None  # how to show when; computed in the follow-up's zone if None
+
+
+# --- dates and conflicts --------------------------------------------------------------------
+
+
+def calculate_dates(
+    followup: FollowUp,
+    *,
+    db: Database | None,
+    account: Account | None = None,
+    calendar: DavCalendar | None = None,
+    conflicts: bool = True,
+) -> list[DateInfo]:
+    """Every date the follow-up occurs on (moved ones where they are now), with conflicts.
+
+    Without ``db`` there are no store conflicts; without ``account`` or ``calendar``
+    none from the server. Open-ended series stop at the mapper's default horizon.
+    """
+    live = occurrences(followup, include_cancelled=False)
+    spans = [(o.start, o.end) for o in live]
+    return _date_infos(
+        followup, spans, db=db, account=account, calendar=calendar, conflicts=conflicts
+    )
+
+
+def validate_dates(
+    followup: FollowUp,
+    dates: Sequence[dt.date],
+    *,
+    db: Database | None,
+    account: Account | None = None,
+    calendar: DavCalendar | None = None,
+    conflicts: bool = True,
+) -> list[DateInfo]:
+    """A hand-edited date list, each date at the follow-up's time and length, with conflicts."""
+    zone = followup.zone
+    spans: list[tuple[Moment, Moment]] = []
+    for index, day in enumerate(dates):
+        try:
+            if followup.all_day:
+                spans.append((day, day + followup.duration))
+            else:
+                assert isinstance(followup.start, dt.datetime)
+                start = dt.datetime.combine(day, followup.start.time(), tzinfo=zone)
+                spans.append((start, start + followup.duration))
+                _utc(start + followup.duration, zone)
+        except OverflowError:
+            raise MappingError(
+                f"{day} is out of the range of dates the calendar can hold",
+                item=followup.id,
+                field=f"dates.{index}",
+            ) from None
+    return _date_infos(
+        followup, spans, db=db, account=account, calendar=calendar, conflicts=conflicts
+    )
+
+
+def _date_infos(
+    followup: FollowUp,
+    spans: list[tuple[Moment, Moment]],
+    *,
+    db: Database | None,
+    account: Account | None,
+    calendar: DavCalendar | None,
+    conflicts: bool,
+) -> list[DateInfo]:
+    zone = followup.zone
+    utc_spans = [(_utc(s, zone), _utc(e, zone)) for s, e in spans]
+    clashes: list[list[str]] = [[] for _ in spans]
+    if conflicts and spans:
+        lo = min(s for s, _ in utc_spans)
+        hi = max(max(e for _, e in utc_spans), lo + dt.timedelta(minutes=1))
+        others = _other_followups(db, followup) if db is not None else []
+        busy = _store_busy(others, lo, hi)
+        own_calendar = calendar
+        opened = None
+        if own_calendar is None and account is not None and db is not None:
+            opened = own_calendar = open_calendar(account, db)
+        try:
+            if own_calendar is not None:
+                busy += _calendar_busy(
+                    followup, others, own_calendar, lo, hi, db=db, account=account
+                )
+        finally:
+            if opened is not None:
+                opened.close()
+        for index, (utc_start, utc_end) in enumerate(utc_spans):
+            for period in busy:
+                if _overlaps(utc_start, utc_end, period.start, period.end):
+                    clashes[index].append(_label(period, zone))
+    result = []
+    for (start, end), labels in zip(spans, clashes, strict=True):
+        local_start = _local(start, zone)
+        day = local_start if not isinstance(local_start, dt.datetime) else local_start.date()
+        unique = list(dict.fromkeys(labels))
+        result.append(
+            DateInfo(
+                Date=day,
+                IsConflict=bool(unique),
+                Description=WEEKDAYS[day.weekday()],
+                Tooltip="; ".join(unique) if unique else None,
+                Start=local_start,
+                End=_local(end, zone),
+            )
+        )
+    return result
+
+
+def _other_followups(db: Database, followup: FollowUp) -> list[FollowUp]:
+    """The owner's other live follow-ups; without an owner we cannot know whose they are."""
+    if followup.owner is None:
+        return []
+    with db.session() as session:
+        rows = session.scalars(
+            select(FollowUpRow).where(
+                FollowUpRow.owner == followup.owner,
+                FollowUpRow.deleted.is_(False),
+                FollowUpRow.id != followup.id,
+            )
+        )
+        return [load_followup(row.document) for row in rows]
+
+
+def _store_busy(others: Iterable[FollowUp], lo: dt.datetime, hi: dt.datetime) -> list[_Busy]:
+    busy = []
+    for other in others:
+        for o in _live_between(other, lo, hi):
+            start, end = _utc(o.start, other.zone), _utc(o.end, other.zone)
+            busy.append(_Busy(start, end, o.title, _span_text(o, other)))
+    return busy
+
+
+def _calendar_busy(
+    followup: FollowUp,
+    others: list[FollowUp],
+    calendar: DavCalendar,
+    lo: dt.datetime,
+    hi: dt.datetime,
+    *,
+    db: Database | None,
+    account: Account | None,
+) -> list[_Busy]:
+    periods = calendar.query_busy(lo, hi, zone=followup.zone)
+    skip_uids = {followup.effective_uid} | {o.effective_uid for o in others}
+    # What free-busy periods may be explained by: our own synced copy and the others.
+    known: list[tuple[dt.datetime, dt.datetime]] = []
+    synced = _synced_copy(db, followup.id, account, calendar) if db is not None else None
+    for item in [*([synced] if synced is not None else []), *others]:
+        known += [
+            (_utc(o.start, item.zone), _utc(o.end, item.zone)) for o in _live_between(item, lo, hi)
+        ]
+    busy = []
+    for period in periods:
+        if period.uid is not None:
+            if period.uid in skip_uids:
+                continue
+        elif _covered(period, known):
+            continue
+        name = (period.summary or "") if period.uid is not None else None
+        busy.append(_Busy(period.start, period.end, name))
+    return busy
+
+
+def _synced_copy(
+    db: Database, followup_id: str, account: Account | None, calendar: DavCalendar
+) -> FollowUp | None:
+    """The version of the follow-up the calendar holds now (the last one synced to it)."""
+    with db.session() as session:
+        names: list[str] = []
+        if account is not None:
+            names.append(account.name)
+        names += list(
+            session.scalars(
+                select(CollectionState.account).where(CollectionState.calendar_url == calendar.url)
+            )
+        )
+        for name in names:
+            item = session.get(SyncItem, (name, followup_id))
+            if item is not None:
+                return load_followup(item.synced_document)
+    return None
+
+
+def _covered(period: BusyPeriod, known: list[tuple[dt.datetime, dt.datetime]]) -> bool:
+    """True when ``period`` lies wholly inside the union of ``known`` intervals."""
+    cursor = period.start
+    for start, end in sorted(known):
+        if start > cursor:
+            break
+        cursor = max(cursor, end)
+        if cursor >= period.end:
+            return True
+    return cursor >= period.end
+
+
+def _live_between(followup: FollowUp, lo: dt.datetime, hi: dt.datetime) -> list[Occurrence]:
+    # Start the window a little early: an occurrence starting before ``lo`` may still overlap.
+    return [
+        o
+        for o in occurrences(
+            followup, window_start=lo - dt.timedelta(days=2), window_end=hi, include_cancelled=False
+        )
+        if _overlaps(_utc(o.start, followup.zone), _utc(o.end, followup.zone), lo, hi)
+    ]
+
+
+def _overlaps(
+    a_start: dt.datetime, a_end: dt.datetime, b_start: dt.datetime, b_end: dt.datetime
+) -> bool:
+    """Half-open overlap; a zero-length item (a task's deadline) clashes with what spans it."""
+    if a_start == a_end:
+        return b_start <= a_start < b_end
+    if b_start == b_end:
+        return a_start <= b_start < a_end
+    return a_start < b_end and b_start < a_end
+
+
+def _label(period: _Busy, zone: dt.tzinfo) -> str:
+    times = period.times or _times_text(period.start.astimezone(zone), period.end.astimezone(zone))
+    if period.name is None:
+        return f"busy in the calendar ({times})"
+    return f"{period.name or '(no title)'} ({times})"
+
+
+def _span_text(occurrence: Occurrence, followup: FollowUp) -> str:
+    if followup.all_day:
+        return "all day"
+    start, end = occurrence.start, occurrence.end
+    assert isinstance(start, dt.datetime) and isinstance(end, dt.datetime)
+    return _times_text(start, end)
+
+
+def _times_text(start: dt.datetime, end: dt.datetime) -> str:
+    if start.date() == end.date() or end == dt.datetime.combine(
+        start.date() + dt.timedelta(days=1), dt.time(), start.tzinfo
+    ):
+        if start.time() == dt.time() and end - start == dt.timedelta(days=1):
+            return "all day"
+        return f"{start:%H:%M}–{end:%H:%M}"
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}"
+
+
+def _utc(value: Moment, zone: dt.tzinfo) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.astimezone(dt.UTC)
+
+
+def _local(value: Moment, zone: dt.tzinfo) -> Moment:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(zone).replace(tzinfo=None)
+    return value
+
+
+# --- which calendar ------------------------------------------------------------------------
+
+
+def account_for(settings: Settings, followup: FollowUp, name: str | None = None) -> Account | None:
+    """The account whose calendar is the follow-up owner's: named, or the one that selects it."""
+    if name is not None or len(settings.accounts) == 1:
+        return settings.account(name)
+    for account in settings.accounts.values():
+        if account.selects(followup_id=followup.id, owner=followup.owner, kind=followup.kind.value):
+            return account
+    return None
+
+
+def open_calendar(account: Account, db: Database) -> DavCalendar:
+    """The account's calendar: its configured URL, the one a sync pass found, or discovery."""
+    with db.session() as session:
+        known = session.get(CollectionState, account.name)
+    url = account.calendar_url or (known.calendar_url if known else None)
+    common: dict[str, Any] = {
+        "username": account.username,
+        "password": account.password(),
+        "timeout": account.timeout,
+        "verify_tls": account.verify_tls,
+        "server_kind": account.server_kind,
+    }
+    if url:
+        return DavCalendar.connect(url, **common)
+    return DavCalendar.discover(account.url, calendar=account.calendar, create=False, **common)
+
+
+# --- stored edits -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """What one operation stored: follow-ups written (a split writes two), ids deleted."""
+
+    saved: list[FollowUp]
+    deleted: list[str]
+    summary: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "saved": [f.to_json_dict() for f in self.saved],
+            "deleted": self.deleted,
+        }
+
+
+class DialogService:
+    """The dialog's operations on stored follow-ups: load, apply, store, explain."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.store = crm_store.FollowUpStore(db)
+
+    def get(self, followup_id: str) -> FollowUp:
+        found = self.store.get(followup_id)
+        if found is None:
+            raise FollowUpNotFound(followup_id)
+        return found
+
+    def move(self, followup_id: str, date: dt.date, days: int) -> OperationResult:
+        before = self.get(followup_id)
+        after = move_date(before, date, days)
+        word = "later" if days > 0 else "earlier"
+        return self._store(before, [after], f"moved the {date} occurrence one day {word}")
+
+    def add_date(self, followup_id: str, date: dt.date) -> OperationResult:
+        before = self.get(followup_id)
+        return self._store(before, [add_date(before, date)], f"added {date}")
+
+    def delete_date(self, followup_id: str, date: dt.date) -> OperationResult:
+        before = self.get(followup_id)
+        return self._store(before, [delete_date(before, date)], f"deleted {date}")
+
+    def change(
+        self,
+        followup_id: str,
+        occurrence: Moment,
+        *,
+        mode: str,
+        start: Moment | None = None,
+        end: Moment | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        location: str | None = None,
+    ) -> OperationResult:
+        before = self.get(followup_id)
+        result = change_occurrence(
+            before,
+            occurrence,
+            mode=mode,
+            start=start,
+            end=end,
+            title=title,
+            description=description,
+            location=location,
+        )
+        parts = list(result) if isinstance(result, tuple) else [result]
+        if len(parts) == 2:
+            old, new = parts
+            assert old.recurrence is not None
+            headline = (
+                f"split the series: {old.id} now ends {old.recurrence.EndDate}, "
+                f"{new.id} starts {_moment_text(new.start)} with the new values"
+            )
+            existing = self.store.get(new.id)
+            if existing is not None:
+                raise MappingError(
+                    f"the series was already split here: follow-up {new.id!r} exists",
+                    item=followup_id,
+                    field="occurrence",
+                )
+        else:
+            scope = "one occurrence" if mode == "only-this" else "this and every later occurrence"
+            headline = f"changed {scope}"
+        return self._store(before, parts, headline)
+
+    def stop(self, followup_id: str, from_occurrence: Moment) -> OperationResult:
+        before = self.get(followup_id)
+        after = stop_repeating(before, from_occurrence)
+        if after.recurrence is None and after.ical_recurrence is None:
+            headline = "stopped repeating: it is a single follow-up now"
+        else:
+            headline = f"stopped repeating after {_moment_text(from_occurrence)}"
+        return self._store(before, [after], headline)
+
+    def delete(
+        self, followup_id: str, occurrence: Moment | None = None, mode: str = "only-this"
+    ) -> OperationResult:
+        before = self.get(followup_id)
+        after = None if occurrence is None else delete_occurrence(before, occurrence, mode)
+        if after is None:
+            self.store.delete(followup_id)
+            return OperationResult([], [followup_id], f"{followup_id}: deleted the follow-up")
+        what = "this occurrence" if mode == "only-this" else "this and every later occurrence"
+        return self._store(before, [after], f"deleted {what} ({_moment_text(occurrence)})")
+
+    def _store(self, before: FollowUp, after: list[FollowUp], headline: str) -> OperationResult:
+        with self.db.sessions.begin() as session:
+            for followup in after:
+                crm_store.save(session, followup)
+        return OperationResult(
+            after, [], f"{before.id}: {headline}" + describe_change(before, after)
+        )
+
+
+def describe_change(before: FollowUp, after: Sequence[FollowUp]) -> str:
+    """The occurrences an edit removed and added, a few spelled out (``"; removed …"``)."""
+
+    def seen(items: Iterable[FollowUp]) -> dict[tuple[Any, ...], str]:
+        out: dict[tuple[Any, ...], str] = {}
+        for f in items:
+            for o in occurrences(f, include_cancelled=False):
+                key = (_utc(o.start, f.zone), _utc(o.end, f.zone), o.title, o.location or None)
+                out[key] = f"{_moment_text(_local(o.start, f.zone))} {o.title!r}"
+        return out
+
+    old, new = seen([before]), seen(after)
+    removed = [text for key, text in old.items() if key not in new]
+    added = [text for key, text in new.items() if key not in old]
+    if not removed and not added:
+        return "; no occurrence changed"
+    return "".join(
+        f"; {label}: {_some(items)}"
+        for label, items in (("removed", removed), ("now", added))
+        if items
+    )
+
+
+def _some(items: list[str]) -> str:
+    shown = ", ".join(items[:SUMMARY_ITEMS])
+    more = len(items) - SUMMARY_ITEMS
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _moment_text(value: Moment | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%a %Y-%m-%d %H:%M")
+    return value.strftime("%a %Y-%m-%d")
