@@ -188,6 +188,8 @@ class FollowUp(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if "timezone" in data and not data["timezone"]:
+            raise ValueError("timezone: is empty; give an IANA name such as Europe/Oslo")
         zone_name = data.get("timezone") or "UTC"
         if not isinstance(zone_name, str):  # else aware and naive times meet in _check
             raise ValueError(f"timezone: {zone_name!r} is not a time zone name (use an IANA name)")
@@ -344,7 +346,8 @@ def load_followup(data: Any) -> FollowUp:
     except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
         # Found by tests/reliability/test_fuzz.py: a document broken in a way no validator
         # foresaw is still a clear error about this item, never a crash of the import.
-        raise MappingError(f"cannot be read: {type(exc).__name__}: {exc}", item=item, field="document") from None
+        message = f"cannot be read: {type(exc).__name__}: {exc}"
+        raise MappingError(message, item=item, field="document") from None
     return followup
 
 
@@ -360,7 +363,7 @@ def load_followups_json(text: str | bytes) -> list[FollowUp]:
     except json.JSONDecodeError as exc:
         raise MappingError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeDecodeError as exc:
-        raise MappingError(f"not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise MappingError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
     return load_followups(data)
 
 

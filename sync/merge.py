@@ -68,15 +68,19 @@ def merge(
     crm_doc, server_doc = crm.to_json_dict(), server.to_json_dict()
     base_doc = base.to_json_dict() if base is not None else None
 
-    def pick(part: str, b: Any, c: Any, s: Any, *, same: bool) -> str:
-        """Which side's value this part takes."""
+    def pick(
+        part: str, b: Any, c: Any, s: Any, *, same: bool, shown: tuple[Any, Any] | None = None
+    ) -> str:
+        """Which side's value this part takes; ``shown``: the (crm, server) values to log."""
         if same:
             return "crm"
         if base_doc is not None and c == b:
             return "server"
         if base_doc is not None and s == b:
             return "crm"
-        conflicts.append(Conflict(part, winner, c if winner == "crm" else s, s if winner == "crm" else c))
+        crm_value, server_value = shown if shown is not None else (c, s)
+        kept, lost = (crm_value, server_value) if winner == "crm" else (server_value, crm_value)
+        conflicts.append(Conflict(part, winner, kept, lost))
         return winner
 
     for name in PLAIN_FIELDS:
@@ -87,8 +91,15 @@ def merge(
 
     crm_series, server_series = series_signature(crm), series_signature(server)
     base_series = series_signature(base) if base is not None else None
+    # Series are compared by signature (dates, zone, length), but the conflict log is a
+    # JSON column and a signature holds datetimes: log each side's series fields instead.
     series_side = pick(
-        "series", base_series, crm_series, server_series, same=crm_series == server_series
+        "series",
+        base_series,
+        crm_series,
+        server_series,
+        same=crm_series == server_series,
+        shown=(_series_fields(crm_doc), _series_fields(server_doc)),
     )
     if series_side == "server":
         for name in SERIES_FIELDS:
@@ -111,6 +122,10 @@ def merge(
         for e in dropped
     )
     return MergeResult(document, tuple(conflicts))
+
+
+def _series_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    return {name: doc[name] for name in SERIES_FIELDS if name in doc}
 
 
 def _set(doc: dict[str, Any], name: str, value: Any) -> None:

@@ -231,7 +231,6 @@ Action = (
 class Plan:
     actions: tuple[Action, ...]
     skipped: tuple[tuple[str, str], ...]  # (item, reason): unreadable or ignored items
-    ignored_foreign: int = 0
 
     def count(self, side: str, verb: str) -> int:
         return sum(1 for a in self.actions if a.side == side and a.verb == verb)
