@@ -184,7 +184,9 @@ class SyncPass:
             listing.token = self._token_after_writes(listing, report)
             self._finish(listing, failed, set(docs), report)
         report.requests = self.calendar.stats.since(before).requests
-        if not dry_run:
+        # Invitations fall due only through a change this pass applied; a full pass also
+        # re-checks, which heals a recording that failed on an earlier pass.
+        if not dry_run and (report.applied.done or listing.complete):
             invitations.record_after_pass(self.account, self.db, self.calendar)
         return report
 
