@@ -113,7 +113,7 @@ def read(data: bytes) -> ServerResource:
         if value is not None:
             try:
                 moment = value.dt
-            except Exception:  # noqa: BLE001 - a broken stamp is no reason to drop the item
+            except Exception:
                 continue
             if isinstance(moment, dt.datetime):
                 modified = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)

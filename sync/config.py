@@ -4,16 +4,33 @@ The file (``config/followup-sync.example.toml`` documents every key)::
 
     database = "followup-sync.sqlite"
 
+    [daemon]
+    http_port = 8484
+    max_concurrent_accounts = 4
+
     [accounts.alice]
     url = "https://dav.example.com/"
     username = "alice"
-    password_env = "ALICE_DAV_PASSWORD"      # or password_file = "/run/secrets/alice"
+    password_env = "ALICE_DAV_PASSWORD"      # or password_file / password_keyring
     calendar = "Follow-ups"                  # display name or id; created if missing
     owners = ["alice"]                       # which follow-ups go to this calendar
+    interval_seconds = 300
 
-Secrets never live in the file itself: a password comes from an environment variable or
-a file, so the config can be committed and shown. Every problem is reported at once,
-each naming the key and, where the file has it, the line.
+Secrets never live in the file itself: a password comes from an environment variable,
+a file or the system keyring, so the config can be committed and shown. Every problem
+is reported at once, each naming the key and, where the file has it, the line (or the
+environment variable that set it).
+
+Environment overrides follow the file's structure with ``__`` between levels, so a
+container can be configured without editing the mounted file::
+
+    FOLLOWUP_SYNC_DATABASE=postgresql+psycopg://…
+    FOLLOWUP_SYNC_DAEMON__HTTP_PORT=9000
+    FOLLOWUP_SYNC_ACCOUNTS__ALICE__URL=https://dav2.example.com/
+
+A value is read as a TOML value when it parses as one (``30``, ``true``, ``["a","b"]``)
+and as a plain string otherwise. Account names match case-insensitively, since
+environment variable names are conventionally upper case.
 """
 
 from __future__ import annotations
@@ -21,19 +38,27 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync.errors import ConfigError
+from sync.mail_config import MailSettings
 from sync.merge import ConflictPolicy
 from sync.plan import OnServerDelete
 
 ENV_PREFIX = "FOLLOWUP_SYNC_"
+#: Separates levels in an override's name: FOLLOWUP_SYNC_ACCOUNTS__ALICE__URL.
+ENV_NESTING = "__"
+#: FOLLOWUP_SYNC_* variables that are not settings (the CLI reads them itself).
+ENV_NOT_SETTINGS = frozenset({"CONFIG", "API_TOKEN"})
 
 
 class Account(BaseModel):
+    """One CalDAV calendar and the follow-ups that go to it."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = "default"
@@ -41,6 +66,9 @@ class Account(BaseModel):
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
+    #: ``"service:user"`` in the system keyring (``keyring`` package); ``"service"`` alone
+    #: uses ``username`` as the keyring user.
+    password_keyring: str | None = None
     calendar: str = "followups"
     #: A full calendar collection URL skips discovery.
     calendar_url: str | None = None
@@ -53,10 +81,25 @@ class Account(BaseModel):
     max_delete_percent: float = Field(default=50.0, ge=0, le=100)
     default_timezone: str = "UTC"
     batch_size: int = Field(default=50, ge=1, le=1000)
+    #: Largest server answer read, in bytes (sync.dav refuses bigger ones: a broken or
+    #: hostile server cannot exhaust memory). Same default as sync.dav.DEFAULT_MAX_RESPONSE_BYTES.
+    max_response_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     owners: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
     ids: list[str] = Field(default_factory=list)
+    #: How often the daemon reconciles this account (incremental: sync token or ETags).
     interval_seconds: float = Field(default=300.0, gt=0)
+    #: Who sends invitations to participants: "auto" (the server when it schedules,
+    #: RFC 6638, else email), "server", "email", or "none". Never both.
+    scheduling: Literal["auto", "server", "email", "none"] = "auto"
+    #: Random delay added to each scheduled run, so many accounts on one server do not
+    #: all hit it in the same second.
+    jitter_seconds: float = Field(default=15.0, ge=0)
+    #: Every N-th interval the daemon lists the whole calendar (ETags) even where sync
+    #: tokens work, to heal servers whose tokens miss changes. 0 turns it off.
+    full_every: int = Field(default=12, ge=0)
+    #: The daemon skips accounts with ``enabled = false`` (sync/config check still work).
+    enabled: bool = True
 
     @field_validator("url")
     @classmethod
@@ -65,13 +108,35 @@ class Account(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("password_keyring")
+    @classmethod
+    def _keyring_ref(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value.startswith(":")):
+            raise ValueError('must be "service:user" or "service"')
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Account:
+        given = [
+            k for k in ("password_env", "password_file", "password_keyring") if getattr(self, k)
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give only one of {', '.join(given)}")
+        return self
+
+    @property
+    def full_interval_seconds(self) -> float | None:
+        """Seconds between full reconciliations, or None when they are off."""
+        return self.interval_seconds * self.full_every if self.full_every else None
+
     def password(self) -> str | None:
         """Read the secret when it is needed, never store it on the model."""
         if self.password_env:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise ConfigError(
-                    f"account {self.name!r}: environment variable {self.password_env} (password_env) is not set"
+                    f"account {self.name!r}: environment variable {self.password_env} "
+                    "(password_env) is not set"
                 )
             return value
         if self.password_file:
@@ -82,7 +147,32 @@ class Account(BaseModel):
                 raise ConfigError(
                     f"account {self.name!r}: cannot read password_file {path}: {exc.strerror}"
                 ) from None
+        if self.password_keyring:
+            return self._keyring_password(self.password_keyring)
         return None
+
+    def _keyring_password(self, reference: str) -> str:
+        service, _, user = reference.partition(":")
+        user = user or (self.username or "")
+        try:
+            import keyring
+            from keyring.errors import KeyringError
+        except ImportError:  # pragma: no cover - keyring is a declared dependency
+            raise ConfigError(
+                f"account {self.name!r}: password_keyring needs the 'keyring' package"
+            ) from None
+        try:
+            value = keyring.get_password(service, user)
+        except KeyringError as exc:
+            raise ConfigError(
+                f"account {self.name!r}: keyring lookup {service}:{user} failed: {exc}"
+            ) from None
+        if value is None:
+            raise ConfigError(
+                f"account {self.name!r}: no password for {service}:{user} in the keyring "
+                "(password_keyring)"
+            )
+        return value
 
     def selects(self, *, followup_id: str, owner: str | None, kind: str) -> bool:
         if self.ids and followup_id not in self.ids:
@@ -92,11 +182,54 @@ class Account(BaseModel):
         return not (self.kinds and kind not in self.kinds)
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class DaemonSettings(BaseModel):
+    """The ``[daemon]`` table: what ``followup-sync daemon`` needs beyond the accounts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Health, readiness, metrics (and the follow-up API when installed) listen here.
+    http_host: str = "127.0.0.1"
+    #: 0 turns the HTTP server off.
+    http_port: int = Field(default=8484, ge=0, le=65535)
+    #: Passes that run at the same time, across all accounts.
+    max_concurrent_accounts: int = Field(default=4, ge=1, le=256)
+    log_format: LogFormat = LogFormat.text
+    log_level: str = "INFO"
+    #: Environment variable holding the bearer token of the follow-up REST API.
+    api_token_env: str = "FOLLOWUP_SYNC_API_TOKEN"
+    #: How often the store is polled for follow-ups changed by the CRM.
+    crm_poll_seconds: float = Field(default=2.0, gt=0)
+    #: Wait this long after the last CRM change before syncing (a burst of writes, one pass).
+    crm_debounce_seconds: float = Field(default=1.0, ge=0)
+    #: A failing account waits interval × 2^(failures-1), at most this long.
+    max_backoff_seconds: float = Field(default=900.0, gt=0)
+    #: A run that could not start on time (all workers busy) still runs this late.
+    misfire_grace_seconds: float = Field(default=60.0, gt=0)
+    #: SIGTERM waits this long for passes in flight to finish their current item.
+    shutdown_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return level
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database: str | None = None
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     accounts: dict[str, Account] = Field(default_factory=dict)
+    #: Invitations by email (``sync.mail_config``); None: no email is sent.
+    mail: MailSettings | None = None
 
     def account(self, name: str | None) -> Account:
         if not self.accounts:
@@ -104,13 +237,17 @@ class Settings(BaseModel):
         if name is None:
             if len(self.accounts) == 1:
                 return next(iter(self.accounts.values()))
-            raise ConfigError(f"several accounts are configured; choose one with --account ({', '.join(self.accounts)})")
+            raise ConfigError(
+                "several accounts are configured; choose one with --account "
+                f"({', '.join(self.accounts)})"
+            )
         if name not in self.accounts:
             raise ConfigError(f"no account named {name!r} (configured: {', '.join(self.accounts)})")
         return self.accounts[name]
 
 
 def load_settings(path: str | Path | None, *, environ: dict[str, str] | None = None) -> Settings:
+    """Read the file, apply ``FOLLOWUP_SYNC_…`` overrides, validate; every problem at once."""
     environ = dict(os.environ if environ is None else environ)
     raw: dict[str, Any] = {}
     text = ""
@@ -123,8 +260,7 @@ def load_settings(path: str | Path | None, *, environ: dict[str, str] | None = N
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    if database := environ.get(f"{ENV_PREFIX}DATABASE"):
-        raw["database"] = database
+    origins = apply_env_overrides(raw, environ)
     accounts = raw.get("accounts")
     if isinstance(accounts, dict):
         for name, values in accounts.items():
@@ -135,11 +271,69 @@ def load_settings(path: str | Path | None, *, environ: dict[str, str] | None = N
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"])
-            line = _line_of(text, [str(p) for p in error["loc"]])
-            where = f"{path}:{line}: " if line and path else (f"{path}: " if path else "")
+            loc = tuple(str(part) for part in error["loc"])
+            key = ".".join(loc)
+            env_name = next(
+                (origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins), None
+            )
+            if env_name:
+                where = f"${env_name}: "
+            else:
+                line = _line_of(text, list(loc))
+                where = f"{path}:{line}: " if line and path else (f"{path}: " if path else "")
             problems.append(f"{where}{key}: {error['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Merge ``FOLLOWUP_SYNC_A__B__C=value`` into ``raw`` as ``raw[a][b][c]``.
+
+    Returns which variable set each key, so a validation error can name the variable
+    instead of a file line that does not hold the value. Variables whose first part is
+    not a settings key are left alone: other tools (and the CLI's own
+    ``FOLLOWUP_SYNC_CONFIG``) share the prefix.
+    """
+    origins: dict[tuple[str, ...], str] = {}
+    top_level = set(Settings.model_fields)
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        if not rest or rest in ENV_NOT_SETTINGS:
+            continue
+        parts = [p for p in rest.split(ENV_NESTING)]
+        if any(not p for p in parts) or parts[0].lower() not in top_level:
+            continue
+        node = raw
+        path: list[str] = []
+        for index, part in enumerate(parts):
+            key = _match_key(node, part, keep_case=index == 1 and parts[0].lower() == "accounts")
+            path.append(key)
+            if index == len(parts) - 1:
+                node[key] = _env_value(environ[name])
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = {}
+                    node[key] = child
+                node = child
+        origins[tuple(path)] = name
+    return origins
+
+
+def _match_key(node: dict[str, Any], part: str, *, keep_case: bool) -> str:
+    """The existing key that ``part`` names (case-insensitive), else its lower-case form."""
+    for key in node:
+        if key.lower() == part.lower():
+            return key
+    return part.lower() if not keep_case or part.isupper() else part
+
+
+def _env_value(value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
 
 
 def _line_of(text: str, loc: list[str]) -> int | None:
@@ -149,12 +343,28 @@ def _line_of(text: str, loc: list[str]) -> int | None:
     lines = text.splitlines()
     table_line = 0
     if len(loc) >= 2 and loc[0] == "accounts":
+        header = rf"^\s*\[accounts\.\"?{re.escape(loc[1])}\"?\]"
+    elif len(loc) >= 2:
+        header = rf"^\s*\[{re.escape(loc[0])}\]"
+    else:
+        header = None
+    if header is not None:
         for number, line in enumerate(lines, 1):
-            if re.match(rf"^\s*\[accounts\.\"?{re.escape(loc[1])}\"?\]", line):
+            if re.match(header, line):
                 table_line = number
                 break
     key = loc[-1]
-    for number, line in enumerate(lines[table_line:], table_line + 1):
-        if re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
-            return number
+    end = len(lines)
+    if table_line:
+        # Stay inside the table: the same key in the next table is not this one.
+        for number in range(table_line, len(lines)):
+            if re.match(r"^\s*\[", lines[number]):
+                end = number
+                break
+    elif header is None:
+        # A top-level key lives before the first table.
+        end = next((n for n, line in enumerate(lines) if re.match(r"^\s*\[", line)), len(lines))
+    for number in range(table_line, end):
+        if re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", lines[number]):
+            return number + 1
     return table_line or None

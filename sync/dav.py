@@ -632,13 +632,15 @@ class DavCalendar:
                 if href not in seen:
                     yield FetchError(href, 0, f"{label}: missing from the server's answer")
 
-    def find_by_uid(self, uid: str) -> Resource | None:
+    def find_by_uid(
+        self, uid: str, components: tuple[str, ...] = ("VEVENT", "VTODO")
+    ) -> Resource | None:
         """The resource holding ``uid`` under whatever href it has (VEVENT first, then VTODO).
 
         Used after a crash between PUT and recording the href, and on servers where the
-        same UID may exist under another name. At most two REPORTs.
+        same UID may exist under another name. One REPORT per component type asked for.
         """
-        for comp in ("VEVENT", "VTODO"):
+        for comp in components:
             body = (
                 '<?xml version="1.0" encoding="utf-8"?>'
                 f'<C:calendar-query xmlns:D="DAV:" xmlns:C="{CALDAV}">'
@@ -715,16 +717,37 @@ class DavCalendar:
         """PUT with If-None-Match: * and return the new etag; AlreadyExists if taken.
 
         Also AlreadyExists when the server refuses because the UID lives under another
-        href (409/412 no-uid-conflict). Where the server ignores If-None-Match
-        (capabilities), the href is checked first: a window remains, so callers on such
-        servers should still reconcile by UID.
+        href (409/412 no-uid-conflict). Quirk workarounds, each driven by ``capabilities``:
+
+        * ``if_none_match_honoured`` False (SOGo stores over an existing resource and
+          answers 204): the href is checked first (PROPFIND), and a 204 instead of 201 to
+          our PUT, i.e. a resource created in between and now replaced, is reported as
+          AlreadyExists (and logged) rather than taken as our create.
+        * ``same_uid_other_href`` "accepted" (DAViCal, generic: the server would store a
+          second copy of a UID that lives under another href): the UID is looked up first
+          (one calendar-query REPORT), so a create never makes a duplicate series. A
+          window between the look-up and the PUT remains; reconciliation by UID covers it.
         """
         key = self.normalise_href(href)
-        if not self.capabilities.if_none_match_honoured and self._etag_of(key) is not None:
+        caps = self.capabilities
+        if not caps.if_none_match_honoured and self._etag_of(key) is not None:
             raise AlreadyExists(f"{key} already exists", href=key, status=412)
+        if caps.same_uid_other_href == "accepted":
+            self._check_uid_free(key, data)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_CONTENT_TYPE}
         reply = self._request("PUT", self._url_for(key), data, headers)
         if 200 <= reply.status < 300:
+            if not caps.if_none_match_honoured and reply.status != 201:
+                log.warning(
+                    "create %s: %s ignored If-None-Match and replaced a resource created "
+                    "after our check (answered %d, not 201)", key, caps.kind, reply.status,
+                )  # fmt: skip
+                raise AlreadyExists(
+                    f"create {key}: something was created there meanwhile and the server "
+                    f"replaced it (answered {reply.status}, not 201)",
+                    href=key,
+                    status=reply.status,
+                )
             return self._etag_after_write(key, reply)
         if reply.status in (409, 412):
             what = (
@@ -770,6 +793,19 @@ class DavCalendar:
         raise self._unexpected(reply, "DELETE", key)
 
     # ----------------------------------------------------------------- helpers
+
+    def _check_uid_free(self, key: str, data: bytes) -> None:
+        """AlreadyExists when a UID of ``data`` already lives under another href."""
+        text = data.upper()
+        components = tuple(c for c in ("VEVENT", "VTODO") if b"BEGIN:" + c.encode() in text)
+        for uid in sorted(_unfold_uids(data)):
+            found = self.find_by_uid(uid, components or ("VEVENT", "VTODO"))
+            if found is not None and found.href != key:
+                raise AlreadyExists(
+                    f"create {key}: UID {uid!r} already lives at {found.href}",
+                    href=found.href,
+                    status=409,
+                )
 
     def _etag_after_write(self, key: str, reply: _Reply) -> str:
         etag = reply.headers.get("etag", "").strip()

@@ -34,7 +34,7 @@ from sync import followups as crm_store
 from sync import invitations
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
-from sync.dav import DavCalendar, FetchError, Resource
+from sync.dav import DavCalendar, Delta, FetchError, Resource
 from sync.errors import InvalidSyncToken, StoreError, TransportError
 from sync.followups import CrmEntry
 from sync.plan import (
@@ -145,8 +145,8 @@ class SyncPass:
             self.options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
         before = self.calendar.stats.copy()
         collection = self._collection()
-        listing = self._list(collection.sync_token if not full else None)
         state = self._state_entries()
+        listing = self._list(collection.sync_token if not full else None, state)
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
         wanted = [
@@ -198,15 +198,30 @@ class SyncPass:
                 session.add(state)
             return state
 
-    def _list(self, token: str | None) -> _Listing:
+    def _list(self, token: str | None, state: dict[str, StateEntry]) -> _Listing:
         caps = self.calendar.capabilities
         if caps.sync_token:
             if token:
                 try:
                     delta = self.calendar.changes_since(token)
-                    return _Listing(False, delta.changed, delta.deleted, delta.token)
                 except InvalidSyncToken:
                     log.info("%s: the server no longer knows our sync token; listing everything", self.account.name)
+                else:
+                    if caps.sync_token_trustworthy or not _may_be_full_listing(delta, state):
+                        return _Listing(False, delta.changed, delta.deleted, delta.token)
+                    # Quirk workaround (capabilities.sync_token_trustworthy False: DAViCal,
+                    # SOGo, generic). Such a server answers a stale or unknown token with a
+                    # plain 207 listing every resource; read as a delta, whatever was deleted
+                    # meanwhile would simply be absent and never noticed. The answer re-lists
+                    # resources we hold unchanged, so it may be that listing: compare the full
+                    # href/ETag listing instead (one PROPFIND Depth 1), where an href we hold
+                    # that is missing *is* a deletion. An idle pass (empty delta) costs nothing
+                    # extra; what this cannot see is healed by the daemon's full_every passes.
+                    log.info(
+                        "%s: the delta re-lists unchanged items and this server's tokens are not "
+                        "trusted; comparing the full href/ETag listing", self.account.name,
+                    )
+                    return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
             return _Listing(True, delta.changed, frozenset(), delta.token)
         token = self.calendar.sync_token()
@@ -422,6 +437,21 @@ class SyncPass:
         options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
         replanned = plan(crm, server, single_state, options)
         return list(replanned.actions)
+
+
+def _may_be_full_listing(delta: Delta, state: dict[str, StateEntry]) -> bool:
+    """True when a delta lists an item exactly as we recorded it (href and ETag unchanged).
+
+    A server with trustworthy tokens never does that (except for our own writes, already
+    recorded); a plain full listing given for a stale token always does, unless every
+    remaining item changed. DAViCal and SOGo also re-list a few unchanged items in genuine
+    deltas (DAViCal at token boundaries, SOGo for changes in the token's second), which
+    then costs one PROPFIND more, never a wrong result.
+    """
+    if not delta.changed:
+        return False
+    recorded = {entry.href: entry.etag for entry in state.values()}
+    return any(etag and recorded.get(href) == etag for href, etag in delta.changed.items())
 
 
 def _fetch_error(calendar: DavCalendar, href: str, exc: TransportError) -> FetchError:
