@@ -17,7 +17,16 @@ from mappings.model import FollowUp, Moment
 from mappings.occurrences import occurrences
 
 #: Fields compared one by one; ``series`` stands for everything that decides the dates.
-PLAIN_FIELDS = ("kind", "title", "description", "location", "owner", "organizer", "participants", "language")
+PLAIN_FIELDS = (
+    "kind",
+    "title",
+    "description",
+    "location",
+    "owner",
+    "organizer",
+    "participants",
+    "language",
+)
 
 
 def series_signature(followup: FollowUp) -> tuple[Any, ...]:
@@ -32,7 +41,9 @@ def exception_map(followup: FollowUp) -> dict[str, str]:
     result = {}
     for exception in followup.exceptions:
         key = exception.original_start.isoformat()
-        result[key] = json.dumps(exception.model_dump(mode="json", exclude_none=True), sort_keys=True)
+        result[key] = json.dumps(
+            exception.model_dump(mode="json", exclude_none=True), sort_keys=True
+        )
     return result
 
 

@@ -504,9 +504,7 @@ def _split_master(
         if previous is not None:
             keep = component if _sequence(component) >= _sequence(previous) else previous
             which = "the master" if key is None else f"RECURRENCE-ID {key}"
-            warnings.append(
-                f"{uid}: two components for {which}; kept SEQUENCE {_sequence(keep)}"
-            )
+            warnings.append(f"{uid}: two components for {which}; kept SEQUENCE {_sequence(keep)}")
             chosen[key] = keep
         else:
             chosen[key] = component

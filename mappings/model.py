@@ -196,7 +196,9 @@ class FollowUp(BaseModel):
         try:
             zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone: unknown time zone {zone_name!r} (use an IANA name)") from None
+            raise ValueError(
+                f"timezone: unknown time zone {zone_name!r} (use an IANA name)"
+            ) from None
         all_day = bool(data.get("all_day"))
         for key in ("start", "end"):
             if key in data:
@@ -209,7 +211,9 @@ class FollowUp(BaseModel):
                     item = dict(item)
                     for key in ("original_start", "start", "end"):
                         if item.get(key) is not None:
-                            item[key] = _local(item[key], zone, all_day, f"exceptions.{index}.{key}")
+                            item[key] = _local(
+                                item[key], zone, all_day, f"exceptions.{index}.{key}"
+                            )
                 fixed.append(item)
             data["exceptions"] = fixed
         return data
@@ -219,7 +223,9 @@ class FollowUp(BaseModel):
         if self.all_day != (type(self.start) is dt.date):
             raise ValueError("start: all-day follow-ups take dates, the others date-times")
         if type(self.start) is not type(self.end):
-            raise ValueError("end: must be of the same type as start (both dates or both date-times)")
+            raise ValueError(
+                "end: must be of the same type as start (both dates or both date-times)"
+            )
         if self.end < self.start:  # type: ignore[operator]
             raise ValueError("end: is before start")
         if self.recurrence is not None and self.ical_recurrence is not None:
@@ -243,7 +249,9 @@ class FollowUp(BaseModel):
             if participant.occurrence_status:
                 normalised: dict[str, ParticipantStatus] = {}
                 for key, value in participant.occurrence_status.items():
-                    moment = _local(key, self.zone, self.all_day, f"participants.{index}.occurrence_status")
+                    moment = _local(
+                        key, self.zone, self.all_day, f"participants.{index}.occurrence_status"
+                    )
                     normalised[moment.isoformat()] = value
                 participant.occurrence_status = normalised
         return self
@@ -361,7 +369,9 @@ def load_followups_json(text: str | bytes) -> list[FollowUp]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MappingError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise MappingError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
     return load_followups(data)

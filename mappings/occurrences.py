@@ -95,7 +95,12 @@ def validate_followup(followup: FollowUp) -> None:
     info = followup.recurrence
     if info is not None:
         validate_pattern(info, item, _date_of(followup.start))
-        if info.repeats and info.Pattern != RecurrencePattern.Custom and info.Dates and not is_bounded(info):
+        if (
+            info.repeats
+            and info.Pattern != RecurrencePattern.Custom
+            and info.Dates
+            and not is_bounded(info)
+        ):
             raise MappingError(
                 "an open-ended series cannot carry a complete date list; record deleted dates "
                 "as cancelled exceptions",
@@ -109,7 +114,9 @@ def validate_followup(followup: FollowUp) -> None:
     if not followup.exceptions:
         return
     if not is_recurring(followup):
-        raise MappingError("only a recurring follow-up can have exceptions", item=item, field="exceptions")
+        raise MappingError(
+            "only a recurring follow-up can have exceptions", item=item, field="exceptions"
+        )
     for index, exception in enumerate(followup.exceptions):
         if followup.all_day != (type(exception.original_start) is dt.date):
             raise MappingError(
@@ -117,7 +124,9 @@ def validate_followup(followup: FollowUp) -> None:
                 item=item,
                 field=f"exceptions.{index}.original_start",
             )
-    keys = _occurrence_keys(followup, until=max(_date_of(e.original_start) for e in followup.exceptions))
+    keys = _occurrence_keys(
+        followup, until=max(_date_of(e.original_start) for e in followup.exceptions)
+    )
     for index, exception in enumerate(followup.exceptions):
         if exception.original_start not in keys:
             raise MappingError(
@@ -181,11 +190,19 @@ def _occurrence_keys(followup: FollowUp, *, until: dt.date) -> set[Moment]:
 
 
 def _apply(
-    followup: FollowUp, original: Moment, exception: OccurrenceException | None, duration: dt.timedelta
+    followup: FollowUp,
+    original: Moment,
+    exception: OccurrenceException | None,
+    duration: dt.timedelta,
 ) -> Occurrence:
     if exception is None:
         return Occurrence(
-            original, original, original + duration, followup.title, followup.description, followup.location
+            original,
+            original,
+            original + duration,
+            followup.title,
+            followup.description,
+            followup.location,
         )
     if exception.cancelled:
         return Occurrence(

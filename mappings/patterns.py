@@ -63,7 +63,10 @@ def validate_pattern(info: RecurrenceInfo, item: str | None, start_date: dt.date
     if pattern == RecurrencePattern.Daily:
         day = info.DayPattern
         if day is None or day.Pattern == RecurrenceDailyPattern.Unknown:
-            raise fail("DayPattern.Pattern", "a daily pattern needs EveryWorkday, EveryWeekday or EveryCyclicDay")
+            raise fail(
+                "DayPattern.Pattern",
+                "a daily pattern needs EveryWorkday, EveryWeekday or EveryCyclicDay",
+            )
         if day.Pattern == RecurrenceDailyPattern.EveryCyclicDay and day.Cycle < 1:
             raise fail("DayPattern.Cycle", f"must be at least 1, got {day.Cycle}")
     elif pattern == RecurrencePattern.Weekly:
@@ -75,7 +78,9 @@ def validate_pattern(info: RecurrenceInfo, item: str | None, start_date: dt.date
     elif pattern == RecurrencePattern.Monthly:
         month = info.MonthPattern
         if month is None or month.Pattern == RecurrenceMonthlyPattern.Unknown:
-            raise fail("MonthPattern.Pattern", "a monthly pattern needs DayOfMonth or WeekdayOfMonth")
+            raise fail(
+                "MonthPattern.Pattern", "a monthly pattern needs DayOfMonth or WeekdayOfMonth"
+            )
         if month.Cycle < 1:
             raise fail("MonthPattern.Cycle", f"must be at least 1, got {month.Cycle}")
         if month.Pattern == RecurrenceMonthlyPattern.DayOfMonth and not 1 <= month.Day <= 31:
@@ -84,7 +89,9 @@ def validate_pattern(info: RecurrenceInfo, item: str | None, start_date: dt.date
             if not weekday_indexes(month.Weekday):
                 raise fail("MonthPattern.Weekday", "a weekday-of-month pattern needs a weekday")
             if month.WeekOfMonth == WeekOfMonth.Unknown:
-                raise fail("MonthPattern.WeekOfMonth", "must be First, Second, Third, Fourth or Last")
+                raise fail(
+                    "MonthPattern.WeekOfMonth", "must be First, Second, Third, Fourth or Last"
+                )
     elif pattern == RecurrencePattern.Yearly:
         year = info.YearPattern
         if year is None or year.Pattern == RecurrenceYearlyPattern.Unknown:
@@ -97,7 +104,9 @@ def validate_pattern(info: RecurrenceInfo, item: str | None, start_date: dt.date
             if not weekday_indexes(year.Weekday):
                 raise fail("YearPattern.Weekday", "a weekday-of-month pattern needs a weekday")
             if year.WeekOfMonth == WeekOfMonth.Unknown:
-                raise fail("YearPattern.WeekOfMonth", "must be First, Second, Third, Fourth or Last")
+                raise fail(
+                    "YearPattern.WeekOfMonth", "must be First, Second, Third, Fourth or Last"
+                )
     elif pattern == RecurrencePattern.Custom:
         if not info.Dates:
             raise fail("Dates", "a custom pattern needs at least one date")
@@ -108,7 +117,10 @@ def validate_pattern(info: RecurrenceInfo, item: str | None, start_date: dt.date
         if info.RecurrenceCounter is None or info.RecurrenceCounter < 1:
             raise fail("RecurrenceCounter", f"must be at least 1, got {info.RecurrenceCounter}")
         if info.RecurrenceCounter > MAX_OCCURRENCES:
-            raise fail("RecurrenceCounter", f"at most {MAX_OCCURRENCES} occurrences, got {info.RecurrenceCounter}")
+            raise fail(
+                "RecurrenceCounter",
+                f"at most {MAX_OCCURRENCES} occurrences, got {info.RecurrenceCounter}",
+            )
     elif end_type == RecurrenceEndType.EndDate:
         first = info.StartDate or start_date
         if info.EndDate is None:
@@ -133,7 +145,10 @@ def effective_end_type(info: RecurrenceInfo) -> RecurrenceEndType:
 
 
 def is_bounded(info: RecurrenceInfo) -> bool:
-    return info.Pattern == RecurrencePattern.Custom or effective_end_type(info) != RecurrenceEndType.Unknown
+    return (
+        info.Pattern == RecurrencePattern.Custom
+        or effective_end_type(info) != RecurrenceEndType.Unknown
+    )
 
 
 def pattern_dates(
@@ -198,8 +213,14 @@ def _generate(info: RecurrenceInfo, first: dt.date) -> Iterator[dt.date]:
         assert month_info is not None
         year, month = first.year, first.month
         while True:
-            for day in _days_in_month(year, month, month_info.Pattern == RecurrenceMonthlyPattern.DayOfMonth,
-                                      month_info.Day, month_info.Weekday, month_info.WeekOfMonth):
+            for day in _days_in_month(
+                year,
+                month,
+                month_info.Pattern == RecurrenceMonthlyPattern.DayOfMonth,
+                month_info.Day,
+                month_info.Weekday,
+                month_info.WeekOfMonth,
+            ):
                 if day >= first:
                     yield day
             year, month = _add_months(year, month, month_info.Cycle)
@@ -208,9 +229,14 @@ def _generate(info: RecurrenceInfo, first: dt.date) -> Iterator[dt.date]:
         assert year_info is not None
         year = first.year
         while True:
-            for day in _days_in_month(year, year_info.Cycle,
-                                      year_info.Pattern == RecurrenceYearlyPattern.DayOfMonth,
-                                      year_info.Day, year_info.Weekday, year_info.WeekOfMonth):
+            for day in _days_in_month(
+                year,
+                year_info.Cycle,
+                year_info.Pattern == RecurrenceYearlyPattern.DayOfMonth,
+                year_info.Day,
+                year_info.Weekday,
+                year_info.WeekOfMonth,
+            ):
                 if day >= first:
                     yield day
             year += 1

@@ -70,7 +70,11 @@ class ServerResource:
 
 
 def render(
-    followup: FollowUp, *, stamp: dt.datetime, base: bytes | None = None, schedule_agent: str | None = None
+    followup: FollowUp,
+    *,
+    stamp: dt.datetime,
+    base: bytes | None = None,
+    schedule_agent: str | None = None,
 ) -> bytes | None:
     """The resource bytes for a follow-up, or None when nothing is left to put on a calendar."""
     series = followup_components(followup, stamp=stamp)
@@ -84,7 +88,11 @@ def render(
                 attendee.params["SCHEDULE-AGENT"] = schedule_agent
     if base is not None:
         base_cal = _parse(base, followup.effective_uid)
-        managed = MANAGED | MANAGED_WITH_PARTICIPANTS if (followup.participants or followup.organizer) else MANAGED
+        managed = (
+            MANAGED | MANAGED_WITH_PARTICIPANTS
+            if (followup.participants or followup.organizer)
+            else MANAGED
+        )
         components = _carry_over(components, base_cal, followup.effective_uid, managed)
         for tz in base_cal.walk("VTIMEZONE"):
             cal.add_component(tz)
@@ -103,7 +111,9 @@ def read(data: bytes) -> ServerResource:
     uids = {str(c.get("UID", "")) for c in components}
     if len(uids) != 1 or "" in uids:
         raise MappingError(
-            f"a resource must hold one UID, found {sorted(uids)}", item=sorted(uids)[0] or None, field="UID"
+            f"a resource must hold one UID, found {sorted(uids)}",
+            item=sorted(uids)[0] or None,
+            field="UID",
         )
     uid = uids.pop()
     master = next((c for c in components if "RECURRENCE-ID" not in c), components[0])
@@ -165,7 +175,9 @@ def _carry_over(
     return components
 
 
-def _copy_unmanaged(source: Component, target: Component, managed: frozenset[str] = MANAGED) -> None:
+def _copy_unmanaged(
+    source: Component, target: Component, managed: frozenset[str] = MANAGED
+) -> None:
     # CATEGORIES: the client's list wins (it may have added its own next to "Phone call").
     ours = {name for name in target if name != "CATEGORIES"}
     target.pop("CATEGORIES", None)
@@ -189,7 +201,11 @@ def _remove_exdate(master: Component, key: object) -> bool:
         remaining = []
         for item in line.dts:
             moment = item.dt
-            instant = moment.astimezone(dt.UTC) if isinstance(moment, dt.datetime) and moment.tzinfo else moment
+            instant = (
+                moment.astimezone(dt.UTC)
+                if isinstance(moment, dt.datetime) and moment.tzinfo
+                else moment
+            )
             if instant == key:
                 found = True
             else:

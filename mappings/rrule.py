@@ -35,7 +35,12 @@ from icalendar import Event, vRecur
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment
-from mappings.patterns import MAX_OCCURRENCES, _add_years, DEFAULT_OPEN_ENDED_YEARS, effective_end_type
+from mappings.patterns import (
+    DEFAULT_OPEN_ENDED_YEARS,
+    MAX_OCCURRENCES,
+    _add_years,
+    effective_end_type,
+)
 from mappings.superoffice import (
     RecurrenceDailyPattern,
     RecurrenceEndType,
@@ -74,7 +79,7 @@ def rule_parts(info: RecurrenceInfo) -> list[tuple[str, str]]:
         parts = [("FREQ", "MONTHLY"), *_interval(month.Cycle)]
         if month.Pattern == RecurrenceMonthlyPattern.DayOfMonth:
             return parts + _month_day(month.Day, shortest=28, longest=31)
-        return parts + [("BYDAY", _nth_days(month.Weekday, month.WeekOfMonth))]
+        return [*parts, ("BYDAY", _nth_days(month.Weekday, month.WeekOfMonth))]
     if pattern == RecurrencePattern.Yearly:
         year = info.YearPattern
         assert year is not None
@@ -83,7 +88,7 @@ def rule_parts(info: RecurrenceInfo) -> list[tuple[str, str]]:
             shortest = 28 if year.Cycle == 2 else calendar.monthrange(2001, year.Cycle)[1]
             longest = 29 if year.Cycle == 2 else shortest
             return parts + _month_day(year.Day, shortest=shortest, longest=longest)
-        return parts + [("BYDAY", _nth_days(year.Weekday, year.WeekOfMonth))]
+        return [*parts, ("BYDAY", _nth_days(year.Weekday, year.WeekOfMonth))]
     raise MappingError(f"pattern {pattern.name} has no RRULE", field="recurrence.Pattern")
 
 
@@ -106,9 +111,7 @@ def _nth_days(weekdays: int, week: WeekOfMonth) -> str:
     return ",".join(f"{ordinal}{ICAL_DAYS[i]}" for i in weekday_indexes(weekdays))  # type: ignore[arg-type]
 
 
-def rrule_for(
-    info: RecurrenceInfo, *, zone: ZoneInfo, all_day: bool, count: int | None
-) -> vRecur:
+def rrule_for(info: RecurrenceInfo, *, zone: ZoneInfo, all_day: bool, count: int | None) -> vRecur:
     """The full RRULE, with COUNT (already adjusted by the caller) or UNTIL."""
     parts = rule_parts(info)
     end_type = effective_end_type(info)
@@ -134,32 +137,44 @@ def validate_ical_recurrence(followup: FollowUp) -> None:
     kept = followup.ical_recurrence
     assert kept is not None
     if not kept.rrule and not kept.rdate:
-        raise MappingError("needs at least one rrule or rdate", item=followup.id, field="ical_recurrence")
+        raise MappingError(
+            "needs at least one rrule or rdate", item=followup.id, field="ical_recurrence"
+        )
     for key, values in (("rrule", kept.rrule), ("exrule", kept.exrule)):
         for index, value in enumerate(values):
             try:
                 recur = vRecur.from_ical(value)
             except (ValueError, TypeError) as exc:
                 raise MappingError(
-                    f"{value!r} is not an RRULE value ({exc})", item=followup.id, field=f"ical_recurrence.{key}.{index}"
+                    f"{value!r} is not an RRULE value ({exc})",
+                    item=followup.id,
+                    field=f"ical_recurrence.{key}.{index}",
                 ) from None
             if "FREQ" not in recur:
-                raise MappingError("FREQ is missing", item=followup.id, field=f"ical_recurrence.{key}.{index}")
+                raise MappingError(
+                    "FREQ is missing", item=followup.id, field=f"ical_recurrence.{key}.{index}"
+                )
     for index, value in enumerate(kept.rdate):
         try:
             parse_rdate(value, followup.zone)
         except ValueError as exc:
-            raise MappingError(str(exc), item=followup.id, field=f"ical_recurrence.rdate.{index}") from None
+            raise MappingError(
+                str(exc), item=followup.id, field=f"ical_recurrence.rdate.{index}"
+            ) from None
 
 
-def parse_rdate(value: str, zone: ZoneInfo) -> Moment | tuple[dt.datetime, dt.datetime | dt.timedelta]:
+def parse_rdate(
+    value: str, zone: ZoneInfo
+) -> Moment | tuple[dt.datetime, dt.datetime | dt.timedelta]:
     """One kept RDATE value: a local date-time, a date, a UTC time or a period."""
     from icalendar import vDDDTypes, vPeriod
 
     text = value.strip()
     try:
         if "/" in text:
-            period = vPeriod.from_ical(text, timezone=str(zone.key) if not text.endswith("Z") else None)
+            period = vPeriod.from_ical(
+                text, timezone=str(zone.key) if not text.endswith("Z") else None
+            )
             start, end_or_duration = period
             if isinstance(start, dt.datetime) and start.tzinfo is None:
                 start = start.replace(tzinfo=zone)

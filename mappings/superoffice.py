@@ -143,7 +143,9 @@ def _read_weekdays(value: Any) -> Weekday:
         raise ValueError("expected weekday names or a bitmask")
     if isinstance(value, int):
         if not 0 <= value <= 127:
-            raise ValueError(f"{value} is not a weekday bitmask (Monday=1 … Sunday=64, at most 127)")
+            raise ValueError(
+                f"{value} is not a weekday bitmask (Monday=1 … Sunday=64, at most 127)"
+            )
         return Weekday(value)
     if isinstance(value, str):
         text = value.strip()

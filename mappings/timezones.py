@@ -63,11 +63,15 @@ def _compact(tzid: str, first_year: int) -> Timezone | None:
             month, weekday, nth = rules[index]
             for year, changes in transitions.items():
                 when, was, becomes = changes[index]
-                expected = dt.datetime.combine(_nth_weekday(year, month, weekday, nth), moment.time())
+                expected = dt.datetime.combine(
+                    _nth_weekday(year, month, weekday, nth), moment.time()
+                )
                 if (when, was, becomes) != (expected, before, after):
                     return None
         for (moment, before, after), (month, weekday, nth) in zip(first, rules, strict=True):
-            is_dst = (zone.dst(moment + dt.timedelta(hours=12)) or dt.timedelta(0)) > dt.timedelta(0)
+            is_dst = (zone.dst(moment + dt.timedelta(hours=12)) or dt.timedelta(0)) > dt.timedelta(
+                0
+            )
             kind = "DAYLIGHT" if is_dst else "STANDARD"
             name = (moment + dt.timedelta(hours=12)).replace(tzinfo=zone).tzname() or tzid
             lines += [

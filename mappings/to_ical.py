@@ -40,8 +40,8 @@ from mappings.model import FollowUp, FollowUpKind, Language, Moment, Participant
 from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type
 from mappings.rrule import parse_rdate, rrule_for
-from mappings.timezones import vtimezone
 from mappings.superoffice import RecurrenceEndType
+from mappings.timezones import vtimezone
 
 PRODID = "-//followup-sync//followup-sync 0.1//EN"
 CALL_CATEGORY = "Phone call"
@@ -127,8 +127,15 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
         if exception.cancelled:
             continue
         override = _new_component(followup)
-        _common(override, followup, uid, stamp, title=exception.title,
-                description=exception.description, location=exception.location)
+        _common(
+            override,
+            followup,
+            uid,
+            stamp,
+            title=exception.title,
+            description=exception.description,
+            location=exception.location,
+        )
         override.add("recurrence-id", ical_moment(exception.original_start, zone))
         start = exception.start if exception.start is not None else exception.original_start
         end = exception.end if exception.end is not None else start + followup.duration
@@ -149,7 +156,10 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
 
 
 def add_participants(component: Component, followup: FollowUp, occurrence: Moment | None) -> None:
-    """ORGANIZER and one ATTENDEE per participant, with the answer for ``occurrence`` (None: the series)."""
+    """ORGANIZER and one ATTENDEE per participant.
+
+    Each carries the answer for ``occurrence`` (None: the series as a whole).
+    """
     if followup.organizer is not None:
         organizer = vCalAddress(f"mailto:{followup.organizer.email}")
         if followup.organizer.name:
@@ -214,7 +224,9 @@ def apply_kept_rule(component: Component, followup: FollowUp) -> None:
             component.add("rdate", [parsed])
 
 
-def to_calendar(followups: Iterable[FollowUp], *, stamp: dt.datetime) -> tuple[Calendar, list[MappedSeries]]:
+def to_calendar(
+    followups: Iterable[FollowUp], *, stamp: dt.datetime
+) -> tuple[Calendar, list[MappedSeries]]:
     """One VCALENDAR for many follow-ups, with a VTIMEZONE for every TZID used."""
     cal = new_calendar()
     mapped = []
@@ -294,7 +306,12 @@ def _common(
 
 
 def _times(
-    component: Component, followup: FollowUp, start: Moment, zone: ZoneInfo, *, end: Moment | None = None
+    component: Component,
+    followup: FollowUp,
+    start: Moment,
+    zone: ZoneInfo,
+    *,
+    end: Moment | None = None,
 ) -> None:
     if end is None:
         end = start + followup.duration

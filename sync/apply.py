@@ -26,6 +26,7 @@ from mappings.resource import render
 from sync import followups as crm_store
 from sync.dav import DavCalendar, FetchError
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
+from sync.logs import log_context
 from sync.plan import (
     Action,
     CreateFromServer,
@@ -53,6 +54,8 @@ class ApplyReport:
     done: dict[str, int] = field(default_factory=dict)  # "server create" -> n
     conflicts: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
+    #: The run was asked to stop (daemon shutdown) before every action was applied.
+    stopped: bool = False
 
     def count(self, key: str) -> None:
         self.done[key] = self.done.get(key, 0) + 1
@@ -72,8 +75,15 @@ class Applier:
         policy: str,
         replan: Replanner,
         clock: Callable[[], dt.datetime] = utcnow,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.account = account
+        #: SCHEDULE-AGENT for a document's ATTENDEEs (``sync.invitations``): never both
+        #: the server and us sending the same invitation.
+        self.schedule_agent: Callable[[FollowUp], str | None] = lambda _document: None
+        #: Checked between actions: a daemon shutting down lets the current item finish
+        #: (server write and its state record belong together) and leaves the rest.
+        self.should_stop = should_stop
         self.db = db
         self.calendar = calendar
         self.policy = policy
@@ -82,8 +92,14 @@ class Applier:
         self.report = ApplyReport()
 
     def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
-        for action in plan.actions:
-            self.apply(action, attempt=0)
+        for index, action in enumerate(plan.actions):
+            if self.should_stop is not None and self.should_stop():
+                self.report.stopped = True
+                left = len(plan.actions) - index
+                log.info("stopping: %d action(s) left for the next pass", left)
+                break
+            with log_context(item=action.followup_id):
+                self.apply(action, attempt=0)
             if progress is not None:
                 progress()
         return self.report
@@ -155,7 +171,7 @@ class Applier:
     # --- server writes -------------------------------------------------------------------
 
     def _create_on_server(self, action: CreateOnServer) -> None:
-        data = render(action.document, stamp=self.clock())
+        data = render(action.document, stamp=self.clock(), schedule_agent=self.schedule_agent(action.document))
         if data is None:
             log.info("%s: every occurrence is deleted; nothing to put on the calendar", action.followup_id)
             return
@@ -172,7 +188,9 @@ class Applier:
 
     def _update_on_server(self, action: UpdateOnServer) -> None:
         base = action.base_data if action.base_data is not None else self._server_data(action.followup_id)
-        data = render(action.document, stamp=self.clock(), base=base)
+        data = render(
+            action.document, stamp=self.clock(), base=base, schedule_agent=self.schedule_agent(action.document)
+        )
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
             return
@@ -194,7 +212,10 @@ class Applier:
     def _merge(self, action: Merge) -> None:
         etag, data = action.etag, action.server_data
         if action.push:
-            rendered = render(action.document, stamp=self.clock(), base=action.server_data)
+            rendered = render(
+                action.document, stamp=self.clock(), base=action.server_data,
+                schedule_agent=self.schedule_agent(action.document),
+            )
             if rendered is None:
                 raise MappingError("the merged series has no occurrences left", item=action.followup_id)
             etag = self.calendar.update(action.href, rendered, action.etag)

@@ -109,18 +109,38 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
     ),
 )
 @config_option
-@click.option("--account", "account_name", metavar="NAME", help="Account from the config (default: the only one).")
+@click.option(
+    "--account",
+    "account_name",
+    metavar="NAME",
+    help="Account from the config (default: the only one).",
+)
 @click.option("--url", help="CalDAV server URL (instead of a config file).")
 @click.option("--username", help="CalDAV user name.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the password.")
 @click.option("--password-file", metavar="PATH", help="File holding the password.")
-@click.option("--calendar", default="followups", show_default=True, help="Calendar name or id; created if missing.")
+@click.option(
+    "--calendar",
+    default="followups",
+    show_default=True,
+    help="Calendar name or id; created if missing.",
+)
 @click.option("--calendar-url", help="Full calendar collection URL (skips discovery).")
 @click.option("--server-kind", help="radicale, xandikos, davical, sogo or generic (quirk table).")
-@click.option("--import-new/--no-import-new", default=None, help="Import events created in the calendar as follow-ups.")
+@click.option(
+    "--import-new/--no-import-new",
+    default=None,
+    help="Import events created in the calendar as follow-ups.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--full", is_flag=True, help="List the whole calendar instead of asking for changes since the last run.")
-@click.option("--force-delete", is_flag=True, help="Allow a pass that deletes many items or empties a side.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="List the whole calendar instead of asking for changes since the last run.",
+)
+@click.option(
+    "--force-delete", is_flag=True, help="Allow a pass that deletes many items or empties a side."
+)
 @database_option
 def sync_command(
     config_path: str | None,
@@ -184,7 +204,9 @@ def sync_command(
                 task = bar.add_task(f"syncing {account.name}", total=total)
             bar.update(task, completed=done)
 
-        report = run_pass(account, db, dry_run=dry_run, full=full, force_delete=force_delete, progress=progress)
+        report = run_pass(
+            account, db, dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
+        )
     print_report(report)
     if not report.ok:
         sys.exit(1)
@@ -202,9 +224,11 @@ def print_report(report: PassReport) -> None:
         done = report.applied.done
         click.echo(
             f"{report.account}: {report.mode} sync, {report.requests} request(s); "
-            f"calendar: {done.get('server create', 0)} created, {done.get('server update', 0)} updated, "
+            f"calendar: {done.get('server create', 0)} created, "
+            f"{done.get('server update', 0)} updated, "
             f"{done.get('server delete', 0)} deleted; "
-            f"follow-ups: {done.get('crm create', 0)} created, {done.get('crm update', 0)} updated, "
+            f"follow-ups: {done.get('crm create', 0)} created, "
+            f"{done.get('crm update', 0)} updated, "
             f"{done.get('crm delete', 0) + done.get('crm detach', 0)} deleted/detached; "
             f"{report.applied.conflicts} conflict(s), {len(report.errors)} error(s)"
         )
@@ -219,7 +243,9 @@ def print_report(report: PassReport) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @database_option
 @config_option
-def conflicts_command(account_name: str | None, as_json: bool, database: str | None, config_path: str | None) -> None:
+def conflicts_command(
+    account_name: str | None, as_json: bool, database: str | None, config_path: str | None
+) -> None:
     """List conflicts: both sides changed the same part; the losing value is kept here."""
     settings = load_settings(config_path) if config_path else None
     db = open_database(settings, database)
@@ -255,7 +281,11 @@ def conflicts_command(account_name: str | None, as_json: bool, database: str | N
     table = Table("when", "account", "follow-up", "part", "winner", "lost value")
     for r in rows:
         table.add_row(
-            r.occurred_at.strftime("%Y-%m-%d %H:%M"), r.account, r.followup_id, r.part, r.winner,
+            r.occurred_at.strftime("%Y-%m-%d %H:%M"),
+            r.account,
+            r.followup_id,
+            r.part,
+            r.winner,
             json.dumps(r.lost_value, ensure_ascii=False)[:60],
         )
     Console().print(table)

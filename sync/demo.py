@@ -66,9 +66,13 @@ def main() -> int:
 
         console.rule("[bold]1. Import the sample follow-ups")
         result = store.import_followups(followups)
-        console.print(f"{len(result.created)} follow-ups stored in {run_dir.relative_to(ROOT)}/state.sqlite")
+        console.print(
+            f"{len(result.created)} follow-ups stored in {run_dir.relative_to(ROOT)}/state.sqlite"
+        )
         for followup in followups:
-            console.print(f"  [bold]{followup.id}[/bold] {followup.title:28} {summary(followup, 'en')}")
+            console.print(
+                f"  [bold]{followup.id}[/bold] {followup.title:28} {summary(followup, 'en')}"
+            )
 
         console.rule(f"[bold]2. Sync to the CalDAV server at {server.url}")
         show_report(console, run_pass(account, db))
@@ -92,7 +96,8 @@ def main() -> int:
         data = server_copy(server.url, db)
         kept = "RECURRENCE-ID" in data and "BEGIN:VALARM" in data and "X-MOZ-GENERATION" in data
         console.print(
-            f"On the server now: SUMMARY renamed: {'renamed in CRM' in data}; Thunderbird's override, "
+            f"On the server now: SUMMARY renamed: {'renamed in CRM' in data}; "
+            "Thunderbird's override, "
             f"alarm and X-MOZ property kept: {kept}"
         )
         console.rule("[bold]6. And once more: nothing changed, one request")
@@ -106,7 +111,9 @@ def main() -> int:
     return 0 if kept else 1
 
 
-def client_moves_one_meeting(server_url: str, db: Database, console: Console) -> tuple[dt.datetime, dt.datetime]:
+def client_moves_one_meeting(
+    server_url: str, db: Database, console: Console
+) -> tuple[dt.datetime, dt.datetime]:
     """PUT what Thunderbird writes when one occurrence is dragged: an override plus an alarm."""
     with db.session() as session:
         item = session.get(SyncItem, ("demo", EDITED_ID))
@@ -126,14 +133,23 @@ def client_moves_one_meeting(server_url: str, db: Database, console: Console) ->
         "SUMMARY:Weekly status meeting\r\n"
         "SEQUENCE:1\r\n"
         "X-MOZ-GENERATION:2\r\n"
-        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:Status meeting\r\nEND:VALARM\r\n"
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\n"
+        "DESCRIPTION:Status meeting\r\nEND:VALARM\r\n"
         "END:VEVENT\r\n"
     )
-    body = (current.text or "").replace("\r\n", "\n").replace("\n", "\r\n").replace("END:VCALENDAR", override + "END:VCALENDAR")
+    body = (
+        (current.text or "")
+        .replace("\r\n", "\n")
+        .replace("\n", "\r\n")
+        .replace("END:VCALENDAR", override + "END:VCALENDAR")
+    )
     response = niquests.put(
         url,
         data=body.encode(),
-        headers={"If-Match": current.headers.get("ETag") or etag, "Content-Type": "text/calendar; charset=utf-8"},
+        headers={
+            "If-Match": current.headers.get("ETag") or etag,
+            "Content-Type": "text/calendar; charset=utf-8",
+        },
         auth=("demo", "demo"),
     )
     console.print(
@@ -155,8 +171,10 @@ def show_report(console: Console, report: PassReport) -> None:
     done = report.applied.done
     console.print(
         f"{report.mode} sync, {report.requests} HTTP request(s): calendar "
-        f"+{done.get('server create', 0)} ~{done.get('server update', 0)} -{done.get('server delete', 0)}, "
-        f"follow-ups +{done.get('crm create', 0)} ~{done.get('crm update', 0)} -{done.get('crm delete', 0)}, "
+        f"+{done.get('server create', 0)} ~{done.get('server update', 0)} "
+        f"-{done.get('server delete', 0)}, "
+        f"follow-ups +{done.get('crm create', 0)} ~{done.get('crm update', 0)} "
+        f"-{done.get('crm delete', 0)}, "
         f"{report.applied.conflicts} conflict(s), {len(report.errors)} error(s)"
     )
     for item, message in report.errors:
@@ -172,7 +190,11 @@ def show_followup(console: Console, followup: FollowUp, highlight: dt.datetime) 
         note = "cancelled" if exception.cancelled else "moved"
         if exception.original_start == highlight:
             note += " [bold green](from the calendar client)[/bold green]"
-        table.add_row(_when(exception.original_start), "" if exception.cancelled else _when(exception.start), note)
+        table.add_row(
+            _when(exception.original_start),
+            "" if exception.cancelled else _when(exception.start),
+            note,
+        )
     console.print("Exceptions:")
     console.print(table)
     console.print(f"First {SHOWN} occurrences:")

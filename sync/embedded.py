@@ -24,7 +24,7 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 
@@ -50,7 +50,11 @@ class EmbeddedRadicale:
         configuration.update(
             {
                 "storage": {"filesystem_folder": str(self.directory / "collections")},
-                "auth": {"type": "htpasswd", "htpasswd_filename": str(users), "htpasswd_encryption": "plain"},
+                "auth": {
+                    "type": "htpasswd",
+                    "htpasswd_filename": str(users),
+                    "htpasswd_encryption": "plain",
+                },
                 "rights": {"type": "owner_only"},
                 "logging": {"level": "warning", "mask_passwords": "True"},
             },
@@ -60,8 +64,12 @@ class EmbeddedRadicale:
         # Made here so Radicale does not warn that it had to create them.
         (self.directory / "collections" / "collection-root").mkdir(parents=True, exist_ok=True)
         app = Application(configuration)
-        self._server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="radicale", daemon=True)
+        self._server = make_server(
+            "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="radicale", daemon=True
+        )
         self._thread.start()
         return self.url
 
@@ -76,6 +84,9 @@ class EmbeddedRadicale:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

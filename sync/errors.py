@@ -57,7 +57,7 @@ class TransportError(StoreError):
 
 
 class InvalidSyncToken(StoreError):
-    """The server rejected our sync token (RFC 6578 valid-sync-token). Fall back to a full listing."""
+    """The server rejected our sync token (RFC 6578 valid-sync-token): list everything."""
 
 
 class PreconditionFailed(StoreError):

@@ -26,7 +26,9 @@ from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 def content_hash(followup: FollowUp) -> str:
     """Stable across runs and processes: canonical JSON of the document."""
-    canonical = json.dumps(followup.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        followup.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -58,7 +60,9 @@ class FollowUpStore:
         with self.db.sessions.begin() as session:
             for followup in followups:
                 outcome = save(session, followup)
-                {"created": created, "updated": updated, "unchanged": unchanged}[outcome].append(followup.id)
+                {"created": created, "updated": updated, "unchanged": unchanged}[outcome].append(
+                    followup.id
+                )
         return ImportResult(created, updated, unchanged)
 
     def get(self, followup_id: str, *, include_deleted: bool = False) -> FollowUp | None:
@@ -132,11 +136,14 @@ def purge(session: Session, followup_id: str) -> None:
 
 
 def crm_entries(session: Session, ids: Sequence[str] | None = None) -> dict[str, CrmEntry]:
-    query = select(FollowUpRow.id, FollowUpRow.content_hash, FollowUpRow.deleted, FollowUpRow.updated_at)
+    query = select(
+        FollowUpRow.id, FollowUpRow.content_hash, FollowUpRow.deleted, FollowUpRow.updated_at
+    )
     if ids is not None:
         query = query.where(FollowUpRow.id.in_(ids))
     return {
-        row.id: CrmEntry(row.id, row.content_hash, row.deleted, as_utc(row.updated_at)) for row in session.execute(query)
+        row.id: CrmEntry(row.id, row.content_hash, row.deleted, as_utc(row.updated_at))
+        for row in session.execute(query)
     }
 
 

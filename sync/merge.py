@@ -61,7 +61,10 @@ def merge(
     policy: ConflictPolicy,
     crm_is_newer: bool | None,
 ) -> MergeResult:
-    """Merge ``crm`` and ``server`` against ``base`` (None: no common ancestor, every difference conflicts)."""
+    """Merge ``crm`` and ``server`` against ``base``.
+
+    ``base`` None means no common ancestor: every difference is a conflict.
+    """
     winner = winner_side(policy, crm_is_newer)
     conflicts: list[Conflict] = []
     result: dict[str, Any] = crm.to_json_dict()
@@ -118,7 +121,12 @@ def merge(
 
     document, dropped = _valid_document(result)
     conflicts.extend(
-        Conflict(f"exception {e.original_start.isoformat()}", winner="series", kept=None, lost=e.model_dump(mode="json"))
+        Conflict(
+            f"exception {e.original_start.isoformat()}",
+            winner="series",
+            kept=None,
+            lost=e.model_dump(mode="json"),
+        )
         for e in dropped
     )
     return MergeResult(document, tuple(conflicts))

@@ -75,7 +75,9 @@ class ServerDoc:
     href: str
     etag: str
     uid: str
-    followups: tuple[FollowUp, ...]  # the series itself first, then tails split off by THISANDFUTURE
+    followups: tuple[
+        FollowUp, ...
+    ]  # the series itself first, then tails split off by THISANDFUTURE
     data: bytes
     modified: dt.datetime | None = None
 
@@ -91,7 +93,9 @@ class ServerView:
 
 @dataclass(frozen=True)
 class CrmView:
-    entries: Mapping[str, CrmEntry]  # every follow-up that belongs in this calendar (tombstones too)
+    entries: Mapping[
+        str, CrmEntry
+    ]  # every follow-up that belongs in this calendar (tombstones too)
     documents: Mapping[str, FollowUp]  # loaded for the entries that changed or are new
     uids: Mapping[str, str]  # uid -> follow-up id, for recognising our own resources
 
@@ -237,7 +241,9 @@ class Plan:
 
     @property
     def conflicts(self) -> list[tuple[str, Conflict]]:
-        return [(a.followup_id, c) for a in self.actions if isinstance(a, Merge) for c in a.conflicts]
+        return [
+            (a.followup_id, c) for a in self.actions if isinstance(a, Merge) for c in a.conflicts
+        ]
 
     def deletions(self) -> int:
         return sum(1 for a in self.actions if isinstance(a, (DeleteOnServer, DeleteInCrm)))
@@ -256,7 +262,9 @@ def describe(action: Action) -> str:
 # --- the planner -----------------------------------------------------------------------
 
 
-def plan(crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions) -> Plan:
+def plan(
+    crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions
+) -> Plan:
     _check_sides_not_empty(crm, server, state, options)
     actions: list[Action] = []
     skipped: list[tuple[str, str]] = []
@@ -293,7 +301,9 @@ def plan(crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], opti
         if options.import_new:
             for index, followup in enumerate(resource.followups):
                 if index == 0:
-                    actions.append(CreateFromServer(followup.id, href, resource.etag, followup, resource.data))
+                    actions.append(
+                        CreateFromServer(followup.id, href, resource.etag, followup, resource.data)
+                    )
                 else:
                     actions.append(CreateFromServer(followup.id, None, None, followup, None))
         else:
@@ -312,17 +322,21 @@ def _known_item(
     server: ServerView,
     options: PlanOptions,
 ) -> list[Action]:
-    crm_state = "deleted" if entry is None or entry.deleted else (
-        "changed" if entry.content_hash != known.synced_hash else "unchanged"
+    crm_state = (
+        "deleted"
+        if entry is None or entry.deleted
+        else ("changed" if entry.content_hash != known.synced_hash else "unchanged")
     )
     doc = server.docs.get(known.href)
     if doc is not None and doc.etag != known.etag:
         base = known.synced_document
-        cosmetic = base is not None and len(doc.followups) == 1 and same_meaning(doc.followups[0], base)
+        cosmetic = (
+            base is not None and len(doc.followups) == 1 and same_meaning(doc.followups[0], base)
+        )
         server_state = "cosmetic" if cosmetic else "changed"
-    elif server.complete and known.href not in server.etags:
-        server_state = "deleted"
-    elif not server.complete and known.href in server.deleted:
+    elif (server.complete and known.href not in server.etags) or (
+        not server.complete and known.href in server.deleted
+    ):
         server_state = "deleted"
     else:
         server_state = "unchanged"
@@ -357,7 +371,10 @@ def _known_item(
             return [_merge(followup_id, known.synced_document, crm_doc, doc, options, crm_is_newer)]
         # Deleted on the server, edited in the CRM.
         if winner_side(options.policy, crm_is_newer) == "crm":
-            return [Forget(followup_id), CreateOnServer(followup_id, crm_doc.effective_uid, crm_doc)]
+            return [
+                Forget(followup_id),
+                CreateOnServer(followup_id, crm_doc.effective_uid, crm_doc),
+            ]
         return [DeleteInCrm(followup_id)]
 
     # Deleted in the CRM.
@@ -469,7 +486,8 @@ def _check_deletions(result: Plan, state: Mapping[str, StateEntry], options: Pla
     if deletions >= options.min_deletes_for_threshold and percent > options.max_delete_percent:
         raise TooManyDeletes(
             f"this pass would delete {deletions} of {total} items ({percent:.0f} %), more than the "
-            f"configured {options.max_delete_percent:.0f} %; nothing was changed (use --force-delete "
+            f"configured {options.max_delete_percent:.0f} %; nothing was changed "
+            "(use --force-delete "
             "or raise max_delete_percent if it is real)",
             deletions=deletions,
             total=total,

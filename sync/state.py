@@ -13,7 +13,9 @@ SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
 ``pending_hrefs``   server items that failed (bad iCalendar, 5xx on fetch): retried on the
                     next pass even when the sync token no longer lists them.
 ``conflicts``       the losing side of every conflict, for ``followup-sync conflicts``.
+``daemon_runs``     one row per pass a daemon process ran (who, when, result).
 ``meta``            the schema version.
+``alembic_version`` the migration revision (``followup-sync db upgrade``, sync/migrations).
 
 Every write the sync worker makes to the server is recorded in its own transaction,
 item by item, so a crash loses at most the record of one write, which the next pass
@@ -107,6 +109,28 @@ class CollectionState(Base):
     last_full_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     last_success_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     last_result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Written by the daemon: when it will next run this account (shown by ``status``).
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    #: Written by the daemon: failed passes in a row; drives the back-off.
+    consecutive_failures: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class DaemonRun(Base):
+    """One pass run by a daemon process: who ran it, from when to when, with what result.
+
+    Written when the account lock is taken and again before it is released, so the rows
+    prove (or disprove) that no two processes synced one account at once; ``status``
+    and operators read it to see which process is doing what.
+    """
+
+    __tablename__ = "daemon_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(255), index=True)
+    worker: Mapped[str] = mapped_column(String(255))  # host:pid
+    mode: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class PendingHref(Base):
@@ -141,12 +165,23 @@ class Database:
 
     @classmethod
     def open(cls, url: str | None = None) -> Database:
-        """Open (and create if needed) the database; a bare path means a SQLite file."""
+        """Open (and create or migrate if needed) the database; a bare path means a SQLite file.
+
+        This is the quick-start path every one-shot command takes. The daemon instead
+        opens ``Database(url)`` and refuses to start on an old schema (sync.schema), so a
+        production database is only ever migrated by ``followup-sync db upgrade``.
+        """
         db = cls(database_url(url))
         db.create_schema()
         return db
 
     def create_schema(self) -> None:
+        from sync.schema import ensure_schema  # sync.schema imports this module
+
+        ensure_schema(self)
+
+    def create_tables(self) -> None:
+        """The tables as the models say, plus the schema_version row (no migration bookkeeping)."""
         Base.metadata.create_all(self.engine)
         with self.sessions.begin() as session:
             row = session.get(Meta, "schema_version")

@@ -1,0 +1,386 @@
+"""Service commands: ``daemon``, ``status``, ``db upgrade``/``db current``, ``config check``.
+
+They take the same ``--config`` and ``--database`` as the sync commands (cli_sync). The
+daemon never migrates the database itself: ``db upgrade`` does, once, and the daemon
+refuses to start on an older schema, so several daemons sharing one PostgreSQL database
+never race to migrate it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from sync.cli_sync import config_option, database_option
+from sync.config import Account, Settings, load_settings
+from sync.dav import DavCalendar
+from sync.errors import ConfigError, FollowupSyncError
+from sync.logs import configure_logging
+from sync.schema import check_current, current_revision, head_revision, upgrade
+from sync.state import CollectionState, ConflictRecord, Database, as_utc, database_url, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def register(group: click.Group) -> None:
+    for command in (daemon_command, status_command, db_group, config_group):
+        group.add_command(command)
+
+
+def _settings(config_path: str | None, *, required: bool = False) -> Settings:
+    if config_path is None:
+        if required:
+            raise ConfigError("give --config FILE (or set FOLLOWUP_SYNC_CONFIG)")
+        return load_settings(None)
+    return load_settings(config_path)
+
+
+def _database(settings: Settings, database: str | None) -> Database:
+    """Open without creating or migrating: these commands must see the schema as it is."""
+    return Database(database_url(database or settings.database))
+
+
+# --- daemon -------------------------------------------------------------------------------------
+
+
+@click.command(
+    "daemon",
+    epilog=(
+        "\b\nExamples:\n"
+        "  followup-sync db upgrade --config /etc/followup-sync/config.toml\n"
+        "  followup-sync daemon --config /etc/followup-sync/config.toml\n"
+        "  curl http://127.0.0.1:8484/metrics"
+    ),
+)
+@config_option
+@database_option
+@click.option("--http-port", type=int, help="Override [daemon] http_port (0 turns HTTP off).")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), help="Override [daemon] log_format."
+)
+def daemon_command(
+    config_path: str | None, database: str | None, http_port: int | None, log_format: str | None
+) -> None:
+    """Run every configured account on its schedule until SIGTERM or SIGINT.
+
+    Each account is reconciled every interval_seconds (plus jitter), fully every
+    full_every intervals, and within seconds of a CRM change. Health, readiness and
+    Prometheus metrics are served on [daemon] http_host:http_port. On SIGTERM passes
+    in flight finish their current item and the process exits 0.
+    """
+    from sync.daemon import Daemon
+    from sync.service_http import HttpServer, create_service_app
+
+    settings = _settings(config_path, required=True)
+    overrides: dict[str, object] = {}
+    if http_port is not None:
+        overrides["http_port"] = http_port
+    if log_format is not None:
+        overrides["log_format"] = log_format
+    if overrides:
+        settings = settings.model_copy(
+            update={"daemon": settings.daemon.model_copy(update=overrides)}
+        )
+    ds = settings.daemon
+    configure_logging(ds.log_format.value, ds.log_level)
+    if not any(a.enabled for a in settings.accounts.values()):
+        raise ConfigError("no enabled account in the config: nothing to run")
+    for account in settings.accounts.values():
+        if account.enabled:
+            account.password()  # a missing secret is a start-up error, not a failure every interval
+    db = _database(settings, database)
+    check_current(db)
+    daemon = Daemon(settings, db)
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if received:
+            # A second signal: the operator does not want to wait for the items in flight.
+            os._exit(128 + signum)
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    http: HttpServer | None = None
+    daemon.start()
+    try:
+        if ds.http_port:
+            http = HttpServer(create_service_app(daemon), ds.http_host, ds.http_port)
+            try:
+                http.start()
+            except RuntimeError as exc:
+                raise ConfigError(f"[daemon] http {ds.http_host}:{ds.http_port}: {exc}") from None
+            log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", ds.http_host, ds.http_port)
+        while not stop.wait(1.0):
+            pass
+        log.info(
+            "signal %s received: finishing the items in flight", signal.Signals(received[0]).name
+        )
+    finally:
+        finished = daemon.stop()
+        if http is not None:
+            http.stop()
+        db.close()
+    if not finished:
+        # A pass stuck in a network call past shutdown_timeout_seconds: its worker thread
+        # would keep the interpreter alive. Every item is committed on its own, so leaving
+        # now loses at most the record of the write in flight, which the next pass adopts.
+        logging.shutdown()
+        os._exit(0)
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AccountStatus:
+    account: str
+    last_run: dt.datetime | None
+    last_success: dt.datetime | None
+    result: str | None
+    next_run: dt.datetime | None
+    conflicts: int
+    failures: int
+
+
+def collect_status(settings: Settings, db: Database) -> list[AccountStatus]:
+    with db.session() as session:
+        states = {s.account: s for s in session.scalars(select(CollectionState))}
+        counted = session.execute(
+            select(ConflictRecord.account, func.count()).group_by(ConflictRecord.account)
+        )
+        conflicts = {account: count for account, count in counted}
+    names = list(settings.accounts) or sorted(states)
+    rows = []
+    for name in names:
+        state = states.get(name)
+        rows.append(
+            AccountStatus(
+                account=name,
+                last_run=as_utc(state.last_run_at) if state and state.last_run_at else None,
+                last_success=as_utc(state.last_success_at)
+                if state and state.last_success_at
+                else None,
+                result=state.last_result if state else "never run",
+                next_run=as_utc(state.next_run_at) if state and state.next_run_at else None,
+                conflicts=int(conflicts.get(name, 0)),
+                failures=(state.consecutive_failures or 0) if state else 0,
+            )
+        )
+    return rows
+
+
+def _when(value: dt.datetime | None, now: dt.datetime) -> str:
+    if value is None:
+        return "-"
+    seconds = (value - now).total_seconds()
+    local = value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    span = abs(seconds)
+    ago = (
+        f"{span:.0f} s"
+        if span < 120
+        else (f"{span / 60:.0f} min" if span < 7200 else f"{span / 3600:.1f} h")
+    )
+    return f"{local} ({'in ' + ago if seconds > 0 else ago + ' ago'})"
+
+
+@click.command("status")
+@config_option
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(config_path: str | None, database: str | None, as_json: bool) -> None:
+    """Per account: last run, its result, next run, and recorded conflicts.
+
+    Reads the state database the daemon writes, so it works from any machine that can
+    reach the database. Exit status 1 when an account's last pass failed.
+    """
+    import json
+
+    settings = _settings(config_path)
+    db = _database(settings, database)
+    rows = collect_status(settings, db)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "account": r.account,
+                        "last_run": r.last_run.isoformat() if r.last_run else None,
+                        "last_success": r.last_success.isoformat() if r.last_success else None,
+                        "result": r.result,
+                        "next_run": r.next_run.isoformat() if r.next_run else None,
+                        "conflicts": r.conflicts,
+                        "consecutive_failures": r.failures,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+    else:
+        now = utcnow()
+        table = Table("account", "last run", "result", "next run", "conflicts")
+        for r in rows:
+            style = "red" if r.failures else None
+            table.add_row(
+                r.account,
+                _when(r.last_run, now),
+                r.result or "-",
+                _when(r.next_run, now),
+                str(r.conflicts),
+                style=style,
+            )
+        Console(width=160).print(table)
+    if any(r.failures for r in rows):
+        sys.exit(1)
+
+
+# --- db ------------------------------------------------------------------------------------------
+
+
+@click.group("db")
+def db_group() -> None:
+    """The state database's schema (Alembic migrations shipped in the package)."""
+
+
+@db_group.command(
+    "upgrade", epilog="\b\nExample:\n  followup-sync db upgrade --database postgresql+psycopg://…"
+)
+@config_option
+@database_option
+def db_upgrade_command(config_path: str | None, database: str | None) -> None:
+    """Create the tables or apply pending migrations. Safe to run again."""
+    settings = _settings(config_path)
+    db = _database(settings, database)
+    before, after = upgrade(db)
+    if before == after:
+        click.echo(f"database is current (revision {after})")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to revision {after}")
+
+
+@db_group.command("current")
+@config_option
+@database_option
+def db_current_command(config_path: str | None, database: str | None) -> None:
+    """Show the schema revision; exit 1 when it is not the one this version needs."""
+    settings = _settings(config_path)
+    db = _database(settings, database)
+    current = current_revision(db)
+    head = head_revision()
+    click.echo(f"database revision: {current or 'none'}; this version needs: {head}")
+    if current != head:
+        sys.exit(1)
+
+
+# --- config check ------------------------------------------------------------------------------
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check a configuration file."""
+
+
+@dataclass
+class CheckResult:
+    account: str
+    login: str
+    calendar: str
+    sync_token: str
+    scheduling: str
+    ok: bool
+
+
+def check_account(account: Account) -> CheckResult:
+    """Log in, find the calendar (never create it), read what the server supports."""
+    name = account.name
+    try:
+        password = account.password()
+    except ConfigError as exc:
+        return CheckResult(name, f"no secret: {exc}", "-", "-", "-", False)
+    try:
+        if account.calendar_url:
+            calendar = DavCalendar.connect(
+                account.calendar_url,
+                username=account.username,
+                password=password,
+                timeout=account.timeout,
+                verify_tls=account.verify_tls,
+                server_kind=account.server_kind,
+            )
+        else:
+            calendar = DavCalendar.discover(
+                account.url,
+                calendar=account.calendar,
+                create=False,
+                username=account.username,
+                password=password,
+                timeout=account.timeout,
+                verify_tls=account.verify_tls,
+                server_kind=account.server_kind,
+            )
+    except FollowupSyncError as exc:
+        text = str(exc)
+        login = "refused" if "401" in text or "Unauthorized" in text or "403" in text else "?"
+        return CheckResult(name, login, f"failed: {text}"[:120], "-", "-", False)
+    with calendar:
+        try:
+            token = calendar.sync_token()
+        except FollowupSyncError as exc:
+            return CheckResult(name, "ok", f"failed: {exc}"[:120], "-", "-", False)
+        caps = calendar.capabilities
+        sync_token = (
+            ("yes" if caps.sync_token_trustworthy else "yes (unreliable: full passes heal)")
+            if token
+            else "no (ETag listing)"
+        )
+        try:
+            scheduling = "yes (server)" if calendar._client.check_scheduling_support() else "no"
+        except Exception as exc:
+            scheduling = f"unknown ({exc.__class__.__name__})"
+        return CheckResult(name, "ok", calendar.url, sync_token, scheduling, True)
+
+
+@config_group.command(
+    "check",
+    epilog="\b\nExample:\n  followup-sync config check --config /etc/followup-sync/config.toml",
+)
+@config_option
+@click.option("--offline", is_flag=True, help="Validate the file only; contact no server.")
+def config_check_command(config_path: str | None, offline: bool) -> None:
+    """Validate the config, then try each account: login, calendar, capabilities.
+
+    The calendar is looked up, never created. Exit status 2 for an invalid file, 1 when
+    an account cannot be reached or its calendar is missing.
+    """
+    settings = _settings(config_path, required=True)
+    click.echo(f"{config_path}: valid, {len(settings.accounts)} account(s)")
+    if offline or not settings.accounts:
+        return
+    results = [check_account(account) for account in settings.accounts.values()]
+    table = Table("account", "login", "calendar", "sync-token", "scheduling", "result")
+    for r in results:
+        table.add_row(
+            r.account,
+            r.login,
+            r.calendar,
+            r.sync_token,
+            r.scheduling,
+            "[green]ok[/green]" if r.ok else "[red]FAILED[/red]",
+        )
+    Console(width=200).print(table)
+    if not all(r.ok for r in results):
+        sys.exit(1)

@@ -1,0 +1,149 @@
+"""Who may sync an account right now: a lock per account, in this process and across processes.
+
+In one process a ``threading.Lock`` per account is enough. Several daemon processes on
+one PostgreSQL database additionally take a PostgreSQL *session advisory lock* per
+account, ``pg_try_advisory_lock(key)``, on a dedicated connection held for the whole
+pass. Why this and not a lease table or APScheduler's shared store:
+
+* PostgreSQL releases a session lock the moment the session ends, so a process that
+  dies (SIGKILL, OOM, power loss once TCP keepalive notices) frees its accounts without
+  any expiry to tune, heartbeats to write or clocks to trust: the next process whose
+  timer fires takes the account over.
+* ``try`` never waits: a process that finds an account busy skips it and goes on with
+  the others; nobody queues behind a slow server.
+* It is PostgreSQL's own, well-tested machinery; the only thing we add is a stable key.
+  APScheduler 3.x cannot share a job store between processes at all (its FAQ, and our
+  measurement: duplicate runs), and 4.x is an alpha.
+
+The lock connection uses AUTOCOMMIT, so it is never "idle in transaction", and TCP
+keepalives, so a vanished peer is detected within about a minute. If that connection
+breaks during a pass, the lock may already be someone else's: ``still_held`` lets the
+pass stop after its current item.
+
+SQLite (one machine, one daemon) gets ``LocalOnly``: cross-process exclusion there is
+the operator's job (run one daemon), as the README says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Protocol
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+#: Namespace for our keys, so another application's advisory locks on the same database
+#: do not collide with ours.
+KEY_PREFIX = b"followup-sync:account:"
+#: How often (at most) a running pass checks that its lock connection is still alive.
+LIVENESS_CHECK_SECONDS = 5.0
+
+
+def advisory_key(account: str) -> int:
+    """A stable signed 64-bit key: the same in every process and every Python version."""
+    digest = hashlib.sha256(KEY_PREFIX + account.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Held(Protocol):
+    def still_held(self) -> bool: ...
+
+
+class _Always:
+    def still_held(self) -> bool:
+        return True
+
+
+class ClusterLock(Protocol):
+    """Exclusive right to sync one account across processes."""
+
+    def hold(self, account: str) -> contextlib.AbstractContextManager[Held | None]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalOnly:
+    """No cross-process exclusion (SQLite): every try succeeds."""
+
+    @contextlib.contextmanager
+    def hold(self, account: str) -> Iterator[Held | None]:
+        yield _Always()
+
+    def close(self) -> None:
+        pass
+
+
+class _PgHeld:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._checked = time.monotonic()
+        self._alive = True
+
+    def still_held(self) -> bool:
+        if not self._alive:
+            return False
+        now = time.monotonic()
+        if now - self._checked < LIVENESS_CHECK_SECONDS:
+            return True
+        self._checked = now
+        try:
+            self.connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("lost the advisory lock connection: %s", exc)
+            self._alive = False
+        return self._alive
+
+
+class PgAdvisoryLock:
+    """Session advisory locks on dedicated connections (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(
+            url,
+            poolclass=NullPool,  # a lock lives exactly as long as its connection: no pooling
+            isolation_level="AUTOCOMMIT",
+            connect_args={
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+                "application_name": "followup-sync lock",
+            },
+        )
+
+    @contextlib.contextmanager
+    def hold(self, account: str) -> Iterator[Held | None]:
+        key = advisory_key(account)
+        connection = self.engine.connect()
+        try:
+            got = bool(
+                connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            )
+            if not got:
+                yield None
+                return
+            held = _PgHeld(connection)
+            try:
+                yield held
+            finally:
+                if held._alive:
+                    try:
+                        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    except Exception as exc:
+                        log.warning("could not unlock %s: %s", account, exc)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def cluster_lock_for(url: str) -> ClusterLock:
+    return PgAdvisoryLock(url) if url.startswith("postgresql") else LocalOnly()

@@ -1,0 +1,174 @@
+"""Schema migrations: Alembic revisions in ``sync/migrations``, applied in code.
+
+Two ways in, on purpose:
+
+* ``followup-sync db upgrade`` (``upgrade``) applies every pending revision. Production
+  databases (PostgreSQL shared by several daemons) change only this way, at a moment
+  the operator picks, and the daemon refuses to start until it has been done
+  (``check_current``), instead of several processes racing to migrate at start-up.
+* ``Database.open`` (every one-shot command) calls ``ensure_schema``: an empty database
+  gets the tables straight from the models and is stamped at the head revision; an
+  older one is upgraded. That keeps ``followup-sync sync`` on a fresh SQLite file a
+  one-command quick start.
+
+A database made before migrations existed (tables, no ``alembic_version``) is taken to
+be at the first revision, which matches the tables of that time exactly.
+
+No ``alembic.ini`` is needed: the Alembic config is built here, so the migrations ship
+inside the package and work from any working directory.
+
+**A module that adds tables or columns to ``sync.state.Base`` must add a revision** in
+``sync/migrations/versions`` (``alembic revision --autogenerate`` with the models
+imported; list the module in ``MODEL_MODULES``). Until it does, ``Database.open`` still
+creates its missing tables with ``create_all`` (as before migrations existed), but a
+database migrated only by ``db upgrade`` lacks them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from sync.errors import ConfigError
+from sync.state import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported inside the functions that migrate: every one-shot command opens the
+# database, and reading the current revision needs one SELECT, not Alembic's import time.
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: The revision this code needs; tests check it is the script directory's head.
+HEAD_REVISION = "0002"
+#: The revision whose tables a pre-Alembic database already has.
+BASE_REVISION = "0001"
+
+
+#: Modules that define tables on ``Base``: imported before comparing models and migrations.
+MODEL_MODULES: tuple[str, ...] = ("sync.state", "sync.invitations")
+
+
+def import_models() -> None:
+    import importlib
+
+    for name in MODEL_MODULES:
+        # A module not written yet (or being rewritten) defines no tables.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+class SchemaNotCurrent(ConfigError):
+    """The database is older (or newer) than this version of the code expects."""
+
+
+def alembic_config(db: Database | None, connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if db is not None:
+        config.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision in ``sync/migrations/versions`` (reads the scripts)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(None))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Database) -> str | None:
+    """The revision stamped in the database, None for an empty or pre-Alembic one."""
+    with db.engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return str(value) if value is not None else None
+
+
+def _has_tables(connection: Connection) -> bool:
+    return inspect(connection).has_table("collections")
+
+
+def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
+    """Apply pending revisions; returns (before, after)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+        if before is None and _has_tables(connection):
+            # Created by create_all before migrations existed: those are revision 0001's tables.
+            command.stamp(alembic_config(db, connection), BASE_REVISION)
+            before = BASE_REVISION
+        command.upgrade(alembic_config(db, connection), revision)
+    after = current_revision(db)
+    _write_meta(db)
+    return before, after
+
+
+def ensure_schema(db: Database) -> None:
+    """Quick-start path (``Database.open``): create an empty database, migrate an old one."""
+    current = current_revision(db)
+    if current == HEAD_REVISION:
+        # Tables of models that have no revision yet (see the module docstring).
+        db.create_tables()
+        return
+    with db.engine.connect() as connection:
+        fresh = not _has_tables(connection)
+    if current is None and fresh:
+        from alembic import command
+
+        db.create_tables()
+        with db.engine.begin() as connection:
+            command.stamp(alembic_config(db, connection), "head")
+        _write_meta(db)
+        return
+    upgrade(db)
+
+
+def check_current(db: Database) -> str:
+    """Raise SchemaNotCurrent unless the database is at HEAD_REVISION; returns the revision."""
+    current = current_revision(db)
+    if current != HEAD_REVISION:
+        shown = current or ("empty" if not _table_exists(db) else "from before migrations")
+        raise SchemaNotCurrent(
+            f"database schema is {shown}, this version needs revision {HEAD_REVISION}: "
+            f"run 'followup-sync db upgrade' first (database {_safe_url(db.url)})"
+        )
+    return current
+
+
+def _table_exists(db: Database) -> bool:
+    with db.engine.connect() as connection:
+        return _has_tables(connection)
+
+
+def _write_meta(db: Database) -> None:
+    from sync.state import SCHEMA_VERSION, Meta
+
+    with db.sessions.begin() as session:
+        row = session.get(Meta, "schema_version")
+        if row is None:
+            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database>"
