@@ -53,7 +53,13 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
-            "account", "uid", "sequence", "method", "recipient", "recurrence_id", name="uq_invitation"
+            "account",
+            "uid",
+            "sequence",
+            "method",
+            "recipient",
+            "recurrence_id",
+            name="uq_invitation",
         ),
     )
     op.create_index("ix_invitations_account", "invitations", ["account"])
