@@ -12,27 +12,6 @@ from sqlalchemy import inspect
 from sync import schema
 from sync.state import Base, CollectionState, Database
 
-STATE_TABLES = {
-    "meta",
-    "followups",
-    "sync_items",
-    "collections",
-    "pending_hrefs",
-    "conflicts",
-    "daemon_runs",
-}
-
-
-def _table_of(diff: object) -> str | None:
-    item = diff[0] if isinstance(diff, list) else diff
-    for part in item[1:] if isinstance(item, tuple) else ():
-        name = getattr(part, "name", None) if not hasattr(part, "table") else part.table.name
-        if isinstance(part, str) and part in STATE_TABLES:
-            return part
-        if name:
-            return str(getattr(getattr(part, "table", None), "name", None) or name)
-    return None
-
 
 def test_head_constant_is_the_newest_revision() -> None:
     assert schema.head_revision() == schema.HEAD_REVISION
