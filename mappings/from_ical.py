@@ -30,7 +30,7 @@ import warnings as warnings_module
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import recurring_ical_events
@@ -62,6 +62,7 @@ from mappings.superoffice import (
     RecurrenceMonthlyPattern,
     RecurrencePattern,
     RecurrenceYearlyPattern,
+    Weekday,
     WeekOfMonth,
     WeekPatternInfo,
     YearPatternInfo,
@@ -164,7 +165,7 @@ class _TolerantCalendar(Calendar):
     _components_factory = ComponentFactory()
 
 
-_TolerantCalendar._components_factory.add_component_class(_TolerantTodo)  # type: ignore[union-attr]
+_TolerantCalendar._components_factory.add_component_class(_TolerantTodo)
 
 
 def parse_calendar(data: bytes | str, *, default_timezone: str = "UTC") -> ParseResult:
@@ -453,11 +454,9 @@ def _check_broken(component: Component, uid: str) -> None:
                 )
     for value in _rules(component, "RRULE") + _rules(component, "EXRULE"):
         if "FREQ" not in value:
-            raise MappingError(
-                f"RRULE {value.to_ical().decode()!r} has no FREQ", item=uid, field="RRULE"
-            )
+            raise MappingError(f"RRULE {_ical_text(value)!r} has no FREQ", item=uid, field="RRULE")
         try:
-            vRecur.from_ical(value.to_ical().decode())
+            vRecur.from_ical(_ical_text(value))
         except (ValueError, TypeError) as exc:
             raise MappingError(f"bad RRULE: {exc}", item=uid, field="RRULE") from None
         freq = str(value["FREQ"][0]).upper()
@@ -486,6 +485,34 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+# icalendar types ``component[name]`` as a union of every property class (most without
+# ``.dt``) and leaves ``to_ical`` untyped on several of them; these accessors keep that
+# loose surface in one place.
+
+
+def _prop(component: Component, name: str) -> Any:
+    """``component[name]``, untyped (``KeyError`` when the property is missing)."""
+    return component[name]
+
+
+def _moment(component: Component, name: str) -> Moment:
+    """The date or date-time of a DTSTART, DTEND, DUE or RECURRENCE-ID that is present."""
+    value: Moment = _prop(component, name).dt
+    return value
+
+
+def _duration_prop(component: Component) -> dt.timedelta:
+    """The value of a DURATION that is present."""
+    value: dt.timedelta = _prop(component, "DURATION").dt
+    return value
+
+
+def _ical_text(value: Any) -> str:
+    """``value.to_ical()`` decoded, for a ``vRecur`` or ``vDuration``."""
+    text: str = value.to_ical().decode()
+    return text
+
+
 def _recurrence_key(component: Component) -> str | None:
     rid = component.get("RECURRENCE-ID")
     if rid is None:
@@ -509,7 +536,9 @@ def _split_master(
         else:
             chosen[key] = component
     master = chosen.pop(None, None)
-    overrides = sorted(chosen.values(), key=lambda c: _instant_text(c["RECURRENCE-ID"].dt, None))
+    overrides = sorted(
+        chosen.values(), key=lambda c: _instant_text(_moment(c, "RECURRENCE-ID"), None)
+    )
     if master is not None and not _is_recurring_master(master) and overrides:
         # An override of a single event: RFC-wise only RECURRENCE-ID = DTSTART makes sense.
         pass
@@ -545,13 +574,13 @@ def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str])
     ):
         if name in master:
             del master[name]
-    rid0 = first["RECURRENCE-ID"].dt
+    rid0 = _moment(first, "RECURRENCE-ID")
     master.add("DTSTART", rid0)
     span = _span_of(first)
     if span is not None:
         master.add("DUE" if first.name == "VTODO" else "DTEND", rid0 + span)
     for other in overrides[1:]:
-        master.add("RDATE", [other["RECURRENCE-ID"].dt])
+        master.add("RDATE", [_moment(other, "RECURRENCE-ID")])
     warnings.append(
         f"{uid}: {len(overrides)} override(s) without a master; made one from their RECURRENCE-IDs"
     )
@@ -564,9 +593,9 @@ def _span_of(component: Component) -> dt.timedelta | None:
         return None
     for key in ("DTEND", "DUE"):
         if component.get(key) is not None:
-            return component[key].dt - start.dt  # type: ignore[no-any-return]
+            return _moment(component, key) - _moment(component, "DTSTART")
     if component.get("DURATION") is not None:
-        return component["DURATION"].dt  # type: ignore[no-any-return]
+        return _duration_prop(component)
     return None
 
 
@@ -629,7 +658,7 @@ def _end_of(
                 )
             span = value.dt - raw_start
     if span is None and component.get("DURATION") is not None:
-        span = component["DURATION"].dt
+        span = _duration_prop(component)
     if span is None:
         return start + dt.timedelta(days=1) if all_day else start
     if span < dt.timedelta(0):
@@ -648,7 +677,7 @@ def _kind(master: Component) -> FollowUpKind:
             pass
     if master.name == "VTODO":
         return FollowUpKind.task
-    categories = []
+    categories: list[str] = []
     for value in _as_list(master.get("CATEGORIES")):
         categories.extend(str(c).strip().lower() for c in getattr(value, "cats", [value]))
     if CALL_CATEGORY.lower() in categories:
@@ -823,7 +852,7 @@ def _change_at(tz: dt.tzinfo, lo: dt.datetime, hi: dt.datetime) -> dt.datetime:
     return hi
 
 
-def _local(value: Any, zone: ZoneInfo, all_day: bool) -> Moment:
+def _local(value: object, zone: ZoneInfo, all_day: bool) -> Moment:
     """A property value as the document holds it: a date, or naive wall time in ``zone``."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
@@ -840,7 +869,7 @@ def _local(value: Any, zone: ZoneInfo, all_day: bool) -> Moment:
 Occ = tuple[str, str, str, str, str]
 
 
-def _instant_text(value: Any, zone: ZoneInfo | None) -> str:
+def _instant_text(value: Moment, zone: ZoneInfo | None) -> str:
     """A sortable, zone-free key: the UTC instant of a date-time (naive ones read in
     ``zone``), or the date itself."""
     if isinstance(value, dt.datetime):
@@ -910,7 +939,7 @@ def _check_window_size(rules: list[vRecur], series: _Series, hi: dt.datetime) ->
             )
         count = int(rule["COUNT"][0]) if "COUNT" in rule else MAX_OCCURRENCES + 1
         try:
-            instances = rrulestr(bare.to_ical().decode(), dtstart=start, cache=False)
+            instances = rrulestr(_ical_text(bare), dtstart=start, cache=False)
             for index, moment in enumerate(instances):
                 if moment > limit or index >= count:
                     break
@@ -923,7 +952,7 @@ def _check_window_size(rules: list[vRecur], series: _Series, hi: dt.datetime) ->
                     )
         except (ValueError, TypeError, OverflowError) as exc:
             raise MappingError(
-                f"bad RRULE {rule.to_ical().decode()!r}: {exc}", item=series.uid, field="RRULE"
+                f"bad RRULE {_ical_text(rule)!r}: {exc}", item=series.uid, field="RRULE"
             ) from None
 
 
@@ -948,7 +977,7 @@ def _rule_last(rule: vRecur, series: _Series) -> dt.datetime | None:
         if isinstance(series.start, dt.datetime)
         else dt.datetime.combine(series.start, dt.time())
     )
-    text = rule.to_ical().decode()
+    text = _ical_text(rule)
     try:
         # islice: COUNT=1000000000 must not be materialised before it is refused.
         instances = list(
@@ -965,7 +994,7 @@ def _rule_last(rule: vRecur, series: _Series) -> dt.datetime | None:
     return _aware_utc(instances[-1], series.zone) + dt.timedelta(days=1)
 
 
-def _aware_utc(value: Any, zone: ZoneInfo) -> dt.datetime:
+def _aware_utc(value: Moment, zone: ZoneInfo) -> dt.datetime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=zone)
@@ -1177,7 +1206,8 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
         else:
             month = 0
             month_length = 31
-        day_forms: list[tuple[str, int, int, WeekOfMonth]] = []  # (kind, day, weekday flags, week)
+        # (kind, day, weekday flags, week)
+        day_forms: list[tuple[str, int, Weekday, WeekOfMonth]] = []
         if byday:
             if bymonthday:
                 return []
@@ -1203,15 +1233,15 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
                     and wanted == list(range(wanted[0], wanted[-1] + 1))
                     and wanted[0] >= 28
                 ):
-                    day_forms.append(("day", wanted[-1], 0, WeekOfMonth.Unknown))
+                    day_forms.append(("day", wanted[-1], Weekday.Unknown, WeekOfMonth.Unknown))
                 else:
                     return []
             elif len(bymonthday) == 1:
                 value = bymonthday[0]
                 if value == -1:
-                    day_forms.append(("day", month_length, 0, WeekOfMonth.Unknown))
+                    day_forms.append(("day", month_length, Weekday.Unknown, WeekOfMonth.Unknown))
                 elif 1 <= value <= 31:
-                    day_forms.append(("day", value, 0, WeekOfMonth.Unknown))
+                    day_forms.append(("day", value, Weekday.Unknown, WeekOfMonth.Unknown))
                 else:
                     return []
             else:
@@ -1219,7 +1249,7 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
         else:
             if bysetpos:
                 return []
-            day_forms.append(("day", day0.day, 0, WeekOfMonth.Unknown))
+            day_forms.append(("day", day0.day, Weekday.Unknown, WeekOfMonth.Unknown))
         kind, day, flags, week = day_forms[0]
         results: list[RecurrenceInfo] = []
         if freq == "MONTHLY":
@@ -1233,7 +1263,7 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
     return []
 
 
-def _monthly(kind: str, day: int, flags: int, week: WeekOfMonth, cycle: int) -> RecurrenceInfo:
+def _monthly(kind: str, day: int, flags: Weekday, week: WeekOfMonth, cycle: int) -> RecurrenceInfo:
     if kind == "day":
         info = MonthPatternInfo(Pattern=RecurrenceMonthlyPattern.DayOfMonth, Cycle=cycle, Day=day)
     else:
@@ -1246,7 +1276,7 @@ def _monthly(kind: str, day: int, flags: int, week: WeekOfMonth, cycle: int) -> 
     return RecurrenceInfo(Pattern=RecurrencePattern.Monthly, MonthPattern=info)
 
 
-def _yearly(kind: str, day: int, flags: int, week: WeekOfMonth, month: int) -> RecurrenceInfo:
+def _yearly(kind: str, day: int, flags: Weekday, week: WeekOfMonth, month: int) -> RecurrenceInfo:
     if kind == "day":
         info = YearPatternInfo(Pattern=RecurrenceYearlyPattern.DayOfMonth, Cycle=month, Day=day)
     else:
@@ -1326,7 +1356,7 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
     futures: list[tuple[Moment, Component]] = []
     extra: list[Moment] = []
     for component in series.overrides:
-        rid = component["RECURRENCE-ID"]
+        rid = _prop(component, "RECURRENCE-ID")
         key = _local(rid.dt, series.zone, series.all_day)
         is_cancelled = str(component.get("STATUS", "")).upper() == "CANCELLED"
         if str(rid.params.get("RANGE", "")).upper() == "THISANDFUTURE" and not is_cancelled:
@@ -1498,7 +1528,7 @@ def _represent(
 
 
 def _duration(series: _Series) -> dt.timedelta:
-    return series.end - series.start  # type: ignore[operator, no-any-return]
+    return series.end - series.start  # type: ignore[operator]
 
 
 Proposal = tuple[RecurrenceInfo | None, IcalRecurrence | None, str]
@@ -1580,7 +1610,7 @@ def _rdate_keys(rdates: list[Any], series: _Series) -> set[Moment]:
 
 def _period_span(value: tuple[Any, Any]) -> dt.timedelta:
     start, end = value
-    return end if isinstance(end, dt.timedelta) else end - start  # type: ignore[no-any-return]
+    return end if isinstance(end, dt.timedelta) else end - start
 
 
 def _time_of(value: Moment) -> dt.time | None:
@@ -1612,7 +1642,7 @@ def _rule_text(rule: vRecur, series: _Series) -> str:
         until = copy["UNTIL"][0]
         if isinstance(until, dt.datetime) and not series.all_day:
             copy["UNTIL"] = [_aware_utc(until, series.zone)]
-    return str(copy.to_ical().decode())
+    return _ical_text(copy)
 
 
 def _rdate_text(value: Any, series: _Series) -> str:
@@ -1621,7 +1651,7 @@ def _rdate_text(value: Any, series: _Series) -> str:
         start, end = value
         text = _moment_text(start, series)
         if isinstance(end, dt.timedelta):
-            return f"{text}/{vDuration(end).to_ical().decode()}"
+            return f"{text}/{_ical_text(vDuration(end))}"
         return f"{text}/{_moment_text(end, series)}"
     return _moment_text(value, series)
 
@@ -1702,7 +1732,8 @@ def _split(
             return None
         shifts.append(start - key)  # type: ignore[operator]
     pattern = pattern_dates(info, _date_of(followup.start))
-    listed = sorted({d.Date for d in info.Dates or []}) if info.Dates else None
+    # RecurrenceDate refuses a missing Date, though its field type allows None.
+    listed = sorted({cast(dt.date, d.Date) for d in info.Dates or []}) if info.Dates else None
     results: list[FollowUp] = []
     for index, (key, component) in enumerate(segments):
         lo = _date_of(key) if key is not None else None
@@ -1738,9 +1769,9 @@ def _split(
             title = _text(component, "SUMMARY") or ""
             description = _text(component, "DESCRIPTION")
             location = _text(component, "LOCATION")
-            seg_duration = end - start  # type: ignore[operator]
+            seg_duration = end - start
         exceptions = [
-            OccurrenceException(original_start=k + shift, cancelled=True)  # type: ignore[operator]
+            OccurrenceException(original_start=k + shift, cancelled=True)
             for k in edits.cancelled
             if inside(_date_of(k))
         ]
@@ -1749,7 +1780,7 @@ def _split(
                 exceptions.append(
                     _exception_for(
                         k + shift, override, title, description, location, series, seg_duration
-                    )  # type: ignore[operator]
+                    )
                 )
         if component is None:
             made = _followup(series, recurrence=part, ical=None, exceptions=exceptions)
@@ -1784,10 +1815,10 @@ def _materialise(
     window_end: dt.datetime,
 ) -> FollowUp | None:
     """One exception per occurrence from the first THISANDFUTURE on (bounded series only)."""
-    end = window_end.astimezone(series.zone).replace(tzinfo=None)
+    stop = window_end.astimezone(series.zone).replace(tzinfo=None)
     originals = [
         o.original_start
-        for o in occurrences(followup, window_end=end.date() if series.all_day else end)
+        for o in occurrences(followup, window_end=stop.date() if series.all_day else stop)
     ]
     keys = [_naive(k) for k in originals]
     existing = {e.original_start: e for e in followup.exceptions}
@@ -1801,7 +1832,7 @@ def _materialise(
         fkey, component = active[-1]
         start, end = _override_values(component, series)
         shift = start - fkey  # type: ignore[operator]
-        new_start = key + shift  # type: ignore[operator]
+        new_start = key + shift
         new_end = new_start + (end - start)  # type: ignore[operator]
         title = _text(component, "SUMMARY") or ""
         description = _text(component, "DESCRIPTION") or ""

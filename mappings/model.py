@@ -88,7 +88,7 @@ class OccurrenceException(BaseModel):
     def _check(self) -> OccurrenceException:
         if self.cancelled and (self.start is not None or self.end is not None):
             raise ValueError("a cancelled exception has no new start or end")
-        if self.start is not None and self.end is not None and self.end < self.start:  # type: ignore[operator]
+        if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end is before start")
         return self
 
@@ -226,7 +226,7 @@ class FollowUp(BaseModel):
             raise ValueError(
                 "end: must be of the same type as start (both dates or both date-times)"
             )
-        if self.end < self.start:  # type: ignore[operator]
+        if self.end < self.start:
             raise ValueError("end: is before start")
         if self.recurrence is not None and self.ical_recurrence is not None:
             raise ValueError("ical_recurrence: give either recurrence or ical_recurrence, not both")
@@ -267,7 +267,7 @@ class FollowUp(BaseModel):
 
     @property
     def duration(self) -> dt.timedelta:
-        return self.end - self.start  # type: ignore[operator, no-any-return]
+        return self.end - self.start
 
     @property
     def effective_uid(self) -> str:

@@ -181,8 +181,9 @@ def _original_starts(followup: FollowUp, *, until: dt.date | None) -> list[Momen
     dates = series_dates(followup, until=until).final
     if followup.all_day:
         return list(dates)
-    time_of_day = followup.start.time()  # type: ignore[union-attr]
-    return [dt.datetime.combine(d, time_of_day) for d in dates][:MAX_OCCURRENCES]
+    time_of_day = followup.start.time()  # type: ignore[attr-defined]  # not all-day: a datetime
+    starts: list[Moment] = [dt.datetime.combine(d, time_of_day) for d in dates]
+    return starts[:MAX_OCCURRENCES]
 
 
 def _occurrence_keys(followup: FollowUp, *, until: dt.date) -> set[Moment]:

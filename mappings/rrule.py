@@ -120,7 +120,8 @@ def rrule_for(info: RecurrenceInfo, *, zone: ZoneInfo, all_day: bool, count: int
         text += f";COUNT={count}"
     elif end_type == RecurrenceEndType.EndDate and info.EndDate is not None:
         text += f";UNTIL={until_value(info.EndDate, zone=zone, all_day=all_day)}"
-    return vRecur.from_ical(text)
+    rule: vRecur = vRecur.from_ical(text)  # from_ical has no return annotation
+    return rule
 
 
 def until_value(end_date: dt.date, *, zone: ZoneInfo, all_day: bool) -> str:
@@ -172,7 +173,8 @@ def parse_rdate(
     text = value.strip()
     try:
         if "/" in text:
-            period = vPeriod.from_ical(
+            # icalendar leaves vPeriod.from_ical and vDDDTypes.from_ical unannotated.
+            period = vPeriod.from_ical(  # type: ignore[no-untyped-call]
                 text, timezone=str(zone.key) if not text.endswith("Z") else None
             )
             start, end_or_duration = period
@@ -181,7 +183,7 @@ def parse_rdate(
             if isinstance(end_or_duration, dt.datetime) and end_or_duration.tzinfo is None:
                 end_or_duration = end_or_duration.replace(tzinfo=zone)
             return (start, end_or_duration)
-        parsed = vDDDTypes.from_ical(text)
+        parsed = vDDDTypes.from_ical(text)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError):
         raise ValueError(f"{value!r} is not an RDATE value (date, date-time or period)") from None
     if isinstance(parsed, dt.datetime) and parsed.tzinfo is None:

@@ -157,7 +157,7 @@ def _read_weekdays(value: Any) -> Weekday:
         result = Weekday.Unknown
         # Iterating an IntFlag skips the zero member, but _write_weekdays writes "Unknown"
         # for an empty set, so accept it or a written document cannot be read back.
-        names = {m.name.lower(): m for m in Weekday} | {"unknown": Weekday.Unknown}
+        names = {str(m.name).lower(): m for m in Weekday} | {"unknown": Weekday.Unknown}
         for item in value:
             if isinstance(item, int) and not isinstance(item, bool):
                 result |= _read_weekdays(item)

@@ -322,7 +322,7 @@ def _times(
 def _at_time(day: dt.date, followup: FollowUp) -> Moment:
     if followup.all_day:
         return day
-    return dt.datetime.combine(day, followup.start.time())  # type: ignore[union-attr]
+    return dt.datetime.combine(day, followup.start.time())  # type: ignore[attr-defined]
 
 
 def _sort_key(value: Moment) -> tuple[dt.date, dt.time]:
