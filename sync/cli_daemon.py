@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sync.cli_sync import config_option, database_option
 from sync.config import Account, Settings, load_settings
 from sync.dav import DavCalendar
-from sync.errors import ConfigError, FollowupSyncError
+from sync.errors import ConfigError, FollowupSyncError, NotFound
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
 from sync.state import CollectionState, ConflictRecord, Database, as_utc, database_url, utcnow
@@ -332,6 +332,13 @@ def check_account(account: Account) -> CheckResult:
                 verify_tls=account.verify_tls,
                 server_kind=account.server_kind,
             )
+    except NotFound:
+        # Discovery got as far as the calendar home, so the login works; the first sync
+        # creates a missing calendar (make_calendar), which is what a new account needs.
+        return CheckResult(
+            name, "ok", f"{account.calendar!r} not there yet: the first sync creates it",
+            "-", "-", True,
+        )  # fmt: skip
     except FollowupSyncError as exc:
         text = str(exc)
         login = "refused" if "401" in text or "Unauthorized" in text or "403" in text else "?"
