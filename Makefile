@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test test-interop lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The interoperability tier: the integration suites against Radicale, Xandikos, DAViCal
+# and SOGo (Debian packages; the script installs them if missing, which needs root).
+INTEROP_SERVERS ?= radicale,xandikos,davical,sogo
+test-interop: $(STAMP)
+	scripts/install-debian-tier.sh
+	FOLLOWUP_SYNC_SERVERS=$(INTEROP_SERVERS) $(BIN)/python -m pytest -q tests/integration
+
 lint: $(STAMP)
 	$(BIN)/ruff check mappings sync tests benchmarks
 	$(BIN)/ruff format --check mappings sync tests benchmarks
@@ -27,8 +34,13 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# N series per server (1000: a quick run; 5000 for the README figures). vdirsyncer, the
+# peer we compare with, lives in its own venv so its dependencies never mix with ours.
+N ?= 1000
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	test -x .bench-venv/bin/vdirsyncer || \
+		($(PYTHON) -m venv .bench-venv && .bench-venv/bin/pip install --quiet vdirsyncer)
+	$(BIN)/python -m benchmarks.run --n $(N)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

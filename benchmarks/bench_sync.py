@@ -9,6 +9,13 @@ For each server (Radicale, Xandikos; started as processes on loopback, throw-awa
 * **idle reconcile** of all N: requests, bytes received, seconds, and writes (must be 0).
 * **50 changes pulled** after a "client" rewrote 50 resources by plain HTTP: requests,
   seconds; then **one CRM change** pushed: exactly one PUT.
+* **vdirsyncer** (``.bench-venv``; ``--vdirsyncer off`` to skip): its initial push of a
+  folder of the same .ics files, and its idle run (traffic counted by a logging proxy,
+  ``benchmarks/peers.py``), in the same table.
+* **spreading** the same N over ``--spread`` calendars, one per owner, against one calendar.
+* **peak RSS** for ``--rss-series`` (50,000) series: ``benchmarks/memory.py`` in a child
+  process, our pass against an in-process store (no server: our side only).
+* ``--profile``: cProfile of our push against the in-process store.
 
 Run: ``python -m benchmarks.bench_sync --n 1000`` (``--n 5000`` for the README figures;
 ``--servers radicale``). The server's own time per PUT grows with the size of the
@@ -24,12 +31,14 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import niquests
 
+from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
 from mappings.model import FollowUp, load_followup
 from mappings.resource import render
 from sync.config import Account
@@ -49,10 +58,18 @@ PATTERNS: list[dict[str, Any]] = [
 ]
 
 
-def realistic_followups(n: int, seed: int = 7) -> list[FollowUp]:
+def realistic_followups(n: int, seed: int = 7, owners: int = 1) -> list[FollowUp]:
     """N recurring series like a CRM team's: mixed patterns, some with a moved or cancelled date."""
+    return list(iter_followups(n, seed, owners))
+
+
+def iter_followups(n: int, seed: int = 7, owners: int = 1) -> Iterator[FollowUp]:
+    """``realistic_followups`` one at a time, so 50,000 need not be in memory at once.
+
+    With ``owners`` > 1 the series are dealt round-robin to owners ``owner-0`` .. (the
+    natural way to spread a large CRM over one calendar per owner).
+    """
     rng = random.Random(seed)
-    result = []
     for i in range(n):
         day = dt.date(2026, 1, 5) + dt.timedelta(days=rng.randrange(0, 60))
         hour = rng.choice([8, 9, 10, 13, 14, 15])
@@ -69,6 +86,7 @@ def realistic_followups(n: int, seed: int = 7) -> list[FollowUp]:
             "end": (start + dt.timedelta(minutes=rng.choice([15, 30, 60]))).isoformat(),
             "timezone": "Europe/Oslo",
             "recurrence": pattern,
+            "owner": f"owner-{i % owners}" if owners > 1 else None,
         }
         followup = load_followup({k: v for k, v in doc.items() if v is not None})
         if rng.random() < 0.1:
@@ -79,8 +97,7 @@ def realistic_followups(n: int, seed: int = 7) -> list[FollowUp]:
             followup = load_followup(
                 {**followup.to_json_dict(), "exceptions": [{"original_start": original.isoformat(), "cancelled": True}]}
             )
-        result.append(followup)
-    return result
+        yield followup
 
 
 @dataclass
@@ -111,7 +128,7 @@ def raw_put_loop(server_url: str, calendar_url: str, bodies: list[tuple[str, byt
     return time.perf_counter() - started
 
 
-def bench_server(kind: str, n: int, tmp: Path) -> list[Row]:
+def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -> list[Row]:
     from tests.servers import running
 
     rows: list[Row] = []
@@ -129,6 +146,13 @@ def bench_server(kind: str, n: int, tmp: Path) -> list[Row]:
         limit = raw_put_loop(server.base_url, limit_url, bodies, auth)
         rows.append(Row(kind, f"raw PUT loop, {n} series (the limit)", limit, n, None, n))
 
+        # vdirsyncer: the same bodies as .ics files in a folder, pushed to a fresh calendar.
+        proxy = CountingProxy(server.base_url)
+        vdir_idle: Row | None = None
+        if vdirsyncer is not None:
+            vdir_rows, vdir_idle = bench_vdirsyncer(kind, server, vdirsyncer, bodies, tmp, proxy, limit)
+            rows.extend(vdir_rows)
+
         # Ours, on a fresh calendar of the same server.
         os.environ["BENCH_PW"] = server.password or ""
         calendar_url = server.make_calendar("ours")
@@ -144,8 +168,14 @@ def bench_server(kind: str, n: int, tmp: Path) -> list[Row]:
         report = run_pass(account, db, calendar=calendar)
         ours = time.perf_counter() - started
         assert not report.errors, report.errors[:3]
+        # The server's per-PUT cost drifts with everything it stores, so the limit is taken
+        # again after our push (a third calendar) and the two are averaged for the ratio.
+        limit_after = raw_put_loop(server.base_url, server.make_calendar("limit-after"), bodies, auth)
+        rows.append(Row(kind, "raw PUT loop again, after ours", limit_after, n, None, n))
+        mean_limit = (limit + limit_after) / 2
         rows.append(Row(kind, f"followup-sync initial push, {n} series", ours, report.requests, None,
-                        report.applied.done.get("server create", 0), note=f"{limit / ours:.2f}x the limit"))
+                        report.applied.done.get("server create", 0),
+                        note=f"{mean_limit / ours:.2f}x the limit (mean of both raw loops)"))
 
         # The first pass after a push still lists our own writes (the token predates them);
         # one settling pass, then the idle reconcile is measured in its steady state.
@@ -156,7 +186,13 @@ def bench_server(kind: str, n: int, tmp: Path) -> list[Row]:
         idle = time.perf_counter() - started
         spent = calendar.stats.since(before)
         writes = spent.by_method.get("PUT", 0) + spent.by_method.get("DELETE", 0)
-        rows.append(Row(kind, f"idle reconcile of {n}", idle, spent.requests, spent.bytes_received, writes))
+        note = ""
+        if vdir_idle is not None:
+            note = f"vdirsyncer idle is {vdir_idle.seconds / idle:.0f}x slower"
+        rows.append(Row(kind, f"followup-sync idle reconcile of {n}", idle, spent.requests,
+                        spent.bytes_received + spent.bytes_sent, writes, note=note))
+        if vdir_idle is not None:
+            rows.append(vdir_idle)
 
         # 50 client-side changes pulled.
         session = niquests.Session()
@@ -189,7 +225,117 @@ def bench_server(kind: str, n: int, tmp: Path) -> list[Row]:
                         spent.by_method.get("PUT", 0)))
         calendar.close()
         db.close()
+        proxy.close()
     return rows
+
+
+def bench_vdirsyncer(
+    kind: str, server: Any, binary: Path, bodies: list[tuple[str, bytes]], tmp: Path,
+    proxy: CountingProxy, limit: float,
+) -> tuple[list[Row], Row]:
+    """vdirsyncer's initial push (direct) and its idle run (seconds direct, traffic via proxy)."""
+    n = len(bodies)
+    work = tmp / f"vdirsyncer-{kind}"
+    folder = work / "calendar"
+    folder.mkdir(parents=True)
+    for name, body in bodies:
+        (folder / name).write_bytes(body)
+    calendar_url = server.make_calendar("vdirsyncer")
+    vdir = Vdirsyncer(binary, work, folder, calendar_url, server.username, server.password)
+    vdir.write_config()
+    vdir.run("discover", "bench")
+    push = vdir.run("sync", "bench")
+    rows = [Row(kind, f"vdirsyncer initial push, {n} series", push, None, None, n,
+                note=f"{limit / push:.2f}x the limit")]
+    vdir.run("sync", "bench")  # settle, as for ours
+    idle = min(vdir.run("sync", "bench") for _ in range(2))
+    # The same idle run once more through the counting proxy, for requests and bytes.
+    vdir.write_config(proxy.url_for(calendar_url))
+    vdir.run("discover", "bench")  # vdirsyncer insists after any config change
+    vdir.run("sync", "bench")
+    proxy.reset()
+    vdir.run("sync", "bench")
+    traffic = proxy.reset()
+    writes = traffic.by_method.get("PUT", 0) + traffic.by_method.get("DELETE", 0)
+    idle_row = Row(kind, f"vdirsyncer idle run of {n}", idle, traffic.requests,
+                   traffic.bytes_received + traffic.bytes_sent, writes,
+                   note=", ".join(f"{m} {c}" for m, c in sorted(traffic.by_method.items())))
+    return rows, idle_row
+
+
+def bench_spread(kind: str, n: int, owners: int, tmp: Path) -> list[Row]:
+    """The same N series pushed into one calendar, and dealt over one calendar per owner."""
+    from tests.servers import running
+
+    rows: list[Row] = []
+    (tmp / f"spread-{kind}").mkdir(parents=True, exist_ok=True)
+    with running(kind, tmp / f"spread-{kind}") as server:
+        os.environ["BENCH_PW"] = server.password or ""
+        for split in (1, owners):
+            db = Database.open(str(tmp / f"spread-{kind}-{split}.sqlite"))
+            FollowUpStore(db).import_followups(realistic_followups(n, owners=owners))
+            started = time.perf_counter()
+            requests = 0
+            for k in range(split):
+                calendar_url = server.make_calendar(f"spread-{split}-{k}")
+                account = Account(
+                    name=f"{kind}-{split}-{k}", url=server.base_url, username=server.username,
+                    password_env="BENCH_PW" if server.password else None,
+                    calendar_url=calendar_url, server_kind=kind,
+                    owners=[f"owner-{k}"] if split > 1 else [],
+                )  # fmt: skip
+                report = run_pass(account, db)
+                assert report.ok, report.errors[:3]
+                requests += report.requests
+            seconds = time.perf_counter() - started
+            what = (f"push {n} into 1 calendar" if split == 1
+                    else f"push {n} as {split} calendars of {n // split} (per owner)")  # fmt: skip
+            rows.append(Row(kind, what, seconds, requests, None, n,
+                            note=f"{seconds / n * 1000:.1f} ms per series"))
+            db.close()
+    return rows
+
+
+def bench_memory(n: int) -> Row:
+    """Peak RSS of our client for n series, in a child process (see benchmarks/memory.py)."""
+    import json
+    import subprocess
+
+    result = subprocess.run(  # our own module, fixed argv
+        [sys.executable, "-m", "benchmarks.memory", "--n", str(n), "--json"],
+        capture_output=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    data = json.loads(result.stdout)
+    seconds = sum(p["seconds"] for p in data["phases"])
+    phases = "; ".join(f"{p['phase']}: {p['seconds']:.0f} s, {p['peak_rss_mb']:.0f} MB"
+                       for p in data["phases"])  # fmt: skip
+    return Row("in-process", f"peak RSS, {n} series: {data['peak_rss_mb']:.0f} MB", seconds,
+               note=phases)
+
+
+def profile_push(n: int) -> None:
+    """cProfile of our push against the in-process store: where the client's time goes."""
+    import cProfile
+    import pstats
+
+    from benchmarks.memory import BASE, InProcessDav, in_process_calendar
+
+    with tempfile.TemporaryDirectory(prefix="followup-profile-") as tmp:
+        os.environ["BENCH_PW"] = "secret"
+        db = Database.open(str(Path(tmp) / "profile.sqlite"))
+        FollowUpStore(db).import_followups(realistic_followups(n))
+        account = Account(name="profile", url=BASE, username="alice", password_env="BENCH_PW",
+                          calendar_url=BASE, server_kind="radicale")  # fmt: skip
+        calendar = in_process_calendar(InProcessDav("/alice/big/"))
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        run_pass(account, db, calendar=calendar)
+        profiler.disable()
+        print(f"-- profile: client-side push of {n} series took {time.perf_counter() - started:.2f} s "
+              "(under cProfile, no server)")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        db.close()
 
 
 def print_rows(rows: list[Row]) -> None:
@@ -205,13 +351,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="series to push (default 1000; 5000 for the README)")
     parser.add_argument("--servers", default="radicale,xandikos", help="comma-separated: radicale,xandikos")
+    parser.add_argument("--vdirsyncer", default="auto",
+                        help="vdirsyncer binary ('auto': .bench-venv/bin/vdirsyncer or PATH; 'off')")
+    parser.add_argument("--spread", type=int, default=4,
+                        help="owners to spread the CRM over, one calendar each (0: skip)")
+    parser.add_argument("--spread-server", default="radicale")
+    parser.add_argument("--rss-series", type=int, default=50_000,
+                        help="series for the peak-RSS measurement (0: skip)")
+    parser.add_argument("--profile", action="store_true", help="cProfile our push (no server)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    if args.profile:
+        profile_push(args.n)
+        return 0
+    vdirsyncer = None if args.vdirsyncer == "off" else (
+        find_vdirsyncer(root) if args.vdirsyncer == "auto" else Path(args.vdirsyncer)
+    )
+    if vdirsyncer is None and args.vdirsyncer != "off":
+        print("-- vdirsyncer not found (make bench installs it into .bench-venv); skipping it")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="followup-bench-") as tmp:
         for kind in args.servers.split(","):
             print(f"-- {kind}: pushing {args.n} series …", flush=True)
-            rows.extend(bench_server(kind.strip(), args.n, Path(tmp)))
+            rows.extend(bench_server(kind.strip(), args.n, Path(tmp), vdirsyncer))
+        if args.spread > 1:
+            print(f"-- {args.spread_server}: {args.n} series in 1 vs {args.spread} calendars …", flush=True)
+            rows.extend(bench_spread(args.spread_server, args.n, args.spread, Path(tmp)))
+    if args.rss_series:
+        print(f"-- peak memory for {args.rss_series} series (in-process store, no server) …", flush=True)
+        rows.append(bench_memory(args.rss_series))
     print_rows(rows)
     return 0
 

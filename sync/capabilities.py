@@ -45,6 +45,12 @@ class Capabilities:
     #: answers it with a full listing that looks like a delta, so deletions can be missed and
     #: the caller must schedule periodic full reconciliation (list_etags vs local state).
     sync_token_trustworthy: bool
+    #: The token is a unix second (SOGo): a delta since T lists what changed after second T,
+    #: and while the newest change is in the current second the answer carries the second
+    #: before as token, so what we saw or wrote in that second is listed once more. The
+    #: runner tolerates those re-listed items when judging whether a delta is really a full
+    #: listing, and waits out the second before taking a token past client items it skipped.
+    sync_token_seconds: bool
     #: A delta lists only what changed. When False (DAViCal, SOGo) unchanged items come back too;
     #: harmless for correctness because etags are compared, but it costs bandwidth.
     sync_delta_minimal: bool
@@ -53,6 +59,12 @@ class Capabilities:
     if_none_match_honoured: bool
     #: ``If-Match: *`` on a missing href is refused with 412 (SOGo creates it instead).
     if_match_star_honoured: bool
+    #: A PUT with ``If-Match: "<etag>"`` to a missing href is refused (412/404). SOGo creates
+    #: it (201) instead; DavCalendar.update then deletes it again and raises NotFound.
+    if_match_missing_refused: bool
+    #: DELETE honours If-Match. SOGo 5.8.0 deletes whatever the If-Match says (a stale or
+    #: garbage etag -> 204); DavCalendar.delete then compares the etag (PROPFIND) first.
+    if_match_honoured_on_delete: bool
     #: free-busy-query REPORT works; when False use a time-range calendar-query.
     free_busy_query: bool
     #: What a PUT of a UID that already lives under another href gets: "409"
@@ -84,9 +96,12 @@ _TABLE: dict[str, Capabilities] = {
         kind="radicale",
         sync_token=True,
         sync_token_trustworthy=True,
+        sync_token_seconds=False,
         sync_delta_minimal=True,
         if_none_match_honoured=True,
         if_match_star_honoured=True,
+        if_match_missing_refused=True,
+        if_match_honoured_on_delete=True,
         free_busy_query=False,
         same_uid_other_href="409",
         etag_on_put=True,
@@ -100,43 +115,60 @@ _TABLE: dict[str, Capabilities] = {
         kind="xandikos",
         sync_token=True,
         sync_token_trustworthy=True,
+        sync_token_seconds=False,
         sync_delta_minimal=True,
         if_none_match_honoured=True,
         if_match_star_honoured=True,
+        if_match_missing_refused=True,
+        if_match_honoured_on_delete=True,
         free_busy_query=True,
         same_uid_other_href="412",
         etag_on_put=True,
         sends_schedule_tag=True,
         etag_is_content_hash=True,
     ),
-    # DAViCal 1.1.12 (Debian bookworm): token data:,N; a bogus/stale token -> 207 FULL listing
-    # without error; deltas list unchanged items too; If-None-Match -> 412; same UID elsewhere
-    # -> 201 accepted (duplicate); ETag md5. ETag on PUT not verified by us -> PROPFIND after.
+    # DAViCal 1.1.12 (Debian bookworm), measured by tests/integration/test_interop.py and the
+    # sync suite (make test-interop): token data:,N; a bogus/stale token -> 207 FULL listing
+    # without error (deletions then simply absent; the runner compares the full listing when
+    # a delta re-lists unchanged items); deltas re-list a few unchanged items at token
+    # boundaries; If-None-Match -> 412; same UID under another href -> 201, a duplicate (the
+    # create looks the UID up first); multiget leaves a missing href out instead of a 404;
+    # ETag md5. ETag on PUT not verified by us -> PROPFIND after.
     "davical": Capabilities(
         kind="davical",
         sync_token=True,
         sync_token_trustworthy=False,
+        sync_token_seconds=False,
         sync_delta_minimal=False,
         if_none_match_honoured=True,
         if_match_star_honoured=True,
+        if_match_missing_refused=True,
+        if_match_honoured_on_delete=True,
         free_busy_query=True,
         same_uid_other_href="accepted",
         etag_on_put=False,
         sends_schedule_tag=False,
         etag_is_content_hash=True,
     ),
-    # SOGo 5.8.0 (Debian bookworm): token = unix seconds, unchanged after changes within the
-    # same second; bogus token -> 207 full listing; If-None-Match: * IGNORED (204, overwritten);
-    # If-Match: * on a missing href creates it (201); same UID elsewhere -> 409 (per
-    # caldav-server-tester); free-busy-query -> 501; ETag is a counter "gcs0000000N".
-    # ETag on PUT not verified by us -> PROPFIND after.
+    # SOGo 5.8.0 (Debian bookworm), measured the same way: token = unix second, a delta lists
+    # changes after it, and while the newest change is in the current second the answer's
+    # token is the second before (changes come back once more); an unparsable token is read
+    # as 0 (full listing with tombstones); once tombstones are purged a stale token's answer
+    # misses deletions. If-None-Match: * IGNORED (204, overwritten); If-Match: "<etag>" (or
+    # *) on a missing href CREATES it (201); DELETE ignores If-Match altogether; same UID
+    # elsewhere -> 409; free-busy-query -> 501; CALDAV:expand ignored (we do not use it);
+    # a DTEND before DTSTART is "repaired" on PUT; ETag is a counter "gcs0000000N", sent on
+    # PUT but not verified by us -> PROPFIND after.
     "sogo": Capabilities(
         kind="sogo",
         sync_token=True,
         sync_token_trustworthy=False,
+        sync_token_seconds=True,
         sync_delta_minimal=False,
         if_none_match_honoured=False,
         if_match_star_honoured=False,
+        if_match_missing_refused=False,
+        if_match_honoured_on_delete=False,
         free_busy_query=False,
         same_uid_other_href="409",
         etag_on_put=False,
@@ -152,9 +184,12 @@ _TABLE: dict[str, Capabilities] = {
         kind="generic",
         sync_token=True,
         sync_token_trustworthy=False,
+        sync_token_seconds=False,
         sync_delta_minimal=False,
         if_none_match_honoured=True,
         if_match_star_honoured=True,
+        if_match_missing_refused=True,
+        if_match_honoured_on_delete=True,
         free_busy_query=False,
         same_uid_other_href="accepted",
         etag_on_put=True,

@@ -764,10 +764,22 @@ class DavCalendar:
         A 412 is told apart with one PROPFIND: NotFound if the resource is gone,
         WrongEtag if it changed. After a retried PUT whose first answer was lost, the
         caller sees WrongEtag for its own write; re-reading shows its own content.
+
+        Quirk workaround (``capabilities.if_match_missing_refused`` False, SOGo: a PUT with
+        If-Match to an href that is gone *creates* it, 201): a 201 means a client deleted
+        the resource meanwhile and we just brought it back, so it is deleted again and
+        NotFound raised, as on a server that refuses.
         """
         key = self.normalise_href(href)
         headers = {"If-Match": etag, "Content-Type": _ICS_CONTENT_TYPE}
         reply = self._request("PUT", self._url_for(key), data, headers)
+        if reply.status == 201 and not self.capabilities.if_match_missing_refused:
+            log.warning(
+                "update %s: %s created the resource although If-Match named an etag "
+                "(it was deleted meanwhile); deleting it again", key, self.capabilities.kind,
+            )  # fmt: skip
+            self._request("DELETE", self._url_for(key), None, {})
+            raise NotFound(f"update {key}: gone (deleted meanwhile)", href=key, status=201)
         if 200 <= reply.status < 300:
             return self._etag_after_write(key, reply)
         if reply.status == 404:
@@ -781,8 +793,19 @@ class DavCalendar:
         raise self._unexpected(reply, "PUT", key)
 
     def delete(self, href: str, etag: str) -> None:
-        """DELETE with If-Match; WrongEtag if it changed meanwhile, NotFound if already gone."""
+        """DELETE with If-Match; WrongEtag if it changed meanwhile, NotFound if already gone.
+
+        Quirk workaround (``capabilities.if_match_honoured_on_delete`` False, SOGo deletes
+        whatever If-Match says): the current etag is read first (one PROPFIND) and compared,
+        so a client's newer edit is not deleted unseen. A window of one round trip remains.
+        """
         key = self.normalise_href(href)
+        if not self.capabilities.if_match_honoured_on_delete:
+            current = self._etag_of(key)
+            if current is None:
+                raise NotFound(f"delete {key}: already gone", href=key, status=404)
+            if current != etag:
+                raise WrongEtag(f"delete {key}: changed on the server", href=key, status=412)
         reply = self._request("DELETE", self._url_for(key), None, {"If-Match": etag})
         if 200 <= reply.status < 300:
             return

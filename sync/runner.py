@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,9 @@ from sync.plan import (
 from sync.state import CollectionState, Database, FollowUpRow, PendingHref, SyncItem, as_utc, utcnow
 
 log = logging.getLogger(__name__)
+
+#: A seconds-precision token (SOGo) at most this much older than our last pass is ours.
+_RECENT_TOKEN = dt.timedelta(minutes=2)
 
 #: Called with (done, total) while the plan is applied; the CLI draws a progress bar.
 Progress = Callable[[int, int], None]
@@ -146,7 +150,7 @@ class SyncPass:
         before = self.calendar.stats.copy()
         collection = self._collection()
         state = self._state_entries()
-        listing = self._list(collection.sync_token if not full else None, state)
+        listing = self._list(collection.sync_token if not full else None, state, collection.last_run_at)
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
         wanted = [
@@ -198,7 +202,9 @@ class SyncPass:
                 session.add(state)
             return state
 
-    def _list(self, token: str | None, state: dict[str, StateEntry]) -> _Listing:
+    def _list(
+        self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
+    ) -> _Listing:
         caps = self.calendar.capabilities
         if caps.sync_token:
             if token:
@@ -207,7 +213,9 @@ class SyncPass:
                 except InvalidSyncToken:
                     log.info("%s: the server no longer knows our sync token; listing everything", self.account.name)
                 else:
-                    if caps.sync_token_trustworthy or not _may_be_full_listing(delta, state):
+                    if caps.sync_token_trustworthy or not self._may_be_full_listing(
+                        delta, state, token, last_run
+                    ):
                         return _Listing(False, delta.changed, delta.deleted, delta.token)
                     # Quirk workaround (capabilities.sync_token_trustworthy False: DAViCal,
                     # SOGo, generic). Such a server answers a stale or unknown token with a
@@ -227,6 +235,50 @@ class SyncPass:
         token = self.calendar.sync_token()
         return _Listing(True, self.calendar.list_etags(), frozenset(), token)
 
+    def _may_be_full_listing(
+        self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
+    ) -> bool:
+        """True when a delta re-lists items exactly as we recorded them (href and ETag).
+
+        A server with trustworthy tokens never does that (our own writes are recorded
+        before the token moves on); a plain full listing given for a stale token does,
+        unless every remaining item changed. Genuine deltas of DAViCal re-list a few items
+        at token boundaries, which then costs one PROPFIND more, never a wrong result.
+
+        Quirk workaround (capabilities.sync_token_seconds, SOGo): the token is a unix second;
+        a delta lists what changed after it, and while the newest change is in the current
+        second the answer's token is the second before, so whatever we saw or wrote in that
+        second comes back once more next pass. Those items are not evidence of a
+        full listing: tolerated when we recorded them at or after the token's second, and
+        only if the token itself is recent (from our last pass; an old or unparsable token
+        is exactly the stale case, where SOGo's answer cannot be trusted either).
+        """
+        recorded = {entry.href: entry for entry in state.values()}
+        relisted = [
+            href
+            for href, etag in delta.changed.items()
+            if etag and href in recorded and recorded[href].etag == etag
+        ]
+        if not relisted or not self.calendar.capabilities.sync_token_seconds:
+            return bool(relisted)
+        if not token.isdigit() or last_run is None:
+            return True
+        second = dt.datetime.fromtimestamp(int(token), dt.UTC)
+        if second < as_utc(last_run) - _RECENT_TOKEN:
+            return True
+        with self.db.session() as session:
+            rows = session.execute(
+                select(SyncItem.href, SyncItem.updated_at).where(
+                    SyncItem.account == self.account.name, SyncItem.href.in_(relisted)
+                )
+            )
+            when = {row.href: row.updated_at for row in rows}
+        # One second of slack: our clock and the server's are read at different moments.
+        return any(
+            href not in when or as_utc(when[href]) < second - dt.timedelta(seconds=1)
+            for href in relisted
+        )
+
     def _token_after_writes(self, listing: _Listing, report: PassReport) -> str | None:
         """A token that already covers our own writes of this pass, when that is safe.
 
@@ -235,18 +287,42 @@ class SyncPass:
         and a client deleted afterwards would never show up as deleted. So after writing,
         ask once more; take the newer token only if every change it reports is our own
         write (its ETag is the one recorded), else keep the old one and see them next pass.
+
+        Quirk workaround (capabilities.sync_token_seconds, SOGo): a client's resource this
+        pass listed and deliberately left alone (import_new off) would be listed again as
+        long as the token stays in its second, and look new then. So when the pass skipped
+        such items, wait until the token's second is over (at most ~1 s) and ask once more,
+        accepting items seen unchanged in this pass as well as our own writes.
         """
-        wrote = any(key.startswith("server ") for key in report.applied.done)
-        if not wrote or listing.token is None or not self.calendar.capabilities.sync_token:
+        caps = self.calendar.capabilities
+        if listing.token is None or not caps.sync_token:
             return listing.token
+        wrote = any(key.startswith("server ") for key in report.applied.done)
+        if not wrote and not (caps.sync_token_seconds and listing.etags):
+            return listing.token  # an idle pass reads no state here
+        state = self._state_entries()
+        recorded = {entry.href: entry.etag for entry in state.values()}
+        left_alone = caps.sync_token_seconds and any(
+            href not in recorded for href in listing.etags
+        )
+        if not wrote and not left_alone:
+            return listing.token
+        if left_alone and listing.token.isdigit():
+            # While the newest change is in the current second SOGo answers the previous
+            # second as token, so the same items come back until that second is over.
+            now = time.time()
+            if int(listing.token) >= int(now) - 2:
+                time.sleep(int(now) + 1.02 - now)
         try:
             delta = self.calendar.changes_since(listing.token)
         except StoreError as exc:
             log.info("%s: no fresh sync token after writing: %s", self.account.name, exc)
             return listing.token
-        state = self._state_entries()
-        recorded = {entry.href: entry.etag for entry in state.values()}
-        ours = all(recorded.get(href) == etag and etag for href, etag in delta.changed.items())
+        seen = listing.etags if left_alone else {}
+        ours = all(
+            etag and (recorded.get(href) == etag or seen.get(href) == etag)
+            for href, etag in delta.changed.items()
+        )
         if ours and not (delta.deleted & set(recorded)):
             return delta.token
         return listing.token
@@ -437,21 +513,6 @@ class SyncPass:
         options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
         replanned = plan(crm, server, single_state, options)
         return list(replanned.actions)
-
-
-def _may_be_full_listing(delta: Delta, state: dict[str, StateEntry]) -> bool:
-    """True when a delta lists an item exactly as we recorded it (href and ETag unchanged).
-
-    A server with trustworthy tokens never does that (except for our own writes, already
-    recorded); a plain full listing given for a stale token always does, unless every
-    remaining item changed. DAViCal and SOGo also re-list a few unchanged items in genuine
-    deltas (DAViCal at token boundaries, SOGo for changes in the token's second), which
-    then costs one PROPFIND more, never a wrong result.
-    """
-    if not delta.changed:
-        return False
-    recorded = {entry.href: entry.etag for entry in state.values()}
-    return any(etag and recorded.get(href) == etag for href, etag in delta.changed.items())
 
 
 def _fetch_error(calendar: DavCalendar, href: str, exc: TransportError) -> FetchError:

@@ -187,7 +187,8 @@ def test_changes_since_none_lists_everything(cal: DavCalendar) -> None:
     assert delta.changed == created
     assert delta.deleted == frozenset()
     assert delta.token
-    assert cal.sync_token() == delta.token
+    if not cal.capabilities.sync_token_seconds:  # SOGo: the REPORT's token may be 1 s behind
+        assert cal.sync_token() == delta.token
 
 
 def test_changes_since_token_shows_exactly_the_change_and_the_delete(cal: DavCalendar) -> None:
@@ -200,15 +201,23 @@ def test_changes_since_token_shows_exactly_the_change_and_the_delete(cal: DavCal
     cal.delete(href_b, etag_b)
 
     delta = cal.changes_since(token)
-    assert delta.changed == {href_a: new_etag_a}
+    if cal.capabilities.sync_delta_minimal:
+        assert delta.changed == {href_a: new_etag_a}
+    else:  # DAViCal/SOGo re-list some unchanged items too (capabilities.py)
+        assert delta.changed.items() >= {href_a: new_etag_a}.items()
+        assert href_b not in delta.changed
     assert delta.deleted == frozenset({href_b})
-    assert delta.token != token
+    if not cal.capabilities.sync_token_seconds:  # SOGo: same second, same token
+        assert delta.token != token
 
 
 def test_idle_changes_since_is_one_small_request(cal: DavCalendar) -> None:
     for _ in range(5):
         new_event(cal)
     token = cal.changes_since(None).token
+    if cal.capabilities.sync_token_seconds:  # SOGo re-lists the last second's changes once
+        time.sleep(1.1)
+        token = cal.changes_since(token).token
     before = cal.stats.copy()
     delta = cal.changes_since(token)
     spent = cal.stats.since(before)
@@ -219,6 +228,8 @@ def test_idle_changes_since_is_one_small_request(cal: DavCalendar) -> None:
 
 
 def test_bogus_token_raises_invalid_sync_token(cal: DavCalendar) -> None:
+    if not cal.capabilities.sync_token_trustworthy:
+        pytest.skip("answers a bogus token with a full listing; see tests/integration/test_interop")
     new_event(cal)
     with pytest.raises(InvalidSyncToken):
         cal.changes_since("http://radicale.org/ns/sync/" + "0" * 64)
@@ -260,7 +271,9 @@ def test_get_multi_missing_href_yields_fetch_error(cal: DavCalendar) -> None:
     errors = [r for r in got if isinstance(r, FetchError)]
     assert set(resources) == {href_a, href_b}
     assert resources[href_a].etag == etag_a
-    assert [(e.href, e.status) for e in errors] == [(missing, 404)]
+    # DAViCal leaves a missing href out of its answer (status 0) instead of a 404.
+    allowed = {404} if cal.capabilities.kind in ("radicale", "xandikos") else {0, 404}
+    assert [e.href for e in errors] == [missing] and errors[0].status in allowed
 
 
 def test_hrefs_with_odd_characters_round_trip(cal: DavCalendar) -> None:

@@ -289,6 +289,8 @@ def test_deleting_the_whole_series_from_its_first_occurrence_empties_the_calenda
 def test_conflicts_come_from_busy_events_on_the_server_and_other_followups(
     sides: tuple[Side, Side], dav_server: ServerInfo, free_busy: bool
 ) -> None:
+    if free_busy and dav_server.kind == "sogo":  # interop tier: SOGo answers 501
+        pytest.skip("SOGo 5.8.0 has no free-busy-query (501); capabilities.free_busy_query")
     ours, _ = sides
     # A colleague's meeting in the calendar on 9 March, overlapping the 10:00 series...
     ours.client.create(

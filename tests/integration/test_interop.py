@@ -1,0 +1,411 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_sync are parameters here)
+"""The quirk workarounds of sync/capabilities.py, each against the server that has the quirk.
+
+Interop tier: these need DAViCal or SOGo (``make test-interop``, or
+``FOLLOWUP_SYNC_SERVERS=...,davical,sogo``); elsewhere they are skipped, except one that
+makes Radicale answer like DAViCal and so runs in ``make test`` as well. Every test
+shows the workaround working AND, with the capability flag switched to what the server
+does not do (the workaround off), the bad outcome it prevents, so a test that passes
+cannot be one that would pass without the workaround.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mappings.model import uid_for_id
+from sync.dav import DavCalendar, Delta
+from sync.errors import AlreadyExists, NotFound, StoreError, WrongEtag
+from sync.runner import PassReport, run_pass
+from sync.state import CollectionState, SyncItem
+from tests.integration import client_edits as ce
+from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
+    CALL,
+    Env,
+    env,
+    followup_set,
+    synced,
+)
+from tests.servers import ServerInfo
+
+pytestmark = pytest.mark.server
+
+davical_only = pytest.mark.parametrize("dav_server", ["davical"], indirect=True)
+sogo_only = pytest.mark.parametrize("dav_server", ["sogo"], indirect=True)
+untrusted_token_servers = pytest.mark.parametrize("dav_server", ["davical", "sogo"], indirect=True)
+
+
+def connect(env: Env, **overrides: Any) -> DavCalendar:
+    """Our calendar client on the env's calendar, with capability flags overridden."""
+    return DavCalendar.connect(
+        env.calendar_url,
+        username=env.server.username,
+        password=env.server.password,
+        server_kind=env.server.kind,
+        capability_overrides=overrides,
+    )
+
+
+def sync_with(env: Env, **overrides: Any) -> PassReport:
+    with connect(env, **overrides) as calendar:
+        return run_pass(env.account, env.db, calendar=calendar)
+
+
+def vevent(uid: str, summary: str) -> bytes:
+    return ce.new_event(uid, summary, ce.oslo(2026, 2, 10, 12), ce.oslo(2026, 2, 10, 13))
+
+
+@pytest.fixture
+def cal(dav_server: ServerInfo, calendar_url: str) -> Iterator[DavCalendar]:
+    with DavCalendar.connect(
+        calendar_url,
+        username=dav_server.username,
+        password=dav_server.password,
+        server_kind=dav_server.kind,
+    ) as calendar:
+        yield calendar
+
+
+def uids_at(client: ce.PlainClient) -> list[str]:
+    return sorted(ce.uid_of(f.data) for f in client.all())
+
+
+# ================================================================ stale tokens -> full listing
+
+
+@untrusted_token_servers
+def test_stale_token_full_listing_still_reveals_a_deletion(synced: Env) -> None:
+    """DAViCal/SOGo answer an unknown token with a plain 207 listing (no 403/412).
+
+    Read as a delta, the listing simply lacks the deleted resource. The workaround
+    (capabilities.sync_token_trustworthy False) notices unchanged items in the "delta"
+    and compares the full href/ETag listing, where the missing href is a deletion.
+    """
+    resource = synced.resource(CALL)
+    synced.client.delete(resource.url, resource.etag)
+    if synced.server.kind == "sogo":
+        # SOGo keeps tombstones and lists them for a token it cannot parse (it reads it as
+        # second 0); a token it never issued is one from before its tombstones were purged.
+        purge_sogo_tombstones(synced)
+    set_token(synced, stale_token(synced.server.kind))
+
+    report = synced.sync()
+    assert report.mode == "full"
+    assert report.applied.done == {"crm delete": 1}
+    assert synced.store.get(CALL) is None
+    assert synced.sync().plan.actions == ()
+
+
+@untrusted_token_servers
+def test_stale_token_without_the_workaround_misses_the_deletion(synced: Env) -> None:
+    """The same situation with the flag claiming trustworthy tokens: the deletion is lost."""
+    resource = synced.resource(CALL)
+    synced.client.delete(resource.url, resource.etag)
+    if synced.server.kind == "sogo":
+        purge_sogo_tombstones(synced)
+    set_token(synced, stale_token(synced.server.kind))
+
+    report = sync_with(synced, sync_token_trustworthy=True)
+    assert report.ok
+    assert report.mode == "incremental"
+    assert "crm delete" not in report.applied.done
+    assert synced.store.get(CALL) is not None, "the deletion went unnoticed"
+
+
+@pytest.mark.parametrize("dav_server", ["radicale"], indirect=True)
+@pytest.mark.parametrize("trustworthy", [False, True], ids=["workaround", "without"])
+def test_full_listing_for_a_stale_token_simulated_on_radicale(
+    synced: Env, monkeypatch: pytest.MonkeyPatch, trustworthy: bool
+) -> None:
+    """The same quirk with Radicale made to answer like DAViCal: runs in ``make test`` too."""
+    resource = synced.resource(CALL)
+    synced.client.delete(resource.url, resource.etag)
+    original = DavCalendar.changes_since
+
+    def full_listing_for_any_token(self: DavCalendar, token: str | None) -> Delta:
+        fresh = original(self, None)  # what DAViCal sends for a token it does not know
+        return Delta(self.list_etags(), frozenset(), fresh.token) if token else fresh
+
+    monkeypatch.setattr(DavCalendar, "changes_since", full_listing_for_any_token)
+    report = sync_with(synced, sync_token_trustworthy=trustworthy)
+    if trustworthy:
+        assert "crm delete" not in report.applied.done
+        assert synced.store.get(CALL) is not None, "the deletion went unnoticed"
+    else:
+        assert report.mode == "full"
+        assert report.applied.done == {"crm delete": 1}
+
+
+def stale_token(kind: str) -> str:
+    # DAViCal: a token of another collection/lifetime; SOGo: a time before anything existed.
+    return "data:,999999" if kind == "davical" else "1"
+
+
+def set_token(env: Env, token: str) -> None:
+    with env.db.sessions.begin() as session:
+        state = session.get(CollectionState, env.account.name)
+        assert state is not None and state.sync_token
+        state.sync_token = token
+
+
+def purge_sogo_tombstones(env: Env) -> None:
+    """What SOGo's periodic clean-up does: forget deleted rows (c_deleted = 1)."""
+    import subprocess
+
+    from tests.servers import HOST
+    from tests.servers_debian import pg_port
+
+    # SOGo's combined store (OCSStoreURL): every calendar's rows live in sogo_store.
+    sql = "DELETE FROM sogo_store WHERE c_deleted = 1"
+    subprocess.run(  # fixed argv, no shell
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST,
+         "-p", str(pg_port(env.server.url)), "-U", "sogo", "-d", "sogo", "-c", sql],
+        check=True, stdin=subprocess.DEVNULL, capture_output=True,
+    )  # fmt: skip
+
+
+# ================================================================ SOGo: If-None-Match ignored
+
+
+@sogo_only
+def test_create_does_not_overwrite_a_resource_where_if_none_match_is_ignored(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    href = cal.href_for_uid("followup-9001@followup-sync")
+    client.create(href.rsplit("/", 1)[1], vevent("followup-9001@followup-sync", "Client's copy"))
+
+    with pytest.raises(AlreadyExists):
+        cal.create(href, vevent("followup-9001@followup-sync", "Ours"))
+    assert "Client's copy" in client.by_uid("followup-9001@followup-sync").text
+
+    # Without the workaround the server silently replaces the client's resource.
+    with connect_to(dav_server, calendar_url, if_none_match_honoured=True) as trusting:
+        trusting.create(href, vevent("followup-9001@followup-sync", "Ours"))
+    assert "SUMMARY:Ours" in client.by_uid("followup-9001@followup-sync").text
+
+
+@sogo_only
+def test_create_that_replaced_a_resource_created_meanwhile_is_reported(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between our existence check and the PUT: SOGo answers 204, not 201."""
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    uid = "followup-9002@followup-sync"
+    href = cal.href_for_uid(uid)
+    client.create(href.rsplit("/", 1)[1], vevent(uid, "Created meanwhile"))
+    # Our existence check ran just before the client's PUT: it saw nothing.
+    original = DavCalendar._etag_of
+    calls: list[str] = []
+
+    def check_too_early(self: DavCalendar, key: str) -> str | None:
+        calls.append(key)
+        return None if len(calls) == 1 else original(self, key)
+
+    monkeypatch.setattr(DavCalendar, "_etag_of", check_too_early)
+
+    with pytest.raises(AlreadyExists, match="replaced"):
+        cal.create(href, vevent(uid, "Ours"))
+
+    assert "Created meanwhile" not in client.by_uid(uid).text  # replaced, but reported
+    monkeypatch.setattr(DavCalendar, "_etag_of", original)
+    with connect_to(dav_server, calendar_url, if_none_match_honoured=True) as trusting:
+        trusting.create(href, vevent(uid, "Ours again"))  # no error: taken for a create
+
+
+# ================================================================ SOGo: If-Match on DELETE, missing
+
+
+@sogo_only
+def test_delete_with_a_stale_etag_is_refused_where_delete_ignores_if_match(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    """SOGo 5.8.0 deletes whatever If-Match says; a client's newer edit must survive."""
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    uid = "followup-9004@followup-sync"
+    href = cal.href_for_uid(uid)
+    stale = cal.create(href, vevent(uid, "Ours"))
+    client.replace(client.by_uid(uid), vevent(uid, "Client's newer edit"))
+
+    with pytest.raises(WrongEtag):
+        cal.delete(href, stale)
+    assert "Client's newer edit" in client.by_uid(uid).text
+
+    with connect_to(dav_server, calendar_url, if_match_honoured_on_delete=True) as trusting:
+        trusting.delete(href, stale)  # no error: the client's edit is gone
+    assert uids_at(client) == []
+
+
+@sogo_only
+def test_update_of_a_resource_deleted_meanwhile_does_not_bring_it_back(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    """SOGo answers If-Match on a missing href by creating it (201)."""
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    uid = "followup-9005@followup-sync"
+    href = cal.href_for_uid(uid)
+    etag = cal.create(href, vevent(uid, "Ours"))
+    fetched = client.by_uid(uid)
+    client.delete(fetched.url, fetched.etag)
+
+    with pytest.raises(NotFound):
+        cal.update(href, vevent(uid, "Ours, changed"), etag)
+    assert uids_at(client) == [], "the client's deletion stands"
+
+    with connect_to(dav_server, calendar_url, if_match_missing_refused=True) as trusting:
+        trusting.update(href, vevent(uid, "Ours, changed"), etag)  # "succeeds"
+    assert uids_at(client) == [uid], "without the workaround the deleted event is back"
+
+
+@sogo_only
+@pytest.mark.parametrize("workaround", [True, False])
+def test_sync_sees_a_deletion_that_raced_its_update(
+    synced: Env, monkeypatch: pytest.MonkeyPatch, workaround: bool
+) -> None:
+    """End to end: a CRM edit pushed while a client deletes the event.
+
+    With the workaround the pass learns the event is gone (and plans again: the CRM edit
+    against a server deletion); without it SOGo's 201 is taken for a successful update.
+    """
+    synced.edit_in_crm(CALL, title="Call (CRM edit)")
+    original_update = DavCalendar.update
+
+    def client_deletes_first(self: DavCalendar, href: str, data: bytes, etag: str) -> str:
+        current = synced.resource(CALL)
+        synced.client.delete(current.url, current.etag)
+        monkeypatch.setattr(DavCalendar, "update", original_update)
+        return original_update(self, href, data, etag)
+
+    monkeypatch.setattr(DavCalendar, "update", client_deletes_first)
+    overrides = {} if workaround else {"if_match_missing_refused": True}
+    report = sync_with(synced, **overrides)
+    if workaround:
+        assert "server update" not in report.applied.done
+    else:
+        assert report.applied.done == {"server update": 1}, "the deletion went unnoticed"
+
+
+def forget_state(env: Env, followup_id: str) -> None:
+    from sqlalchemy import delete
+
+    with env.db.sessions.begin() as session:
+        session.execute(delete(SyncItem).where(SyncItem.followup_id == followup_id))
+
+
+# ================================================================ DAViCal: same UID, other href
+
+
+@davical_only
+def test_create_finds_the_uid_under_another_href_instead_of_duplicating(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    """DAViCal stores a second resource with a UID that already lives elsewhere (201).
+
+    A client (or a restore from backup) holds our follow-up's event under its own file
+    name: the create looks the UID up first and says where it is, so the sync re-plans
+    against that resource instead of writing a duplicate series.
+    """
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    uid = uid_for_id("9003")
+    other = client.create("restored-from-backup.ics", vevent(uid, "Restored"))
+
+    with pytest.raises(AlreadyExists) as refused:
+        cal.create(cal.href_for_uid(uid), vevent(uid, "Ours"))
+    assert refused.value.href == ce_path(other)
+    assert uids_at(client) == [uid]
+
+    # Without the UID look-up DAViCal accepts the PUT: two series with one UID.
+    with connect_to(dav_server, calendar_url, same_uid_other_href="409") as trusting:
+        trusting.create(trusting.href_for_uid(uid), vevent(uid, "Ours"))
+    assert uids_at(client) == [uid, uid]
+
+
+@davical_only
+def test_sync_links_a_series_found_under_another_href(synced: Env) -> None:
+    """End to end: a lost state row and the event under another name -> no duplicate."""
+    move_to_other_href(synced, CALL)
+    synced.sync(full=True)
+    assert synced.uids_on_server().count(uid_for_id(CALL)) == 1
+    assert synced.sync().plan.actions == ()
+
+
+def move_to_other_href(env: Env, followup_id: str) -> None:
+    resource = env.resource(followup_id)
+    env.client.delete(resource.url, resource.etag)
+    env.client.create("restored-from-backup.ics", resource.data)
+    forget_state(env, followup_id)
+
+
+def ce_path(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path)
+
+
+# ================================================================ SOGo: free-busy-query 501
+
+
+@sogo_only
+def test_busy_time_uses_a_calendar_query_where_free_busy_query_fails(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    cal.create(cal.href_for_uid("busy-1"), vevent("busy-1", "Busy"))
+    lo = dt.datetime(2026, 2, 10, tzinfo=dt.UTC)
+    hi = lo + dt.timedelta(days=1)
+
+    periods = cal.query_busy(lo, hi)
+    assert [(p.start, p.end) for p in periods] == [
+        (ce.oslo(2026, 2, 10, 12).astimezone(dt.UTC), ce.oslo(2026, 2, 10, 13).astimezone(dt.UTC))
+    ]
+    with (
+        connect_to(dav_server, calendar_url, free_busy_query=True) as trusting,
+        pytest.raises(StoreError),
+    ):
+        trusting.query_busy(lo, hi)  # SOGo: 501 Not Implemented
+
+
+# ================================================================ SOGo: tokens in seconds
+
+
+@sogo_only
+def test_client_change_in_the_same_second_as_the_token_is_not_lost(synced: Env) -> None:
+    """SOGo's token is the current unix second and does not move within it.
+
+    SOGo lists changes made *at or after* the token's second, so an edit in the token's
+    own second comes back next pass (with everything else changed in that second, which
+    the ETag comparison then skips: no extra fetch for those).
+    """
+    whole_second_start()
+    synced.sync()
+    token_second = int(time.time())
+    resource = synced.resource(CALL)
+    synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (same second)"))
+    if int(time.time()) != token_second:
+        pytest.skip("the edit did not land in the token's second (slow machine)")
+
+    synced.sync()
+    assert synced.followup(CALL).title == "Call (same second)"
+    report = synced.sync()
+    assert report.fetched == 0 and report.plan.actions == ()
+
+
+def whole_second_start() -> None:
+    time.sleep(1 - (time.time() % 1) + 0.01)
+
+
+def connect_to(server: ServerInfo, calendar_url: str, **overrides: Any) -> DavCalendar:
+    return DavCalendar.connect(
+        calendar_url,
+        username=server.username,
+        password=server.password,
+        server_kind=server.kind,
+        capability_overrides=overrides,
+    )
+
+
+__all__ = ["followup_set"]
