@@ -52,7 +52,15 @@ PATTERNS: list[dict[str, Any]] = [
     {"Pattern": "Daily", "DayPattern": {"Pattern": "EveryWorkday"}},
     {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Monday", "Cycle": 1}},
     {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Tuesday, Thursday", "Cycle": 2}},
-    {"Pattern": "Monthly", "MonthPattern": {"Pattern": "WeekdayOfMonth", "Weekday": "Thursday", "WeekOfMonth": "Fourth", "Cycle": 1}},
+    {
+        "Pattern": "Monthly",
+        "MonthPattern": {
+            "Pattern": "WeekdayOfMonth",
+            "Weekday": "Thursday",
+            "WeekOfMonth": "Fourth",
+            "Cycle": 1,
+        },
+    },
     {"Pattern": "Monthly", "MonthPattern": {"Pattern": "DayOfMonth", "Day": 15, "Cycle": 1}},
     {"Pattern": "Yearly", "YearPattern": {"Pattern": "DayOfMonth", "Cycle": 9, "Day": 23}},
 ]
@@ -95,7 +103,10 @@ def iter_followups(n: int, seed: int = 7, owners: int = 1) -> Iterator[FollowUp]
             first = occurrences(followup)[1]
             original = first.original_start.replace(tzinfo=None)  # type: ignore[union-attr]
             followup = load_followup(
-                {**followup.to_json_dict(), "exceptions": [{"original_start": original.isoformat(), "cancelled": True}]}
+                {
+                    **followup.to_json_dict(),
+                    "exceptions": [{"original_start": original.isoformat(), "cancelled": True}],
+                }
             )
         yield followup
 
@@ -111,7 +122,12 @@ class Row:
     note: str = ""
 
 
-def raw_put_loop(server_url: str, calendar_url: str, bodies: list[tuple[str, bytes]], auth: tuple[str, str] | None) -> float:
+def raw_put_loop(
+    server_url: str,
+    calendar_url: str,
+    bodies: list[tuple[str, bytes]],
+    auth: tuple[str, str] | None,
+) -> float:
     """The limit: the same bodies PUT one after another on one keep-alive connection."""
     session = niquests.Session()
     if auth:
@@ -150,32 +166,49 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         proxy = CountingProxy(server.base_url)
         vdir_idle: Row | None = None
         if vdirsyncer is not None:
-            vdir_rows, vdir_idle = bench_vdirsyncer(kind, server, vdirsyncer, bodies, tmp, proxy, limit)
+            vdir_rows, vdir_idle = bench_vdirsyncer(
+                kind, server, vdirsyncer, bodies, tmp, proxy, limit
+            )
             rows.extend(vdir_rows)
 
         # Ours, on a fresh calendar of the same server.
         os.environ["BENCH_PW"] = server.password or ""
         calendar_url = server.make_calendar("ours")
         account = Account(
-            name=kind, url=server.base_url, username=server.username,
+            name=kind,
+            url=server.base_url,
+            username=server.username,
             password_env="BENCH_PW" if server.password else None,
-            calendar_url=calendar_url, server_kind=kind,
+            calendar_url=calendar_url,
+            server_kind=kind,
         )
         db = Database.open(str(tmp / f"{kind}.sqlite"))
         FollowUpStore(db).import_followups(followups)
-        calendar = DavCalendar.connect(calendar_url, username=server.username, password=server.password, server_kind=kind)
+        calendar = DavCalendar.connect(
+            calendar_url, username=server.username, password=server.password, server_kind=kind
+        )
         started = time.perf_counter()
         report = run_pass(account, db, calendar=calendar)
         ours = time.perf_counter() - started
         assert not report.errors, report.errors[:3]
         # The server's per-PUT cost drifts with everything it stores, so the limit is taken
         # again after our push (a third calendar) and the two are averaged for the ratio.
-        limit_after = raw_put_loop(server.base_url, server.make_calendar("limit-after"), bodies, auth)
+        limit_after = raw_put_loop(
+            server.base_url, server.make_calendar("limit-after"), bodies, auth
+        )
         rows.append(Row(kind, "raw PUT loop again, after ours", limit_after, n, None, n))
         mean_limit = (limit + limit_after) / 2
-        rows.append(Row(kind, f"followup-sync initial push, {n} series", ours, report.requests, None,
-                        report.applied.done.get("server create", 0),
-                        note=f"{mean_limit / ours:.2f}x the limit (mean of both raw loops)"))
+        rows.append(
+            Row(
+                kind,
+                f"followup-sync initial push, {n} series",
+                ours,
+                report.requests,
+                None,
+                report.applied.done.get("server create", 0),
+                note=f"{mean_limit / ours:.2f}x the limit (mean of both raw loops)",
+            )
+        )
 
         # The first pass after a push still lists our own writes (the token predates them);
         # one settling pass, then the idle reconcile is measured in its steady state.
@@ -189,8 +222,17 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         note = ""
         if vdir_idle is not None:
             note = f"vdirsyncer idle is {vdir_idle.seconds / idle:.0f}x slower"
-        rows.append(Row(kind, f"followup-sync idle reconcile of {n}", idle, spent.requests,
-                        spent.bytes_received + spent.bytes_sent, writes, note=note))
+        rows.append(
+            Row(
+                kind,
+                f"followup-sync idle reconcile of {n}",
+                idle,
+                spent.requests,
+                spent.bytes_received + spent.bytes_sent,
+                writes,
+                note=note,
+            )
+        )
         if vdir_idle is not None:
             rows.append(vdir_idle)
 
@@ -203,14 +245,27 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
             url = calendar_url + calendar.href_for_uid(followup.effective_uid).rsplit("/", 1)[1]
             current = session.get(url)
             body = current.content.replace(b"SUMMARY:", b"SUMMARY:Moved by client: ", 1)
-            session.put(url, data=body, headers={"If-Match": current.headers["ETag"], "Content-Type": "text/calendar"})
+            session.put(
+                url,
+                data=body,
+                headers={"If-Match": current.headers["ETag"], "Content-Type": "text/calendar"},
+            )
         before = calendar.stats.copy()
         started = time.perf_counter()
         report = run_pass(account, db, calendar=calendar)
         pulled = time.perf_counter() - started
         spent = calendar.stats.since(before)
-        rows.append(Row(kind, f"pull {len(changed)} client changes", pulled, spent.requests, spent.bytes_received,
-                        spent.by_method.get("PUT", 0), note=f"{report.applied.done.get('crm update', 0)} follow-ups updated"))
+        rows.append(
+            Row(
+                kind,
+                f"pull {len(changed)} client changes",
+                pulled,
+                spent.requests,
+                spent.bytes_received,
+                spent.by_method.get("PUT", 0),
+                note=f"{report.applied.done.get('crm update', 0)} follow-ups updated",
+            )
+        )
 
         # One CRM change pushes exactly one resource.
         store = FollowUpStore(db)
@@ -221,8 +276,16 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         started = time.perf_counter()
         run_pass(account, db, calendar=calendar)
         spent = calendar.stats.since(before)
-        rows.append(Row(kind, "one CRM change pushed", time.perf_counter() - started, spent.requests, None,
-                        spent.by_method.get("PUT", 0)))
+        rows.append(
+            Row(
+                kind,
+                "one CRM change pushed",
+                time.perf_counter() - started,
+                spent.requests,
+                None,
+                spent.by_method.get("PUT", 0),
+            )
+        )
         calendar.close()
         db.close()
         proxy.close()
@@ -230,8 +293,13 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
 
 
 def bench_vdirsyncer(
-    kind: str, server: Any, binary: Path, bodies: list[tuple[str, bytes]], tmp: Path,
-    proxy: CountingProxy, limit: float,
+    kind: str,
+    server: Any,
+    binary: Path,
+    bodies: list[tuple[str, bytes]],
+    tmp: Path,
+    proxy: CountingProxy,
+    limit: float,
 ) -> tuple[list[Row], Row]:
     """vdirsyncer's initial push (direct) and its idle run (seconds direct, traffic via proxy)."""
     n = len(bodies)
@@ -245,8 +313,17 @@ def bench_vdirsyncer(
     vdir.write_config()
     vdir.run("discover", "bench")
     push = vdir.run("sync", "bench")
-    rows = [Row(kind, f"vdirsyncer initial push, {n} series", push, None, None, n,
-                note=f"{limit / push:.2f}x the limit")]
+    rows = [
+        Row(
+            kind,
+            f"vdirsyncer initial push, {n} series",
+            push,
+            None,
+            None,
+            n,
+            note=f"{limit / push:.2f}x the limit",
+        )
+    ]
     vdir.run("sync", "bench")  # settle, as for ours
     idle = min(vdir.run("sync", "bench") for _ in range(2))
     # The same idle run once more through the counting proxy, for requests and bytes.
@@ -257,9 +334,15 @@ def bench_vdirsyncer(
     vdir.run("sync", "bench")
     traffic = proxy.reset()
     writes = traffic.by_method.get("PUT", 0) + traffic.by_method.get("DELETE", 0)
-    idle_row = Row(kind, f"vdirsyncer idle run of {n}", idle, traffic.requests,
-                   traffic.bytes_received + traffic.bytes_sent, writes,
-                   note=", ".join(f"{m} {c}" for m, c in sorted(traffic.by_method.items())))
+    idle_row = Row(
+        kind,
+        f"vdirsyncer idle run of {n}",
+        idle,
+        traffic.requests,
+        traffic.bytes_received + traffic.bytes_sent,
+        writes,
+        note=", ".join(f"{m} {c}" for m, c in sorted(traffic.by_method.items())),
+    )
     return rows, idle_row
 
 
@@ -290,8 +373,17 @@ def bench_spread(kind: str, n: int, owners: int, tmp: Path) -> list[Row]:
             seconds = time.perf_counter() - started
             what = (f"push {n} into 1 calendar" if split == 1
                     else f"push {n} as {split} calendars of {n // split} (per owner)")  # fmt: skip
-            rows.append(Row(kind, what, seconds, requests, None, n,
-                            note=f"{seconds / n * 1000:.1f} ms per series"))
+            rows.append(
+                Row(
+                    kind,
+                    what,
+                    seconds,
+                    requests,
+                    None,
+                    n,
+                    note=f"{seconds / n * 1000:.1f} ms per series",
+                )
+            )
             db.close()
     return rows
 
@@ -309,8 +401,9 @@ def bench_memory(n: int) -> Row:
     seconds = sum(p["seconds"] for p in data["phases"])
     phases = "; ".join(f"{p['phase']}: {p['seconds']:.0f} s, {p['peak_rss_mb']:.0f} MB"
                        for p in data["phases"])  # fmt: skip
-    return Row("in-process", f"peak RSS, {n} series: {data['peak_rss_mb']:.0f} MB", seconds,
-               note=phases)
+    return Row(
+        "in-process", f"peak RSS, {n} series: {data['peak_rss_mb']:.0f} MB", seconds, note=phases
+    )
 
 
 def profile_push(n: int) -> None:
@@ -332,32 +425,59 @@ def profile_push(n: int) -> None:
         profiler.enable()
         run_pass(account, db, calendar=calendar)
         profiler.disable()
-        print(f"-- profile: client-side push of {n} series took {time.perf_counter() - started:.2f} s "
-              "(under cProfile, no server)")
+        seconds = time.perf_counter() - started
+        print(
+            f"-- profile: client-side push of {n} series took {seconds:.2f} s (cProfile, no server)"
+        )
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         db.close()
 
 
 def print_rows(rows: list[Row]) -> None:
-    print(f"{'server':9} {'measure':44} {'seconds':>9} {'requests':>9} {'bytes in':>10} {'writes':>7}  note")
+    line = "{:9} {:44} {:>9} {:>9} {:>10} {:>7}  {}"
+    print(line.format("server", "measure", "seconds", "requests", "bytes in", "writes", "note"))
     for r in rows:
         print(
-            f"{r.server:9} {r.what:44} {r.seconds:9.2f} {'' if r.requests is None else r.requests:>9} "
-            f"{'' if r.bytes_received is None else r.bytes_received:>10} {'' if r.writes is None else r.writes:>7}  {r.note}"
+            line.format(
+                r.server,
+                r.what,
+                f"{r.seconds:.2f}",
+                "" if r.requests is None else r.requests,
+                "" if r.bytes_received is None else r.bytes_received,
+                "" if r.writes is None else r.writes,
+                r.note,
+            )
         )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1000, help="series to push (default 1000; 5000 for the README)")
-    parser.add_argument("--servers", default="radicale,xandikos", help="comma-separated: radicale,xandikos")
-    parser.add_argument("--vdirsyncer", default="auto",
-                        help="vdirsyncer binary ('auto': .bench-venv/bin/vdirsyncer or PATH; 'off')")
-    parser.add_argument("--spread", type=int, default=4,
-                        help="owners to spread the CRM over, one calendar each (0: skip)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n", type=int, default=1000, help="series to push (default 1000; 5000 for the README)"
+    )
+    parser.add_argument(
+        "--servers", default="radicale,xandikos", help="comma-separated: radicale,xandikos"
+    )
+    parser.add_argument(
+        "--vdirsyncer",
+        default="auto",
+        help="vdirsyncer binary ('auto': .bench-venv/bin/vdirsyncer or PATH; 'off')",
+    )
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=4,
+        help="owners to spread the CRM over, one calendar each (0: skip)",
+    )
     parser.add_argument("--spread-server", default="radicale")
-    parser.add_argument("--rss-series", type=int, default=50_000,
-                        help="series for the peak-RSS measurement (0: skip)")
+    parser.add_argument(
+        "--rss-series",
+        type=int,
+        default=50_000,
+        help="series for the peak-RSS measurement (0: skip)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile our push (no server)")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
@@ -365,8 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile_push(args.n)
         return 0
-    vdirsyncer = None if args.vdirsyncer == "off" else (
-        find_vdirsyncer(root) if args.vdirsyncer == "auto" else Path(args.vdirsyncer)
+    vdirsyncer = (
+        None
+        if args.vdirsyncer == "off"
+        else (find_vdirsyncer(root) if args.vdirsyncer == "auto" else Path(args.vdirsyncer))
     )
     if vdirsyncer is None and args.vdirsyncer != "off":
         print("-- vdirsyncer not found (make bench installs it into .bench-venv); skipping it")
@@ -376,10 +498,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"-- {kind}: pushing {args.n} series …", flush=True)
             rows.extend(bench_server(kind.strip(), args.n, Path(tmp), vdirsyncer))
         if args.spread > 1:
-            print(f"-- {args.spread_server}: {args.n} series in 1 vs {args.spread} calendars …", flush=True)
+            print(
+                f"-- {args.spread_server}: {args.n} series in 1 vs {args.spread} calendars …",
+                flush=True,
+            )
             rows.extend(bench_spread(args.spread_server, args.n, args.spread, Path(tmp)))
     if args.rss_series:
-        print(f"-- peak memory for {args.rss_series} series (in-process store, no server) …", flush=True)
+        print(
+            f"-- peak memory for {args.rss_series} series (in-process store, no server) …",
+            flush=True,
+        )
         rows.append(bench_memory(args.rss_series))
     print_rows(rows)
     return 0

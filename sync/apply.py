@@ -136,13 +136,27 @@ class Applier:
         elif isinstance(action, SaveFromServer):
             with self.db.sessions.begin() as session:
                 crm_store.save(session, action.document)
-                self._record(session, action.followup_id, action.href, action.etag, action.document, action.data)
+                self._record(
+                    session,
+                    action.followup_id,
+                    action.href,
+                    action.etag,
+                    action.document,
+                    action.data,
+                )
             self._done(action, "crm update")
         elif isinstance(action, CreateFromServer):
             with self.db.sessions.begin() as session:
                 crm_store.save(session, action.document, origin_account=self.account)
                 if action.href is not None and action.etag is not None and action.data is not None:
-                    self._record(session, action.followup_id, action.href, action.etag, action.document, action.data)
+                    self._record(
+                        session,
+                        action.followup_id,
+                        action.href,
+                        action.etag,
+                        action.document,
+                        action.data,
+                    )
             self._done(action, "crm create")
         elif isinstance(action, DeleteInCrm):
             with self.db.sessions.begin() as session:
@@ -158,7 +172,14 @@ class Applier:
             self._done(action, "crm detach")
         elif isinstance(action, RecordState):
             with self.db.sessions.begin() as session:
-                self._record(session, action.followup_id, action.href, action.etag, action.document, action.data)
+                self._record(
+                    session,
+                    action.followup_id,
+                    action.href,
+                    action.etag,
+                    action.document,
+                    action.data,
+                )
         elif isinstance(action, Forget):
             with self.db.sessions.begin() as session:
                 self._forget(session, action.followup_id)
@@ -171,9 +192,14 @@ class Applier:
     # --- server writes -------------------------------------------------------------------
 
     def _create_on_server(self, action: CreateOnServer) -> None:
-        data = render(action.document, stamp=self.clock(), schedule_agent=self.schedule_agent(action.document))
+        data = render(
+            action.document, stamp=self.clock(), schedule_agent=self.schedule_agent(action.document)
+        )
         if data is None:
-            log.info("%s: every occurrence is deleted; nothing to put on the calendar", action.followup_id)
+            log.info(
+                "%s: every occurrence is deleted; nothing to put on the calendar",
+                action.followup_id,
+            )
             return
         href = self.calendar.href_for_uid(action.uid)
         try:
@@ -187,9 +213,16 @@ class Applier:
         self._done(action, "server create")
 
     def _update_on_server(self, action: UpdateOnServer) -> None:
-        base = action.base_data if action.base_data is not None else self._server_data(action.followup_id)
+        base = (
+            action.base_data
+            if action.base_data is not None
+            else self._server_data(action.followup_id)
+        )
         data = render(
-            action.document, stamp=self.clock(), base=base, schedule_agent=self.schedule_agent(action.document)
+            action.document,
+            stamp=self.clock(),
+            base=base,
+            schedule_agent=self.schedule_agent(action.document),
         )
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
@@ -213,11 +246,15 @@ class Applier:
         etag, data = action.etag, action.server_data
         if action.push:
             rendered = render(
-                action.document, stamp=self.clock(), base=action.server_data,
+                action.document,
+                stamp=self.clock(),
+                base=action.server_data,
                 schedule_agent=self.schedule_agent(action.document),
             )
             if rendered is None:
-                raise MappingError("the merged series has no occurrences left", item=action.followup_id)
+                raise MappingError(
+                    "the merged series has no occurrences left", item=action.followup_id
+                )
             etag = self.calendar.update(action.href, rendered, action.etag)
             data = rendered
         with self.db.sessions.begin() as session:
@@ -245,7 +282,13 @@ class Applier:
     # --- state ---------------------------------------------------------------------------
 
     def _record(
-        self, session: Session, followup_id: str, href: str, etag: str, document: FollowUp, data: bytes
+        self,
+        session: Session,
+        followup_id: str,
+        href: str,
+        etag: str,
+        document: FollowUp,
+        data: bytes,
     ) -> None:
         item = session.get(SyncItem, (self.account, followup_id))
         if item is None:
@@ -262,7 +305,9 @@ class Applier:
 
     def _forget(self, session: Session, followup_id: str) -> None:
         session.execute(
-            delete(SyncItem).where(SyncItem.account == self.account, SyncItem.followup_id == followup_id)
+            delete(SyncItem).where(
+                SyncItem.account == self.account, SyncItem.followup_id == followup_id
+            )
         )
 
     def _purge_if_unused(self, session: Session, followup_id: str) -> None:
@@ -270,7 +315,9 @@ class Applier:
         row = session.get(FollowUpRow, followup_id)
         if row is None or not row.deleted:
             return
-        others = session.scalar(select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id))
+        others = session.scalar(
+            select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id)
+        )
         if not others:
             session.delete(row)
 
@@ -290,6 +337,8 @@ def fetch_one(calendar: DavCalendar, href: str) -> tuple[str, bytes] | None:
         if isinstance(result, FetchError):
             if result.status == 404:
                 return None
-            raise StoreError(f"could not read {href}: {result.reason}", href=href, status=result.status)
+            raise StoreError(
+                f"could not read {href}: {result.reason}", href=href, status=result.status
+            )
         return result.etag, result.data
     return None

@@ -666,9 +666,7 @@ class DavCalendar:
 
     # ----------------------------------------------------------------- busy time
 
-    def query_busy(
-        self, start: datetime, end: datetime, *, zone: tzinfo = UTC
-    ) -> list[BusyPeriod]:
+    def query_busy(self, start: datetime, end: datetime, *, zone: tzinfo = UTC) -> list[BusyPeriod]:
         """What makes the calendar's owner busy between ``start`` and ``end``: one REPORT.
 
         Where ``capabilities.free_busy_query`` holds, a free-busy-query (RFC 4791 7.10): the

@@ -122,17 +122,28 @@ class SyncPass:
         with self.db.session() as session:
             known = session.get(CollectionState, account.name)
         url = account.calendar_url or (known.calendar_url if known else None)
-        common = dict(
+        password = account.password()
+        if url:
+            return DavCalendar.connect(
+                url,
+                username=account.username,
+                password=password,
+                timeout=account.timeout,
+                verify_tls=account.verify_tls,
+                server_kind=account.server_kind,
+                max_response_bytes=account.max_response_bytes,
+            )
+        calendar = DavCalendar.discover(
+            account.url,
+            calendar=account.calendar,
+            create=True,
             username=account.username,
-            password=account.password(),
+            password=password,
             timeout=account.timeout,
             verify_tls=account.verify_tls,
             server_kind=account.server_kind,
             max_response_bytes=account.max_response_bytes,
         )
-        if url:
-            return DavCalendar.connect(url, **common)  # type: ignore[arg-type]
-        calendar = DavCalendar.discover(account.url, calendar=account.calendar, create=True, **common)  # type: ignore[arg-type]
         with self.db.sessions.begin() as session:
             state = session.get(CollectionState, account.name)
             if state is None:
@@ -143,14 +154,22 @@ class SyncPass:
 
     # --- the pass ----------------------------------------------------------------------------
 
-    def run(self, *, dry_run: bool = False, full: bool = False, force_delete: bool = False,
-            progress: Progress | None = None) -> PassReport:
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        full: bool = False,
+        force_delete: bool = False,
+        progress: Progress | None = None,
+    ) -> PassReport:
         if force_delete:
             self.options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
         before = self.calendar.stats.copy()
         collection = self._collection()
         state = self._state_entries()
-        listing = self._list(collection.sync_token if not full else None, state, collection.last_run_at)
+        listing = self._list(
+            collection.sync_token if not full else None, state, collection.last_run_at
+        )
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
         wanted = [
@@ -158,20 +177,32 @@ class SyncPass:
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
-        wanted += [href for href in sorted(pending) if href not in listing.etags and href not in listing.deleted]
+        wanted += [
+            href
+            for href in sorted(pending)
+            if href not in listing.etags and href not in listing.deleted
+        ]
         docs, failed = self._fetch(wanted, by_href)
         state = self._with_documents(state, {by_href[h].followup_id for h in docs if h in by_href})
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted, docs, failed)
         the_plan = plan(crm, server, state, self.options)
         report = PassReport(
-            self.account.name, "full" if listing.complete else "incremental", dry_run, the_plan,
-            fetched=len(docs), read_errors=sorted(failed.items()),
+            self.account.name,
+            "full" if listing.complete else "incremental",
+            dry_run,
+            the_plan,
+            fetched=len(docs),
+            read_errors=sorted(failed.items()),
         )
         if not dry_run:
             applier = Applier(
-                self.account.name, self.db, self.calendar,
-                policy=self.options.policy.value, replan=self._replan, clock=self.clock,
+                self.account.name,
+                self.db,
+                self.calendar,
+                policy=self.options.policy.value,
+                replan=self._replan,
+                clock=self.clock,
                 should_stop=self.should_stop,
             )
             applier.schedule_agent = invitations.schedule_agent_for(self.account, self.calendar)
@@ -211,7 +242,10 @@ class SyncPass:
                 try:
                     delta = self.calendar.changes_since(token)
                 except InvalidSyncToken:
-                    log.info("%s: the server no longer knows our sync token; listing everything", self.account.name)
+                    log.info(
+                        "%s: the server no longer knows our sync token; listing everything",
+                        self.account.name,
+                    )
                 else:
                     if caps.sync_token_trustworthy or not self._may_be_full_listing(
                         delta, state, token, last_run
@@ -227,7 +261,8 @@ class SyncPass:
                     # extra; what this cannot see is healed by the daemon's full_every passes.
                     log.info(
                         "%s: the delta re-lists unchanged items and this server's tokens are not "
-                        "trusted; comparing the full href/ETag listing", self.account.name,
+                        "trusted; comparing the full href/ETag listing",
+                        self.account.name,
                     )
                     return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
@@ -302,9 +337,7 @@ class SyncPass:
             return listing.token  # an idle pass reads no state here
         state = self._state_entries()
         recorded = {entry.href: entry.etag for entry in state.values()}
-        left_alone = caps.sync_token_seconds and any(
-            href not in recorded for href in listing.etags
-        )
+        left_alone = caps.sync_token_seconds and any(href not in recorded for href in listing.etags)
         if not wrote and not left_alone:
             return listing.token
         if left_alone and listing.token.isdigit():
@@ -343,10 +376,16 @@ class SyncPass:
             except TransportError as exc:
                 # One unreadable or oversized answer must not fail the pass or the whole
                 # batch: fetch its items one by one so that only the culprit is reported.
-                results = self._fetch_singly(batch) if len(batch) > 1 else [_fetch_error(self.calendar, batch[0], exc)]
+                results = (
+                    self._fetch_singly(batch)
+                    if len(batch) > 1
+                    else [_fetch_error(self.calendar, batch[0], exc)]
+                )
             for result in results:
                 if isinstance(result, FetchError):
-                    failed[result.href] = f"could not be fetched ({result.status or 'missing'}): {result.reason}"
+                    failed[result.href] = (
+                        f"could not be fetched ({result.status or 'missing'}): {result.reason}"
+                    )
                     continue
                 known_entry = by_href.get(result.href)
                 known = known_docs.get(known_entry.followup_id) if known_entry else None
@@ -373,19 +412,37 @@ class SyncPass:
             parsed.components, default_timezone=self.account.default_timezone, known=known
         )
         if known is not None:
-            followups[0] = followups[0].model_copy(update={"id": known.id, "uid": known.uid, "owner": known.owner})
-        return ServerDoc(resource.href, resource.etag, parsed.uid, tuple(followups), resource.data, parsed.modified)
+            followups[0] = followups[0].model_copy(
+                update={"id": known.id, "uid": known.uid, "owner": known.owner}
+            )
+        return ServerDoc(
+            resource.href,
+            resource.etag,
+            parsed.uid,
+            tuple(followups),
+            resource.data,
+            parsed.modified,
+        )
 
     # --- state -------------------------------------------------------------------------------
 
     def _state_entries(self) -> dict[str, StateEntry]:
         with self.db.session() as session:
             rows = session.execute(
-                select(SyncItem.followup_id, SyncItem.uid, SyncItem.href, SyncItem.etag, SyncItem.synced_hash).where(
-                    SyncItem.account == self.account.name, SyncItem.detached.is_(False)
-                )
+                select(
+                    SyncItem.followup_id,
+                    SyncItem.uid,
+                    SyncItem.href,
+                    SyncItem.etag,
+                    SyncItem.synced_hash,
+                ).where(SyncItem.account == self.account.name, SyncItem.detached.is_(False))
             )
-            return {row.followup_id: StateEntry(row.followup_id, row.uid, row.href, row.etag, row.synced_hash, None) for row in rows}
+            return {
+                row.followup_id: StateEntry(
+                    row.followup_id, row.uid, row.href, row.etag, row.synced_hash, None
+                )
+                for row in rows
+            }
 
     def _synced_documents(self, ids: set[str]) -> dict[str, FollowUp]:
         if not ids:
@@ -404,7 +461,9 @@ class SyncPass:
         documents = self._synced_documents(ids)
         for followup_id, document in documents.items():
             entry = state[followup_id]
-            state[followup_id] = StateEntry(entry.followup_id, entry.uid, entry.href, entry.etag, entry.synced_hash, document)
+            state[followup_id] = StateEntry(
+                entry.followup_id, entry.uid, entry.href, entry.etag, entry.synced_hash, document
+            )
         return state
 
     def _crm_view(self, state: dict[str, StateEntry]) -> CrmView:
@@ -414,38 +473,60 @@ class SyncPass:
         with self.db.session() as session:
             detached = set(
                 session.scalars(
-                    select(SyncItem.followup_id).where(SyncItem.account == account.name, SyncItem.detached.is_(True))
+                    select(SyncItem.followup_id).where(
+                        SyncItem.account == account.name, SyncItem.detached.is_(True)
+                    )
                 )
             )
             rows = session.execute(
                 select(
-                    FollowUpRow.id, FollowUpRow.uid, FollowUpRow.kind, FollowUpRow.owner, FollowUpRow.content_hash,
-                    FollowUpRow.deleted, FollowUpRow.updated_at, FollowUpRow.origin_account,
+                    FollowUpRow.id,
+                    FollowUpRow.uid,
+                    FollowUpRow.kind,
+                    FollowUpRow.owner,
+                    FollowUpRow.content_hash,
+                    FollowUpRow.deleted,
+                    FollowUpRow.updated_at,
+                    FollowUpRow.origin_account,
                 )
             )
             for row in rows:
                 if row.id in detached:
                     continue
-                belongs = row.id in state or row.origin_account == account.name or (
-                    row.origin_account is None and account.selects(followup_id=row.id, owner=row.owner, kind=row.kind)
+                belongs = (
+                    row.id in state
+                    or row.origin_account == account.name
+                    or (
+                        row.origin_account is None
+                        and account.selects(followup_id=row.id, owner=row.owner, kind=row.kind)
+                    )
                 )
                 if not belongs:
                     continue
-                entries[row.id] = CrmEntry(row.id, row.content_hash, row.deleted, as_utc(row.updated_at))
+                entries[row.id] = CrmEntry(
+                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
+                )
                 uids[row.uid] = row.id
             wanted = [
                 e.id
                 for e in entries.values()
-                if not e.deleted and (e.id not in state or state[e.id].synced_hash != e.content_hash)
+                if not e.deleted
+                and (e.id not in state or state[e.id].synced_hash != e.content_hash)
             ]
             documents = crm_store.load_documents(session, wanted)
         return CrmView(entries, documents, uids)
 
     def _pending_hrefs(self) -> set[str]:
         with self.db.session() as session:
-            return set(session.scalars(select(PendingHref.href).where(PendingHref.account == self.account.name)))
+            return set(
+                session.scalars(
+                    select(PendingHref.href).where(PendingHref.account == self.account.name)
+                )
+            )
 
-    def _finish(self, listing: _Listing, failed: dict[str, str], fetched: set[str], report: PassReport) -> None:
+    def _finish(
+        self, listing: _Listing, failed: dict[str, str], fetched: set[str], report: PassReport
+    ) -> None:
         now = utcnow()
         with self.db.sessions.begin() as session:
             collection = session.get(CollectionState, self.account.name)
@@ -463,9 +544,13 @@ class SyncPass:
             if report.stopped:
                 collection.last_result = "stopped (shutdown); the rest runs next pass"
             else:
-                collection.last_result = "ok" if report.ok else f"{len(report.errors)} item(s) failed"
+                collection.last_result = (
+                    "ok" if report.ok else f"{len(report.errors)} item(s) failed"
+                )
             session.execute(
-                delete(PendingHref).where(PendingHref.account == self.account.name, PendingHref.href.in_(fetched))
+                delete(PendingHref).where(
+                    PendingHref.account == self.account.name, PendingHref.href.in_(fetched)
+                )
             )
             for href, reason in failed.items():
                 row = session.get(PendingHref, (self.account.name, href))
@@ -505,8 +590,12 @@ class SyncPass:
             )
         with self.db.session() as session:
             entries = crm_store.crm_entries(session, [followup_id])
-            documents = crm_store.load_documents(session, [i for i, e in entries.items() if not e.deleted])
-            uid_rows = session.execute(select(FollowUpRow.uid, FollowUpRow.id).where(FollowUpRow.id == followup_id))
+            documents = crm_store.load_documents(
+                session, [i for i, e in entries.items() if not e.deleted]
+            )
+            uid_rows = session.execute(
+                select(FollowUpRow.uid, FollowUpRow.id).where(FollowUpRow.id == followup_id)
+            )
             uids = {row.uid: row.id for row in uid_rows}
         crm = CrmView(entries, documents, uids)
         server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
@@ -538,7 +627,9 @@ def run_pass(
     """
     sync_pass = SyncPass(account, db, calendar=calendar, should_stop=should_stop)
     try:
-        return sync_pass.run(dry_run=dry_run, full=full, force_delete=force_delete, progress=progress)
+        return sync_pass.run(
+            dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
+        )
     finally:
         if calendar is None:
             sync_pass.calendar.close()

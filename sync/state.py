@@ -28,6 +28,7 @@ import datetime as dt
 import os
 import stat
 from pathlib import Path
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -59,7 +60,7 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dt.datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
 
 
 class Meta(Base):
