@@ -28,7 +28,7 @@ from icalendar import Calendar, Component
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp
-from mappings.to_ical import add_timezones, followup_components, new_calendar
+from mappings.to_ical import calendar_bytes, followup_components
 
 #: Properties the mapper writes; on a write back, these come from the follow-up.
 MANAGED = frozenset(
@@ -80,7 +80,6 @@ def render(
     series = followup_components(followup, stamp=stamp)
     if not series.emitted:
         return None
-    cal = new_calendar()
     components = list(series.components)
     if schedule_agent is not None:
         for component in components:
@@ -94,12 +93,8 @@ def render(
             else MANAGED
         )
         components = _carry_over(components, base_cal, followup.effective_uid, managed)
-        for tz in base_cal.walk("VTIMEZONE"):
-            cal.add_component(tz)
-    for component in components:
-        cal.add_component(component)
-    add_timezones(cal)
-    return bytes(cal.to_ical())
+        return calendar_bytes(components, defined=base_cal.walk("VTIMEZONE"))
+    return calendar_bytes(components)
 
 
 def read(data: bytes) -> ServerResource:

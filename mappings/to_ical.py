@@ -30,8 +30,9 @@ The mapper reads no clock: DTSTAMP is passed in.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Component, Event, Todo, vCalAddress, vDDDLists, vPeriod, vRecur
@@ -246,6 +247,58 @@ def new_calendar() -> Calendar:
     return cal
 
 
+def calendar_bytes(components: Sequence[Component], defined: Sequence[Component] = ()) -> bytes:
+    """One VCALENDAR: our header, the ``defined`` VTIMEZONEs, one for every other TZID used
+    by ``components``, then the components themselves.
+
+    Why by hand and not ``Calendar.to_ical()``: a zone definition's bytes never change,
+    yet icalendar would fold and escape the same VTIMEZONE again for every resource (40 %
+    of a render in the push profile). Here each (zone, first year) is serialised once.
+    The result is what ``to_ical()`` of the same calendar gives, with the VTIMEZONEs first.
+    """
+    holder = Calendar()
+    for component in (*defined, *components):
+        holder.add_component(component)
+    parts = [_calendar_head()]
+    parts += [bytes(tz.to_ical()) for tz in defined]
+    missing = holder.get_missing_tzids()
+    if missing:
+        first_year = _first_year(holder)
+        parts += [
+            tz for tzid in sorted(missing) if (tz := _vtimezone_bytes(tzid, first_year)) is not None
+        ]
+    parts += [bytes(component.to_ical()) for component in components]
+    parts.append(b"END:VCALENDAR\r\n")
+    return b"".join(parts)
+
+
+@lru_cache(maxsize=1)
+def _calendar_head() -> bytes:
+    """``BEGIN:VCALENDAR`` and our calendar properties, as icalendar serialises them."""
+    empty = bytes(new_calendar().to_ical())
+    assert empty.endswith(b"END:VCALENDAR\r\n")
+    return empty[: -len(b"END:VCALENDAR\r\n")]
+
+
+@lru_cache(maxsize=256)
+def _vtimezone_bytes(tzid: str, first_year: int) -> bytes | None:
+    try:
+        return bytes(vtimezone(tzid, first_year).to_ical())
+    except (ZoneInfoNotFoundError, ValueError):
+        return None  # not an IANA name we can describe; the TZID stays as the client wrote it
+
+
+def _first_year(cal: Calendar) -> int:
+    """The year before the earliest date-time used: where a zone definition must start."""
+    years = [
+        value.dt.year
+        for component in cal.walk()
+        for key in ("DTSTART", "DUE", "RECURRENCE-ID")
+        if (value := component.get(key)) is not None and isinstance(value.dt, dt.datetime)
+    ]
+    return max(min(years) - 1, 1970) if years else 1970
+
+
 def add_timezones(cal: Calendar) -> None:
     """A VTIMEZONE for every TZID the calendar uses and does not define yet.
 
@@ -256,13 +309,7 @@ def add_timezones(cal: Calendar) -> None:
     missing = cal.get_missing_tzids()
     if not missing:
         return
-    years = [
-        value.dt.year
-        for component in cal.walk()
-        for key in ("DTSTART", "DUE", "RECURRENCE-ID")
-        if (value := component.get(key)) is not None and isinstance(value.dt, dt.datetime)
-    ]
-    first_year = max(min(years) - 1, 1970) if years else 1970
+    first_year = _first_year(cal)
     for tzid in sorted(missing):
         try:
             cal.add_component(vtimezone(tzid, first_year))

@@ -1,8 +1,19 @@
-"""Carry out a plan: one action at a time, each recorded in its own transaction.
+"""Carry out a plan: one action at a time, server first, then the state.
 
 Order inside an action is always "server first, then record": if the process dies in
 between, the next pass finds the server ahead of the state and recognises its own
 write by UID and content (``plan._adopt``), instead of writing it a second time.
+
+That recovery is also why our own server writes (creates and updates) are recorded in
+batches of ``RECORD_BATCH`` per transaction rather than one each: a crash loses at most
+one batch of records, which the next pass adopts with one multiget, never a duplicate;
+every other action (CRM writes, merges with their conflict log) keeps its own
+transaction. A batch is recorded before any re-read of the state (a 412 re-plan), before
+a shutdown stops the run, and at the end of the run.
+
+A push is bound by the server (tens of milliseconds per PUT against about one of ours),
+so the next few resources are rendered on a worker thread while the server handles the
+write before (``RENDER_AHEAD``): the server is never kept waiting for our CPU.
 
 A refused conditional write (412) means someone changed the resource since we read it:
 the item is read again, planned again on its own, and retried, ``MAX_REPLANS`` times at
@@ -14,10 +25,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
@@ -48,6 +62,12 @@ log = logging.getLogger(__name__)
 
 MAX_REPLANS = 3
 
+#: Our own server writes recorded per state transaction (see the module docstring).
+RECORD_BATCH = 100
+
+#: Server writes rendered ahead of the one in flight.
+RENDER_AHEAD = 4
+
 
 @dataclass
 class ApplyReport:
@@ -63,6 +83,70 @@ class ApplyReport:
 
 #: Re-reads one item and plans it again after a 412; returns the actions to run instead.
 Replanner = Callable[[Action], list[Action]]
+
+
+class Recordable(Protocol):
+    """What the state remembers of one follow-up both sides agree on."""
+
+    @property
+    def followup_id(self) -> str: ...
+    @property
+    def href(self) -> str: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def document(self) -> FollowUp: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Written:
+    """A resource we wrote whose state record is still in the open batch."""
+
+    followup_id: str
+    href: str
+    etag: str
+    document: FollowUp
+    data: bytes
+
+
+class _RenderAhead:
+    """Renders the plan's upcoming server writes on one worker thread, in plan order.
+
+    Only the pure part runs there (the mapper on a document and, for an update, the
+    server bytes the action already carries); everything that touches the network, the
+    database or the clock stays on the applying thread and is passed in as a value.
+    """
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        actions: Sequence[Action],
+        job: Callable[[Action], Callable[[], bytes | None] | None],
+    ) -> None:
+        self._pool = pool
+        self._actions = actions
+        self._job = job
+        self._futures: dict[int, Future[bytes | None]] = {}
+        self._submitted = 0
+
+    def advance(self, index: int) -> None:
+        """Action ``index`` is next: keep the following ``RENDER_AHEAD`` ones under way."""
+        stale = [key for key in self._futures if key < index]
+        for key in stale:
+            self._futures.pop(key).cancel()
+        self._submitted = max(self._submitted, index)
+        while self._submitted < min(index + 1 + RENDER_AHEAD, len(self._actions)):
+            job = self._job(self._actions[self._submitted])
+            if job is not None:
+                self._futures[self._submitted] = self._pool.submit(job)
+            self._submitted += 1
+
+    def take(self, index: int, action: Action) -> Future[bytes | None] | None:
+        if index < len(self._actions) and self._actions[index] is action:
+            return self._futures.pop(index, None)
+        return None
 
 
 class Applier:
@@ -90,18 +174,32 @@ class Applier:
         self.replan = replan
         self.clock = clock
         self.report = ApplyReport()
+        #: Server writes not yet recorded (``RECORD_BATCH``).
+        self._unrecorded: list[Written] = []
+        self._ahead: _RenderAhead | None = None
+        self._index = -1
 
     def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
-        for index, action in enumerate(plan.actions):
-            if self.should_stop is not None and self.should_stop():
-                self.report.stopped = True
-                left = len(plan.actions) - index
-                log.info("stopping: %d action(s) left for the next pass", left)
-                break
-            with log_context(item=action.followup_id):
-                self.apply(action, attempt=0)
-            if progress is not None:
-                progress()
+        actions = plan.actions
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead") as pool:
+            self._ahead = _RenderAhead(pool, actions, self._render_job)
+            try:
+                for index, action in enumerate(actions):
+                    if self.should_stop is not None and self.should_stop():
+                        self.report.stopped = True
+                        left = len(actions) - index
+                        log.info("stopping: %d action(s) left for the next pass", left)
+                        break
+                    self._index = index
+                    self._ahead.advance(index)
+                    with log_context(item=action.followup_id):
+                        self.apply(action, attempt=0)
+                    if progress is not None:
+                        progress()
+            finally:
+                self._ahead.advance(len(actions))  # cancels what was rendered for nothing
+                self._ahead = None
+                self.flush()
         return self.report
 
     def apply(self, action: Action, *, attempt: int) -> None:
@@ -112,6 +210,7 @@ class Applier:
                 self._fail(action, f"still changing on the server after {attempt} re-reads: {exc}")
                 return
             log.info("%s: %s; reading it again", describe(action), exc)
+            self.flush()  # the re-read plans against the state: it must be complete
             try:
                 replacement = self.replan(action)
             except (FollowupSyncError, ValueError) as err:
@@ -136,14 +235,7 @@ class Applier:
         elif isinstance(action, SaveFromServer):
             with self.db.sessions.begin() as session:
                 crm_store.save(session, action.document)
-                self._record(
-                    session,
-                    action.followup_id,
-                    action.href,
-                    action.etag,
-                    action.document,
-                    action.data,
-                )
+                self._record(session, action)
             self._done(action, "crm update")
         elif isinstance(action, CreateFromServer):
             with self.db.sessions.begin() as session:
@@ -151,11 +243,13 @@ class Applier:
                 if action.href is not None and action.etag is not None and action.data is not None:
                     self._record(
                         session,
-                        action.followup_id,
-                        action.href,
-                        action.etag,
-                        action.document,
-                        action.data,
+                        Written(
+                            action.followup_id,
+                            action.href,
+                            action.etag,
+                            action.document,
+                            action.data,
+                        ),
                     )
             self._done(action, "crm create")
         elif isinstance(action, DeleteInCrm):
@@ -172,14 +266,7 @@ class Applier:
             self._done(action, "crm detach")
         elif isinstance(action, RecordState):
             with self.db.sessions.begin() as session:
-                self._record(
-                    session,
-                    action.followup_id,
-                    action.href,
-                    action.etag,
-                    action.document,
-                    action.data,
-                )
+                self._record(session, action)
         elif isinstance(action, Forget):
             with self.db.sessions.begin() as session:
                 self._forget(session, action.followup_id)
@@ -191,10 +278,33 @@ class Applier:
 
     # --- server writes -------------------------------------------------------------------
 
-    def _create_on_server(self, action: CreateOnServer) -> None:
-        data = render(
-            action.document, stamp=self.clock(), schedule_agent=self.schedule_agent(action.document)
+    def _render_job(self, action: Action) -> Callable[[], bytes | None] | None:
+        """The render of a server write as a call with every input fixed now, or None."""
+        if isinstance(action, CreateOnServer):
+            base = None
+        elif isinstance(action, UpdateOnServer) and action.base_data is not None:
+            base = action.base_data
+        else:
+            return None
+        document, stamp, agent = action.document, self.clock(), self.schedule_agent(action.document)
+        return lambda: render(document, stamp=stamp, base=base, schedule_agent=agent)
+
+    def _rendered(
+        self, action: CreateOnServer | UpdateOnServer, base: bytes | None
+    ) -> bytes | None:
+        """This action's resource bytes: rendered ahead if it was, else now."""
+        ahead = self._ahead.take(self._index, action) if self._ahead is not None else None
+        if ahead is not None:
+            return ahead.result()
+        return render(
+            action.document,
+            stamp=self.clock(),
+            base=base,
+            schedule_agent=self.schedule_agent(action.document),
         )
+
+    def _create_on_server(self, action: CreateOnServer) -> None:
+        data = self._rendered(action, None)
         if data is None:
             log.info(
                 "%s: every occurrence is deleted; nothing to put on the calendar",
@@ -208,8 +318,7 @@ class Applier:
             # Our own earlier write (a crash before it was recorded) or a client's copy:
             # re-plan this item against what is there now rather than overwrite it.
             raise
-        with self.db.sessions.begin() as session:
-            self._record(session, action.followup_id, href, etag, action.document, data)
+        self._written(Written(action.followup_id, href, etag, action.document, data))
         self._done(action, "server create")
 
     def _update_on_server(self, action: UpdateOnServer) -> None:
@@ -218,18 +327,12 @@ class Applier:
             if action.base_data is not None
             else self._server_data(action.followup_id)
         )
-        data = render(
-            action.document,
-            stamp=self.clock(),
-            base=base,
-            schedule_agent=self.schedule_agent(action.document),
-        )
+        data = self._rendered(action, base)
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
             return
         etag = self.calendar.update(action.href, data, action.etag)
-        with self.db.sessions.begin() as session:
-            self._record(session, action.followup_id, action.href, etag, action.document, data)
+        self._written(Written(action.followup_id, action.href, etag, action.document, data))
         self._done(action, "server update")
 
     def _delete_on_server(self, action: DeleteOnServer) -> None:
@@ -260,7 +363,9 @@ class Applier:
         with self.db.sessions.begin() as session:
             if action.pull:
                 crm_store.save(session, action.document)
-            self._record(session, action.followup_id, action.href, etag, action.document, data)
+            self._record(
+                session, Written(action.followup_id, action.href, etag, action.document, data)
+            )
             for conflict in action.conflicts:
                 session.add(
                     ConflictRecord(
@@ -281,25 +386,65 @@ class Applier:
 
     # --- state ---------------------------------------------------------------------------
 
+    def _written(self, written: Written) -> None:
+        self._unrecorded.append(written)
+        if len(self._unrecorded) >= RECORD_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the open batch of server writes in one transaction.
+
+        If that fails, the writes are on the server but not in the state: each is
+        reported by name, and the next pass recognises them by UID (no second copy).
+        """
+        batch, self._unrecorded = self._unrecorded, []
+        if not batch:
+            return
+        try:
+            with self.db.sessions.begin() as session:
+                ids = [written.followup_id for written in batch]
+                rows = session.scalars(
+                    select(SyncItem).where(
+                        SyncItem.account == self.account, SyncItem.followup_id.in_(ids)
+                    )
+                )
+                existing = {row.followup_id: row for row in rows}
+                for written in batch:
+                    self._record(
+                        session, written, existing.get(written.followup_id), looked_up=True
+                    )
+        except SQLAlchemyError as exc:
+            log.error("recording %d server write(s) failed: %s", len(batch), exc)
+            for written in batch:
+                self.report.errors.append(
+                    (
+                        written.followup_id,
+                        f"written to the server as {written.href} but not recorded ({exc}); "
+                        "the next pass recognises it by UID",
+                    )
+                )
+
     def _record(
         self,
         session: Session,
-        followup_id: str,
-        href: str,
-        etag: str,
-        document: FollowUp,
-        data: bytes,
+        agreed: Recordable,
+        item: SyncItem | None = None,
+        *,
+        looked_up: bool = False,
     ) -> None:
-        item = session.get(SyncItem, (self.account, followup_id))
+        """Remember what both sides agree on; ``looked_up``: ``item`` is the row, or None if new."""
+        if item is None and not looked_up:
+            item = session.get(SyncItem, (self.account, agreed.followup_id))
         if item is None:
-            item = SyncItem(account=self.account, followup_id=followup_id)
+            item = SyncItem(account=self.account, followup_id=agreed.followup_id)
             session.add(item)
+        document = agreed.document
         item.uid = document.effective_uid
-        item.href = href
-        item.etag = etag
+        item.href = agreed.href
+        item.etag = agreed.etag
         item.synced_hash = crm_store.content_hash(document)
         item.synced_document = document.to_json_dict()
-        item.server_data = data
+        item.server_data = agreed.data
         item.updated_at = utcnow()
         item.detached = False
 
@@ -322,6 +467,8 @@ class Applier:
             session.delete(row)
 
     def _server_data(self, followup_id: str) -> bytes | None:
+        if any(written.followup_id == followup_id for written in self._unrecorded):
+            self.flush()
         with self.db.session() as session:
             item = session.get(SyncItem, (self.account, followup_id))
             return item.server_data if item is not None else None
