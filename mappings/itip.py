@@ -18,7 +18,8 @@ What each message holds, and why:
 * ``significant_change`` says when SEQUENCE must go up (§2.1.4): anything that moves
   an occurrence in time or place, or removes one. Title and description edits are
   sent with the same SEQUENCE, so clients update silently instead of asking every
-  attendee to answer again.
+  attendee to answer again. ``changed_occurrences`` says whom a reschedule asks
+  again about what: the whole series, or only the occurrences that moved.
 * ``parse_reply`` reads the shapes real clients send: Outlook (METHOD before PRODID,
   Windows TZIDs, no ORGANIZER), Gmail (UTC times, CUTYPE/X-NUM-GUESTS), Apple (no
   SEQUENCE), Thunderbird (the organizer's properties echoed back); see
@@ -151,10 +152,21 @@ def significant_change(old: FollowUp, new: FollowUp) -> bool:
 
 def removed_occurrences(old: FollowUp, new: FollowUp) -> list[Moment]:
     """Original starts (naive local, as exceptions key them) of occurrences ``old`` had and
-    ``new`` cancelled or no longer produces."""
+    ``new`` cancelled or no longer produces.
+
+    Only while the rest of the series stays where it was: when ``new`` produces original
+    starts ``old`` did not (the series moved, or its rule now makes other dates), the
+    change is a reschedule, sent as one REQUEST with the whole new series, and only the
+    occurrences explicitly cancelled at their old original start count as removed.
+    Otherwise moving a series by two hours would also CANCEL each of its old occurrences.
+    """
     before = {_naive(o.original_start) for o in occurrences(old) if not o.cancelled}
-    after = {_naive(o.original_start) for o in occurrences(new) if not o.cancelled}
-    return sorted(before - after, key=_sort_key)
+    produced = occurrences(new)
+    after = {_naive(o.original_start) for o in produced if not o.cancelled}
+    if after <= before:
+        return sorted(before - after, key=_sort_key)
+    cancelled = {_naive(o.original_start) for o in produced if o.cancelled}
+    return sorted(before & cancelled, key=_sort_key)
 
 
 def rescheduled(old: FollowUp, new: FollowUp, *, ignoring: list[Moment]) -> bool:
@@ -167,6 +179,34 @@ def rescheduled(old: FollowUp, new: FollowUp, *, ignoring: list[Moment]) -> bool
     return [e for e in _schedule(old) if e[0] not in skip] != [
         e for e in _schedule(new) if e[0] not in skip
     ]
+
+
+def changed_occurrences(
+    old: FollowUp, new: FollowUp, *, ignoring: list[Moment]
+) -> list[Moment] | None:
+    """Which occurrences a significant change concerns, for asking the attendees again.
+
+    None when the series as a whole changed: kind, time zone, all-day, the series'
+    location, or which occurrences exist (a new rule, a moved series, an occurrence
+    reinstated or added), or when every occurrence moved. Otherwise the original
+    starts (naive local time or dates, the keys of ``occurrence_status``) of the
+    occurrences whose time or place changed; ``ignoring`` (the cancelled ones, which get
+    a CANCEL instead) are left out. An empty list: nothing attendees care about changed.
+    """
+    if (old.all_day, old.timezone, old.kind) != (new.all_day, new.timezone, new.kind):
+        return None
+    if (old.location or None) != (new.location or None):
+        return None
+    skip = {_instant(_aware(m, old)) for m in ignoring}
+    before = {k: v for k, v in _by_original(old).items() if k not in skip}
+    after = {k: v for k, v in _by_original(new).items() if k not in skip}
+    if before.keys() != after.keys():
+        return None
+    changed = [after[k][0] for k in after if after[k][1] != before[k][1]]
+    live = [k for k in after if not after[k][1][2]]
+    if changed and len(changed) >= len(live):
+        return None
+    return sorted(changed, key=_sort_key)
 
 
 def parse_reply(data: bytes | str) -> Reply:
@@ -362,6 +402,17 @@ def _schedule(followup: FollowUp) -> list[tuple[object, ...]]:
             )
         )
     return result
+
+
+def _by_original(followup: FollowUp) -> dict[object, tuple[Moment, tuple[object, ...]]]:
+    """Instant of each original start -> (its naive local key, (start, end, cancelled, place))."""
+    return {
+        _instant(o.original_start): (
+            _naive(o.original_start),
+            (_instant(o.start), _instant(o.end), o.cancelled, o.location or None),
+        )
+        for o in occurrences(followup)
+    }
 
 
 def _instant(value: Moment) -> object:

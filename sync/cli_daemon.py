@@ -77,7 +77,9 @@ def daemon_command(
     Each account is reconciled every interval_seconds (plus jitter), fully every
     full_every intervals, and within seconds of a CRM change. Health, readiness and
     Prometheus metrics are served on [daemon] http_host:http_port. On SIGTERM passes
-    in flight finish their current item and the process exits 0.
+    in flight finish their current item and the process exits 0. With [mail], the
+    invitations a pass recorded are sent right after it; with [mail.imap], replies are
+    read every poll_seconds.
     """
     from sync.daemon import Daemon
     from sync.service_http import HttpServer, create_service_app

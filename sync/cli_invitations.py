@@ -6,8 +6,10 @@
     followup-sync invitations fetch --config F    read REPLY messages ([mail.imap])
     followup-sync invitations resend ID --config F   send an "uncertain" message again
 
-A sync pass records what is due (``sync.invitations.record_due``); ``send`` delivers it,
-so a daemon runs ``sync`` then ``invitations send`` (and ``fetch``) on its schedule.
+A sync pass records what is due (``sync.invitations.record_due``); ``send`` delivers it.
+``followup-sync daemon`` does both on its own: it sends an account's messages right after
+each pass of that account and reads ``[mail.imap]`` every ``poll_seconds``, so these
+commands are for one-shot use, cron, and looking at the outbox.
 """
 
 from __future__ import annotations

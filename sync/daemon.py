@@ -10,6 +10,16 @@ config at start; a 3.x store must never be shared between processes). Jobs:
                      added by the ``crm-poll`` job, which reads ``followups.updated_at``
                      every ``crm_poll_seconds``. While one is pending, further changes join
                      it (debounce), so a burst of writes costs one pass.
+``mail-replies``     with ``[mail.imap]``: read iTIP replies every ``poll_seconds`` and set
+                     the participants' answers (a changed follow-up then syncs as above).
+
+Invitations (``sync.invitations``): a pass records what participants are due; right
+after it, still holding the account's locks, the daemon sends that account's unsent
+messages when ``[mail]`` is configured (so two daemons never send one account's mail
+at once). The outbox keeps its crash safety: pending → sending → sent, and a message
+found ``sending`` (the process died mid-send) becomes ``uncertain`` and is never sent
+again by itself. An SMTP server that cannot be reached is logged with the account and
+tried again after the next pass; it never fails the pass or stops the daemon.
 
 Passes run in one thread pool of ``max_concurrent_accounts`` workers, each pass on its
 own account, so a slow server holds one worker, never the others; the poller runs in a
@@ -49,6 +59,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, func, select, text
 
+from sync import invitations
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError
 from sync.locks import ClusterLock, Held, cluster_lock_for
@@ -116,6 +127,8 @@ class Daemon:
         self._crm_watermark: dt.datetime | None = None
         self._crm_seen: set[tuple[str, dt.datetime]] = set()
         self._last_prune = 0.0
+        #: Where invitations go out and replies come in; None: the daemon sends no mail.
+        self.mail = settings.mail
         ds = self.daemon_settings
         self.scheduler = BackgroundScheduler(
             executors={
@@ -173,6 +186,15 @@ class Daemon:
             executor="control",
             replace_existing=True,
         )
+        if self.mail is not None and self.mail.imap is not None:
+            self.scheduler.add_job(
+                self._fetch_replies,
+                "interval",
+                id="mail-replies",
+                seconds=self.mail.imap.poll_seconds,
+                next_run_time=now + dt.timedelta(seconds=1),
+                replace_existing=True,
+            )
         self.scheduler.start()
         self.metrics.scheduler_up.set(1)
         for name in self.accounts:
@@ -252,7 +274,56 @@ class Daemon:
             if why_not:
                 log.debug("%s: %s", name, why_not)
                 return why_not
-            return self._run_pass(account, held, full=full, reason=reason)
+            outcome = self._run_pass(account, held, full=full, reason=reason)
+            self._send_invitations(account)
+            return outcome
+
+    # --- invitations -----------------------------------------------------------------------------
+
+    def _send_invitations(self, account: Account) -> None:
+        """Send what the account's passes recorded; called under the account's locks.
+
+        Only when mail is configured and the account does not say ``scheduling = "none"``;
+        what is in the outbox was recorded because email is the way for it (the account's
+        mode is email, or the server cannot schedule that follow-up), and a message no
+        pass recorded is never sent. Failing to reach SMTP is logged and left for the next
+        pass: the messages stay pending (or failed) and are sent then, each once.
+        """
+        if self.mail is None or account.scheduling == "none" or self.stopping.is_set():
+            return
+        name = account.name
+        with log_context(account=name):
+            try:
+                if not invitations.unsent(self.db, name):
+                    return
+                report = invitations.send_pending(self.mail, self.db, account=name)
+            except Exception as exc:  # SMTP down, bad credentials, database hiccup
+                log.warning("invitations not sent, trying again after the next pass: %s", exc)
+                return
+            if report.sent or report.failed or report.uncertain:
+                log.info(
+                    "invitations: %d sent, %d failed (tried again after the next pass), "
+                    "%d uncertain (not sent again by itself; see 'invitations outbox')",
+                    len(report.sent),
+                    len(report.failed),
+                    len(report.uncertain),
+                )
+
+    def _fetch_replies(self) -> None:
+        """Job body: read new iTIP replies; one daemon at a time, failures logged and retried."""
+        if self.stopping.is_set() or self.mail is None:
+            return
+        try:
+            with self.cluster_lock.hold("followup-sync:mail-replies") as held:
+                if held is None:
+                    return  # another daemon is reading the mailbox right now
+                outcomes = invitations.fetch_replies(self.mail, self.db)
+        except Exception as exc:
+            log.warning("reading invitation replies failed, trying again next poll: %s", exc)
+            return
+        applied = sum(1 for o in outcomes if o.outcome == "applied")
+        if outcomes:
+            log.info("invitation replies: %d applied, %d ignored", applied, len(outcomes) - applied)
 
     def _not_due(self, account: Account, *, full: bool, reason: str) -> str | None:
         """Consult the shared schedule in the database (see the module docstring, step 3)."""

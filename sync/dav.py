@@ -829,8 +829,18 @@ class DavCalendar:
                 )
 
     def _etag_after_write(self, key: str, reply: _Reply) -> str:
+        """The etag to record for what we just wrote; "" when the server stored something else.
+
+        A server that changes what it stores answers without an ETag (RFC 4791 §5.3.4):
+        DAViCal does when it schedules (RFC 6638), adding SCHEDULE-STATUS and setting
+        the attendees back to NEEDS-ACTION when the organizer moved the event. Recording
+        "" makes the next pass read the resource again (its listed ETag differs), so
+        what the server wrote comes back to the CRM like any other server-side change.
+        """
         etag = reply.headers.get("etag", "").strip()
-        if etag and not etag.startswith("W/") and self.capabilities.etag_on_put:
+        if not etag:
+            return ""
+        if not etag.startswith("W/") and self.capabilities.etag_on_put:
             return etag
         fetched = self._etag_of(key)
         if fetched is None:

@@ -12,6 +12,9 @@ Three steps, each safe to repeat and to interrupt:
    and the next pass decides the same again; after it, the rows are there to be sent.
    Title and description edits send nothing (SuperOffice notifies invitees of time,
    date and location changes only), and neither do the participants' own answers.
+   A reschedule (a REQUEST with a higher SEQUENCE) asks the participants again: their
+   answers go back to needs-action, for the series or only for the occurrences that
+   moved, on the follow-up (saved in the same transaction) and in the REQUEST.
 2. **Send** (``send_pending``): one message per recipient, in a fixed order. Each row
    goes ``pending`` → ``sending`` (committed) → SMTP → ``sent`` (committed). The
    unique key (account, uid, sequence, method, recipient, recurrence_id) means an
@@ -41,7 +44,12 @@ send a second copy; ``server`` records nothing and leaves the ATTENDEEs unmarked
 RFC 6638 server delivers (and PARTSTAT changes come back with the normal pull);
 ``none`` sends nothing anywhere; ``auto`` asks the server once (schedule-outbox-URL
 and a non-empty calendar-user-address-set on the principal) and picks ``server`` or
-``email``. Never both.
+``email``. Never both. One refinement (``channel``): a server that schedules only whole
+series (DAViCal, ``SERIES_ONLY_SCHEDULING``) gets no say over a follow-up with
+something per occurrence; that follow-up is marked CLIENT and goes by email.
+
+Who sends: ``followup-sync invitations send``, or the daemon right after each pass of
+the account (``sync.daemon``), which also reads replies every ``poll_seconds``.
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -170,6 +179,15 @@ def ensure_tables(db: Database) -> None:
 
 _PROBED: dict[str, bool] = {}
 
+#: Servers whose implicit scheduling carries only the series itself to an attendee who
+#: already has the event. DAViCal 1.1.12 copies DTSTART, DTEND, DURATION, SUMMARY,
+#: LOCATION, DESCRIPTION, STATUS, SEQUENCE and the ATTENDEEs of the first component into
+#: the attendee's copy, and nothing of RRULE, EXDATE or the overrides; and a resource
+#: whose override lists an attendee of the server that the master lists too is answered
+#: with 500 (DAViCal inserts that attendee's inbox copy twice), pass after pass.
+#: tests/integration/test_server_scheduling.py shows both.
+SERIES_ONLY_SCHEDULING = frozenset({"davical"})
+
 
 def server_schedules(calendar: Any) -> bool:
     """Whether the CalDAV server delivers invitations itself (RFC 6638), asked once per URL.
@@ -205,6 +223,31 @@ def scheduling_mode(account: Account, calendar: Any | None) -> Mode:
     return configured
 
 
+def _series_only(calendar: Any | None) -> bool:
+    kind = getattr(getattr(calendar, "capabilities", None), "kind", None)
+    return kind in SERIES_ONLY_SCHEDULING
+
+
+def _per_occurrence(followup: FollowUp) -> bool:
+    """Something about single occurrences: one moved, changed or cancelled, or answered alone."""
+    return bool(followup.exceptions) or any(p.occurrence_status for p in followup.participants)
+
+
+def channel(account: Account, calendar: Any | None, followup: FollowUp) -> Mode:
+    """Who tells this follow-up's participants: the account's mode, with one exception.
+
+    On a server that schedules only whole series (``SERIES_ONLY_SCHEDULING``), a series
+    with something per occurrence goes by email: the server would not deliver it (or
+    would refuse the write), so its ATTENDEEs are marked SCHEDULE-AGENT=CLIENT and we
+    send. Each message still goes one way only: the server stays silent for a resource
+    whose attendees say CLIENT, updates and its deletion included.
+    """
+    mode = scheduling_mode(account, calendar)
+    if mode == "server" and _series_only(calendar) and _per_occurrence(followup):
+        return "email"
+    return mode
+
+
 def schedule_agent_for(account: Account, calendar: Any | None) -> Callable[[FollowUp], str | None]:
     """What ``mappings.resource.render`` marks ATTENDEEs with for this account.
 
@@ -215,7 +258,7 @@ def schedule_agent_for(account: Account, calendar: Any | None) -> Callable[[Foll
     def agent(followup: FollowUp) -> str | None:
         if not followup.participants:
             return None
-        return None if scheduling_mode(account, calendar) == "server" else "CLIENT"
+        return None if channel(account, calendar, followup) == "server" else "CLIENT"
 
     return agent
 
@@ -229,6 +272,8 @@ class RecordReport:
         default_factory=list
     )  # (followup, method, recipient, rid)
     mode: str = "email"
+    #: Follow-ups whose participants' answers a reschedule set back to needs-action.
+    reset: list[str] = field(default_factory=list)
 
 
 def record_due(
@@ -246,15 +291,19 @@ def record_due(
         candidates = _candidates(session, account.name)
     if not candidates:
         return report
-    mode: Mode | None = None
+    account_mode: Mode | None = None
     for followup_id in candidates:
         with db.sessions.begin() as session:
             current, state = _load(session, account.name, followup_id)
             if current is None and state is None:
                 continue
-            if mode is None:
-                mode = scheduling_mode(account, calendar)
-                report.mode = mode
+            if account_mode is None:
+                account_mode = scheduling_mode(account, calendar)
+                report.mode = account_mode
+            # What the last write marked the attendees with: the document now, or (once
+            # deleted) the one the participants were last told about.
+            basis = current if current is not None else _doc(state)
+            mode = channel(account, calendar, basis) if basis is not None else account_mode
             if mode != "email":
                 # The server schedules, or nobody does: keep the state current so that
                 # switching to email later does not send a backlog of old news.
@@ -275,7 +324,13 @@ def record_due(
                 continue
             if planned is None:
                 continue
-            sequence, messages = planned
+            sequence, messages = planned.sequence, planned.messages
+            if planned.reset is not None:
+                # Same transaction as the messages and the state: the follow-up shows the
+                # participants as asked again exactly when the REQUEST asking them is due.
+                crm_store.save(session, planned.reset)
+                current = planned.reset
+                report.reset.append(followup_id)
             for method, recipient, rid, message in messages:
                 uid = (current or _doc(state)).effective_uid  # type: ignore[union-attr]
                 if _exists(session, account.name, uid, sequence, method, recipient, rid):
@@ -313,12 +368,22 @@ def record_after_pass(account: Account, db: Database, calendar: Any | None) -> R
 
 
 def _candidates(session: Session, account: str) -> list[str]:
-    synced = session.execute(
-        select(SyncItem.followup_id, FollowUpRow.document)
-        .join(FollowUpRow, FollowUpRow.id == SyncItem.followup_id)
-        .where(SyncItem.account == account, SyncItem.detached.is_(False))
+    """Follow-ups of this account that have participants, or whose participants were told.
+
+    One indexed query on ``followups.has_participants`` (kept by an ORM hook whenever a
+    document is written): no document is loaded to find out.
+    """
+    ids = set(
+        session.scalars(
+            select(SyncItem.followup_id)
+            .join(FollowUpRow, FollowUpRow.id == SyncItem.followup_id)
+            .where(
+                SyncItem.account == account,
+                SyncItem.detached.is_(False),
+                FollowUpRow.has_participants.is_(True),
+            )
+        )
     )
-    ids = {row.followup_id for row in synced if (row.document or {}).get("participants")}
     ids |= set(
         session.scalars(
             select(InvitationState.followup_id).where(
@@ -372,7 +437,15 @@ def _remember(
     state.updated_at = utcnow()
 
 
-Planned = tuple[int, list[tuple[str, str, str, EmailMessage]]]
+@dataclass
+class Planned:
+    """What one follow-up is due: SEQUENCE, messages, and the document with answers reset."""
+
+    sequence: int
+    messages: list[tuple[str, str, str, EmailMessage]]
+    #: The follow-up with its participants asked again (PARTSTAT back to needs-action),
+    #: when a significant change sends a new REQUEST; None when the answers stand.
+    reset: FollowUp | None = None
 
 
 def _plan(
@@ -388,14 +461,17 @@ def _plan(
     if old is None:
         if current is None or not current.participants:
             return None
+        reset = None
         if state is not None:
             sequence += 1  # invited again after a cancellation: a newer message than the CANCEL
+            reset = _asked_again(current, None)  # answers to the cancelled series are void
+            current = reset or current
         cal = itip.request(current, sequence, stamp=stamp, organizer=sender)
         for participant in current.participants:
             messages.append(
                 _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender)
             )
-        return sequence, messages
+        return Planned(sequence, messages, reset)
     if current is None or not current.participants:
         sequence += 1
         cal = itip.cancel(old, sequence, stamp=stamp, organizer=sender)
@@ -403,15 +479,22 @@ def _plan(
             messages.append(
                 _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender)
             )
-        return sequence, messages
+        return Planned(sequence, messages)
     removed = itip.removed_occurrences(old, current)
     gone = [p for p in old.participants if current.participant(p.email) is None]
     added = [p for p in current.participants if old.participant(p.email) is None]
     rescheduled = itip.rescheduled(old, current, ignoring=removed)
     if not (removed or gone or added or rescheduled):
-        return sequence, []
+        return Planned(sequence, [])
     if removed or gone or rescheduled:
         sequence += 1
+    reset = None
+    if rescheduled:
+        # A moved meeting needs confirming again (RFC 5546 §2.1.4; what calendar clients
+        # do): the series, or just the occurrences that moved, back to needs-action, on
+        # the follow-up and in the REQUEST below.
+        reset = _asked_again(current, itip.changed_occurrences(old, current, ignoring=removed))
+        current = reset or current
     for occurrence in removed:
         cal = itip.cancel(current, sequence, stamp=stamp, occurrence=occurrence, organizer=sender)
         for participant in current.participants:
@@ -443,7 +526,36 @@ def _plan(
             messages.append(
                 _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender)
             )
-    return sequence, messages
+    return Planned(sequence, messages, reset)
+
+
+def _asked_again(followup: FollowUp, occurrences: list[Moment] | None) -> FollowUp | None:
+    """``followup`` with the answers a reschedule voids set back to needs-action.
+
+    ``occurrences`` None: the whole series moved, every answer goes (series and
+    per-occurrence). Otherwise only those occurrences: a participant who answered the
+    series gets needs-action for each of them, one whose series answer is needs-action
+    anyway just loses any answer recorded for them. None when no answer changes.
+    """
+    waiting = ParticipantStatus.needs_action
+    participants = []
+    for participant in followup.participants:
+        if occurrences is None:
+            update: dict[str, Any] = {"status": waiting, "occurrence_status": {}}
+        else:
+            statuses = dict(participant.occurrence_status)
+            for moment in occurrences:
+                key = moment.isoformat()
+                if participant.status == waiting:
+                    statuses.pop(key, None)
+                else:
+                    statuses[key] = waiting
+            update = {"occurrence_status": statuses}
+        participants.append(participant.model_copy(update=update).model_dump(mode="json"))
+    before = [p.model_dump(mode="json") for p in followup.participants]
+    if participants == before:
+        return None
+    return load_followup({**followup.to_json_dict(), "participants": participants})
 
 
 def _exists(
@@ -649,6 +761,26 @@ def send_pending(
                 row.last_error = None
             report.sent.append(row_id)
     return report
+
+
+def unsent(db: Database, account: str) -> int:
+    """This account's messages that still need a send: pending, failed, or caught mid-send.
+
+    One cheap query, so the daemon asks after every pass and opens no SMTP connection
+    when there is nothing to send (the daemon runs on a current schema: no table check).
+    """
+    with db.session() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Invitation)
+                .where(
+                    Invitation.account == account,
+                    Invitation.status.in_(["pending", "failed", "sending"]),
+                )
+            )
+            or 0
+        )
 
 
 def _after_smtp(row_id: int, position: int) -> None:

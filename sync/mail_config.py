@@ -18,6 +18,11 @@ password comes from an environment variable or a file, read only when it is need
     username = "crm@example.com"
     password_env = "IMAP_PASSWORD"
     folder = "INBOX"
+    poll_seconds = 60                # the daemon reads new replies this often
+
+The daemon (``sync.daemon``) sends an account's recorded invitations after each of its
+passes and reads ``[mail.imap]`` every ``poll_seconds``; without the daemon,
+``followup-sync invitations send`` and ``fetch`` do the same once.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class ImapSettings(BaseModel):
     password_file: str | None = None
     folder: str = "INBOX"
     timeout: float = Field(default=30.0, gt=0)
+    #: How often ``followup-sync daemon`` reads the folder for new replies.
+    poll_seconds: float = Field(default=60.0, gt=0)
 
     def password(self) -> str | None:
         return read_secret("[mail.imap]", self.password_env, self.password_file)

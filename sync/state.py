@@ -3,8 +3,9 @@
 SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
 
 ``followups``       the CRM side: one row per follow-up, the document as JSON, a content
-                    hash and a tombstone flag (a deleted follow-up stays as a tombstone
-                    until every account has removed it from its calendar).
+                    hash, a tombstone flag (a deleted follow-up stays as a tombstone
+                    until every account has removed it from its calendar) and whether
+                    the document has participants (the invitation step's index).
 ``sync_items``      per account and follow-up, the last state both sides agreed on: href,
                     ETag, the agreed document (the merge base for conflicts) and the
                     server's bytes (the base our writes patch, so that alarms and X-
@@ -41,6 +42,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -81,6 +83,18 @@ class FollowUpRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: Which account's calendar a follow-up made in a calendar client came from.
     origin_account: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: The document lists participants (set on every write, ``_participants_flag``): the
+    #: invitation step finds its follow-ups with this instead of loading every document.
+    has_participants: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+
+
+@event.listens_for(FollowUpRow, "before_insert")
+@event.listens_for(FollowUpRow, "before_update")
+def _participants_flag(_mapper: object, _connection: object, row: FollowUpRow) -> None:
+    """Keep ``has_participants`` in step with the document, whoever writes it through the ORM."""
+    row.has_participants = bool((row.document or {}).get("participants"))
 
 
 class SyncItem(Base):

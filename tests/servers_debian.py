@@ -5,6 +5,10 @@ port on 127.0.0.1, trust auth, run as the ``postgres`` user because PostgreSQL r
 root), users alice/secret and bob/secret, and is stopped together with everything it
 started. Recipes: shared/reference/libraries-and-servers.md §2.
 
+For RFC 6638 scheduling (tests/integration/test_server_scheduling.py) DAViCal's users
+have calendar-user addresses mailto:<name>@example.com (the ``usr.email`` column) and
+every user but alice gets DAViCal's default calendar, which the server schedules into.
+
 * **DAViCal 1.1.12**: ``php -S 127.0.0.1:PORT`` in /usr/share/davical/htdocs. DAViCal
   picks its config file by host name (``/etc/davical/<SERVER_NAME>-conf.php``); ours,
   ``127.0.0.1-conf.php``, is the same for every instance and reads the database to use
@@ -22,6 +26,7 @@ what is absent so the fixtures can fail with a clear message.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pwd
 import shutil
@@ -319,6 +324,7 @@ def start_davical(tmp: Path) -> DebianServer:
                 _wait_until_up(server)
                 # DAViCal creates the calendar home (and a default calendar) on first login.
                 _wait_for_home(server)
+                _make_default_calendars(server)
             except RuntimeError as exc:
                 server.stop()
                 last = exc
@@ -328,6 +334,24 @@ def start_davical(tmp: Path) -> DebianServer:
         raise last
 
     return _start_with_cleanup("davical", tmp, body)
+
+
+def _make_default_calendars(server: RunningServer) -> None:
+    """Give every other user DAViCal's default calendar (``calendar/``), as its login would.
+
+    Users inserted straight into the database get no home collections, and DAViCal's
+    implicit scheduling (RFC 6638) delivers an organizer's REQUEST into the attendee's
+    schedule-default-calendar: without one bob's SCHEDULE-STATUS is 5.2 (no scheduling
+    support for user) and nothing reaches him.
+    """
+    for name, password in USERS.items():
+        if name == USERNAME:
+            continue
+        as_user = dataclasses.replace(server, username=name, password=password)
+        url = f"{server.base_url.rstrip('/')}/caldav.php/{name}/calendar/"
+        status = _http(as_user, "MKCALENDAR", url, None, {})
+        if status not in (200, 201, 405):  # 405: it exists already
+            raise RuntimeError(f"davical: MKCALENDAR {url} as {name} answered {status}")
 
 
 def _plist(value: str) -> str:

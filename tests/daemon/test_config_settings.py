@@ -23,6 +23,9 @@ def test_example_config_loads_with_every_documented_table() -> None:
     assert alice.full_interval_seconds == 3600
     assert settings.daemon.http_port == 8484 and settings.daemon.max_concurrent_accounts == 4
     assert settings.accounts["bob"].password_file == "/run/secrets/bob-dav"
+    assert alice.scheduling == "auto"
+    assert settings.mail is not None and settings.mail.sender_address == "crm@example.com"
+    assert settings.mail.imap is not None and settings.mail.imap.poll_seconds == 60
 
 
 def test_compose_config_loads() -> None:

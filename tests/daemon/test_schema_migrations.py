@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
+from mappings.model import load_followup
 from sync import schema
-from sync.state import Base, CollectionState, Database
+from sync.followups import FollowUpStore
+from sync.state import Base, CollectionState, Database, FollowUpRow
 
 
 def test_head_constant_is_the_newest_revision() -> None:
@@ -55,3 +58,60 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
         assert row is not None and row.last_result == "ok" and row.next_run_at is None
     columns = {c["name"] for c in inspect(reopened.engine).get_columns("collections")}
     assert {"next_run_at", "consecutive_failures"} <= columns
+
+
+def _doc(fid: str, participants: list[dict[str, str]] | None = None) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "id": fid,
+        "title": fid,
+        "start": "2026-03-02T10:00:00",
+        "end": "2026-03-02T11:00:00",
+        "timezone": "Europe/Oslo",
+    }
+    if participants is not None:
+        doc["organizer"] = {"email": "alice@crm.example"}
+        doc["participants"] = participants
+    return doc
+
+
+def test_0004_fills_has_participants_from_the_documents(tmp_path: Path) -> None:
+    """A store from before 0004: the flag is computed from each document, nothing else changes."""
+    db = Database(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    schema.upgrade(db, "0003")
+    rows = [
+        ("with", _doc("with", [{"email": "bob@partner.example"}])),
+        ("empty", _doc("empty", [])),
+        ("none", _doc("none")),
+    ]
+    with db.engine.begin() as connection:
+        for fid, doc in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO followups (id, uid, kind, document, content_hash, deleted,"
+                    " updated_at) VALUES (:id, :uid, 'appointment', :doc, 'h', 0, :now)"
+                ),
+                {"id": fid, "uid": f"u-{fid}", "doc": json.dumps(doc), "now": "2026-01-01"},
+            )
+    assert schema.upgrade(db) == ("0003", schema.HEAD_REVISION)
+    with db.session() as session:
+        flags = dict(session.execute(select(FollowUpRow.id, FollowUpRow.has_participants)).all())
+        assert flags == {"with": True, "empty": False, "none": False}
+        assert session.get(FollowUpRow, "with").document == rows[0][1]  # type: ignore[union-attr]
+
+
+def test_has_participants_follows_every_write_of_the_document(tmp_path: Path) -> None:
+    db = Database.open(str(tmp_path / "flag.sqlite"))
+    store = FollowUpStore(db)
+
+    def flag() -> bool:
+        with db.session() as session:
+            row = session.get(FollowUpRow, "f1")
+            assert row is not None
+            return row.has_participants
+
+    store.put(load_followup(_doc("f1")))
+    assert flag() is False
+    store.put(load_followup(_doc("f1", [{"email": "bob@partner.example"}])))
+    assert flag() is True
+    store.put(load_followup(_doc("f1", [])))
+    assert flag() is False

@@ -250,7 +250,7 @@ def env(
 # --- checks on what was sent ------------------------------------------------------------------
 
 
-def itip_of(captured: Captured, method: str) -> Calendar:
+def itip_of(captured: Captured, method: str, *, organizer: str = ORGANIZER) -> Calendar:
     """The iTIP part of one iMIP message, checked against RFC 6047 and RFC 5546."""
     msg = captured.message
     assert msg.get_content_type() == "multipart/mixed"
@@ -270,7 +270,7 @@ def itip_of(captured: Captured, method: str) -> Calendar:
     assert str(cal["METHOD"]) == method
     assert itip.problems(cal) == [], itip.problems(cal)
     for component in cal.walk("VEVENT"):
-        assert str(component["ORGANIZER"]) == f"mailto:{ORGANIZER}"
+        assert str(component["ORGANIZER"]) == f"mailto:{organizer}"
     assert captured.recipients and len(captured.recipients) == 1
     assert msg["To"].addresses[0].addr_spec == captured.recipients[0]
     return cal
@@ -480,6 +480,118 @@ def test_a_stranger_or_an_old_sequence_is_reported_and_ignored(env: Env) -> None
     assert followup is not None and all(
         p.status.value == "needs-action" for p in followup.participants
     )
+
+
+# --- a reschedule asks again --------------------------------------------------------------------
+
+
+def partstats(component: Any) -> dict[str, tuple[str, str]]:
+    """address -> (PARTSTAT, RSVP) of every ATTENDEE of one component."""
+    return {
+        str(a).removeprefix("mailto:"): (str(a.params["PARTSTAT"]), str(a.params.get("RSVP")))
+        for a in component["ATTENDEE"]
+    }
+
+
+def answers_of(env: Env) -> dict[str, tuple[str, dict[str, str]]]:
+    followup = env.store.get(BOARD)
+    assert followup is not None
+    return {
+        p.email: (p.status.value, {k: v.value for k, v in p.occurrence_status.items()})
+        for p in followup.participants
+    }
+
+
+def test_a_reschedule_asks_every_participant_again_a_description_edit_does_not(env: Env) -> None:
+    bjorn, carol, dag, eva = (address for _, address in PEOPLE.values())
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    append(env, "outlook-reply.eml", UID=uid, SEQUENCE="0")  # Bjørn: accepted
+    append(env, "gmail-reply.eml", UID=uid, SEQUENCE="0")  # Carol: declined
+    append(env, "apple-reply-occurrence.eml", UID=uid, SEQUENCE="0", RID_LOCAL="20260323T100000")
+    append(env, "thunderbird-reply.eml", UID=uid, SEQUENCE="0")  # Eva: tentative
+    invitations.fetch_replies(env.mail, env.db)
+    answered = {
+        bjorn: ("accepted", {}),
+        carol: ("declined", {}),
+        dag: ("needs-action", {"2026-03-23T10:00:00": "declined"}),
+        eva: ("tentative", {}),
+    }
+    assert answers_of(env) == answered
+    assert env.sync_and_send() == []
+
+    # A description edit is no reschedule: nothing is sent and every answer stands.
+    keep_answers(env, description="Agenda: budget")
+    assert env.sync_and_send() == []
+    assert answers_of(env) == answered
+
+    # One occurrence moves: SEQUENCE 1, and everyone is asked again for that occurrence
+    # only. The REQUEST's override says NEEDS-ACTION and RSVP=TRUE for each attendee, the
+    # master keeps the series answers; the follow-up records the same.
+    moved = [
+        {
+            "original_start": "2026-03-09T10:00:00",
+            "start": "2026-03-09T13:00:00",
+            "end": "2026-03-09T14:00:00",
+        }
+    ]
+    keep_answers(env, description="Agenda: budget", exceptions=moved)
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == {bjorn, carol, dag, eva}
+    cal = itip_of(sent[bjorn], "REQUEST")
+    master = next(c for c in cal.walk("VEVENT") if "RECURRENCE-ID" not in c)
+    override = next(
+        c for c in cal.walk("VEVENT") if "RECURRENCE-ID" in c and rid_of(c) == oslo(2026, 3, 9, 10)
+    )
+    assert int(master["SEQUENCE"]) == int(override["SEQUENCE"]) == 1
+    assert partstats(override) == {a: ("NEEDS-ACTION", "TRUE") for a in (bjorn, carol, dag, eva)}
+    assert partstats(master)[bjorn] == ("ACCEPTED", "TRUE")
+    assert partstats(master)[carol] == ("DECLINED", "TRUE")
+    asked = "2026-03-09T10:00:00"
+    assert answers_of(env) == {
+        bjorn: ("accepted", {asked: "needs-action"}),
+        carol: ("declined", {asked: "needs-action"}),
+        dag: ("needs-action", {"2026-03-23T10:00:00": "declined"}),
+        eva: ("tentative", {asked: "needs-action"}),
+    }
+    # The calendar copy follows on the next pass (the follow-up changed); nothing is sent again.
+    assert env.sync_and_send() == []
+    stored = env.resource()
+    on_calendar = next(
+        c
+        for c in stored.walk("VEVENT")
+        if "RECURRENCE-ID" in c and rid_of(c) == oslo(2026, 3, 9, 10)
+    )
+    assert partstats(on_calendar)[bjorn] == ("NEEDS-ACTION", "TRUE")
+
+    # The whole series moves (the moved occurrence with it): SEQUENCE 2, every answer,
+    # series and occurrence, is void.
+    keep_answers(
+        env, description="Agenda: budget", start="2026-03-02T12:00:00", end="2026-03-02T13:00:00"
+    )
+    sent = by_recipient(env.sync_and_send())
+    assert set(sent) == {bjorn, carol, dag, eva}
+    cal = itip_of(sent[carol], "REQUEST")
+    for component in cal.walk("VEVENT"):
+        assert int(component["SEQUENCE"]) == 2
+        assert partstats(component) == {
+            a: ("NEEDS-ACTION", "TRUE") for a in (bjorn, carol, dag, eva)
+        }
+    assert answers_of(env) == {a: ("needs-action", {}) for a in (bjorn, carol, dag, eva)}
+    # An answer to the old time (SEQUENCE 1) no longer counts.
+    append(env, "outlook-reply.eml", UID=uid, SEQUENCE="1")
+    (late,) = invitations.fetch_replies(env.mail, env.db)
+    assert late.outcome == "ignored" and "older than the current 2" in str(late.reason)
+    assert answers_of(env)[bjorn] == ("needs-action", {})
+
+
+def keep_answers(env: Env, **changes: Any) -> None:
+    """A CRM edit of the board meeting: ``changes``, the participants' answers as they are."""
+    followup = env.store.get(BOARD)
+    assert followup is not None
+    participants = [p.model_dump(mode="json") for p in followup.participants]
+    env.store.put(load_followup(board(participants=participants, **changes)))
 
 
 # --- who schedules ----------------------------------------------------------------------------
