@@ -32,7 +32,7 @@ def content_hash(followup: FollowUp) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CrmEntry:
     """What the planner needs to know of one follow-up without loading its document."""
 

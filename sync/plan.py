@@ -34,12 +34,16 @@ Safety (vdirsyncer's StorageEmpty, OCS's mass-deletion reports): a full listing 
 comes back empty while the state remembers items, or a CRM side that is suddenly empty,
 stops the pass; so does a plan that deletes more than ``max_delete_percent`` of a
 calendar. Unreadable items are left alone and reported; they never count as deleted.
+
+A large pass is planned in chunks (``Chunker``, ``plan_items``): the same decisions, with
+the documents of one chunk at a time; the safety checks (``check_sides_not_empty``,
+``check_deletions``) still judge the whole pass. ``plan()`` is the whole pass at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -55,7 +59,7 @@ class OnServerDelete(StrEnum):
     detach = "detach"  # the follow-up stays in the CRM, no longer linked to the calendar
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StateEntry:
     """What both sides agreed on for one follow-up at the end of the last pass."""
 
@@ -249,14 +253,61 @@ class Plan:
         return sum(1 for a in self.actions if isinstance(a, (DeleteOnServer, DeleteInCrm)))
 
 
-def describe(action: Action) -> str:
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What a pass report keeps of one action: which, for whom and where, no documents.
+
+    A pass plans and applies in chunks; its report lists every action planned without
+    holding every document at once.
+    """
+
+    kind: str  # the action's class name: "CreateOnServer", "Merge", …
+    followup_id: str
+    side: str
+    verb: str
+    href: str | None = None
+    push: bool = False  # Merge only
+    pull: bool = False  # Merge only
+    conflicts: int = 0  # Merge only
+
+    @classmethod
+    def of(cls, action: Action) -> Planned:
+        href = getattr(action, "href", None)
+        if isinstance(action, Merge):
+            return cls(
+                "Merge",
+                action.followup_id,
+                action.side,
+                action.verb,
+                href,
+                action.push,
+                action.pull,
+                len(action.conflicts),
+            )
+        return cls(type(action).__name__, action.followup_id, action.side, action.verb, href)
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """A whole pass's plan as its report keeps it (``Planned`` per action)."""
+
+    actions: tuple[Planned, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (item, reason): unreadable or ignored items
+
+    def count(self, side: str, verb: str) -> int:
+        return sum(1 for a in self.actions if a.side == side and a.verb == verb)
+
+    def deletions(self) -> int:
+        return sum(1 for a in self.actions if a.kind in ("DeleteOnServer", "DeleteInCrm"))
+
+
+def describe(action: Action | Planned) -> str:
     """One line per action for ``--dry-run`` and the log."""
-    name = type(action).__name__
-    where = getattr(action, "href", None)
-    extra = f" at {where}" if where else ""
-    if isinstance(action, Merge):
-        extra += f" (push={action.push}, pull={action.pull}, conflicts={len(action.conflicts)})"
-    return f"{name} {action.followup_id}{extra}"
+    planned = action if isinstance(action, Planned) else Planned.of(action)
+    extra = f" at {planned.href}" if planned.href else ""
+    if planned.kind == "Merge":
+        extra += f" (push={planned.push}, pull={planned.pull}, conflicts={planned.conflicts})"
+    return f"{planned.kind} {planned.followup_id}{extra}"
 
 
 # --- the planner -----------------------------------------------------------------------
@@ -265,13 +316,38 @@ def describe(action: Action) -> str:
 def plan(
     crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions
 ) -> Plan:
-    _check_sides_not_empty(crm, server, state, options)
+    check_sides_not_empty(crm, server, state, options)
+    result = plan_items(crm, server, state, options)
+    check_deletions(result.deletions(), len(state), options)
+    return result
+
+
+def plan_items(
+    crm: CrmView,
+    server: ServerView,
+    state: Mapping[str, StateEntry],
+    options: PlanOptions,
+    *,
+    ids: Iterable[str] | None = None,
+    synced_hrefs: Collection[str] | None = None,
+) -> Plan:
+    """``plan()``'s decisions without its whole-pass safety checks, for some follow-ups.
+
+    ``ids``: the follow-ups to decide, in this order (default: every one in ``state`` and
+    ``crm.entries``, sorted). ``server.docs`` and ``server.failed``: the resources fetched
+    for them, plus fetched resources no follow-up has recorded, which are decided here too
+    (adopted by UID, imported, or a crashed write's delete finished). ``synced_hrefs``:
+    every href of the pass's state, which is never such an unrecorded resource (default:
+    the hrefs of ``state``). A pass planned in chunks (``Chunker``) passes the whole
+    listing, ``crm.entries`` and ``crm.uids`` to every chunk, with the documents, state
+    entries and fetched resources of that chunk only.
+    """
     actions: list[Action] = []
     skipped: list[tuple[str, str]] = []
-    by_href = {entry.href: entry for entry in state.values()}
+    by_href = synced_hrefs if synced_hrefs is not None else {entry.href for entry in state.values()}
     claimed_hrefs: set[str] = set()
 
-    for followup_id in sorted(set(state) | set(crm.entries)):
+    for followup_id in sorted(set(state) | set(crm.entries)) if ids is None else ids:
         entry = crm.entries.get(followup_id)
         known = state.get(followup_id)
         if known is not None:
@@ -282,7 +358,7 @@ def plan(
             actions.extend(_known_item(followup_id, entry, known, crm, server, options))
         elif entry is not None and not entry.deleted:
             doc = crm.documents[followup_id]
-            found = _server_doc_for_uid(server, doc.effective_uid, exclude=set(by_href))
+            found = _server_doc_for_uid(server, doc.effective_uid, exclude=by_href)
             if found is not None:
                 claimed_hrefs.add(found.href)
                 actions.extend(_adopt(doc, entry, found, options))
@@ -309,9 +385,142 @@ def plan(
         else:
             skipped.append((href, "created in a calendar client; import_new is off"))
 
-    result = Plan(tuple(actions), tuple(skipped))
-    _check_deletions(result, state, options)
-    return result
+    return Plan(tuple(actions), tuple(skipped))
+
+
+# --- planning a pass in chunks -----------------------------------------------------------
+
+
+class Chunker:
+    """Splits one pass into chunks planned (and applied) one after another.
+
+    Built from the lightweight data of the whole pass: the listing (``server`` without
+    docs), the state entries (without documents) and the CRM entries and UIDs (without
+    documents), plus ``fetch``, the hrefs the pass fetches, in fetch order. Then:
+
+    1. ``slices()``: ``fetch`` in slices of ``size`` (a multiple of the multiget batch, so
+       the requests stay what they were). For each slice, ``claim(docs, failed)`` names
+       the follow-ups to decide with those resources: the owner of each recorded href,
+       and the new follow-up that adopts an unrecorded resource by UID. A resource
+       nobody claims is decided with its slice by ``plan_items``'s second loop.
+    2. ``rest()``: every other follow-up that has something to decide without a fetched
+       resource (a CRM edit, create or delete; a deletion in the listing), sorted, in
+       chunks of ``size``.
+
+    Decided with ``plan_items`` one after another, the chunks give exactly the actions
+    ``plan()`` gives for the whole pass (in another order): a follow-up is decided in one
+    chunk only, with the resources ``plan()`` would pair it with, and CRM entries, UIDs,
+    the listing and the state's hrefs stay global. The whole-pass safety rails are
+    ``check_sides_not_empty`` on the same data, and ``check_deletions`` on the sum of the
+    chunks' deletions; ``possible_deletions()`` tells when that sum cannot trip them.
+
+    One difference, by construction: follow-ups sharing one UID are not all routed to the
+    resource with that UID (``crm.uids`` names one of them); two such follow-ups could
+    not both be recorded for one href anyway.
+    """
+
+    def __init__(
+        self,
+        crm: CrmView,
+        server: ServerView,
+        state: Mapping[str, StateEntry],
+        fetch: Sequence[str],
+        *,
+        size: int,
+        batch: int = 1,
+        by_href: Mapping[str, StateEntry] | None = None,
+    ) -> None:
+        if size < 1 or batch < 1:
+            raise ValueError("chunk and batch sizes must be at least 1")
+        self.crm = crm
+        self.server = server
+        self.state = state
+        self.fetch = fetch
+        self.size = size
+        #: Slices of ``fetch`` are whole multiget batches.
+        self.slice_size = -(-size // batch) * batch
+        #: href -> state entry, for every recorded follow-up (``by_href``, if the caller has it).
+        self.by_href: Mapping[str, StateEntry] = (
+            by_href if by_href is not None else {entry.href: entry for entry in state.values()}
+        )
+        self.handled: set[str] = set()
+        self._undecided = [i for i in sorted(set(state) | set(crm.entries)) if self._to_decide(i)]
+        self._undecided_set = set(self._undecided)
+        self._fetch_left = len(fetch)
+        self._undecided_left = len(self._undecided)
+
+    def _to_decide(self, followup_id: str) -> bool:
+        """Whether a follow-up has anything to decide when the server sent nothing for it."""
+        entry = self.crm.entries.get(followup_id)
+        known = self.state.get(followup_id)
+        if known is None:
+            return entry is not None and not entry.deleted
+        return (
+            entry is None
+            or entry.deleted
+            or entry.content_hash != known.synced_hash
+            or _listed_as_deleted(self.server, known.href)
+        )
+
+    def slices(self) -> Iterator[Sequence[str]]:
+        for start in range(0, len(self.fetch), self.slice_size):
+            hrefs = self.fetch[start : start + self.slice_size]
+            self._fetch_left -= len(hrefs)
+            yield hrefs
+
+    def claim(self, docs: Mapping[str, ServerDoc], failed: Collection[str]) -> list[str]:
+        """The follow-ups to decide with one slice's resources (each only once a pass)."""
+        ids: set[str] = set()
+        for href in [*docs, *failed]:
+            known = self.by_href.get(href)
+            if known is not None:
+                ids.add(known.followup_id)
+        for href, doc in docs.items():
+            if href in self.by_href:
+                continue
+            owner = self.crm.uids.get(doc.uid)
+            entry = self.crm.entries.get(owner) if owner is not None else None
+            if owner is not None and owner not in self.state and entry and not entry.deleted:
+                ids.add(owner)
+        claimed = sorted(ids - self.handled)
+        self.handled.update(claimed)
+        self._undecided_left -= sum(1 for i in claimed if i in self._undecided_set)
+        return claimed
+
+    def rest(self) -> Iterator[list[str]]:
+        """What is left after the slices, in chunks; call after every slice was claimed."""
+        chunk: list[str] = []
+        for followup_id in self._undecided:
+            if followup_id in self.handled:
+                continue
+            chunk.append(followup_id)
+            if len(chunk) == self.size:
+                self._undecided_left -= len(chunk)
+                yield chunk
+                chunk = []
+        if chunk:
+            self._undecided_left -= len(chunk)
+            yield chunk
+
+    def left(self) -> int:
+        """Items not yet handed out: hrefs still to fetch plus follow-ups still undecided."""
+        return self._fetch_left + self._undecided_left
+
+    def possible_deletions(self) -> int:
+        """At least as many as the deletions the whole pass can plan (no document needed).
+
+        Only a recorded follow-up deleted in the CRM, one the listing reports deleted, or
+        an unrecorded resource whose UID belongs to a deleted follow-up plans a deletion,
+        and each at most one.
+        """
+        count = 0
+        for followup_id, known in self.state.items():
+            entry = self.crm.entries.get(followup_id)
+            if entry is None or entry.deleted or _listed_as_deleted(self.server, known.href):
+                count += 1
+        if any(entry.deleted for entry in self.crm.entries.values()):
+            count += sum(1 for href in self.fetch if href not in self.by_href)
+        return count
 
 
 def _known_item(
@@ -334,9 +543,7 @@ def _known_item(
             base is not None and len(doc.followups) == 1 and same_meaning(doc.followups[0], base)
         )
         server_state = "cosmetic" if cosmetic else "changed"
-    elif (server.complete and known.href not in server.etags) or (
-        not server.complete and known.href in server.deleted
-    ):
+    elif _listed_as_deleted(server, known.href):
         server_state = "deleted"
     else:
         server_state = "unchanged"
@@ -441,11 +648,19 @@ def _adopt(doc: FollowUp, entry: CrmEntry, found: ServerDoc, options: PlanOption
     return [_merge(doc.id, None, doc, found, options, _crm_is_newer(entry, found))]
 
 
-def _server_doc_for_uid(server: ServerView, uid: str, *, exclude: set[str]) -> ServerDoc | None:
+def _server_doc_for_uid(
+    server: ServerView, uid: str, *, exclude: Collection[str]
+) -> ServerDoc | None:
     for href, doc in server.docs.items():
         if doc.uid == uid and href not in exclude:
             return doc
     return None
+
+
+def _listed_as_deleted(server: ServerView, href: str) -> bool:
+    if server.complete:
+        return href not in server.etags
+    return href in server.deleted
 
 
 def _crm_is_newer(entry: CrmEntry | None, doc: ServerDoc | None) -> bool | None:
@@ -454,7 +669,7 @@ def _crm_is_newer(entry: CrmEntry | None, doc: ServerDoc | None) -> bool | None:
     return entry.updated_at >= doc.modified
 
 
-def _check_sides_not_empty(
+def check_sides_not_empty(
     crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions
 ) -> None:
     if not state or options.force_delete:
@@ -469,21 +684,28 @@ def _check_sides_not_empty(
             f"the calendar listed no items, but {len(state)} were synced before; "
             "refusing to treat that as 'delete everything' (use --force-delete if it is real)"
         )
-    live = [e for e in crm.entries.values() if not e.deleted]
-    if not live and not any(e.deleted for e in crm.entries.values()):
+    if not crm.entries:  # neither a live follow-up nor a tombstone
         raise SideEmpty(
             f"no follow-ups belong to this calendar any more, but {len(state)} were synced before; "
             "refusing to delete them all from the calendar (use --force-delete if it is real)"
         )
 
 
-def _check_deletions(result: Plan, state: Mapping[str, StateEntry], options: PlanOptions) -> None:
-    if options.force_delete:
-        return
-    deletions = result.deletions()
-    total = max(len(state), 1)
-    percent = 100.0 * deletions / total
-    if deletions >= options.min_deletes_for_threshold and percent > options.max_delete_percent:
+def too_many_deletions(deletions: int, synced: int, options: PlanOptions) -> bool:
+    """Whether ``deletions`` among ``synced`` recorded items trip ``max_delete_percent``."""
+    percent = 100.0 * deletions / max(synced, 1)
+    return (
+        not options.force_delete
+        and deletions >= options.min_deletes_for_threshold
+        and percent > options.max_delete_percent
+    )
+
+
+def check_deletions(deletions: int, synced: int, options: PlanOptions) -> None:
+    """Refuse a pass that deletes too much (the sum over all its chunks)."""
+    if too_many_deletions(deletions, synced, options):
+        total = max(synced, 1)
+        percent = 100.0 * deletions / total
         raise TooManyDeletes(
             f"this pass would delete {deletions} of {total} items ({percent:.0f} %), more than the "
             f"configured {options.max_delete_percent:.0f} %; nothing was changed "

@@ -10,20 +10,36 @@ The steps, and the requests each costs on a server with sync tokens:
    last time, with calendar-multiget in batches, and read each with the mapper. An item
    that cannot be read is reported by href, remembered in ``pending_hrefs`` and left
    alone; it is retried next pass even though the token has moved on.
-3. **Plan** with ``sync.plan.plan`` — pure, so ``--dry-run`` stops here and prints it.
+3. **Plan** with ``sync.plan`` — pure, so ``--dry-run`` stops here and prints it.
 4. **Apply** action by action (``sync.apply``), then store the new token.
 
 An idle pass is therefore one request; a pass with changes is one REPORT, one multiget
 per ``batch_size`` changed items, and one write per changed follow-up.
+
+Steps 2 to 4 run in chunks of ``chunk_size`` (``CHUNK_SIZE``), so that a pass never holds
+every series at once: what the whole pass keeps is one small record per item (state
+entry, CRM hash, listed ETag). ``sync.plan.Chunker`` cuts the pass: first the fetched
+hrefs, a slice at a time (whole multiget batches: the same requests), each planned with
+the follow-ups its resources belong to (by href, or by UID for a resource nobody has
+recorded); then the follow-ups with nothing fetched (CRM edits, creates, deletions), in
+sorted chunks. Each chunk's documents are loaded from the database when it is planned
+and released when it has been applied. The safety rails still judge the whole pass
+before its first write: the empty-side check runs on the listing and the CRM entries;
+the deletion limit on a bound from the same data, and where that bound cannot rule out
+a refusal, on the exact count of a first planning sweep that applies nothing (what it
+fetches waits in a temporary file for the sweep that applies, so no request is made
+twice). The report lists every planned action as ``Planned`` (no documents), and the
+progress callback counts (done, total) over the whole pass.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, select
 
@@ -40,14 +56,21 @@ from sync.errors import InvalidSyncToken, StoreError, TransportError
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
+    Chunker,
     CreateOnServer,
     CrmView,
     Plan,
+    Planned,
     PlanOptions,
+    PlanSummary,
     ServerDoc,
     ServerView,
     StateEntry,
+    check_deletions,
+    check_sides_not_empty,
     plan,
+    plan_items,
+    too_many_deletions,
 )
 from sync.state import CollectionState, Database, FollowUpRow, PendingHref, SyncItem, as_utc, utcnow
 
@@ -55,6 +78,15 @@ log = logging.getLogger(__name__)
 
 #: A seconds-precision token (SOGo) at most this much older than our last pass is ours.
 _RECENT_TOKEN = dt.timedelta(minutes=2)
+
+#: Follow-ups (or fetched resources) planned and applied together. A pass holds the
+#: documents, fetched resources and actions of one chunk at a time, so its memory does
+#: not grow with the calendar; only small per-item records (hash, href, ETag) are kept
+#: for the whole pass.
+CHUNK_SIZE = 500
+
+#: Rows read from the database per round trip when a query covers every item.
+_ROWS = 500
 
 #: Called with (done, total) while the plan is applied; the CLI draws a progress bar.
 Progress = Callable[[int, int], None]
@@ -65,7 +97,8 @@ class PassReport:
     account: str
     mode: str  # "incremental" or "full"
     dry_run: bool
-    plan: Plan
+    #: Every action planned (as ``Planned``: no documents), in the order the chunks ran.
+    plan: PlanSummary
     fetched: int = 0
     requests: int = 0
     applied: ApplyReport = field(default_factory=ApplyReport)
@@ -93,6 +126,67 @@ class _Listing:
     token: str | None
 
 
+@dataclass
+class _Sweep:
+    """What one sweep over a pass's chunks planned, read and applied."""
+
+    planned: list[Planned] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    deletions: int = 0
+    fetched: set[str] = field(default_factory=set)  # hrefs read
+    failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
+    applied: ApplyReport = field(default_factory=ApplyReport)
+
+
+class _Spill:
+    """Fetched resources kept in an anonymous temporary file, slice by slice.
+
+    Used when a pass is planned twice (a possible mass deletion is counted before the
+    first write): the second sweep reads what the first fetched, without a request and
+    without holding every resource in memory. The file is private to this process
+    (mode 0600, unlinked at once) and gone when closed.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open across sweeps; close()
+        self._slices: list[list[tuple[str, str, int, int] | FetchError]] = []
+
+    def put(self, results: Sequence[Resource | FetchError]) -> None:
+        entries: list[tuple[str, str, int, int] | FetchError] = []
+        for result in results:
+            if isinstance(result, FetchError):
+                entries.append(result)
+                continue
+            offset = self._file.seek(0, 2)
+            self._file.write(result.data)
+            entries.append((result.href, result.etag, offset, len(result.data)))
+        self._slices.append(entries)
+
+    def take(self, index: int) -> list[Resource | FetchError]:
+        entries, self._slices[index] = self._slices[index], []
+        results: list[Resource | FetchError] = []
+        for entry in entries:
+            if isinstance(entry, FetchError):
+                results.append(entry)
+                continue
+            href, etag, offset, length = entry
+            self._file.seek(offset)
+            results.append(Resource(href, etag, self._file.read(length)))
+        return results
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _add_up(total: ApplyReport, part: ApplyReport) -> None:
+    """Add one chunk's ApplyReport to the pass's."""
+    for key, count in part.done.items():
+        total.done[key] = total.done.get(key, 0) + count
+    total.conflicts += part.conflicts
+    total.errors.extend(part.errors)
+    total.stopped = total.stopped or part.stopped
+
+
 class SyncPass:
     def __init__(
         self,
@@ -102,11 +196,15 @@ class SyncPass:
         calendar: DavCalendar | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         should_stop: Callable[[], bool] | None = None,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
         self.account = account
         self.db = db
         self.clock = clock
         self.should_stop = should_stop
+        self.chunk_size = chunk_size
         self.calendar = calendar or self._connect()
         self.options = PlanOptions(
             policy=account.conflict_policy,
@@ -163,8 +261,18 @@ class SyncPass:
         progress: Progress | None = None,
     ) -> PassReport:
         if force_delete:
-            self.options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
+            self.options = replace(self.options, force_delete=True)
         before = self.calendar.stats.copy()
+        report = self._pass(dry_run=dry_run, full=full, progress=progress)
+        report.requests = self.calendar.stats.since(before).requests
+        # Invitations fall due only through a change this pass applied; a full pass also
+        # re-checks, which heals a recording that failed on an earlier pass. (Called once
+        # the pass's own data is released: it reads every synced follow-up itself.)
+        if not dry_run and (report.applied.done or report.mode == "full"):
+            invitations.record_after_pass(self.account, self.db, self.calendar)
+        return report
+
+    def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
         collection = self._collection()
         state = self._state_entries()
         listing = self._list(
@@ -182,20 +290,114 @@ class SyncPass:
             for href in sorted(pending)
             if href not in listing.etags and href not in listing.deleted
         ]
-        docs, failed = self._fetch(wanted, by_href)
-        state = self._with_documents(state, {by_href[h].followup_id for h in docs if h in by_href})
         crm = self._crm_view(state)
-        server = ServerView(listing.complete, listing.etags, listing.deleted, docs, failed)
-        the_plan = plan(crm, server, state, self.options)
+        server = ServerView(listing.complete, listing.etags, listing.deleted)
+        # The safety rails are decided over the whole pass before anything is fetched for
+        # planning or written: an empty side now, too many deletions below.
+        check_sides_not_empty(crm, server, state, self.options)
+
+        def chunker() -> Chunker:
+            return Chunker(
+                crm,
+                server,
+                state,
+                wanted,
+                size=self.chunk_size,
+                batch=self.account.batch_size,
+                by_href=by_href,
+            )
+
+        mode = "full" if listing.complete else "incremental"
+        if dry_run:
+            # Nothing is applied, so one sweep plans everything; the plan is refused as a
+            # whole, exactly as it would be before a real pass.
+            sweep = self._sweep(chunker(), apply=False, keep=True)
+            check_deletions(sweep.deletions, len(state), self.options)
+            return PassReport(
+                self.account.name,
+                mode,
+                True,
+                PlanSummary(tuple(sweep.planned), tuple(sweep.skipped)),
+                fetched=len(sweep.fetched),
+                read_errors=sorted(sweep.failed.items()),
+            )
+        chunks = chunker()
+        spill: _Spill | None = None
+        try:
+            if too_many_deletions(chunks.possible_deletions(), len(state), self.options):
+                # The listing alone cannot rule out a mass deletion: plan the whole pass
+                # once without applying anything, to count its deletions. What it fetches
+                # is kept in a temporary file, so the pass that applies costs no request
+                # more than before and the resources are still not all held in memory.
+                spill = _Spill()
+                counted = self._sweep(chunks, apply=False, keep=False, record=spill)
+                check_deletions(counted.deletions, len(state), self.options)
+                del counted
+                chunks = chunker()
+            sweep = self._sweep(chunks, apply=True, keep=True, replay=spill, progress=progress)
+        finally:
+            if spill is not None:
+                spill.close()
         report = PassReport(
             self.account.name,
-            "full" if listing.complete else "incremental",
-            dry_run,
-            the_plan,
-            fetched=len(docs),
-            read_errors=sorted(failed.items()),
+            mode,
+            False,
+            PlanSummary(tuple(sweep.planned), tuple(sweep.skipped)),
+            fetched=len(sweep.fetched),
+            read_errors=sorted(sweep.failed.items()),
+            applied=sweep.applied,
         )
-        if not dry_run:
+        listing.token = self._token_after_writes(listing, report)
+        self._finish(listing, sweep.failed, sweep.fetched, report)
+        return report
+
+    def _sweep(
+        self,
+        chunks: Chunker,
+        *,
+        apply: bool,
+        keep: bool,
+        record: _Spill | None = None,
+        replay: _Spill | None = None,
+        progress: Progress | None = None,
+    ) -> _Sweep:
+        """Plan the pass chunk by chunk and, with ``apply``, carry out each chunk's plan.
+
+        Only one chunk's documents, fetched resources and actions are held at a time.
+        ``record`` keeps the fetched resources for a second sweep, which ``replay``s them
+        instead of fetching again. Applying stops at the first chunk a shutdown
+        (``should_stop``) cut short, and before fetching the next one when asked to stop.
+        """
+        out = _Sweep()
+        by_href = chunks.by_href
+        agent = invitations.schedule_agent_for(self.account, self.calendar) if apply else None
+        done = 0
+        planned = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                # The total is what was planned so far plus what is left to plan (one
+                # action per item, refined chunk by chunk): exact for a push or a pull.
+                progress(done, planned + chunks.left())
+
+        def decide(
+            ids: list[str],
+            docs: dict[str, ServerDoc],
+            failed: dict[str, str],
+            synced_docs: dict[str, FollowUp],
+        ) -> bool:
+            """Plan (and apply) one chunk; False when the pass has to stop."""
+            nonlocal planned
+            the_plan = self._plan_chunk(chunks, ids, docs, failed, synced_docs)
+            planned += len(the_plan.actions)
+            out.deletions += the_plan.deletions()
+            if keep:
+                out.planned.extend(Planned.of(action) for action in the_plan.actions)
+                out.skipped.extend(the_plan.skipped)
+            if not apply or not the_plan.actions:
+                return True
             applier = Applier(
                 self.account.name,
                 self.db,
@@ -205,25 +407,87 @@ class SyncPass:
                 clock=self.clock,
                 should_stop=self.should_stop,
             )
-            applier.schedule_agent = invitations.schedule_agent_for(self.account, self.calendar)
-            total = len(the_plan.actions)
-            done = 0
+            if agent is not None:
+                applier.schedule_agent = agent
+            _add_up(out.applied, applier.run(the_plan, progress=step))
+            return not out.applied.stopped
 
-            def step() -> None:
-                nonlocal done
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+        for index, hrefs in enumerate(chunks.slices()):
+            if apply and self._stop_requested(out):
+                return out
+            results = replay.take(index) if replay is not None else self._download(hrefs)
+            if record is not None:
+                record.put(results)
+            synced_docs = self._synced_documents(
+                {
+                    by_href[r.href].followup_id
+                    for r in results
+                    if isinstance(r, Resource) and r.href in by_href
+                }
+            )
+            docs, failed = self._read_all(results, by_href, synced_docs, report=record is None)
+            del results
+            out.fetched.update(docs)
+            out.failed.update(failed)
+            if not decide(chunks.claim(docs, failed), docs, failed, synced_docs):
+                return out
+        for ids in chunks.rest():
+            if apply and self._stop_requested(out):
+                return out
+            if not decide(ids, {}, {}, {}):
+                return out
+        return out
 
-            report.applied = applier.run(the_plan, progress=step)
-            listing.token = self._token_after_writes(listing, report)
-            self._finish(listing, failed, set(docs), report)
-        report.requests = self.calendar.stats.since(before).requests
-        # Invitations fall due only through a change this pass applied; a full pass also
-        # re-checks, which heals a recording that failed on an earlier pass.
-        if not dry_run and (report.applied.done or listing.complete):
-            invitations.record_after_pass(self.account, self.db, self.calendar)
-        return report
+    def _stop_requested(self, out: _Sweep) -> bool:
+        if self.should_stop is not None and self.should_stop():
+            out.applied.stopped = True
+            log.info("stopping: the rest of the pass runs next pass")
+            return True
+        return False
+
+    def _plan_chunk(
+        self,
+        chunks: Chunker,
+        ids: list[str],
+        docs: dict[str, ServerDoc],
+        failed: dict[str, str],
+        synced_docs: dict[str, FollowUp],
+    ) -> Plan:
+        """``plan_items`` for one chunk, with its documents loaded from the database."""
+        state = chunks.state
+        entries = chunks.crm.entries
+        chunk_state: dict[str, StateEntry] = {}
+        for followup_id in ids:
+            known = state.get(followup_id)
+            if known is not None:
+                base = synced_docs.get(followup_id)
+                chunk_state[followup_id] = (
+                    known if base is None else replace(known, synced_document=base)
+                )
+        needed = [
+            followup_id
+            for followup_id in ids
+            if (entry := entries.get(followup_id)) is not None
+            and not entry.deleted
+            and (followup_id not in state or state[followup_id].synced_hash != entry.content_hash)
+        ]
+        with self.db.session() as session:
+            documents = crm_store.load_documents(session, needed)
+        missing = {followup_id for followup_id in needed if followup_id not in documents}
+        if missing:
+            # Purged since the pass listed the CRM (another account's pass finished its
+            # delete): nothing to decide now; the next pass sees what is left.
+            log.info(
+                "%s: %d follow-up(s) vanished during the pass", self.account.name, len(missing)
+            )
+            ids = [followup_id for followup_id in ids if followup_id not in missing]
+        crm = CrmView(entries, documents, chunks.crm.uids)
+        server = ServerView(
+            chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
+        )
+        return plan_items(
+            crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
+        )
 
     def _collection(self) -> CollectionState:
         with self.db.sessions.begin() as session:
@@ -335,9 +599,11 @@ class SyncPass:
         wrote = any(key.startswith("server ") for key in report.applied.done)
         if not wrote and not (caps.sync_token_seconds and listing.etags):
             return listing.token  # an idle pass reads no state here
-        state = self._state_entries()
-        recorded = {entry.href: entry.etag for entry in state.values()}
-        left_alone = caps.sync_token_seconds and any(href not in recorded for href in listing.etags)
+        # The state is read for the hrefs in question only, a batch at a time: after a
+        # large push the delta lists every resource, and so would a copy of the state.
+        left_alone = bool(caps.sync_token_seconds) and any(
+            len(recorded) < len(batch) for batch, recorded in self._recorded_etags(listing.etags)
+        )
         if not wrote and not left_alone:
             return listing.token
         if left_alone and listing.token.isdigit():
@@ -354,47 +620,57 @@ class SyncPass:
         seen = listing.etags if left_alone else {}
         ours = all(
             etag and (recorded.get(href) == etag or seen.get(href) == etag)
-            for href, etag in delta.changed.items()
+            for batch, recorded in self._recorded_etags(delta.changed)
+            for href, etag in ((href, delta.changed[href]) for href in batch)
         )
-        if ours and not (delta.deleted & set(recorded)):
+        if ours and not any(recorded for _, recorded in self._recorded_etags(delta.deleted)):
             return delta.token
         return listing.token
 
-    def _fetch(
-        self, hrefs: list[str], by_href: dict[str, StateEntry]
-    ) -> tuple[dict[str, ServerDoc], dict[str, str]]:
-        docs: dict[str, ServerDoc] = {}
-        failed: dict[str, str] = {}
-        if not hrefs:
-            return docs, failed
-        known_docs = self._synced_documents({by_href[h].followup_id for h in hrefs if h in by_href})
+    def _download(self, hrefs: Sequence[str]) -> list[Resource | FetchError]:
+        """One slice of the pass's fetch list, with calendar-multiget in ``batch_size`` batches."""
+        results: list[Resource | FetchError] = []
         size = self.account.batch_size
         for start in range(0, len(hrefs), size):
-            batch = hrefs[start : start + size]
+            batch = list(hrefs[start : start + size])
             try:
-                results = list(self.calendar.get_multi(batch, batch_size=size))
+                results.extend(list(self.calendar.get_multi(batch, batch_size=size)))
             except TransportError as exc:
                 # One unreadable or oversized answer must not fail the pass or the whole
                 # batch: fetch its items one by one so that only the culprit is reported.
-                results = (
+                results.extend(
                     self._fetch_singly(batch)
                     if len(batch) > 1
                     else [_fetch_error(self.calendar, batch[0], exc)]
                 )
-            for result in results:
-                if isinstance(result, FetchError):
-                    failed[result.href] = (
-                        f"could not be fetched ({result.status or 'missing'}): {result.reason}"
-                    )
-                    continue
-                known_entry = by_href.get(result.href)
-                known = known_docs.get(known_entry.followup_id) if known_entry else None
-                try:
-                    docs[result.href] = self._read(result, known)
-                except MappingError as exc:
-                    failed[result.href] = str(exc)
-        for href, reason in failed.items():
-            log.warning("%s: %s: %s", self.account.name, href, reason)
+        return results
+
+    def _read_all(
+        self,
+        results: list[Resource | FetchError],
+        by_href: Mapping[str, StateEntry],
+        known_docs: Mapping[str, FollowUp],
+        *,
+        report: bool = True,
+    ) -> tuple[dict[str, ServerDoc], dict[str, str]]:
+        """Read fetched resources with the mapper; what cannot be read is reported by href."""
+        docs: dict[str, ServerDoc] = {}
+        failed: dict[str, str] = {}
+        for result in results:
+            if isinstance(result, FetchError):
+                failed[result.href] = (
+                    f"could not be fetched ({result.status or 'missing'}): {result.reason}"
+                )
+                continue
+            known_entry = by_href.get(result.href)
+            known = known_docs.get(known_entry.followup_id) if known_entry else None
+            try:
+                docs[result.href] = self._read(result, known)
+            except MappingError as exc:
+                failed[result.href] = str(exc)
+        if report:
+            for href, reason in failed.items():
+                log.warning("%s: %s: %s", self.account.name, href, reason)
         return docs, failed
 
     def _fetch_singly(self, hrefs: list[str]) -> list[Resource | FetchError]:
@@ -427,46 +703,78 @@ class SyncPass:
     # --- state -------------------------------------------------------------------------------
 
     def _state_entries(self) -> dict[str, StateEntry]:
+        """Every recorded follow-up of the account, without the documents (read per chunk)."""
+        query = select(
+            SyncItem.followup_id,
+            SyncItem.uid,
+            SyncItem.href,
+            SyncItem.etag,
+            SyncItem.synced_hash,
+        ).where(SyncItem.account == self.account.name, SyncItem.detached.is_(False))
         with self.db.session() as session:
-            rows = session.execute(
+            return {
+                row.followup_id: StateEntry(
+                    row.followup_id, row.uid, row.href, row.etag, row.synced_hash, None
+                )
+                for row in session.execute(query.execution_options(yield_per=_ROWS))
+            }
+
+    def _state_entry(self, followup_id: str) -> StateEntry | None:
+        with self.db.session() as session:
+            row = session.execute(
                 select(
                     SyncItem.followup_id,
                     SyncItem.uid,
                     SyncItem.href,
                     SyncItem.etag,
                     SyncItem.synced_hash,
-                ).where(SyncItem.account == self.account.name, SyncItem.detached.is_(False))
-            )
-            return {
-                row.followup_id: StateEntry(
-                    row.followup_id, row.uid, row.href, row.etag, row.synced_hash, None
+                ).where(
+                    SyncItem.account == self.account.name,
+                    SyncItem.followup_id == followup_id,
+                    SyncItem.detached.is_(False),
                 )
-                for row in rows
-            }
+            ).first()
+        if row is None:
+            return None
+        return StateEntry(row.followup_id, row.uid, row.href, row.etag, row.synced_hash, None)
 
-    def _synced_documents(self, ids: set[str]) -> dict[str, FollowUp]:
-        if not ids:
-            return {}
-        result = {}
+    def _recorded_etags(self, hrefs: Collection[str]) -> Iterator[tuple[list[str], dict[str, str]]]:
+        """(batch of ``hrefs``, href -> recorded ETag of those in the state), batch by batch."""
+        wanted = sorted(hrefs)
         with self.db.session() as session:
-            for row in session.execute(
-                select(SyncItem.followup_id, SyncItem.synced_document).where(
-                    SyncItem.account == self.account.name, SyncItem.followup_id.in_(ids)
+            for start in range(0, len(wanted), _ROWS):
+                batch = wanted[start : start + _ROWS]
+                rows = session.execute(
+                    select(SyncItem.href, SyncItem.etag).where(
+                        SyncItem.account == self.account.name,
+                        SyncItem.detached.is_(False),
+                        SyncItem.href.in_(batch),
+                    )
                 )
-            ):
-                result[row.followup_id] = load_followup(row.synced_document)
+                yield batch, {row.href: row.etag for row in rows}
+
+    def _synced_documents(self, ids: Collection[str]) -> dict[str, FollowUp]:
+        """The agreed documents (merge bases) of some follow-ups: one chunk's at a time."""
+        result: dict[str, FollowUp] = {}
+        if not ids:
+            return result
+        wanted = sorted(ids)
+        with self.db.session() as session:
+            for start in range(0, len(wanted), _ROWS):
+                for row in session.execute(
+                    select(SyncItem.followup_id, SyncItem.synced_document).where(
+                        SyncItem.account == self.account.name,
+                        SyncItem.followup_id.in_(wanted[start : start + _ROWS]),
+                    )
+                ):
+                    result[row.followup_id] = load_followup(row.synced_document)
         return result
 
-    def _with_documents(self, state: dict[str, StateEntry], ids: set[str]) -> dict[str, StateEntry]:
-        documents = self._synced_documents(ids)
-        for followup_id, document in documents.items():
-            entry = state[followup_id]
-            state[followup_id] = StateEntry(
-                entry.followup_id, entry.uid, entry.href, entry.etag, entry.synced_hash, document
-            )
-        return state
+    def _crm_view(self, state: Mapping[str, StateEntry]) -> CrmView:
+        """Every follow-up that belongs in this calendar, by content hash: no documents.
 
-    def _crm_view(self, state: dict[str, StateEntry]) -> CrmView:
+        The documents of the follow-ups a chunk decides are loaded with that chunk.
+        """
         account = self.account
         entries: dict[str, CrmEntry] = {}
         uids: dict[str, str] = {}
@@ -488,7 +796,7 @@ class SyncPass:
                     FollowUpRow.deleted,
                     FollowUpRow.updated_at,
                     FollowUpRow.origin_account,
-                )
+                ).execution_options(yield_per=_ROWS)
             )
             for row in rows:
                 if row.id in detached:
@@ -507,14 +815,7 @@ class SyncPass:
                     row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
                 )
                 uids[row.uid] = row.id
-            wanted = [
-                e.id
-                for e in entries.values()
-                if not e.deleted
-                and (e.id not in state or state[e.id].synced_hash != e.content_hash)
-            ]
-            documents = crm_store.load_documents(session, wanted)
-        return CrmView(entries, documents, uids)
+        return CrmView(entries, {}, uids)
 
     def _pending_hrefs(self) -> set[str]:
         with self.db.session() as session:
@@ -565,8 +866,7 @@ class SyncPass:
 
     def _replan(self, action: Action) -> list[Action]:
         followup_id = action.followup_id
-        state = self._state_entries()
-        known = state.get(followup_id)
+        known = self._state_entry(followup_id)
         href = getattr(action, "href", None) or (known.href if known else None)
         if href is None and isinstance(action, CreateOnServer):
             href = self.calendar.href_for_uid(action.uid)
@@ -599,7 +899,7 @@ class SyncPass:
             uids = {row.uid: row.id for row in uid_rows}
         crm = CrmView(entries, documents, uids)
         server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
-        options = PlanOptions(**{**self.options.__dict__, "force_delete": True})
+        options = replace(self.options, force_delete=True)
         replanned = plan(crm, server, single_state, options)
         return list(replanned.actions)
 
@@ -618,14 +918,18 @@ def run_pass(
     calendar: DavCalendar | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> PassReport:
     """The one entry point the CLI, the daemon and the tests share.
 
     ``should_stop`` is polled between actions (the daemon's shutdown flag). A calendar
     this function connects itself is closed at the end, so a long-running daemon does
-    not keep one HTTP session per pass.
+    not keep one HTTP session per pass. ``chunk_size``: follow-ups planned and applied
+    together (``CHUNK_SIZE``).
     """
-    sync_pass = SyncPass(account, db, calendar=calendar, should_stop=should_stop)
+    sync_pass = SyncPass(
+        account, db, calendar=calendar, should_stop=should_stop, chunk_size=chunk_size
+    )
     try:
         return sync_pass.run(
             dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
@@ -635,4 +939,4 @@ def run_pass(
             sync_pass.calendar.close()
 
 
-__all__ = ["PassReport", "Progress", "SyncPass", "id_for_uid", "run_pass"]
+__all__ = ["CHUNK_SIZE", "PassReport", "Progress", "SyncPass", "id_for_uid", "run_pass"]

@@ -20,6 +20,7 @@ from sync.errors import SideEmpty, TooManyDeletes
 from sync.followups import CrmEntry, content_hash
 from sync.merge import ConflictPolicy
 from sync.plan import (
+    Chunker,
     CreateFromServer,
     CreateOnServer,
     CrmView,
@@ -30,6 +31,7 @@ from sync.plan import (
     Merge,
     OnServerDelete,
     Plan,
+    Planned,
     PlanOptions,
     RecordState,
     SaveFromServer,
@@ -37,7 +39,9 @@ from sync.plan import (
     ServerView,
     StateEntry,
     UpdateOnServer,
+    describe,
     plan,
+    plan_items,
 )
 
 SYNCED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -715,3 +719,70 @@ def test_every_planned_document_keeps_the_followup_id() -> None:
     assert isinstance(action, SaveFromServer)
     assert action.document.id == doc.id
     assert same_meaning(action.document, edited)
+
+
+# --- a pass in chunks ------------------------------------------------------------------
+# (tests/sync/test_sync_machine.py checks on random passes that the chunks decide what
+# plan() decides; tests/sync/test_chunked_pass.py runs chunked passes end to end.)
+
+
+def lite(crm: CrmView, server: ServerView) -> tuple[CrmView, ServerView]:
+    """What the runner has for the whole pass: no documents, no fetched resources."""
+    return CrmView(crm.entries, {}, crm.uids), ServerView(
+        server.complete, server.etags, server.deleted
+    )
+
+
+def test_slices_are_whole_multiget_batches_in_fetch_order() -> None:
+    fetch = [f"/cal/{i}.ics" for i in range(7)]
+    chunks = Chunker(CrmView({}, {}, {}), ServerView(True, {}), {}, fetch, size=3, batch=2)
+
+    assert [list(s) for s in chunks.slices()] == [fetch[:4], fetch[4:]]
+    assert chunks.left() == 0
+
+
+def test_a_slice_claims_the_owners_of_its_resources_and_the_adopter_by_uid() -> None:
+    docs = many(4)
+    state = synced(*docs[:2])
+    new = docs[2]  # in the CRM, never recorded; its resource is on the server already
+    crm = crm_view(*docs)
+    edited = fetched(single(docs[0].id, title="Edited"))
+    found = fetched(new, href="/cal/written-before-a-crash.ics")
+    server = listing(state, edited, found)
+    chunks = Chunker(*lite(crm, server), state, [edited.href, found.href], size=10)
+
+    claimed = chunks.claim({edited.href: edited, found.href: found}, {})
+
+    assert claimed == [docs[0].id, new.id]
+    assert list(chunks.rest()) == [[docs[3].id]]  # a create, with nothing fetched
+    result = plan_items(
+        crm, server, {docs[0].id: state[docs[0].id]}, options(), ids=claimed,
+        synced_hrefs=chunks.by_href,
+    )  # fmt: skip
+    assert [type(a).__name__ for a in result.actions] == ["SaveFromServer", "RecordState"]
+
+
+def test_possible_deletions_bound_the_deletions_without_documents() -> None:
+    docs = many(10)
+    state = synced(*docs)
+    crm = crm_view(*docs[4:], deleted=docs[:3])  # 3 tombstones, docs[3] gone from the CRM
+    server = listing(state, gone=[href_of(docs[9])])
+    chunks = Chunker(*lite(crm, server), state, [], size=2)
+
+    assert chunks.possible_deletions() == 5
+    assert plan(crm, server, state, options(force_delete=True)).deletions() == 5
+    idle = Chunker(*lite(crm_view(*docs), listing(state)), state, [], size=2)
+    assert idle.possible_deletions() == 0 and list(idle.rest()) == []
+
+
+def test_describe_reads_the_same_for_an_action_and_its_summary() -> None:
+    doc = weekly()
+    state = synced(doc)
+    result = plan(crm_view(single(doc.id, title="x")), listing(state), state, options())
+
+    [action] = result.actions
+    assert (
+        describe(action)
+        == describe(Planned.of(action))
+        == f"UpdateOnServer {doc.id} at {href_of(doc)}"
+    )

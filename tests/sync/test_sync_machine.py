@@ -35,11 +35,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, load_followup
 from mappings.occurrences import occurrences
-from sync.errors import SafetyStop
+from sync.errors import SafetyStop, SideEmpty, TooManyDeletes
 from sync.followups import CrmEntry, content_hash
 from sync.merge import ConflictPolicy
 from sync.plan import (
     Action,
+    Chunker,
     CreateFromServer,
     CreateOnServer,
     CrmView,
@@ -57,10 +58,15 @@ from sync.plan import (
     ServerView,
     StateEntry,
     UpdateOnServer,
+    check_deletions,
+    check_sides_not_empty,
     plan,
+    plan_items,
 )
 
 EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+#: Each pass is also planned in chunks of these sizes and must decide the same.
+CHUNK_SIZES = (1, 2, 3)
 ALARM = b"BEGIN:VALARM\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\n"
 
 # --- follow-ups and edits --------------------------------------------------------------
@@ -455,6 +461,65 @@ def views(
     return CrmView(entries, documents, uids), server, state
 
 
+# --- the same pass in chunks -------------------------------------------------------------
+
+
+def plan_in_chunks(
+    crm: CrmView,
+    server: ServerView,
+    state: dict[str, StateEntry],
+    options: PlanOptions,
+    size: int,
+) -> list[Action]:
+    """What ``sync.runner`` does with ``Chunker``: the pass planned one chunk at a time.
+
+    Each chunk sees the whole listing, CRM entries, UIDs and state hrefs, but only its
+    own documents, state entries and fetched resources. The safety rails run on the
+    whole pass first: the empty-side check on the listing, the deletion check on the
+    sum of the chunks' deletions.
+    """
+    check_sides_not_empty(crm, server, state, options)
+    fetch = [*server.docs, *[h for h in server.failed if h not in server.docs]]
+    listing = ServerView(server.complete, server.etags, server.deleted)
+    lite_crm = CrmView(crm.entries, {}, crm.uids)
+    lite_state = {i: replace(e, synced_document=None) for i, e in state.items()}
+
+    def sweep() -> Iterable[Plan]:
+        chunks = Chunker(lite_crm, listing, lite_state, fetch, size=size, batch=1)
+        for hrefs in chunks.slices():
+            docs = {h: server.docs[h] for h in hrefs if h in server.docs}
+            failed = {h: server.failed[h] for h in hrefs if h in server.failed}
+            ids = chunks.claim(docs, failed)
+            yield chunk_plan(ids, docs, failed, chunks)
+        for ids in chunks.rest():
+            yield chunk_plan(ids, {}, {}, chunks)
+
+    def chunk_plan(
+        ids: list[str], docs: dict[str, ServerDoc], failed: dict[str, str], chunks: Chunker
+    ) -> Plan:
+        assert len(ids) <= max(size, len(docs) + len(failed))
+        documents = {i: crm.documents[i] for i in ids if i in crm.documents}
+        return plan_items(
+            CrmView(crm.entries, documents, crm.uids),
+            ServerView(server.complete, server.etags, server.deleted, docs, failed),
+            {i: state[i] for i in ids if i in state},
+            options,
+            ids=ids,
+            synced_hrefs=chunks.by_href,
+        )
+
+    deletions = sum(p.deletions() for p in sweep())
+    bound = Chunker(lite_crm, listing, lite_state, fetch, size=size).possible_deletions()
+    assert bound >= deletions, (bound, deletions)
+    check_deletions(deletions, len(state), options)
+    return [action for p in sweep() for action in p.actions]
+
+
+def same_actions(chunked: list[Action], whole: Plan) -> bool:
+    """The same actions, each as often, in any order (chunks run in another order)."""
+    return sorted(map(repr, chunked)) == sorted(map(repr, whole.actions))
+
+
 # --- the machine -----------------------------------------------------------------------
 
 
@@ -605,10 +670,25 @@ class SyncMachine(RuleBasedStateMachine):
         crm, server, state = views(world, complete=complete, unreadable=unreadable)
         try:
             the_plan = plan(crm, server, state, self.options)
-        except SafetyStop:
+        except SafetyStop as stop:
             # Only a user's deletes may trip the safety checks; the user then confirms.
             assert self.user_deleted, "safety stop without any delete"
-            the_plan = plan(crm, server, state, replace(self.options, force_delete=True))
+            # Planned in chunks, the pass stops the same way, before any chunk is applied.
+            for size in CHUNK_SIZES:
+                try:
+                    plan_in_chunks(crm, server, state, self.options, size)
+                except (SideEmpty, TooManyDeletes) as again:
+                    assert type(again) is type(stop) and str(again) == str(stop)
+                else:
+                    raise AssertionError(f"chunks of {size} did not stop: {stop}")
+            forced = replace(self.options, force_delete=True)
+            the_plan = plan(crm, server, state, forced)
+            for size in CHUNK_SIZES:
+                assert same_actions(plan_in_chunks(crm, server, state, forced, size), the_plan)
+        else:
+            for size in CHUNK_SIZES:
+                chunked = plan_in_chunks(crm, server, state, self.options, size)
+                assert same_actions(chunked, the_plan), (size, chunked, the_plan.actions)
         token = len(world.journal)  # taken at listing time, before our own writes
         crashed = crash_at is not None and crash_at < len(the_plan.actions)
         apply(world, the_plan, crash_at=crash_at, unread=server.failed)
