@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mappings.equivalence import same_meaning
@@ -575,7 +575,14 @@ def _known_item(
             return [UpdateOnServer(followup_id, doc.href, doc.etag, crm_doc, doc.data)]
         if server_state == "changed":
             assert doc is not None
-            return [_merge(followup_id, known.synced_document, crm_doc, doc, options, crm_is_newer)]
+            merged = _merge(followup_id, known.synced_document, crm_doc, doc, options, crm_is_newer)
+            tails = doc.followups[1:]
+            if not tails:
+                return [merged]
+            # Split by the client and edited in the CRM: the CRM edit merges into the
+            # head, which must be written back (the resource still holds the whole series),
+            # and each tail becomes a follow-up of its own, as without the CRM edit.
+            return [replace(merged, push=True), *_split_off(tails)]
         # Deleted on the server, edited in the CRM.
         if winner_side(options.policy, crm_is_newer) == "crm":
             return [
@@ -605,6 +612,12 @@ def _save_from_server(followup_id: str, doc: ServerDoc) -> list[Action]:
         # series, so write the head back and give each tail its own resource, or every
         # occurrence after the split would show twice once the tail is pushed.
         actions.append(UpdateOnServer(followup_id, doc.href, doc.etag, series, doc.data))
+    return actions + _split_off(tails)
+
+
+def _split_off(tails: Sequence[FollowUp]) -> list[Action]:
+    """Each tail a THISANDFUTURE override split off: a new follow-up and its own resource."""
+    actions: list[Action] = []
     for tail in tails:
         actions.append(CreateFromServer(tail.id, None, None, tail, None))
         actions.append(CreateOnServer(tail.id, tail.effective_uid, tail))

@@ -471,6 +471,32 @@ def test_this_and_following_as_range_override_splits_the_followup(synced: Env) -
     assert synced.sync().plan.actions == ()
 
 
+def test_split_by_the_client_and_a_crm_edit_in_the_same_pass_keeps_both(synced: Env) -> None:
+    resource = synced.resource(STANDUP)
+    synced.client.replace(
+        resource,
+        ce.this_and_future_override(
+            resource.data, oslo(2026, 1, 19, 9), oslo(2026, 1, 19, 9, 30), oslo(2026, 1, 19, 9, 45)
+        ),
+    )
+    head_before = synced.followup(STANDUP)
+    synced.store.put(head_before.model_copy(update={"location": "Room 4"}))
+    synced.sync()
+
+    head = synced.followup(STANDUP)
+    assert head.location == "Room 4"
+    assert starts(head) == [dt.datetime(2026, 1, d, 9) for d in (5, 6, 7, 8, 9, 12, 13, 14, 15, 16)]
+    tail = next(f for f in synced.store.all() if f.title == "Daily standup" and f.id != STANDUP)
+    assert starts(tail)[0] == dt.datetime(2026, 1, 19, 9, 30)
+    assert len(starts(tail)) == 10
+    synced.sync()
+    on_server = [
+        s for s in _occurrence_starts_on_server(synced) if s.time() in (dt.time(9), dt.time(9, 30))
+    ]
+    assert on_server == sorted(starts(head) + starts(tail))
+    assert synced.sync().plan.actions == ()
+
+
 def test_this_and_following_as_google_split_ends_the_old_followup(synced: Env) -> None:
     synced.configure(import_new=True)
     resource = synced.resource(STANDUP)
