@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 HOST = "127.0.0.1"
 USERNAME = "alice"
@@ -161,7 +161,10 @@ def _launch(
     return server
 
 
-def _with_port_retry(start: Callable[[int], RunningServer]) -> RunningServer:
+_Started = TypeVar("_Started")
+
+
+def _with_port_retry(start: Callable[[int], _Started]) -> _Started:
     """Retry with a new port when the picked one was taken between probing and binding."""
     last: Exception | None = None
     for _ in range(3):

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from tests.servers import (
     ServerInfo,
     _http,
     _wait_until_up,
+    _with_port_retry,
     free_port,
 )
 
@@ -131,25 +132,22 @@ class PgCluster:
             ]),
             log,
         )  # fmt: skip
-        last: Exception | None = None
-        for _ in range(3):
-            cluster = cls(root, free_port(), log)
-            try:
-                _run(
-                    _as_user("postgres", [
-                        str(PG_BIN / "pg_ctl"), "-D", str(cluster.data), "-l", str(log), "-w",
-                        "-t", "30", "-o",
-                        f"-h {HOST} -p {cluster.port} -k {root} -c fsync=off "
-                        "-c synchronous_commit=off -c full_page_writes=off",
-                        "start",
-                    ]),
-                    log,
-                )  # fmt: skip
-                return cluster
-            except RuntimeError as exc:  # port taken between probe and bind: try another
-                last = exc
-        assert last is not None
-        raise last
+
+        def launch(port: int) -> PgCluster:
+            cluster = cls(root, port, log)
+            _run(
+                _as_user("postgres", [
+                    str(PG_BIN / "pg_ctl"), "-D", str(cluster.data), "-l", str(log), "-w",
+                    "-t", "30", "-o",
+                    f"-h {HOST} -p {cluster.port} -k {root} -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off",
+                    "start",
+                ]),
+                log,
+            )  # fmt: skip
+            return cluster
+
+        return _with_port_retry(launch)
 
     def psql(self, sql: str, *, database: str = "postgres", user: str = "postgres") -> None:
         _run(
@@ -310,9 +308,8 @@ def start_davical(tmp: Path) -> DebianServer:
         if not DAVICAL_CONF.exists() or DAVICAL_CONF.read_text() != _DAVICAL_CONF_TEXT:
             DAVICAL_CONF.write_text(_DAVICAL_CONF_TEXT)
         connect = f"dbname=davical user=davical_app host={HOST} port={pg.port}"
-        last: Exception | None = None
-        for _ in range(3):
-            port = free_port()
+
+        def launch(port: int) -> DebianServer:
             server = _launch_daemon(
                 "davical",
                 ["php", "-d", "error_reporting=E_ALL & ~E_DEPRECATED", "-d", "display_errors=0",
@@ -320,18 +317,14 @@ def start_davical(tmp: Path) -> DebianServer:
                 port, work, f"/caldav.php/{USERNAME}/",
                 env={_DB_ENV: connect}, dav_root="/caldav.php/",
             )  # fmt: skip
-            try:
+            with _stopped_on_failure(server):
                 _wait_until_up(server)
                 # DAViCal creates the calendar home (and a default calendar) on first login.
                 _wait_for_home(server)
                 _make_default_calendars(server)
-            except RuntimeError as exc:
-                server.stop()
-                last = exc
-                continue
             return server
-        assert last is not None
-        raise last
+
+        return _with_port_retry(launch)
 
     return _start_with_cleanup("davical", tmp, body)
 
@@ -411,9 +404,8 @@ def start_sogo(tmp: Path) -> DebianServer:
         gnustep.mkdir()
         shutil.chown(gnustep, "sogo", "sogo")
         defaults["WOPidFile"] = _plist(str(gnustep / "sogo.pid"))
-        last: Exception | None = None
-        for _ in range(3):
-            port = free_port()
+
+        def launch(port: int) -> DebianServer:
             argv = [str(SOGOD), "-WOPort", f"{HOST}:{port}"]
             for key, value in defaults.items():
                 argv += [f"-{key}", value]
@@ -426,20 +418,26 @@ def start_sogo(tmp: Path) -> DebianServer:
                 env={"HOME": str(gnustep), "GNUSTEP_USER_ROOT": str(gnustep)},
                 dav_root="/SOGo/dav/",
             )
-            try:
+            with _stopped_on_failure(server):
                 _wait_until_up(server)
                 # The first authenticated request creates the user's profile and Calendar
                 # home; sogod answers (503) before its worker is ready, so wait for a 207.
                 _wait_for_home(server)
-            except RuntimeError as exc:
-                server.stop()
-                last = exc
-                continue
             return server
-        assert last is not None
-        raise last
+
+        return _with_port_retry(launch)
 
     return _start_with_cleanup("sogo", tmp, body)
+
+
+@contextlib.contextmanager
+def _stopped_on_failure(server: RunningServer) -> Iterator[None]:
+    """Stop a server that did not come up, so the next port's attempt starts clean."""
+    try:
+        yield
+    except RuntimeError:
+        server.stop()
+        raise
 
 
 def _wait_for_home(server: RunningServer, timeout: float = 30.0) -> None:
