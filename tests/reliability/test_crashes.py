@@ -187,17 +187,17 @@ def test_killed_during_a_pull_with_client_edits(
             made[uid] = f"Client event {round_number}.{i}"
             client_create(upstream, uid, made[uid], _moment(round_number, i))
         actions = len(edited) + 2
-        how = rng.choice(["AFTER_ACTIONS", "AFTER_ACTIONS", "AFTER_REQUESTS", "delay"])
+        # Kill points are counted in actions and requests, not seconds: a pull of this size
+        # now finishes in well under a second, so a timed kill mostly hit a finished
+        # worker (timed kills stay in the push test above, whose pass is long enough).
+        how = rng.choice(["AFTER_ACTIONS", "AFTER_ACTIONS", "AFTER_REQUESTS"])
         if how == "AFTER_ACTIONS":
-            hook: tuple[str, int] | None = (how, rng.randint(1, actions - 1))
-        elif how == "AFTER_REQUESTS":
-            hook = (how, rng.randint(1, 2))  # the listing, or the multiget
+            hook = (how, rng.randint(1, actions - 1))
         else:
-            hook = None
-        delay = round(rng.uniform(0.8, 3.0), 2) if hook is None else None
-        code, _ = _worker(server, calendar_url, db_path, hook, kill_after=delay, import_new=True)
+            hook = (how, rng.randint(1, 2))  # the listing, or the multiget
+        code, _ = _worker(server, calendar_url, db_path, hook, import_new=True)
         killed += code == -signal.SIGKILL
-        points.append(f"{hook[0].lower()}={hook[1]}" if hook else f"after {delay} s")
+        points.append(f"{hook[0].lower()}={hook[1]}")
         _recover_and_check(account, db, upstream)
         current = {f.id: f for f in store.all()}
         lost = [i for i, title in expected_titles.items() if current[i].title != title]

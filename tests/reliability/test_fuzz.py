@@ -10,6 +10,7 @@ finish within ``PER_INPUT_SECONDS``, and the whole run must stay within ``RSS_GR
 
 from __future__ import annotations
 
+import copy
 import json
 import resource
 import time
@@ -308,6 +309,12 @@ TRICKY = st.sampled_from(
 
 @st.composite
 def mutated_documents(draw: st.DrawFn) -> Any:
+    # Every drawn value is copied: TRICKY holds shared constants, and putting the same
+    # dict in twice (recurrence, then a value inside it) made a cyclic document that no
+    # JSON text can carry (json.dumps failed before the importer was even called).
+    def fresh(strategy: st.SearchStrategy[Any]) -> Any:
+        return copy.deepcopy(draw(strategy))
+
     doc: dict[str, Any] = json.loads(json.dumps(draw(st.sampled_from(DOCUMENTS))))
     for _ in range(draw(st.integers(1, 4))):
         key = draw(st.sampled_from(FIELDS))
@@ -315,13 +322,13 @@ def mutated_documents(draw: st.DrawFn) -> Any:
         if op == "drop":
             doc.pop(key, None)
         elif op == "random":
-            doc[key] = draw(JSON_VALUES)
+            doc[key] = fresh(JSON_VALUES)
         elif op == "tricky":
-            doc[key] = draw(TRICKY)
+            doc[key] = fresh(TRICKY)
         elif isinstance(doc.get("recurrence"), dict):
             rec = doc["recurrence"]
             sub = draw(st.sampled_from([*rec.keys(), "StartDate", "EndDate", "RecurrenceCounter"]))
-            rec[sub] = draw(JSON_VALUES | TRICKY)
+            rec[sub] = fresh(JSON_VALUES | TRICKY)
     return doc
 
 
