@@ -78,6 +78,13 @@ class Capabilities:
     sends_schedule_tag: bool
     #: ETags are hashes of the stored content: re-PUTting identical bytes keeps the ETag.
     etag_is_content_hash: bool
+    #: The collection's DAV:getlastmodified is the newest modification time of the
+    #: collection folder and every member file (Radicale: an mtime per file, no file read),
+    #: so an unchanged value proves that nothing was added, changed or deleted, provided the
+    #: value it is compared with was read at least a second after it (whole seconds). A
+    #: pass then asks only for it (``sync.runner``) instead of the sync-collection REPORT,
+    #: which Radicale answers by reading every item (0.5 s at 5,000; getlastmodified 0.04 s).
+    lastmodified_covers_members: bool = False
 
     def replace(self, **changes: object) -> Capabilities:
         """A copy with some fields overridden (config, or a probe result)."""
@@ -89,7 +96,9 @@ _TABLE: dict[str, Capabilities] = {
     # token http://radicale.org/ns/sync/<sha256>; bogus token -> 403 valid-sync-token; delta
     # lists only the changed href, deleted href with 404; If-None-Match on existing -> 412;
     # same UID under another href -> 409 no-uid-conflict; PUT answers 201 with ETag
-    # (sha256 of the content); no Schedule-Tag. free-busy-query answers, but places the
+    # (sha256 of the content); no Schedule-Tag. The collection's getlastmodified is the
+    # newest mtime of its folder and files (storage/multifilesystem last_modified), so a
+    # write or a deletion moves it. free-busy-query answers, but places the
     # occurrences of a recurring event one hour off after a DST change (seen in
     # tests/integration/test_dialog.py), so conflicts use a time-range calendar-query.
     "radicale": Capabilities(
@@ -107,6 +116,7 @@ _TABLE: dict[str, Capabilities] = {
         etag_on_put=True,
         sends_schedule_tag=False,
         etag_is_content_hash=True,
+        lastmodified_covers_members=True,
     ),
     # Xandikos 0.4.10 (pip): token = git sha; bogus token -> 412 valid-sync-token; minimal delta;
     # If-None-Match -> 412; same UID elsewhere -> 412 no-uid-conflict; PUT answers 201 with

@@ -65,6 +65,7 @@ __all__ = [
     "DavCalendar",
     "Delta",
     "FetchError",
+    "LastModified",
     "RequestStats",
     "Resource",
     "ResponseTooLarge",
@@ -146,6 +147,25 @@ class BusyPeriod:
     uid: str | None = None
 
 
+@dataclass(frozen=True)
+class LastModified:
+    """A collection's DAV:getlastmodified, and the server's clock when it was read."""
+
+    value: datetime
+    server_time: datetime
+
+
+def _http_date(text: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 5.6.7) as an aware datetime; None if absent or unreadable."""
+    if not text or not text.strip():
+        return None
+    try:
+        value = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 @dataclass
 class RequestStats:
     """Request counters for tests and benchmarks; byte counts are bodies only, not headers."""
@@ -154,10 +174,13 @@ class RequestStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     by_method: dict[str, int] = field(default_factory=dict)
+    #: Wall time inside HTTP exchanges, from sending a request to the end of its answer:
+    #: what a pass spends outside them is the client's own cost (benchmarks).
+    seconds: float = 0.0
 
     def copy(self) -> RequestStats:
         return RequestStats(
-            self.requests, self.bytes_sent, self.bytes_received, dict(self.by_method)
+            self.requests, self.bytes_sent, self.bytes_received, dict(self.by_method), self.seconds
         )
 
     def since(self, earlier: RequestStats) -> RequestStats:
@@ -171,6 +194,7 @@ class RequestStats:
                 for m, n in self.by_method.items()
                 if n - earlier.by_method.get(m, 0)
             },
+            self.seconds - earlier.seconds,
         )
 
 
@@ -485,6 +509,27 @@ class DavCalendar:
                 token = str(el.text).strip()
                 self._refine_kind_from_token(token)
                 return token
+        return None
+
+    def last_modified(self) -> LastModified | None:
+        """The collection's DAV:getlastmodified and the server's Date header for it.
+
+        One PROPFIND Depth 0. None when the server gives either one no usable value;
+        what the pair is worth depends on the server (``Capabilities.lastmodified_covers_members``).
+        """
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<D:propfind xmlns:D="DAV:"><D:prop><D:getlastmodified/></D:prop></D:propfind>'
+        )
+        reply = self._request("PROPFIND", self.url, body.encode(), {"Depth": "0"})
+        server_time = _http_date(reply.headers.get("date"))
+        if reply.status != 207 or server_time is None:
+            return None
+        for resp in self._multistatus(reply, "PROPFIND getlastmodified"):
+            el = resp.props.get(_tag(DAV, "getlastmodified"))
+            value = _http_date(el.text if el is not None else None)
+            if value is not None:
+                return LastModified(value, server_time)
         return None
 
     def changes_since(self, token: str | None) -> Delta:
@@ -983,6 +1028,7 @@ class DavCalendar:
             all_headers.update(_XML_HEADERS)
         all_headers.update(headers)
         href = unquote(urlsplit(url).path)
+        started = time.perf_counter()
         try:
             resp = self._session.request(
                 method,
@@ -1000,6 +1046,8 @@ class DavCalendar:
                 resp.close()
         except (http.exceptions.RequestException, OSError) as exc:
             raise _Retryable(f"{method} {href}: {type(exc).__name__}: {exc}", href=href) from exc
+        finally:
+            self.stats.seconds += time.perf_counter() - started
         self.stats.bytes_received += len(content)
         status = int(resp.status_code or 0)
         resp_headers = {k.lower(): v for k, v in resp.headers.items()}

@@ -51,7 +51,7 @@ from sync import followups as crm_store
 from sync import invitations
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
-from sync.dav import DavCalendar, Delta, FetchError, Resource
+from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
 from sync.errors import InvalidSyncToken, StoreError, TransportError
 from sync.followups import CrmEntry
 from sync.plan import (
@@ -118,12 +118,26 @@ class PassReport:
         return self.applied.stopped
 
 
+#: How much later than a getlastmodified value it must have been read to be kept: the value
+#: has whole seconds, and a change made in its own second would not move it.
+_LAST_MODIFIED_MARGIN = dt.timedelta(seconds=2)
+
+
+def _trusted(seen: LastModified | None) -> dt.datetime | None:
+    """``seen``'s value if a later change is bound to move it, else None (list next time)."""
+    if seen is None or seen.server_time - seen.value < _LAST_MODIFIED_MARGIN:
+        return None
+    return seen.value
+
+
 @dataclass
 class _Listing:
     complete: bool
     etags: dict[str, str]
     deleted: frozenset[str]
     token: str | None
+    #: The collection's getlastmodified read before the listing (see _server_unchanged).
+    last_modified: LastModified | None = None
 
 
 @dataclass
@@ -275,9 +289,14 @@ class SyncPass:
     def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
         collection = self._collection()
         state = self._state_entries()
-        listing = self._list(
-            collection.sync_token if not full else None, state, collection.last_run_at
-        )
+        seen = self._last_modified()
+        if not full and self._server_unchanged(collection, seen):
+            listing = _Listing(False, {}, frozenset(), collection.sync_token)
+        else:
+            listing = self._list(
+                collection.sync_token if not full else None, state, collection.last_run_at
+            )
+        listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
         wanted = [
@@ -496,6 +515,38 @@ class SyncPass:
                 state = CollectionState(account=self.account.name, calendar_url=self.calendar.url)
                 session.add(state)
             return state
+
+    def _last_modified(self) -> LastModified | None:
+        """The collection's getlastmodified, on servers where it covers every member."""
+        if not self.calendar.capabilities.lastmodified_covers_members:
+            return None
+        try:
+            return self.calendar.last_modified()
+        except StoreError as exc:  # the listing that follows decides whether the pass goes on
+            log.info(
+                "%s: getlastmodified unreadable (%s); asking with the token", self.account.name, exc
+            )
+            return None
+
+    def _server_unchanged(self, collection: CollectionState, seen: LastModified | None) -> bool:
+        """True when the server proves nothing changed since our token, without listing.
+
+        Quirk workaround (capabilities.lastmodified_covers_members, Radicale): its
+        sync-collection REPORT reads every item even to say "nothing changed", while the
+        collection's getlastmodified is the newest mtime of its folder and files. Any
+        write or deletion after the last token moves it, provided the value kept with the
+        token was read in a later second than itself (``_trusted``): a change in that
+        same second would leave the whole-second value as it was.
+        """
+        kept = collection.last_modified_seen
+        if seen is None or kept is None or not collection.sync_token:
+            return False
+        if seen.value != as_utc(kept):
+            return False
+        log.debug(
+            "%s: getlastmodified unchanged since the token; nothing to list", self.account.name
+        )
+        return True
 
     def _list(
         self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
@@ -836,6 +887,9 @@ class SyncPass:
             # must be listed again next time, not skipped over.
             if listing.token is not None and not report.stopped:
                 collection.sync_token = listing.token
+                collection.last_modified_seen = _trusted(listing.last_modified)
+            else:
+                collection.last_modified_seen = None
             collection.server_kind = self.calendar.capabilities.kind
             collection.last_run_at = now
             if listing.complete and not report.stopped:

@@ -128,6 +128,11 @@ class CollectionState(Base):
     next_run_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     #: Written by the daemon: failed passes in a row; drives the back-off.
     consecutive_failures: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The collection's getlastmodified when ``sync_token`` was taken, on a server whose
+    #: value covers every member (``Capabilities.lastmodified_covers_members``). Kept only
+    #: if read at least two seconds after that time, so that any later change must move
+    #: it; None makes the next pass ask with the token.
+    last_modified_seen: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class DaemonRun(Base):

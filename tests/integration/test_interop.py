@@ -12,9 +12,12 @@ cannot be one that would pass without the workaround.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -31,7 +34,7 @@ from tests.integration.test_sync import (  # noqa: F401  (env and synced are fix
     followup_set,
     synced,
 )
-from tests.servers import ServerInfo
+from tests.servers import RunningServer, ServerInfo
 
 pytestmark = pytest.mark.server
 
@@ -392,6 +395,98 @@ def test_client_change_in_the_same_second_as_the_token_is_not_lost(synced: Env) 
     assert synced.followup(CALL).title == "Call (same second)"
     report = synced.sync()
     assert report.fetched == 0 and report.plan.actions == ()
+
+
+# ================================================================ Radicale: getlastmodified
+
+radicale_only = pytest.mark.parametrize("dav_server", ["radicale"], indirect=True)
+
+
+def radicale_folder(server: RunningServer, calendar_url: str) -> Path:
+    """Where Radicale keeps one calendar's files (tests.servers.start_radicale's storage)."""
+    path = unquote(urlsplit(calendar_url).path).strip("/")
+    folder = server.log_path.parent / "collections" / "collection-root" / path
+    assert folder.is_dir(), folder
+    return folder
+
+
+def age_files(folder: Path, seconds: float = 3600) -> None:
+    """Date a calendar folder and its files back, as after a quiet hour."""
+    stamp = time.time() - seconds
+    for path in [folder, *folder.iterdir()]:
+        os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture
+def quiet(synced: Env, radicale_server: RunningServer) -> Env:
+    """The synced calendar after a quiet hour, and one pass since (it keeps getlastmodified).
+
+    A getlastmodified is kept only when read two seconds after its own time; dating the
+    files back stands in for waiting, since a test runs within a second of its push.
+    """
+    age_files(radicale_folder(radicale_server, synced.calendar_url))
+    synced.sync()
+    return synced
+
+
+def idle_requests(env: Env, **overrides: Any) -> dict[str, int]:
+    with connect(env, **overrides) as calendar:
+        before = calendar.stats.copy()
+        report = run_pass(env.account, env.db, calendar=calendar)
+        assert report.ok and report.plan.actions == ()
+        return calendar.stats.since(before).by_method
+
+
+@radicale_only
+def test_idle_pass_asks_radicale_only_for_getlastmodified(quiet: Env) -> None:
+    """An idle pass costs one PROPFIND Depth 0, not Radicale's read-every-item REPORT."""
+    assert idle_requests(quiet) == {"PROPFIND": 1}
+    assert idle_requests(quiet, lastmodified_covers_members=False) == {"REPORT": 1}
+
+
+@radicale_only
+def test_client_edit_and_deletion_after_a_quiet_hour_are_pulled(quiet: Env) -> None:
+    resource = quiet.resource(CALL)
+    quiet.client.replace(resource, ce.edit_series(resource.data, summary="Call (moved)"))
+    report = quiet.sync()
+    assert report.applied.done == {"crm update": 1}
+    assert quiet.followup(CALL).title == "Call (moved)"
+
+    other = quiet.client.all()[0]
+    quiet.client.delete(other.url, other.etag)
+    report = quiet.sync()
+    assert report.applied.done == {"crm delete": 1}
+    assert len(quiet.store.all()) == 4
+
+
+@radicale_only
+def test_crm_edit_after_a_quiet_hour_is_pushed_with_one_put(quiet: Env) -> None:
+    quiet.edit_in_crm(CALL, title="Call (renamed in the CRM)")
+    with connect(quiet) as calendar:
+        before = calendar.stats.copy()
+        run_pass(quiet.account, quiet.db, calendar=calendar)
+        # getlastmodified, the PUT, and the token after our own write (Runner docstring).
+        assert calendar.stats.since(before).by_method == {"PROPFIND": 1, "PUT": 1, "REPORT": 1}
+    assert "Call (renamed in the CRM)" in quiet.resource(CALL).text
+
+
+@radicale_only
+def test_client_edit_in_the_second_of_the_last_change_is_not_lost(synced: Env) -> None:
+    """getlastmodified has whole seconds: a value read within two seconds of itself is not kept.
+
+    The push just wrote every file; the pass right after it reads a getlastmodified of
+    this very second, and a client edit in the same second leaves it unchanged. Kept, it
+    would make the next pass skip the edit; it is not, so the pass asks with the token.
+    """
+    whole_second_start()
+    first = synced.resource(CALL)
+    synced.client.replace(first, ce.edit_series(first.data, summary="Call (first edit)"))
+    synced.sync()
+    second = synced.resource(CALL)
+    synced.client.replace(second, ce.edit_series(second.data, summary="Call (second edit)"))
+
+    synced.sync()
+    assert synced.followup(CALL).title == "Call (second edit)"
 
 
 def whole_second_start() -> None:
