@@ -19,6 +19,9 @@ For each server (Radicale, Xandikos; started as processes on loopback, throw-awa
 * **peak RSS** for ``--rss-series`` (50,000) series: ``benchmarks/memory.py`` in a child
   process, our pass against an in-process store (no server: our side only).
 * ``--profile``: cProfile of our push against the in-process store.
+* ``--idle-only`` (Radicale): only the idle runs, ours and vdirsyncer's, on calendars
+  filled with the same N series by writing them into Radicale's storage folder; the
+  idle figure at N=5,000 in minutes rather than after the push's hour and a half.
 
 Run: ``python -m benchmarks.bench_sync --n 1000`` (``--n 5000`` for the README figures;
 ``--servers radicale``). The server's own time per PUT grows with the size of the
