@@ -49,7 +49,7 @@ from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
 from mappings.model import FollowUp, load_followup
 from mappings.resource import render
 from sync.config import Account
-from sync.dav import DavCalendar
+from sync.dav import DavCalendar, RequestStats
 from sync.followups import FollowUpStore
 from sync.runner import run_pass
 from sync.state import Database
@@ -151,6 +151,53 @@ def raw_put_loop(
     return time.perf_counter() - started
 
 
+def ics_bodies(followups: list[FollowUp]) -> list[tuple[str, bytes]]:
+    """(file name, resource bytes) per series: what the raw loop PUTs and vdirsyncer syncs."""
+    bodies = []
+    for followup in followups:
+        body = render(followup, stamp=STAMP)
+        assert body is not None
+        bodies.append((f"{followup.id}.ics", body))
+    return bodies
+
+
+def our_side(
+    kind: str, server: Any, calendar_url: str, followups: list[FollowUp], db_path: Path
+) -> tuple[Account, Database, DavCalendar]:
+    """Our account on ``calendar_url``, its state database holding ``followups``, a client."""
+    os.environ["BENCH_PW"] = server.password or ""
+    account = Account(
+        name=kind,
+        url=server.base_url,
+        username=server.username,
+        password_env="BENCH_PW" if server.password else None,
+        calendar_url=calendar_url,
+        server_kind=kind,
+    )
+    db = Database.open(str(db_path))
+    FollowUpStore(db).import_followups(followups)
+    calendar = DavCalendar.connect(
+        calendar_url, username=server.username, password=server.password, server_kind=kind
+    )
+    return account, db, calendar
+
+
+def idle_row(kind: str, n: int, seconds: float, spent: RequestStats, vdir_idle: Row | None) -> Row:
+    """Our idle reconcile: requests by method, bytes both ways, writes (must be 0)."""
+    note = ", ".join(f"{method} {count}" for method, count in sorted(spent.by_method.items()))
+    if vdir_idle is not None:
+        note += f"; vdirsyncer idle is {vdir_idle.seconds / seconds:.1f}x slower"
+    return Row(
+        kind,
+        f"followup-sync idle reconcile of {n}",
+        seconds,
+        spent.requests,
+        spent.bytes_received + spent.bytes_sent,
+        spent.by_method.get("PUT", 0) + spent.by_method.get("DELETE", 0),
+        note=note,
+    )
+
+
 def raw_put_loop_on_fresh_server(kind: str, bodies: list[tuple[str, bytes]], tmp: Path) -> float:
     """The limit, measured on a server process of its own with empty storage.
 
@@ -172,11 +219,7 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
 
     rows: list[Row] = []
     followups = realistic_followups(n)
-    bodies = []
-    for followup in followups:
-        body = render(followup, stamp=STAMP)
-        assert body is not None
-        bodies.append((f"{followup.id}.ics", body))
+    bodies = ics_bodies(followups)
     limit = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit")
     rows.append(Row(kind, f"raw PUT loop, {n} series (the limit)", limit, n, None, n))
     (tmp / kind / "ours").mkdir(parents=True)
@@ -184,20 +227,9 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         auth = (server.username, server.password) if server.username and server.password else None
         # Ours, between two raw loops: the mean of the loops on either side cancels a
         # steady drift of the machine.
-        os.environ["BENCH_PW"] = server.password or ""
         calendar_url = server.make_calendar("ours")
-        account = Account(
-            name=kind,
-            url=server.base_url,
-            username=server.username,
-            password_env="BENCH_PW" if server.password else None,
-            calendar_url=calendar_url,
-            server_kind=kind,
-        )
-        db = Database.open(str(tmp / f"{kind}.sqlite"))
-        FollowUpStore(db).import_followups(followups)
-        calendar = DavCalendar.connect(
-            calendar_url, username=server.username, password=server.password, server_kind=kind
+        account, db, calendar = our_side(
+            kind, server, calendar_url, followups, tmp / f"{kind}.sqlite"
         )
         before = calendar.stats.copy()
         started = time.perf_counter()
@@ -249,22 +281,7 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         started = time.perf_counter()
         report = run_pass(account, db, calendar=calendar)
         idle = time.perf_counter() - started
-        spent = calendar.stats.since(before)
-        writes = spent.by_method.get("PUT", 0) + spent.by_method.get("DELETE", 0)
-        note = ""
-        if vdir_idle is not None:
-            note = f"vdirsyncer idle is {vdir_idle.seconds / idle:.0f}x slower"
-        rows.append(
-            Row(
-                kind,
-                f"followup-sync idle reconcile of {n}",
-                idle,
-                spent.requests,
-                spent.bytes_received + spent.bytes_sent,
-                writes,
-                note=note,
-            )
-        )
+        rows.append(idle_row(kind, n, idle, calendar.stats.since(before), vdir_idle))
         if vdir_idle is not None:
             rows.append(vdir_idle)
 
@@ -373,7 +390,7 @@ def bench_vdirsyncer(
     vdir.run("sync", "bench")
     traffic = proxy.reset()
     writes = traffic.by_method.get("PUT", 0) + traffic.by_method.get("DELETE", 0)
-    idle_row = Row(
+    vdir_row = Row(
         kind,
         f"vdirsyncer idle run of {n}",
         idle,
@@ -382,7 +399,7 @@ def bench_vdirsyncer(
         writes,
         note=", ".join(f"{m} {c}" for m, c in sorted(traffic.by_method.items())),
     )
-    return rows, idle_row
+    return rows, vdir_row
 
 
 def seed_radicale(server: Any, calendar_url: str, bodies: list[tuple[str, bytes]]) -> None:
@@ -409,23 +426,13 @@ def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> 
     if kind != "radicale":
         raise SystemExit("--idle-only seeds Radicale's storage folder; use --servers radicale")
     followups = realistic_followups(n)
-    bodies = [(f"{f.id}.ics", render(f, stamp=STAMP) or b"") for f in followups]
+    bodies = ics_bodies(followups)
     rows: list[Row] = []
     (tmp / "idle").mkdir(parents=True)
     with running(kind, tmp / "idle") as server:
-        os.environ["BENCH_PW"] = server.password or ""
         calendar_url = server.make_calendar("ours")
         seed_radicale(server, calendar_url, bodies)
-        account = Account(
-            name=kind, url=server.base_url, username=server.username,
-            password_env="BENCH_PW" if server.password else None,
-            calendar_url=calendar_url, server_kind=kind,
-        )  # fmt: skip
-        db = Database.open(str(tmp / "idle.sqlite"))
-        FollowUpStore(db).import_followups(followups)
-        calendar = DavCalendar.connect(
-            calendar_url, username=server.username, password=server.password, server_kind=kind
-        )
+        account, db, calendar = our_side(kind, server, calendar_url, followups, tmp / "idle.sqlite")
         started = time.perf_counter()
         first = run_pass(account, db, calendar=calendar)
         assert first.ok, first.errors[:3]
@@ -458,22 +465,7 @@ def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> 
                 kind, server, vdirsyncer, bodies, tmp, proxy, None, calendar_url=vdir_url
             )
             proxy.close()
-        rows.append(
-            Row(
-                kind,
-                f"followup-sync idle reconcile of {n}",
-                idle,
-                spent.requests,
-                spent.bytes_received + spent.bytes_sent,
-                spent.by_method.get("PUT", 0) + spent.by_method.get("DELETE", 0),
-                note=", ".join(f"{m} {c}" for m, c in sorted(spent.by_method.items()))
-                + (
-                    f"; vdirsyncer idle is {vdir_idle.seconds / idle:.1f}x slower"
-                    if vdir_idle
-                    else ""
-                ),
-            )
-        )
+        rows.append(idle_row(kind, n, idle, spent, vdir_idle))
         if vdir_idle is not None:
             rows.append(vdir_idle)
         calendar.close()

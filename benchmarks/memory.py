@@ -210,10 +210,11 @@ class InProcessDav:
         return _Reply(207, {}, out.getvalue().encode(), url)
 
 
-def in_process_calendar(store: InProcessDav) -> DavCalendar:
+def in_process_calendar(store: InProcessDav, url: str = BASE) -> DavCalendar:
+    """Our client on ``store`` (at ``url``), its requests counted as over HTTP."""
     # Radicale's row, less what only its storage folder does (getlastmodified of members).
     calendar = DavCalendar.connect(
-        BASE,
+        url,
         username="alice",
         password="secret",
         server_kind="radicale",

@@ -498,39 +498,24 @@ class DavCalendar:
 
     def sync_token(self) -> str | None:
         """The collection's current DAV:sync-token, or None if the server has none."""
-        body = (
-            '<?xml version="1.0" encoding="utf-8"?>'
-            '<D:propfind xmlns:D="DAV:"><D:prop><D:sync-token/></D:prop></D:propfind>'
-        )
-        reply = self._request("PROPFIND", self.url, body.encode(), {"Depth": "0"})
-        for resp in self._multistatus(reply, "PROPFIND sync-token"):
-            el = resp.props.get(_tag(DAV, "sync-token"))
-            if el is not None and (el.text or "").strip():
-                token = str(el.text).strip()
-                self._refine_kind_from_token(token)
-                return token
-        return None
+        _, token = self._dav_property(self.url, "sync-token", "PROPFIND sync-token")
+        if token is not None:
+            self._refine_kind_from_token(token)
+        return token
 
     def last_modified(self) -> LastModified | None:
         """The collection's DAV:getlastmodified and the server's Date header for it.
 
-        One PROPFIND Depth 0. None when the server gives either one no usable value;
-        what the pair is worth depends on the server (``Capabilities.lastmodified_covers_members``).
+        One PROPFIND Depth 0. None when the server gives either one no usable value (an
+        answer that is no multistatus raises, as for any request); what the pair is worth
+        depends on the server (``Capabilities.lastmodified_covers_members``).
         """
-        body = (
-            '<?xml version="1.0" encoding="utf-8"?>'
-            '<D:propfind xmlns:D="DAV:"><D:prop><D:getlastmodified/></D:prop></D:propfind>'
-        )
-        reply = self._request("PROPFIND", self.url, body.encode(), {"Depth": "0"})
+        reply, text = self._dav_property(self.url, "getlastmodified", "PROPFIND getlastmodified")
+        value = _http_date(text)
         server_time = _http_date(reply.headers.get("date"))
-        if reply.status != 207 or server_time is None:
+        if value is None or server_time is None:
             return None
-        for resp in self._multistatus(reply, "PROPFIND getlastmodified"):
-            el = resp.props.get(_tag(DAV, "getlastmodified"))
-            value = _http_date(el.text if el is not None else None)
-            if value is not None:
-                return LastModified(value, server_time)
-        return None
+        return LastModified(value, server_time)
 
     def changes_since(self, token: str | None) -> Delta:
         """sync-collection (RFC 6578), level 1, etags only; None = initial full enumeration.
@@ -898,18 +883,29 @@ class DavCalendar:
 
     def _etag_of(self, key: str) -> str | None:
         """Current etag of one resource (PROPFIND Depth 0); None when it does not exist."""
+        _, etag = self._dav_property(self._url_for(key), "getetag", f"PROPFIND {key}", gone=True)
+        return etag
+
+    def _dav_property(
+        self, url: str, name: str, what: str, *, gone: bool = False
+    ) -> tuple[_Reply, str | None]:
+        """One DAV: property of one resource (PROPFIND Depth 0): the answer and the value.
+
+        The value is None when the property is absent or empty, and, with ``gone``, when
+        the resource does not exist (404/410) instead of raising NotFound.
+        """
         body = (
             '<?xml version="1.0" encoding="utf-8"?>'
-            '<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>'
+            f'<D:propfind xmlns:D="DAV:"><D:prop><D:{name}/></D:prop></D:propfind>'
         )
-        reply = self._request("PROPFIND", self._url_for(key), body.encode(), {"Depth": "0"})
-        if reply.status in (404, 410):
-            return None
-        for resp in self._multistatus(reply, f"PROPFIND {key}"):
-            el = resp.props.get(_tag(DAV, "getetag"))
+        reply = self._request("PROPFIND", url, body.encode(), {"Depth": "0"})
+        if gone and reply.status in (404, 410):
+            return reply, None
+        for resp in self._multistatus(reply, what):
+            el = resp.props.get(_tag(DAV, name))
             if el is not None and (el.text or "").strip():
-                return str(el.text).strip()
-        return None
+                return reply, str(el.text).strip()
+        return reply, None
 
     def _precondition_failed(self, action: str, key: str) -> StoreError:
         if self._etag_of(key) is None:

@@ -151,6 +151,17 @@ class _Sweep:
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
     applied: ApplyReport = field(default_factory=ApplyReport)
 
+    def report(self, account: str, mode: str, *, dry_run: bool) -> PassReport:
+        return PassReport(
+            account,
+            mode,
+            dry_run,
+            PlanSummary(tuple(self.planned), tuple(self.skipped)),
+            fetched=len(self.fetched),
+            read_errors=sorted(self.failed.items()),
+            applied=self.applied,
+        )
+
 
 class _Spill:
     """Fetched resources kept in an anonymous temporary file, slice by slice.
@@ -332,14 +343,7 @@ class SyncPass:
             # whole, exactly as it would be before a real pass.
             sweep = self._sweep(chunker(), apply=False, keep=True)
             check_deletions(sweep.deletions, len(state), self.options)
-            return PassReport(
-                self.account.name,
-                mode,
-                True,
-                PlanSummary(tuple(sweep.planned), tuple(sweep.skipped)),
-                fetched=len(sweep.fetched),
-                read_errors=sorted(sweep.failed.items()),
-            )
+            return sweep.report(self.account.name, mode, dry_run=True)
         chunks = chunker()
         spill: _Spill | None = None
         try:
@@ -357,15 +361,7 @@ class SyncPass:
         finally:
             if spill is not None:
                 spill.close()
-        report = PassReport(
-            self.account.name,
-            mode,
-            False,
-            PlanSummary(tuple(sweep.planned), tuple(sweep.skipped)),
-            fetched=len(sweep.fetched),
-            read_errors=sorted(sweep.failed.items()),
-            applied=sweep.applied,
-        )
+        report = sweep.report(self.account.name, mode, dry_run=False)
         listing.token = self._token_after_writes(listing, report)
         self._finish(listing, sweep.failed, sweep.fetched, report)
         return report

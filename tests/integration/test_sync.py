@@ -443,14 +443,19 @@ def _occurrence_starts_on_server(env: Env) -> list[dt.datetime]:
     return sorted(found)
 
 
-def test_this_and_following_as_range_override_splits_the_followup(synced: Env) -> None:
-    resource = synced.resource(STANDUP)
-    synced.client.replace(
+def split_standup_in_a_client(env: Env) -> None:
+    """A client moves the standup from 19 January on to 09:30 (RANGE=THISANDFUTURE)."""
+    resource = env.resource(STANDUP)
+    env.client.replace(
         resource,
         ce.this_and_future_override(
             resource.data, oslo(2026, 1, 19, 9), oslo(2026, 1, 19, 9, 30), oslo(2026, 1, 19, 9, 45)
         ),
     )
+
+
+def test_this_and_following_as_range_override_splits_the_followup(synced: Env) -> None:
+    split_standup_in_a_client(synced)
     synced.sync()
 
     standups = [f for f in synced.store.all() if f.title == "Daily standup"]
@@ -472,13 +477,7 @@ def test_this_and_following_as_range_override_splits_the_followup(synced: Env) -
 
 
 def test_split_by_the_client_and_a_crm_edit_in_the_same_pass_keeps_both(synced: Env) -> None:
-    resource = synced.resource(STANDUP)
-    synced.client.replace(
-        resource,
-        ce.this_and_future_override(
-            resource.data, oslo(2026, 1, 19, 9), oslo(2026, 1, 19, 9, 30), oslo(2026, 1, 19, 9, 45)
-        ),
-    )
+    split_standup_in_a_client(synced)
     head_before = synced.followup(STANDUP)
     synced.store.put(head_before.model_copy(update={"location": "Room 4"}))
     synced.sync()

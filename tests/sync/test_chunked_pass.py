@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from benchmarks.memory import InProcessDav
+from benchmarks.memory import InProcessDav, in_process_calendar
 from mappings.model import FollowUp, load_followup
 from sync.config import Account
-from sync.dav import DavCalendar, _Reply
+from sync.dav import DavCalendar
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.followups import FollowUpStore
 from sync.merge import ConflictPolicy
@@ -135,22 +135,7 @@ class Side:
 
 def make_side(tmp: Path, chunk_size: int) -> Side:
     server = InProcessDav(PATH)
-    # Radicale's row, less what only its storage folder does (getlastmodified of members).
-    calendar = DavCalendar.connect(
-        BASE,
-        username="alice",
-        password="x",
-        server_kind="radicale",
-        capability_overrides={"lastmodified_covers_members": False},
-    )
-
-    def send(method: str, url: str, body: bytes | None, headers: Any) -> _Reply:
-        stats = calendar.stats
-        stats.requests += 1
-        stats.by_method[method] = stats.by_method.get(method, 0) + 1
-        return server.handle(method, url, body, headers)
-
-    calendar._send_once = send  # type: ignore[method-assign]
+    calendar = in_process_calendar(server, BASE)
     db = Database.open(str(tmp / "state.sqlite"))
     account = Account(
         name="alice",
