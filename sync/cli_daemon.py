@@ -9,12 +9,13 @@ never race to migrate it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import FrameType
 
 import click
@@ -23,7 +24,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from sync.cli_sync import config_option, database_option
-from sync.config import Account, Settings, load_settings
+from sync.config import SYSTEM_CONFIG, Account, Settings, load_settings, user_config
 from sync.dav import DavCalendar
 from sync.errors import ConfigError, FollowupSyncError, NotFound
 from sync.logs import configure_logging
@@ -41,7 +42,10 @@ def register(group: click.Group) -> None:
 def _settings(config_path: str | None, *, required: bool = False) -> Settings:
     if config_path is None:
         if required:
-            raise ConfigError("give --config FILE (or set FOLLOWUP_SYNC_CONFIG)")
+            raise ConfigError(
+                "no config file found: give --config FILE, set FOLLOWUP_SYNC_CONFIG, or "
+                f"create {user_config()} or {SYSTEM_CONFIG}"
+            )
         return load_settings(None)
     return load_settings(config_path)
 
@@ -209,7 +213,6 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
     Reads the state database the daemon writes, so it works from any machine that can
     reach the database. Exit status 1 when an account's last pass failed.
     """
-    import json
 
     settings = _settings(config_path)
     db = _database(settings, database)
@@ -369,17 +372,31 @@ def check_account(account: Account) -> CheckResult:
 )
 @config_option
 @click.option("--offline", is_flag=True, help="Validate the file only; contact no server.")
-def config_check_command(config_path: str | None, offline: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def config_check_command(config_path: str | None, offline: bool, as_json: bool) -> None:
     """Validate the config, then try each account: login, calendar, capabilities.
 
     The calendar is looked up, never created. Exit status 2 for an invalid file, 1 when
     an account cannot be reached or its calendar is missing.
     """
     settings = _settings(config_path, required=True)
-    click.echo(f"{config_path}: valid, {len(settings.accounts)} account(s)")
-    if offline or not settings.accounts:
+    checked = not offline and bool(settings.accounts)
+    results = [check_account(a) for a in settings.accounts.values()] if checked else []
+    if as_json:
+        summary = {
+            "config": config_path,
+            "valid": True,
+            "accounts": list(settings.accounts),
+            "checked": [asdict(r) for r in results],
+            "ok": all(r.ok for r in results),
+        }
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        if not summary["ok"]:
+            sys.exit(1)
         return
-    results = [check_account(account) for account in settings.accounts.values()]
+    click.echo(f"{config_path}: valid, {len(settings.accounts)} account(s)")
+    if not checked:
+        return
     table = Table("account", "login", "calendar", "sync-token", "scheduling", "result")
     for r in results:
         table.add_row(

@@ -57,6 +57,7 @@ from sync.errors import (
     StoreError,
     TransportError,
     WrongEtag,
+    network_failure,
 )
 
 __all__ = [
@@ -435,7 +436,10 @@ class DavCalendar:
             calendar_url = str(found.url)
         except (http.exceptions.RequestException, OSError) as exc:
             client.close()
-            raise TransportError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+            raise TransportError(
+                f"cannot reach the CalDAV server at {base_url}: {network_failure(exc)}",
+                href=base_url,
+            ) from exc
         except caldav_error.DAVError as exc:
             client.close()
             raise StoreError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
@@ -1041,7 +1045,9 @@ class DavCalendar:
             finally:
                 resp.close()
         except (http.exceptions.RequestException, OSError) as exc:
-            raise _Retryable(f"{method} {href}: {type(exc).__name__}: {exc}", href=href) from exc
+            raise _Retryable(
+                f"{method} {url}: no answer from the server: {network_failure(exc)}", href=href
+            ) from exc
         finally:
             self.stats.seconds += time.perf_counter() - started
         self.stats.bytes_received += len(content)

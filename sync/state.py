@@ -178,9 +178,10 @@ class ConflictRecord(Base):
 class Database:
     """Owns the engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
-        self.engine: Engine = _make_engine(url)
+        #: ``engine``: one made elsewhere (sync.rehearsal's in-memory copy for dry runs).
+        self.engine: Engine = engine if engine is not None else _make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

@@ -85,3 +85,12 @@ def calendar_url(dav_server: ServerInfo, request: pytest.FixtureRequest) -> str:
     """A fresh, empty calendar on ``dav_server``, named after the test so data never mixes."""
     safe = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
     return dav_server.calendar_url_factory(f"{safe}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(autouse=True)
+def _no_personal_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CLI looks for a config file in the user's config directory: never the tester's."""
+    monkeypatch.delenv("FOLLOWUP_SYNC_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))

@@ -879,7 +879,7 @@ def test_cli_import_sync_dry_run_export_and_conflicts(
 
     dry = run("sync", *server_args, "--dry-run")
     assert "dry run" in dry.output
-    assert dry.output.count("CreateOnServer") == 5
+    assert dry.output.count("create in the calendar:") == 5
     assert client.list() == {}
 
     done = run("sync", *server_args)
