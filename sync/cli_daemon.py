@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from dataclasses import asdict, dataclass
+from importlib import resources
 from types import FrameType
 
 import click
@@ -27,6 +28,7 @@ from sync.cli_sync import config_option, database_option
 from sync.config import SYSTEM_CONFIG, Account, Settings, load_settings, user_config
 from sync.dav import DavCalendar
 from sync.errors import ConfigError, FollowupSyncError, NotFound
+from sync.extras import MissingExtra
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
 from sync.state import CollectionState, ConflictRecord, Database, as_utc, database_url, utcnow
@@ -86,7 +88,6 @@ def daemon_command(
     read every poll_seconds.
     """
     from sync.daemon import Daemon
-    from sync.service_http import HttpServer, create_service_app
 
     settings = _settings(config_path, required=True)
     overrides: dict[str, object] = {}
@@ -99,6 +100,14 @@ def daemon_command(
             update={"daemon": settings.daemon.model_copy(update=overrides)}
         )
     ds = settings.daemon
+    if ds.http_port:
+        try:
+            from sync.service_http import HttpServer, create_service_app
+        except ImportError as exc:
+            raise MissingExtra(
+                "api", "the daemon's health, readiness and metrics endpoints "
+                "([daemon] http_port = 0 runs it without them)", exc,
+            ) from None  # fmt: skip
     configure_logging(ds.log_format.value, ds.log_level)
     if not any(a.enabled for a in settings.accounts.values()):
         raise ConfigError("no enabled account in the config: nothing to run")
@@ -296,7 +305,7 @@ def db_current_command(config_path: str | None, database: str | None) -> None:
 
 @click.group("config")
 def config_group() -> None:
-    """Check a configuration file."""
+    """Check a configuration file, or print the example one."""
 
 
 @dataclass
@@ -364,6 +373,20 @@ def check_account(account: Account) -> CheckResult:
         except Exception as exc:
             scheduling = f"unknown ({exc.__class__.__name__})"
         return CheckResult(name, "ok", calendar.url, sync_token, scheduling, True)
+
+
+@config_group.command(
+    "example",
+    epilog="\b\nExample:\n  followup-sync config example > ~/.config/followup-sync/config.toml",
+)
+def config_example_command() -> None:
+    """Print the example config: every key, with what it does and its default.
+
+    Copy it to one of the places 'sync' looks (see 'sync --help', --config), fill in
+    the accounts, and run 'followup-sync config check'.
+    """
+    example = resources.files("sync").joinpath("examples", "config.example.toml")
+    click.echo(example.read_text(encoding="utf-8"), nl=False)
 
 
 @config_group.command(

@@ -54,6 +54,7 @@ from platformdirs import user_config_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync.errors import ConfigError
+from sync.extras import MissingExtra
 from sync.mail_config import MailSettings
 from sync.merge import ConflictPolicy
 from sync.plan import OnServerDelete
@@ -201,10 +202,8 @@ class Account(BaseModel):
         try:
             import keyring
             from keyring.errors import KeyringError
-        except ImportError:  # pragma: no cover - keyring is a declared dependency
-            raise ConfigError(
-                f"account {self.name!r}: password_keyring needs the 'keyring' package"
-            ) from None
+        except ImportError as exc:
+            raise MissingExtra("keyring", f"account {self.name!r}: password_keyring", exc) from None
         try:
             value = keyring.get_password(service, user)
         except KeyringError as exc:

@@ -48,6 +48,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sync.extras import MissingExtra
+
 SCHEMA_VERSION = 1
 DEFAULT_DATABASE = "followup-sync.sqlite"
 
@@ -248,4 +250,9 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        if url.startswith("postgresql"):
+            raise MissingExtra("postgresql", "a PostgreSQL database", exc) from None
+        raise
