@@ -2,8 +2,9 @@
 
 ``create_app(db, token=..., settings=...)`` returns an ASGI app; the daemon mounts it on its
 port, and ``followup-sync api`` serves it alone with uvicorn. Everything but the OpenAPI
-document (``/openapi.json``) and its viewer (``/docs``) needs ``Authorization: Bearer
-<token>``: the API writes follow-ups that end up in people's calendars.
+document (``/openapi.json``) and its viewer (``/docs``, Swagger UI from local files:
+``sync.api_docs``) needs ``Authorization: Bearer <token>``: the API writes follow-ups
+that end up in people's calendars.
 
 Routes (bodies are the follow-up document of ``mappings.model``):
 
@@ -47,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
+from sync.api_docs import serve_docs_offline
 from sync.config import Account, Settings
 from sync.dialog import (
     DateInfo,
@@ -193,8 +195,10 @@ def create_app(db: Database, *, token: str, settings: Settings | None = None) ->
         summary="CRM follow-ups and their recurrence dialog, kept in step with CalDAV calendars.",
         dependencies=[Depends(authorised)],
         responses=_ERRORS,
+        docs_url=None,  # served from local files instead: sync.api_docs
         redoc_url=None,
     )
+    serve_docs_offline(app)
     _install_error_handlers(app)
     store = FollowUpStore(db)
     dialog = DialogService(db)

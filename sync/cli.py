@@ -39,7 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 COMMAND_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "Sync and operations",
-        ("sync", "status", "conflicts", "config", "daemon", "api", "db", "invitations"),
+        ("sync", "status", "conflicts", "config", "daemon", "health", "api", "db", "invitations"),
     ),
     (
         "Follow-ups in the store (the CRM side)",

@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass
 from importlib import resources
 from types import FrameType
@@ -27,7 +29,7 @@ from sqlalchemy import func, select
 from sync.cli_sync import config_option, database_option
 from sync.config import SYSTEM_CONFIG, Account, Settings, load_settings, user_config
 from sync.dav import DavCalendar
-from sync.errors import ConfigError, FollowupSyncError, NotFound
+from sync.errors import ConfigError, FollowupSyncError, NotFound, network_failure
 from sync.extras import MissingExtra
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def register(group: click.Group) -> None:
-    for command in (daemon_command, status_command, db_group, config_group):
+    for command in (daemon_command, health_command, status_command, db_group, config_group):
         group.add_command(command)
 
 
@@ -54,7 +56,7 @@ def _settings(config_path: str | None, *, required: bool = False) -> Settings:
 
 def _database(settings: Settings, database: str | None) -> Database:
     """Open without creating or migrating: these commands must see the schema as it is."""
-    return Database(database_url(database or settings.database))
+    return Database(database_url(settings.database_location(database)))
 
 
 # --- daemon -------------------------------------------------------------------------------------
@@ -259,6 +261,49 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
             )
         Console(width=160).print(table)
     if any(r.failures for r in rows):
+        sys.exit(1)
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+#: Where to reach a daemon listening on every address of a family.
+_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}
+
+
+@click.command(
+    "health",
+    epilog=(
+        "\b\nExamples:\n  followup-sync health\n"
+        "  followup-sync health --ready --config /etc/followup-sync/config.toml"
+    ),
+)
+@config_option
+@click.option("--ready", is_flag=True, help="Ask /readyz (database, schema, scheduler) instead.")
+@click.option("--timeout", type=float, default=4.0, show_default=True, help="Seconds to wait.")
+def health_command(config_path: str | None, ready: bool, timeout: float) -> None:
+    """Ask the running daemon whether it is alive (/healthz) or ready (/readyz).
+
+    For container health checks and monitors: the address comes from the config's
+    [daemon] http_host and http_port (and their FOLLOWUP_SYNC_DAEMON__… overrides), so a
+    health check never repeats the port. Exit 0 when the daemon answers 200, else 1.
+    """
+    daemon = _settings(config_path, required=True).daemon
+    if not daemon.http_port:
+        raise ConfigError("[daemon] http_port is 0: the daemon serves no HTTP to ask")
+    host = _LOOPBACK.get(daemon.http_host, daemon.http_host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    url = f"http://{host}:{daemon.http_port}/{'readyz' if ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            status = int(reply.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:
+        click.echo(f"{url}: {network_failure(exc)}", err=True)
+        sys.exit(1)
+    click.echo(f"{url}: {status}")
+    if status != 200:
         sys.exit(1)
 
 

@@ -88,7 +88,7 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_database(settings: Settings | None, database: str | None) -> Database:
-    return Database.open(database or (settings.database if settings else None))
+    return Database.open(settings.database_location(database) if settings else database)
 
 
 @click.command(
@@ -265,7 +265,7 @@ def sync_command(
         accounts = [Account.model_validate({**a.model_dump(), **overrides}) for a in accounts]
     outcomes: list[PassReport | tuple[str, str]] = []
     if dry_run:
-        with rehearsal_database(database or settings.database) as db:
+        with rehearsal_database(settings.database_location(database)) as db:
             outcomes = [_run_one(a, db, dry_run=True, full=full, force_delete=force_delete)
                         for a in accounts]  # fmt: skip
     else:

@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from platformdirs import user_config_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
 from sync.errors import ConfigError
 from sync.extras import MissingExtra
@@ -269,10 +270,30 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database: str | None = None
+    #: A file holding the database password (a Docker or systemd secret). It is put into
+    #: the ``database`` URL only when the database is opened, so the URL in the file and
+    #: in the environment carries no secret.
+    database_password_file: str | None = None
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     accounts: dict[str, Account] = Field(default_factory=dict)
     #: Invitations by email (``sync.mail_config``); None: no email is sent.
     mail: MailSettings | None = None
+
+    def database_location(self, override: str | None = None) -> str | None:
+        """``override`` (--database) or ``database``, with the password file's secret in it."""
+        chosen = override or self.database
+        if chosen is None or self.database_password_file is None:
+            return chosen
+        if "://" not in chosen:
+            raise ConfigError("database_password_file needs a database URL, not a SQLite path")
+        path = Path(self.database_password_file).expanduser()
+        try:
+            password = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read database_password_file {path}: {exc.strerror}"
+            ) from None
+        return make_url(chosen).set(password=password).render_as_string(hide_password=False)
 
     def accounts_to_sync(self, name: str | None) -> list[Account]:
         """``name``'s account, or every enabled one when no name is given (vdirsyncer's way)."""
@@ -361,8 +382,9 @@ def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
         path = Path(value).expanduser()
         return value if "://" in value or path.is_absolute() else str(base / path)
 
-    if isinstance(raw.get("database"), str):
-        raw["database"] = anchored(raw["database"])
+    for key in ("database", "database_password_file"):
+        if isinstance(raw.get(key), str):
+            raw[key] = anchored(raw[key])
     accounts = raw.get("accounts")
     tables = list(accounts.values()) if isinstance(accounts, dict) else []
     for table in tables:

@@ -20,8 +20,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from lxml import etree
+from sqlalchemy.engine import make_url
 
 from sync.cli import cli
+from sync.config import load_settings
+from sync.errors import ConfigError
 from sync.state import CollectionState, Database, SyncItem
 from tests.integration.client_edits import PlainClient
 from tests.pg import find_bin_dir, running_postgres
@@ -309,3 +312,21 @@ def test_config_check_json_reports_each_account(env: RunningServer, tmp_path: Pa
     [alice] = result["checked"]
     assert alice["account"] == "alice" and alice["login"] == "ok"
     assert "the first sync creates it" in alice["calendar"]
+
+
+def test_database_password_comes_from_a_file_next_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "pg-password").write_text("s3cret:/@\n")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'database = "postgresql+psycopg://followup@db.example.com/followup_sync"\n'
+        'database_password_file = "pg-password"\n'
+    )
+    settings = load_settings(config, environ={})
+    url = make_url(settings.database_location() or "")
+    assert url.password == "s3cret:/@" and url.username == "followup"
+    assert "s3cret" not in (settings.database or "")  # only in the URL handed to SQLAlchemy
+    other = make_url(settings.database_location("postgresql+psycopg://u@other/db") or "")
+    assert other.host == "other" and other.password == "s3cret:/@"
+    config.write_text('database = "state.sqlite"\ndatabase_password_file = "pg-password"\n')
+    with pytest.raises(ConfigError, match="needs a database URL"):
+        load_settings(config, environ={}).database_location()
