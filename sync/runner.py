@@ -146,6 +146,7 @@ class _Sweep:
 
     planned: list[Planned] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
@@ -156,7 +157,7 @@ class _Sweep:
             account,
             mode,
             dry_run,
-            PlanSummary(tuple(self.planned), tuple(self.skipped)),
+            PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
             read_errors=sorted(self.failed.items()),
             applied=self.applied,
@@ -411,6 +412,7 @@ class SyncPass:
             if keep:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
+                out.notices.extend(the_plan.notices)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
