@@ -88,7 +88,7 @@ def first_date(followup: FollowUp) -> dt.date:
     return _date_of(followup.start)
 
 
-def cut_short_notice(followup: FollowUp, lost: list[dt.date]) -> str:
+def cut_short_notice(lost: list[dt.date]) -> str:
     """What the pass report says about a series cut short with no tail tied to it."""
     return (
         f"the series was cut short in the calendar: it now ends before {lost[0].isoformat()}, "
