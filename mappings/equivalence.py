@@ -45,9 +45,7 @@ def exception_map(followup: FollowUp) -> dict[str, str]:
     """Exceptions keyed by their original start, as canonical JSON of what they mean, for
     per-occurrence merging (``exception_documents`` holds the whole of each)."""
     return {
-        key: json.dumps(
-            {k: v for k, v in doc.items() if k not in NOT_COMPARED}, sort_keys=True
-        )
+        key: json.dumps({k: v for k, v in doc.items() if k not in NOT_COMPARED}, sort_keys=True)
         for key, doc in exception_documents(followup).items()
     }
 

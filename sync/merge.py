@@ -96,7 +96,11 @@ def merge(
         side = pick(name, b or None, c or None, s or None, same=(c or None) == (s or None))
         _set(result, name, (crm_doc if side == "crm" else server_doc).get(name))
         if name == "status":  # when it was completed goes with the status it belongs to
-            _set(result, "completed_at", (crm_doc if side == "crm" else server_doc).get("completed_at"))
+            _set(
+                result,
+                "completed_at",
+                (crm_doc if side == "crm" else server_doc).get("completed_at"),
+            )
 
     crm_series, server_series = series_signature(crm), series_signature(server)
     base_series = series_signature(base) if base is not None else None

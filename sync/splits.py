@@ -1,4 +1,4 @@
-""""This and following" done the Google way: the old series ends, a new one holds the tail.
+""" "This and following" done the Google way: the old series ends, a new one holds the tail.
 
 RFC 5545 lets a client split a series in place (a RANGE=THISANDFUTURE override; see
 ``mappings.from_ical``), but Google Calendar, and Apple Calendar in some versions, end the

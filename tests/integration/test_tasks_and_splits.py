@@ -14,18 +14,15 @@ import pytest
 from mappings.model import FollowUp, FollowUpStatus
 from mappings.operations import change_occurrence
 from tests.integration import client_edits as ce
+from tests.integration import test_sync
 from tests.integration.client_edits import oslo
-from tests.integration.test_sync import (  # noqa: F401 - fixtures
-    CALL,
-    STANDUP,
-    TASK,
-    Env,
-    env,
-    starts,
-    synced,
-)
+from tests.integration.test_sync import CALL, STANDUP, TASK, Env, starts
 
 pytestmark = pytest.mark.server
+
+# The same fresh calendar with the same follow-ups pushed once, as in test_sync.
+env = test_sync.env
+synced = test_sync.synced
 
 TASK_DUE_FEB = oslo(2026, 2, 28, 15)
 SPLIT_AT = oslo(2026, 1, 19, 9)

@@ -103,9 +103,9 @@ def test_completion_time_is_kept_in_utc() -> None:
 
 
 def test_completed_task_is_written_as_thunderbird_writes_a_ticked_off_task() -> None:
-    todo = components(
-        to_ical_bytes([task(status="completed", completed_at=TICKED)], stamp=STAMP)
-    )[0]
+    todo = components(to_ical_bytes([task(status="completed", completed_at=TICKED)], stamp=STAMP))[
+        0
+    ]
     assert str(todo["STATUS"]) == "COMPLETED"
     assert todo["COMPLETED"].dt == TICKED
     assert int(todo["PERCENT-COMPLETE"]) == 100
