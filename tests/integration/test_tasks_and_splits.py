@@ -8,11 +8,14 @@ same series in the CRM, a pass that writes it, and an idle pass that writes noth
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
+from click.testing import CliRunner
 
 from mappings.model import FollowUp, FollowUpStatus
 from mappings.operations import change_occurrence
+from sync.cli import cli
 from tests.integration import client_edits as ce
 from tests.integration import test_sync
 from tests.integration.client_edits import oslo
@@ -58,6 +61,10 @@ def test_task_completed_in_a_client_reaches_the_crm_and_survives_a_crm_edit(
     task = synced.followup(TASK)
     assert task.status == FollowUpStatus.completed
     assert task.completed_at == ticked
+    exported = CliRunner().invoke(cli, ["export", "--database", str(synced.db_path), TASK])
+    assert exported.exit_code == 0, exported.output
+    [document] = json.loads(exported.output)
+    assert (document["status"], document["completed_at"]) == ("completed", "2026-01-29T08:30:00Z")
 
     retitle_in_crm(synced, TASK, "Submit expense report (Q1)")
     synced.sync()

@@ -13,6 +13,7 @@ from mappings.describe import status_text
 from mappings.equivalence import same_meaning
 from mappings.errors import MappingError
 from mappings.from_ical import parse_calendar
+from mappings.itip import request
 from mappings.model import FollowUp, FollowUpStatus, load_followup
 from mappings.resource import render
 from mappings.to_ical import to_ical_bytes
@@ -256,3 +257,14 @@ def test_describe_names_the_status_and_the_occurrences_with_their_own() -> None:
     assert status_text(followup) == "Started, 2 occurrences completed"
     assert status_text(followup, "nb") == "Startet, 2 forekomster fullført"
     assert status_text(task()) == ""
+
+
+def test_invitations_do_not_carry_the_crms_status() -> None:
+    meeting = task(
+        kind="appointment",
+        status="completed",
+        organizer={"email": "alice@example.com"},
+        participants=[{"email": "bob@example.com"}],
+    )
+    text = bytes(request(meeting, 0, stamp=STAMP).to_ical())
+    assert b"X-FOLLOWUP-STATUS" not in text
