@@ -465,7 +465,8 @@ def _tied_tail(
         return None  # split there before; this one is a new event after all
     if owner_id in cuts:
         cuts[owner_id].tied = True
-    tail = head.model_copy(update={"id": tail_id, "uid": resource.uid})
+    owner = crm.entries[owner_id].owner
+    tail = head.model_copy(update={"id": tail_id, "uid": resource.uid, "owner": owner})
     actions: list[Action] = [
         CreateFromServer(tail_id, resource.href, resource.etag, tail, resource.data)
     ]

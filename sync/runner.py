@@ -740,6 +740,8 @@ class SyncPass:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
             )
+            # Tails a THISANDFUTURE override split off belong to the same CRM associate.
+            followups[1:] = [f.model_copy(update={"owner": known.owner}) for f in followups[1:]]
         return ServerDoc(
             resource.href,
             resource.etag,
@@ -861,7 +863,7 @@ class SyncPass:
                 if not belongs:
                     continue
                 entries[row.id] = CrmEntry(
-                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
+                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at), row.owner
                 )
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)

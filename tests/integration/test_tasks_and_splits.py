@@ -61,7 +61,7 @@ def test_task_completed_in_a_client_reaches_the_crm_and_survives_a_crm_edit(
     task = synced.followup(TASK)
     assert task.status == FollowUpStatus.completed
     assert task.completed_at == ticked
-    exported = CliRunner().invoke(cli, ["export", "--database", str(synced.db_path), TASK])
+    exported = CliRunner().invoke(cli, ["export", "--database", str(synced.db_path), "--id", TASK])
     assert exported.exit_code == 0, exported.output
     [document] = json.loads(exported.output)
     assert (document["status"], document["completed_at"]) == ("completed", "2026-01-29T08:30:00Z")
@@ -217,6 +217,8 @@ def test_tail_of_a_google_style_split_stays_with_the_followup_without_import_new
     synced: Env, tie: str, tail_uid: str
 ) -> None:
     assert not synced.account.import_new
+    synced.edit_in_crm(STANDUP, owner="alice")
+    synced.sync()
     _split_by_client(synced, tail_uid, related=tie == "RELATED-TO")
     report = synced.sync()
     assert report.plan.notices == ()
@@ -226,6 +228,7 @@ def test_tail_of_a_google_style_split_stays_with_the_followup_without_import_new
     assert starts(head) == HEAD_DAYS
     tail = synced.followup(f"{STANDUP}-20260119")
     assert tail.effective_uid == tail_uid, "the tail stays in the resource the client made"
+    assert tail.owner == "alice", "the tail belongs to the same CRM associate"
     assert starts(tail)[0] == dt.datetime(2026, 1, 19, 9, 30)
     assert starts(tail)[-1] == dt.datetime(2026, 1, 30, 9, 30)
     assert len(synced.client.list()) == 6
