@@ -413,6 +413,8 @@ class SyncPass:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
                 out.notices.extend(the_plan.notices)
+                for item, text in the_plan.notices:
+                    log.warning("%s: %s: %s", self.account.name, item, text)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
