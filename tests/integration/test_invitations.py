@@ -13,7 +13,6 @@ import datetime as dt
 import email
 import email.policy
 import imaplib
-import os
 import socket
 import subprocess
 import sys
@@ -631,12 +630,17 @@ def test_auto_on_a_server_without_scheduling_means_email(env: Env) -> None:
 
 SENDER_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys
     from sync import invitations
     from sync.mail_config import MailSettings
     from sync.state import Database
+
+    def die_after_second(row_id: int, position: int) -> None:
+        if position == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     mail = MailSettings.model_validate_json(sys.argv[2])
-    invitations.send_pending(mail, Database.open(sys.argv[1]))
+    invitations.send_pending(mail, Database.open(sys.argv[1]), after_smtp=die_after_second)
     """
 )
 
@@ -649,7 +653,6 @@ def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: 
     assert len(pending) == 4
 
     # A real sending process, SIGKILLed right after the SMTP server accepted message 2.
-    environ = {**os.environ, "FOLLOWUP_SYNC_TEST_KILL_AFTER_SMTP": "2"}
     result = subprocess.run(
         [
             sys.executable,
@@ -658,7 +661,6 @@ def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: 
             env.db.url.removeprefix("sqlite:///"),
             env.mail.model_dump_json(by_alias=True),
         ],
-        env=environ,
         cwd=Path(__file__).parent.parent.parent,
         capture_output=True,
         timeout=60,
