@@ -481,6 +481,181 @@ def test_a_stranger_or_an_old_sequence_is_reported_and_ignored(env: Env) -> None
     )
 
 
+# --- who may answer ---------------------------------------------------------------------------
+
+
+def reply_mail(name: str, *, sender: str | None = None, headers: str = "", **values: str) -> str:
+    """A client's reply (tests/data/itip) as it arrives: ``sender`` replaces the From line,
+    ``headers`` are what the receiving server put on top (Authentication-Results)."""
+    raw = (DATA / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        raw = raw.replace("{" + key + "}", value)
+    if sender is not None:
+        lines = raw.split("\n")
+        lines = [f"From: {sender}" if line.startswith("From:") else line for line in lines]
+        raw = "\n".join(lines)
+    return headers + raw
+
+
+def append_raw(env: Env, raw: str) -> None:
+    imap = env.mail.imap
+    assert imap is not None
+    conn = imaplib.IMAP4("127.0.0.1", imap.imap_port)
+    conn.login("alice", "secret")
+    status, _ = conn.append("INBOX", None, None, raw.replace("\n", "\r\n").encode("utf-8"))  # type: ignore[arg-type]
+    assert status == "OK"
+    conn.logout()
+
+
+def cli(env: Env, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from sync.cli import cli as group
+
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(
+        group, [*args, "--database", env.db.url], prog_name="followup-sync", catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_an_answer_from_someone_else_is_held_shown_and_decided_by_the_operator(env: Env) -> None:
+    bjorn, carol, _, eva = (address for _, address in PEOPLE.values())
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    # Mallory, who got the invitation too, declines for Carol (Gmail's shape, her own From).
+    append_raw(
+        env, reply_mail("gmail-reply.eml", sender="mallory@evil.example", UID=uid, SEQUENCE="0")
+    )
+    # Carol's own address, but the receiving server found it forged.
+    forged = (
+        "Authentication-Results: mx.crm.example; dkim=fail header.d=gmail.example;\n"
+        " spf=fail smtp.mailfrom=evil.example; dmarc=fail header.from=gmail.example\n"
+    )
+    append_raw(
+        env, reply_mail("thunderbird-reply.eml", sender=eva, headers=forged, UID=uid, SEQUENCE="0")
+    )
+    # Bjørn himself: applied.
+    append_raw(env, reply_mail("outlook-reply.eml", UID=uid, SEQUENCE="0"))
+
+    outcomes = {o.attendee: o for o in invitations.fetch_replies(env.mail, env.db)}
+    assert outcomes[carol].outcome == "held"
+    assert outcomes[carol].reason == f"sent by mallory@evil.example, not by {carol}"
+    assert outcomes[eva].outcome == "held" and "dmarc=fail" in str(outcomes[eva].reason)
+    assert outcomes[bjorn].outcome == "applied"
+    assert answers_of(env)[carol] == ("needs-action", {})
+    assert answers_of(env)[eva] == ("needs-action", {})
+    assert answers_of(env)[bjorn] == ("accepted", {})
+    # The calendar shows only what was applied.
+    assert env.sync_and_send() == []
+    master = next(c for c in env.resource().walk("VEVENT") if "RECURRENCE-ID" not in c)
+    assert partstats(master)[carol][0] == "NEEDS-ACTION"
+
+    # `invitations` shows the held answers beside the participants; `held` lists them.
+    listing = cli(env, "invitations", "--json")
+    import json
+
+    rows = {r["email"]: r for r in json.loads(listing.output)}
+    (carol_held,) = rows[carol]["held"]
+    assert carol_held["answer"] == "declined" and carol_held["sender"] == "mallory@evil.example"
+    assert rows[bjorn]["held"] == []
+    table = cli(env, "invitations").output
+    assert f"#{carol_held['id']} declined from" in table and "invitations accept ID" in table
+    held = {r["attendee"]: r for r in json.loads(cli(env, "invitations", "held", "--json").output)}
+    assert set(held) == {carol, eva}
+    assert "dkim=fail" in held[eva]["authentication"]
+
+    # The operator rejects Mallory's and accepts Eva's (she phoned to confirm).
+    assert "rejected" in cli(env, "invitations", "reject", str(held[carol]["id"])).output
+    assert "applied" in cli(env, "invitations", "accept", str(held[eva]["id"])).output
+    assert answers_of(env)[carol] == ("needs-action", {})
+    assert answers_of(env)[eva] == ("tentative", {})
+    assert invitations.held(env.db) == []
+    env.sync_and_send()
+    master = next(c for c in env.resource().walk("VEVENT") if "RECURRENCE-ID" not in c)
+    assert partstats(master)[eva][0] == "TENTATIVE"
+    assert partstats(master)[carol][0] == "NEEDS-ACTION"
+
+
+def test_with_the_receiving_servers_id_only_its_aligned_pass_vouches(env: Env) -> None:
+    bjorn, carol, _, eva = (address for _, address in PEOPLE.values())
+    env.mail.imap.authserv_ids = ["mx.crm.example"]  # type: ignore[union-attr]
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    ours = (
+        "Authentication-Results: mx.crm.example; dkim=pass header.d=partner.example;\n"
+        " spf=pass smtp.mailfrom=bjorn@partner.example; dmarc=pass header.from=partner.example\n"
+    )
+    # A pass the sender wrote himself (another authserv-id) vouches for nothing.
+    self_made = (
+        "Authentication-Results: mx.evil.example; dkim=pass header.d=gmail.example;\n"
+        " dmarc=pass header.from=gmail.example\n"
+    )
+    # DKIM passes, but for a domain that is not the From domain: not aligned.
+    unaligned = (
+        "Authentication-Results: mx.crm.example; dkim=pass header.d=evil.example; spf=none\n"
+    )
+    append_raw(env, reply_mail("outlook-reply.eml", headers=ours, UID=uid, SEQUENCE="0"))
+    append_raw(env, reply_mail("gmail-reply.eml", headers=self_made, UID=uid, SEQUENCE="0"))
+    append_raw(env, reply_mail("thunderbird-reply.eml", headers=unaligned, UID=uid, SEQUENCE="0"))
+    outcomes = {o.attendee: o for o in invitations.fetch_replies(env.mail, env.db)}
+    assert outcomes[bjorn].outcome == "applied"
+    assert outcomes[carol].outcome == "held"
+    assert (
+        outcomes[carol].reason
+        == "no passing DKIM, SPF or DMARC result for gmail.example from mx.crm.example"
+    )
+    assert outcomes[eva].outcome == "held"
+    assert answers_of(env)[bjorn] == ("accepted", {})
+    assert answers_of(env)[carol] == ("needs-action", {})
+
+
+def test_a_delegate_named_by_sent_by_answers_only_when_authenticated(env: Env) -> None:
+    bjorn = PEOPLE["outlook"][1]
+    env.mail.imap.authserv_ids = ["mx.crm.example"]  # type: ignore[union-attr]
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    delegate = "assistant@partner.example"
+    raw = reply_mail("outlook-reply.eml", sender=delegate, UID=uid, SEQUENCE="0")
+    raw = raw.replace("ATTENDEE;", f'ATTENDEE;SENT-BY="mailto:{delegate}";', 1)
+    passed = "Authentication-Results: mx.crm.example; dkim=pass header.d=partner.example\n"
+    outcomes = invitations.apply_reply_message(
+        raw.replace("\n", "\r\n").encode(),
+        env.db,
+        message_key="unauthenticated",
+        authserv_ids=["mx.crm.example"],
+    )
+    assert [o.outcome for o in outcomes] == ["held"]
+    outcomes = invitations.apply_reply_message(
+        (passed + raw).replace("\n", "\r\n").encode(),
+        env.db,
+        message_key="delegate",
+        authserv_ids=["mx.crm.example"],
+    )
+    assert [o.outcome for o in outcomes] == ["applied"]
+    assert answers_of(env)[bjorn] == ("accepted", {})
+
+
+def test_an_answer_for_an_occurrence_the_series_does_not_have_is_ignored(env: Env) -> None:
+    dag = PEOPLE["apple"][1]
+    env.edit(exceptions=[{"original_start": "2026-03-16T10:00:00", "cancelled": True}])
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    # A Thursday on a Monday series, a cancelled Monday, and a real one.
+    for local in ("20260326T100000", "20260316T100000", "20260323T100000"):
+        append(env, "apple-reply-occurrence.eml", UID=uid, SEQUENCE="0", RID_LOCAL=local)
+    thursday, cancelled, real = invitations.fetch_replies(env.mail, env.db)
+    assert thursday.outcome == "ignored"
+    assert thursday.reason == "the series has no occurrence 26.03.2026 10:00"
+    assert cancelled.outcome == "ignored"
+    assert cancelled.reason == "the series has no occurrence 16.03.2026 10:00"
+    assert real.outcome == "applied"
+    assert answers_of(env)[dag] == ("needs-action", {"2026-03-23T10:00:00": "declined"})
+
+
 # --- a reschedule asks again --------------------------------------------------------------------
 
 
