@@ -319,7 +319,7 @@ def record_due(
                 continue
             now = stamp or utcnow()
             try:
-                planned = _plan(current, state, now, sender)
+                planned = _plan(current, state, now, sender, account.invitation_address)
             except (MappingError, ValueError) as exc:
                 log.warning("%s: %s: no invitation: %s", account.name, followup_id, exc)
                 continue
@@ -454,6 +454,7 @@ def _plan(
     state: InvitationState | None,
     stamp: dt.datetime,
     sender: Organizer | None,
+    reply: str | None = None,
 ) -> Planned | None:
     """The SEQUENCE and messages due between what participants know and the follow-up now."""
     old = _doc(state)
@@ -467,18 +468,18 @@ def _plan(
             sequence += 1  # invited again after a cancellation: a newer message than the CANCEL
             reset = _asked_again(current, None)  # answers to the cancelled series are void
             current = reset or current
-        cal = itip.request(current, sequence, stamp=stamp, organizer=sender)
+        cal = itip.request(_addressed(current, reply), sequence, stamp=stamp, organizer=sender)
         for participant in current.participants:
             messages.append(
-                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender)
+                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender, reply)
             )
         return Planned(sequence, messages, reset)
     if current is None or not current.participants:
         sequence += 1
-        cal = itip.cancel(old, sequence, stamp=stamp, organizer=sender)
+        cal = itip.cancel(_addressed(old, reply), sequence, stamp=stamp, organizer=sender)
         for participant in old.participants:
             messages.append(
-                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender)
+                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender, reply)
             )
         return Planned(sequence, messages)
     removed = itip.removed_occurrences(old, current)
@@ -497,7 +498,13 @@ def _plan(
         reset = _asked_again(current, itip.changed_occurrences(old, current, ignoring=removed))
         current = reset or current
     for occurrence in removed:
-        cal = itip.cancel(current, sequence, stamp=stamp, occurrence=occurrence, organizer=sender)
+        cal = itip.cancel(
+            _addressed(current, reply),
+            sequence,
+            stamp=stamp,
+            occurrence=occurrence,
+            organizer=sender,
+        )
         for participant in current.participants:
             if participant in added:
                 continue
@@ -510,24 +517,43 @@ def _plan(
                     sequence,
                     cal,
                     sender,
+                    reply,
                 )
             )
     if gone:
         cal = itip.cancel(
-            old, sequence, stamp=stamp, organizer=sender, recipients=[p.email for p in gone]
+            _addressed(old, reply),
+            sequence,
+            stamp=stamp,
+            organizer=sender,
+            recipients=[p.email for p in gone],
         )
         for participant in gone:
             messages.append(
-                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender)
+                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender, reply)
             )
     to_request = current.participants if rescheduled else added
     if to_request:
-        cal = itip.request(current, sequence, stamp=stamp, organizer=sender)
+        cal = itip.request(_addressed(current, reply), sequence, stamp=stamp, organizer=sender)
         for participant in to_request:
             messages.append(
-                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender)
+                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender, reply)
             )
     return Planned(sequence, messages, reset)
+
+
+def _addressed(followup: FollowUp, reply: str | None) -> FollowUp:
+    """The follow-up as the iTIP data names its organizer: at ``reply`` when one is set.
+
+    Calendar programs send their answer to ORGANIZER's address (Outlook, Gmail and Apple
+    Calendar alike; Reply-To and SENT-BY do not change where). With ``reply`` the
+    service's own mailbox, answers come where ``[mail.imap]`` reads; the organizer's
+    name stays, so participants still see who invites them (docs/invitations.md).
+    """
+    if reply is None or followup.organizer is None:
+        return followup
+    organizer = followup.organizer.model_copy(update={"email": reply})
+    return followup.model_copy(update={"organizer": organizer})
 
 
 def _asked_again(followup: FollowUp, occurrences: list[Moment] | None) -> FollowUp | None:
@@ -620,6 +646,7 @@ def _message(
     sequence: int,
     cal: Any,
     sender: Organizer | None,
+    reply: str | None = None,
 ) -> tuple[str, str, str, EmailMessage]:
     """An iMIP message (RFC 6047): text in the follow-up's language, the iTIP part, and the .ics."""
     lang = followup.language.value
@@ -644,12 +671,14 @@ def _message(
     ics = bytes(cal.to_ical())
 
     msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = (
-        formataddr((organizer.name or "", organizer.email))
-        if sender is None
-        else formataddr((sender.name or organizer.name or "", sender.email))
-    )
-    if sender is not None and sender.email.casefold() != organizer.email.casefold():
+    if reply is not None:
+        # From the service's address (which its mail server lets it send as, and which
+        # SPF/DKIM/DMARC vouch for); a person replying by hand reaches the organizer.
+        from_address = Organizer(name=organizer.name, email=reply)
+    else:
+        from_address = sender or organizer
+    msg["From"] = formataddr((from_address.name or organizer.name or "", from_address.email))
+    if from_address.email.casefold() != organizer.email.casefold():
         msg["Reply-To"] = formataddr((organizer.name or "", organizer.email))
     msg["To"] = formataddr(((participant.name if participant else None) or "", recipient))
     msg["Subject"] = f"{subject_word}: {followup.title or '-'} ({when})"

@@ -11,6 +11,7 @@ password comes from an environment variable or a file, read only when it is need
     username = "crm@example.com"
     password_env = "SMTP_PASSWORD"   # or password_file = "/run/secrets/smtp"
     from = "CRM <crm@example.com>"
+    organizer = "service"            # answers go to from's address; "person": to the organizer
 
     [mail.imap]                      # where attendees' replies arrive
     host = "imap.example.com"
@@ -99,6 +100,11 @@ class MailSettings(BaseModel):
     password_env: str | None = None
     password_file: str | None = None
     sender: str = Field(alias="from")
+    #: Who emailed invitations name as ORGANIZER, i.e. where the answers go: "service"
+    #: (``from``'s address, the mailbox ``[mail.imap]`` reads, in the organizer's name) or
+    #: "person" (the follow-up organizer's own address: answers reach the service only
+    #: if a mail-server rule copies them there). docs/invitations.md compares the two.
+    organizer: Literal["service", "person"] = "service"
     timeout: float = Field(default=30.0, gt=0)
     imap: ImapSettings | None = None
 
