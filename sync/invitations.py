@@ -518,6 +518,7 @@ def _plan(
                     cal,
                     sender,
                     reply,
+                    told=_told(old, occurrence),
                 )
             )
     if gone:
@@ -535,9 +536,21 @@ def _plan(
     to_request = current.participants if rescheduled else added
     if to_request:
         cal = itip.request(_addressed(current, reply), sequence, stamp=stamp, organizer=sender)
+        changes = _changes(old, current) if rescheduled else []
         for participant in to_request:
+            news = [] if participant in added else changes
             messages.append(
-                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender, reply)
+                _message(
+                    current,
+                    itip.REQUEST,
+                    participant.email,
+                    "",
+                    sequence,
+                    cal,
+                    sender,
+                    reply,
+                    changes=news,
+                )
             )
     return Planned(sequence, messages, reset)
 
@@ -616,6 +629,10 @@ _TEXTS: dict[str, dict[str, Any]] = {
     "en": {
         itip.REQUEST: ("Invitation", "You are invited to"),
         itip.CANCEL: ("Cancelled", "This has been cancelled:"),
+        "update": ("Updated", "This has changed:"),
+        "title": "Title",
+        "moved": "Moved",
+        "description": "The description has changed (below).",
         "when": "When",
         "where": "Where",
         "organizer": "Organizer",
@@ -627,6 +644,10 @@ _TEXTS: dict[str, dict[str, Any]] = {
     "nb": {
         itip.REQUEST: ("Invitasjon", "Du er invitert til"),
         itip.CANCEL: ("Avlyst", "Dette er avlyst:"),
+        "update": ("Endret", "Dette er endret:"),
+        "title": "Tittel",
+        "moved": "Flyttet",
+        "description": "Beskrivelsen er endret (se under).",
         "when": "Når",
         "where": "Hvor",
         "organizer": "Arrangør",
@@ -647,25 +668,39 @@ def _message(
     cal: Any,
     sender: Organizer | None,
     reply: str | None = None,
+    *,
+    told: Moment | None = None,
+    changes: list[_Change] | None = None,
 ) -> tuple[str, str, str, EmailMessage]:
-    """An iMIP message (RFC 6047): text in the follow-up's language, the iTIP part, and the .ics."""
+    """An iMIP message (RFC 6047): text in the follow-up's language, the iTIP part, and the .ics.
+
+    ``told``: for the CANCEL of one occurrence, where the participants were told it is
+    (a moved occurrence's new start), which the text names rather than the RECURRENCE-ID.
+    ``changes``: for an update, what changed since the last REQUEST, listed first.
+    """
     lang = followup.language.value
     texts = _TEXTS[lang]
-    subject_word, intro = texts[method]
+    subject_word, intro = texts["update" if changes else method]
     organizer = followup.organizer or sender
     assert organizer is not None
     participant = followup.participant(recipient)
-    lines = [f"{intro} {followup.title or '-'}", ""]
-    when = _when(followup, rid, lang)
+    if changes:
+        lines = [f"{subject_word}: {followup.title or '-'}", "", str(intro)]
+        lines += [f"  {change.text(texts)}" for change in changes] + [""]
+    else:
+        lines = [f"{intro} {followup.title or '-'}", ""]
+    when = _moment_text(told) if told is not None else _when(followup, rid, lang)
     lines.append(f"{texts['when']}: {when}")
     if rid:
-        lines.append(f"{texts['occurrence']} {_show(rid)}")
+        lines.append(f"{texts['occurrence']} {when}")
     location = followup.location
     if location:
         lines.append(f"{texts['where']}: {location}")
     who = f"{organizer.name} <{organizer.email}>" if organizer.name else organizer.email
     lines.append(f"{texts['organizer']}: {who}")
     if method == itip.REQUEST:
+        if followup.description:
+            lines += ["", followup.description.strip()]
         lines += ["", str(texts["answer"])]
     body = "\n".join(lines) + "\n"
     ics = bytes(cal.to_ical())
@@ -693,6 +728,87 @@ def _message(
     msg.make_mixed()
     msg.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
     return method, recipient, rid, msg
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One line of "what changed" in an update: which field, from what, to what."""
+
+    field: str  # a key of _TEXTS: "title", "when", "where", "moved", "description"
+    before: str = ""
+    after: str = ""
+
+    def text(self, texts: dict[str, Any]) -> str:
+        if self.field == "description":
+            return str(texts["description"])
+        return f"{texts[self.field]}: {self.before or '-'} → {self.after or '-'}"
+
+
+#: An update lists at most this many moved occurrences, then how many more there are.
+_MOVED_LISTED = 10
+
+
+def _changes(old: FollowUp, new: FollowUp) -> list[_Change]:
+    """What participants notice between the last REQUEST (``old``) and this one (``new``)."""
+    lang = new.language.value
+    found: list[_Change] = []
+    if (old.title or "") != (new.title or ""):
+        found.append(_Change("title", old.title or "", new.title or ""))
+    # The series as its rule makes it: single moved or cancelled dates are listed apart.
+    before = _when(old.model_copy(update={"exceptions": []}), "", lang)
+    after = _when(new.model_copy(update={"exceptions": []}), "", lang)
+    if before != after:
+        found.append(_Change("when", before, after))
+    if (old.location or "") != (new.location or ""):
+        found.append(_Change("where", old.location or "", new.location or ""))
+    if before == after:
+        found += _moved(old, new)
+    if (old.description or "") != (new.description or ""):
+        found.append(_Change("description"))
+    return found
+
+
+def _moved(old: FollowUp, new: FollowUp) -> list[_Change]:
+    """Occurrences whose time or place changed while the series stayed where it was."""
+    try:
+        was = {_naive_local(o.original_start): o for o in occurrences(old) if not o.cancelled}
+        now = {_naive_local(o.original_start): o for o in occurrences(new) if not o.cancelled}
+    except (MappingError, ValueError):
+        return []
+    moved: list[_Change] = []
+    for key in sorted(was.keys() & now.keys(), key=lambda k: k.isoformat()):
+        a, b = was[key], now[key]
+        if (_naive_local(a.start), _naive_local(a.end)) != (
+            _naive_local(b.start),
+            _naive_local(b.end),
+        ):
+            moved.append(_Change("moved", _moment_text(a.start), _moment_text(b.start)))
+        if (a.location or "") != (b.location or ""):
+            moved.append(
+                _Change("where", f"{_moment_text(b.start)} {a.location or '-'}", b.location or "")
+            )
+    if len(moved) > _MOVED_LISTED:
+        rest = len(moved) - _MOVED_LISTED
+        moved = [*moved[:_MOVED_LISTED], _Change("moved", "…", f"+{rest}")]
+    return moved
+
+
+def _told(old: FollowUp | None, original: Moment) -> Moment | None:
+    """Where the participants were told the occurrence ``original`` is: its start in ``old``."""
+    if old is None:
+        return None
+    try:
+        for occurrence in occurrences(old):
+            if _naive_local(occurrence.original_start) == original:
+                return _naive_local(occurrence.start)
+    except (MappingError, ValueError):
+        return None
+    return None
+
+
+def _moment_text(value: Moment) -> str:
+    value = _naive_local(value)
+    return _show(value.isoformat())
 
 
 def _when(followup: FollowUp, rid: str, lang: str) -> str:

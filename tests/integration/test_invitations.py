@@ -277,7 +277,7 @@ def itip_of(captured: Captured, method: str, *, organizer: str = ORGANIZER) -> C
 
 def text_of(captured: Captured) -> str:
     plain = next(p for p in captured.message.walk() if p.get_content_type() == "text/plain")
-    return str(plain.get_content())
+    return str(plain.get_content()).replace("\r\n", "\n")
 
 
 def by_recipient(messages: list[Captured]) -> dict[str, Captured]:
@@ -654,6 +654,60 @@ def test_an_answer_for_an_occurrence_the_series_does_not_have_is_ignored(env: En
     assert cancelled.reason == "the series has no occurrence 16.03.2026 10:00"
     assert real.outcome == "applied"
     assert answers_of(env)[dag] == ("needs-action", {"2026-03-23T10:00:00": "declined"})
+
+
+# --- what the messages say ----------------------------------------------------------------------
+
+
+def test_messages_say_what_changed_name_the_date_people_know_and_carry_the_description(
+    env: Env,
+) -> None:
+    carol = PEOPLE["gmail"][1]
+    env.edit(description="Agenda: budget 2027")
+    (invitation,) = [m for m in env.sync_and_send() if m.recipients == [carol]]
+    assert "Agenda: budget 2027" in text_of(invitation)
+
+    # One Monday moves to 13:00 and the series changes room: the update says both.
+    moved = [
+        {
+            "original_start": "2026-03-09T10:00:00",
+            "start": "2026-03-09T13:00:00",
+            "end": "2026-03-09T14:00:00",
+        }
+    ]
+    env.edit(description="Agenda: budget 2027", exceptions=moved)
+    update = by_recipient(env.sync_and_send())[carol]
+    text = text_of(update)
+    assert update.message["Subject"].startswith("Endret: Styremøte")
+    assert "Dette er endret:\n  Flyttet: 09.03.2026 10:00 → 09.03.2026 13:00\n" in text, text
+    assert "Agenda: budget 2027" in text
+
+    env.edit(description="Agenda: budget 2027", exceptions=moved, location="Møterom 9")
+    text = text_of(by_recipient(env.sync_and_send())[carol])
+    assert "  Hvor: Møterom 2 → Møterom 9\n" in text, text
+    assert "Flyttet" not in text
+
+    # The moved Monday is cancelled: the message names 13:00, the time Carol was told.
+    cancelled = [{"original_start": "2026-03-09T10:00:00", "cancelled": True}]
+    env.edit(description="Agenda: budget 2027", exceptions=cancelled, location="Møterom 9")
+    cancel = by_recipient(env.sync_and_send())[carol]
+    (component,) = itip_of(cancel, "CANCEL").walk("VEVENT")
+    assert rid_of(component) == oslo(2026, 3, 9, 10)  # the iTIP data keys it by its original
+    assert "Bare forekomsten 09.03.2026 13:00" in text_of(cancel)
+    assert "09.03.2026 10:00" not in text_of(cancel)
+    assert "(09.03.2026 13:00)" in cancel.message["Subject"]
+
+
+def test_an_english_update_says_what_changed_in_english(env: Env) -> None:
+    carol = PEOPLE["gmail"][1]
+    env.edit(language="en")
+    env.sync_and_send()
+    env.edit(language="en", title="Board", start="2026-03-02T12:00:00", end="2026-03-02T13:00:00")
+    update = by_recipient(env.sync_and_send())[carol]
+    text = text_of(update)
+    assert update.message["Subject"].startswith("Updated: Board")
+    assert "This has changed:\n  Title: Styremøte → Board\n" in text, text
+    assert "  When: Weekly" in text and "10:00–11:00 → Weekly" in text and "12:00–13:00" in text
 
 
 # --- a reschedule asks again --------------------------------------------------------------------
