@@ -97,6 +97,10 @@ class Account(BaseModel):
     #: ``[mail] from`` unless ``[mail] organizer = "person"``; set it here for an
     #: account-specific address (``crm+alice@example.com``). See docs/invitations.md.
     invitation_address: str | None = None
+    #: Which of the owner's calendars make a date a conflict in the recurrence dialog,
+    #: besides the synced one: unset, every calendar of the calendar home that holds
+    #: busy time; a list, those named (id, display name or URL); [], none.
+    busy_calendars: list[str] | None = None
     #: Random delay added to each scheduled run, so many accounts on one server do not
     #: all hit it in the same second.
     jitter_seconds: float = Field(default=15.0, ge=0)
