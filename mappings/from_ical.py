@@ -44,6 +44,7 @@ from mappings.errors import MappingError
 from mappings.model import (
     FollowUp,
     FollowUpKind,
+    FollowUpStatus,
     IcalRecurrence,
     Moment,
     OccurrenceException,
@@ -68,6 +69,7 @@ from mappings.superoffice import (
     YearPatternInfo,
     weekday_flags,
 )
+from mappings.task_status import STATUS_PROPERTY, read_status
 from mappings.to_ical import CALL_CATEGORY, KIND_PROPERTY, followup_components
 
 __all__ = ["ParseResult", "parse_calendar", "parse_components"]
@@ -127,6 +129,9 @@ _HANDLED = frozenset(
         "ORGANIZER",
         "ATTENDEE",
         "X-FOLLOWUP-LANGUAGE",
+        STATUS_PROPERTY,
+        "COMPLETED",
+        "PERCENT-COMPLETE",
     }
 )
 _TIME_PROPERTIES = (
@@ -293,6 +298,8 @@ class _Series:
     master: Component
     overrides: list[Component]
     original: list[Component]  # what the verification expands: the input, untouched
+    status: FollowUpStatus | None = None
+    completed_at: dt.datetime | None = None
 
 
 def _parse_group(
@@ -625,6 +632,7 @@ def _read_series(
     if known is not None:
         followup_id, kind = known.id, known.kind
     doc_uid = None if uid == uid_for_id(followup_id) else uid
+    status, completed_at = read_status(master)
     return _Series(
         uid=uid,
         zone=zone,
@@ -640,6 +648,8 @@ def _read_series(
         master=master,
         overrides=overrides,
         original=original,
+        status=status,
+        completed_at=completed_at,
     )
 
 
@@ -1403,6 +1413,7 @@ def _exception_for(
     new_title = _text(component, "SUMMARY") or ""
     new_description = _text(component, "DESCRIPTION") or ""
     new_location = _text(component, "LOCATION") or ""
+    status, completed_at = _own_status(component, series)
     return OccurrenceException(
         original_start=key,
         start=start if start != key else None,
@@ -1410,7 +1421,25 @@ def _exception_for(
         title=new_title if new_title != title else None,
         description=new_description if new_description != (description or "") else None,
         location=new_location if new_location != (location or "") else None,
+        status=status,
+        completed_at=completed_at,
     )
+
+
+def _own_status(
+    component: Component, series: _Series
+) -> tuple[FollowUpStatus | None, dt.datetime | None]:
+    """An override's status where it differs from the series' (a task ticked off once).
+
+    Saying nothing and "not started" are the same here: Thunderbird writes
+    NEEDS-ACTION on an override of a series that has no STATUS at all.
+    """
+    status, completed_at = read_status(component)
+    if status is None:
+        return None, None
+    if status == (series.status or FollowUpStatus.not_started):
+        return None, None
+    return status, completed_at
 
 
 def _followup(
@@ -1443,6 +1472,8 @@ def _followup(
         "ical_recurrence": ical,
         "exceptions": [e for e in exceptions if not _is_noop(e)],
         "uid": doc_uid if followup_id is not None else series.doc_uid,
+        "status": series.status,
+        "completed_at": series.completed_at,
     }
     try:
         followup = FollowUp.model_validate(data)
@@ -1455,7 +1486,7 @@ def _followup(
 def _is_noop(exception: OccurrenceException) -> bool:
     return not exception.cancelled and all(
         getattr(exception, name) is None
-        for name in ("start", "end", "title", "description", "location")
+        for name in ("start", "end", "title", "description", "location", "status")
     )
 
 

@@ -32,6 +32,15 @@ Invitations (``mappings.itip``, ``sync.invitations``) add three optional fields:
   ``occurrence_status`` maps an occurrence's original start (the same key as an
   exception's ``original_start``) to an answer for that occurrence only;
 * ``language`` — ``"nb"`` or ``"en"``: the language of the invitation's text part.
+
+Completion (SuperOffice's appointment status NotStarted/Started/Completed, §2.2 of the
+reference) is two optional fields, on the follow-up and on each exception:
+
+* ``status`` — ``"not-started"``, ``"started"`` or ``"completed"``. Left out, nothing is
+  known (documents written before this field existed); an exception without it has the
+  series' status. ``docs/tasks-and-splits.md`` says what each maps to in a calendar.
+* ``completed_at`` — when it was completed (UTC), if known: a calendar's COMPLETED.
+  Informative only: two documents that differ only here mean the same.
 """
 
 from __future__ import annotations
@@ -43,7 +52,14 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mappings.errors import MappingError
 from mappings.superoffice import RecurrenceInfo
@@ -67,6 +83,14 @@ class FollowUpKind(StrEnum):
 Moment = dt.datetime | dt.date
 
 
+class FollowUpStatus(StrEnum):
+    """SuperOffice's AppointmentStatus 1-3, the part a calendar can express."""
+
+    not_started = "not-started"
+    started = "started"
+    completed = "completed"
+
+
 class OccurrenceException(BaseModel):
     """One occurrence edited by itself: cancelled, or moved and/or changed.
 
@@ -83,11 +107,17 @@ class OccurrenceException(BaseModel):
     title: str | None = None
     description: str | None = None
     location: str | None = None
+    #: This occurrence's own status (one occurrence of a recurring task ticked off).
+    status: FollowUpStatus | None = None
+    completed_at: dt.datetime | None = None
+
+    _utc_completed = field_validator("completed_at")(lambda value: _utc(value))
 
     @model_validator(mode="after")
     def _check(self) -> OccurrenceException:
         if self.cancelled and (self.start is not None or self.end is not None):
             raise ValueError("a cancelled exception has no new start or end")
+        _check_completion(self.status, self.completed_at)
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end is before start")
         return self
@@ -175,6 +205,10 @@ class FollowUp(BaseModel):
     organizer: Organizer | None = None
     participants: list[Participant] = Field(default_factory=list)
     language: Language = Language.en
+    status: FollowUpStatus | None = None
+    completed_at: dt.datetime | None = None
+
+    _utc_completed = field_validator("completed_at")(lambda value: _utc(value))
 
     @model_validator(mode="before")
     @classmethod
@@ -230,6 +264,7 @@ class FollowUp(BaseModel):
             raise ValueError("end: is before start")
         if self.recurrence is not None and self.ical_recurrence is not None:
             raise ValueError("ical_recurrence: give either recurrence or ical_recurrence, not both")
+        _check_completion(self.status, self.completed_at)
         seen: set[Moment] = set()
         for exception in self.exceptions:
             if exception.original_start in seen:
@@ -319,6 +354,20 @@ def _local(value: Any, zone: ZoneInfo, all_day: bool, field: str) -> Any:
             return dt.datetime.combine(value, dt.time())
         return value
     return value
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A completion time in UTC; a naive one is taken as UTC (as iCalendar's COMPLETED is)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _check_completion(status: FollowUpStatus | None, completed_at: dt.datetime | None) -> None:
+    if completed_at is not None and status != FollowUpStatus.completed:
+        raise ValueError("completed_at: is given, but status is not completed")
 
 
 def _error_from_validation(exc: ValidationError, item: str | None) -> MappingError:

@@ -27,7 +27,8 @@ from typing import Any
 from icalendar import Calendar, Component
 
 from mappings.errors import MappingError
-from mappings.model import FollowUp
+from mappings.model import FollowUp, FollowUpKind
+from mappings.task_status import STATUS_PROPERTY, TASK_STATUS_PROPERTIES
 from mappings.to_ical import calendar_bytes, followup_components
 
 #: Properties the mapper writes; on a write back, these come from the follow-up.
@@ -51,6 +52,7 @@ MANAGED = frozenset(
         "X-FOLLOWUP-ID",
         "LAST-MODIFIED",
         "X-FOLLOWUP-LANGUAGE",
+        STATUS_PROPERTY,
     }
 )
 
@@ -92,6 +94,8 @@ def render(
             if (followup.participants or followup.organizer)
             else MANAGED
         )
+        if followup.kind == FollowUpKind.task:  # a task's completion is the follow-up's status
+            managed |= TASK_STATUS_PROPERTIES
         components = _carry_over(components, base_cal, followup.effective_uid, managed)
         return calendar_bytes(components, defined=base_cal.walk("VTIMEZONE"))
     return calendar_bytes(components)

@@ -20,6 +20,11 @@ follow-up's id. What goes where:
   occurrence answered differently but not otherwise edited gets an override of its own
   (as Apple Calendar and Outlook write it). ``language`` other than English travels as
   ``X-FOLLOWUP-LANGUAGE``.
+* ``status`` (and an exception's own ``status``): on a task, STATUS (NEEDS-ACTION,
+  IN-PROCESS, COMPLETED) with PERCENT-COMPLETE 0/100 and COMPLETED (``completed_at``, else
+  the DTSTAMP: the time it is written) as Thunderbird and Apple write a ticked-off task;
+  on an appointment or a call, which no client can mark done, ``X-FOLLOWUP-STATUS``
+  only, so it round-trips (``mappings.task_status``).
 * A series whose every occurrence is deleted is not emitted at all: servers refuse a
   rule with no instances (SabreDAV: "recurrence rule does not generate any valid
   instances"), and for the sync worker it means "delete the resource".
@@ -42,6 +47,7 @@ from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type
 from mappings.rrule import parse_rdate, rrule_for
 from mappings.superoffice import RecurrenceEndType
+from mappings.task_status import add_status
 from mappings.timezones import vtimezone
 
 PRODID = "-//followup-sync//followup-sync 0.1//EN"
@@ -137,6 +143,8 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
             description=exception.description,
             location=exception.location,
         )
+        if exception.status is not None:
+            add_status(override, followup.kind, exception.status, exception.completed_at, stamp)
         override.add("recurrence-id", ical_moment(exception.original_start, zone))
         start = exception.start if exception.start is not None else exception.original_start
         end = exception.end if exception.end is not None else start + followup.duration
@@ -350,6 +358,8 @@ def _common(
     component.add(KIND_PROPERTY, followup.kind.value)
     if followup.language != Language.en:
         component.add(LANGUAGE_PROPERTY, followup.language.value)
+    if followup.status is not None:  # an exception's own status replaces it
+        add_status(component, followup.kind, followup.status, followup.completed_at, stamp)
 
 
 def _times(

@@ -366,6 +366,8 @@ def print_report(report: PassReport) -> None:
         )
     for item, reason in plan.skipped:
         click.echo(f"  skipped {item}: {reason}", err=True)
+    for item, text in plan.notices:
+        click.echo(f"  note {item}: {text}", err=True)
     for item, message in report.errors:
         click.echo(f"  error {item}: {message}", err=True)
 

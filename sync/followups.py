@@ -40,6 +40,8 @@ class CrmEntry:
     content_hash: str
     deleted: bool
     updated_at: dt.datetime
+    #: The CRM associate; a tail split off in a calendar belongs to the same one.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,7 @@ class _Sweep:
 
     planned: list[Planned] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
@@ -163,7 +164,7 @@ class _Sweep:
             account,
             mode,
             dry_run,
-            PlanSummary(tuple(self.planned), tuple(self.skipped)),
+            PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
             read_errors=sorted(self.failed.items()),
             applied=self.applied,
@@ -471,6 +472,9 @@ class SyncPass:
             elif keep:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
+                out.notices.extend(the_plan.notices)
+                for item, text in the_plan.notices:
+                    log.warning("%s: %s: %s", self.account.name, item, text)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
@@ -825,6 +829,8 @@ class SyncPass:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
             )
+            # Tails a THISANDFUTURE override split off belong to the same CRM associate.
+            followups[1:] = [f.model_copy(update={"owner": known.owner}) for f in followups[1:]]
         return ServerDoc(
             resource.href,
             resource.etag,
@@ -946,7 +952,7 @@ class SyncPass:
                 if not belongs:
                     continue
                 entries[row.id] = CrmEntry(
-                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
+                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at), row.owner
                 )
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
-from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vRecur
+from icalendar import Alarm, Calendar, Component, Event, Todo, vCalAddress, vRecur
 from lxml import etree
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -333,10 +333,19 @@ def this_and_future_override(
 
 
 def google_split(
-    data: bytes, original: dt.datetime, new_uid: str, new_start: dt.datetime, new_end: dt.datetime
+    data: bytes,
+    original: dt.datetime,
+    new_uid: str,
+    new_start: dt.datetime,
+    new_end: dt.datetime,
+    *,
+    related_to: str | None = None,
 ) -> tuple[bytes, bytes]:
     """'This and following' as Google writes it: the old series gets an UNTIL, a new
-    series (new UID) starts at the chosen occurrence. Returns (old, new)."""
+    series (new UID) starts at the chosen occurrence. Returns (old, new).
+
+    Google names the tail ``<old UID>_R<start>``; Apple gives it a fresh UID; some
+    clients add RELATED-TO naming the old series (``related_to``)."""
     cal = Calendar.from_ical(data)
     master = master_of(cal)
     rule = vRecur.from_ical(master["RRULE"].to_ical().decode())
@@ -369,10 +378,67 @@ def google_split(
     event.add("dtend", new_end)
     event.add("rrule", tail_rule)
     event.add("x-google-split-from", str(master["UID"]))
+    if related_to is not None:
+        event.add("related-to", related_to)
     _touch(event)
     new.add_component(event)
     # Overrides after the split point move with the tail in Google; ours has none there.
     return bytes(cal.to_ical()), bytes(new.to_ical())
+
+
+def end_series(data: bytes, before: dt.datetime) -> bytes:
+    """'Delete this and all following' in a client: the rule gets an UNTIL, nothing else."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    rule = vRecur.from_ical(master["RRULE"].to_ical().decode())
+    rule.pop("COUNT", None)
+    rule["UNTIL"] = [(before - dt.timedelta(seconds=1)).astimezone(dt.UTC)]
+    master.pop("RRULE")
+    master.add("rrule", rule)
+    _touch(master)
+    return bytes(cal.to_ical())
+
+
+def complete_task(
+    data: bytes,
+    original: dt.datetime | None = None,
+    *,
+    style: str = "thunderbird",
+    when: dt.datetime | None = None,
+) -> bytes:
+    """Tick a task off: the whole task, or (``original``) one occurrence of a recurring one.
+
+    Thunderbird writes STATUS:COMPLETED, COMPLETED and PERCENT-COMPLETE:100; Apple
+    Reminders STATUS and COMPLETED only. One occurrence becomes a VTODO override with the
+    occurrence's DTSTART and DUE, as both write it.
+    """
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    if original is None:
+        target = master
+    else:
+        found = override_of(cal, original)
+        if found is None:
+            found = Todo()
+            found.add("uid", str(master["UID"]))
+            found.add("recurrence-id", original)
+            found.add("summary", str(master.get("SUMMARY", "")))
+            span = master["DUE"].dt - master["DTSTART"].dt
+            found.add("dtstart", original)
+            found.add("due", original + span)
+            cal.add_component(found)
+        target = found
+    for name in ("STATUS", "COMPLETED", "PERCENT-COMPLETE"):
+        target.pop(name, None)
+    target.add("status", "COMPLETED")
+    target.add("completed", when or _now())
+    if style == "thunderbird":
+        target.add("percent-complete", 100)
+        target.add("x-moz-generation", "4")
+    elif style != "apple":
+        raise ValueError(style)
+    _touch(target)
+    return bytes(cal.to_ical())
 
 
 def _rule_starts(master: Component) -> list[dt.datetime]:
