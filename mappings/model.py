@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mappings.errors import MappingError
+from mappings.errors import DATA_ERRORS, MappingError
 from mappings.superoffice import RecurrenceInfo
 
 #: UIDs we make are ``followup-<id>@followup-sync``; ``parse`` recognises them.
@@ -351,7 +351,7 @@ def load_followup(data: Any) -> FollowUp:
         if exc.item is None:
             exc.item = item
         raise
-    except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+    except DATA_ERRORS as exc:
         # Found by tests/reliability/test_fuzz.py: a document broken in a way no validator
         # foresaw is still a clear error about this item, never a crash of the import.
         message = f"cannot be read: {type(exc).__name__}: {exc}"

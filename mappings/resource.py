@@ -26,7 +26,7 @@ from typing import Any
 
 from icalendar import Calendar, Component
 
-from mappings.errors import MappingError
+from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp
 from mappings.to_ical import calendar_bytes, followup_components
 
@@ -76,7 +76,18 @@ def render(
     base: bytes | None = None,
     schedule_agent: str | None = None,
 ) -> bytes | None:
-    """The resource bytes for a follow-up, or None when nothing is left to put on a calendar."""
+    """The resource bytes for a follow-up, or None when nothing is left to put on a calendar.
+
+    Any error on the way is a MappingError naming the follow-up (``item_errors``): a
+    document that cannot be rendered is that item's failure, never the whole pass's.
+    """
+    with item_errors(followup.id, doing="cannot be rendered"):
+        return _render(followup, stamp=stamp, base=base, schedule_agent=schedule_agent)
+
+
+def _render(
+    followup: FollowUp, *, stamp: dt.datetime, base: bytes | None, schedule_agent: str | None
+) -> bytes | None:
     series = followup_components(followup, stamp=stamp)
     if not series.emitted:
         return None

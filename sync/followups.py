@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
 from sync.state import Database, FollowUpRow, as_utc, utcnow
 
@@ -147,11 +148,23 @@ def crm_entries(session: Session, ids: Sequence[str] | None = None) -> dict[str,
     }
 
 
-def load_documents(session: Session, ids: Iterable[str]) -> dict[str, FollowUp]:
+def load_documents(
+    session: Session, ids: Iterable[str], *, errors: dict[str, str] | None = None
+) -> dict[str, FollowUp]:
+    """The stored documents of ``ids``.
+
+    With ``errors``, a document that no longer validates (stored by an older version, or
+    edited in the database) is reported there by id instead of failing every other one.
+    """
     wanted = list(ids)
     result: dict[str, FollowUp] = {}
     for chunk_start in range(0, len(wanted), 500):
         chunk = wanted[chunk_start : chunk_start + 500]
         for row in session.scalars(select(FollowUpRow).where(FollowUpRow.id.in_(chunk))):
-            result[row.id] = load_followup(row.document)
+            try:
+                result[row.id] = load_followup(row.document)
+            except MappingError as exc:
+                if errors is None:
+                    raise
+                errors[row.id] = str(exc)
     return result
