@@ -140,7 +140,11 @@ def dates_command(
     warnings, as in the CRM.
     """
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database) if (conflicts or not Path(target).is_file()) else None
+    db = (
+        open_database(settings, database, create=False)
+        if (conflicts or not Path(target).is_file())
+        else None
+    )
     followup = _target_followup(target, pick, db)
     account = None
     if conflicts and settings is not None and settings.accounts:
