@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
@@ -318,7 +319,10 @@ def _local(value: Any, zone: ZoneInfo, all_day: bool, field: str) -> Any:
         if not all_day:
             return dt.datetime.combine(value, dt.time())
         return value
-    return value
+    if value is None:
+        return value  # "field required" or "may be null" is the model's to say
+    # A number would otherwise be read as seconds since 1970 (in UTC), then fail far away.
+    raise ValueError(f"{field}: {value!r} is not an ISO date or date-time (give a string)")
 
 
 def _error_from_validation(exc: ValidationError, item: str | None) -> MappingError:
@@ -339,6 +343,12 @@ def load_followup(data: Any) -> FollowUp:
     item = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else None
     if not isinstance(data, dict):
         raise MappingError("a follow-up must be a JSON object", item=item)
+    unencodable = _unencodable_text(data)
+    if unencodable is not None:
+        path, text = unencodable
+        raise MappingError(
+            f"holds {text!r}, a lone UTF-16 surrogate, which is not text", item=item, field=path
+        )
     # Checks that need the whole model (patterns, exception keys) live with the recurrence code.
     from mappings.occurrences import validate_followup
 
@@ -359,10 +369,47 @@ def load_followup(data: Any) -> FollowUp:
     return followup
 
 
+def _unencodable_text(data: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string (or key) with a lone surrogate, as (field path, the surrogate).
+
+    JSON can spell one (``"\\ud800"``) and Python's parser accepts it, but it is not text:
+    it cannot be stored, hashed or written to a calendar.
+    """
+    if isinstance(data, str):
+        for char in data:
+            if "\ud800" <= char <= "\udfff":
+                return path or "document", char
+        return None
+    if isinstance(data, dict):
+        children: Iterable[tuple[str, Any]] = data.items()
+    elif isinstance(data, list):
+        children = ((str(index), item) for index, item in enumerate(data))
+    else:
+        return None
+    for key, value in children:
+        where = f"{path}.{key}" if path else str(key)
+        found = _unencodable_text(key, where) or _unencodable_text(value, where)
+        if found is not None:
+            return found
+    return None
+
+
 def load_followups(data: Any) -> list[FollowUp]:
-    """One document or an array of them."""
+    """One document or an array of them; one id twice in an array is refused."""
     items: Iterable[Any] = data if isinstance(data, list) else [data]
-    return [load_followup(item) for item in items]
+    followups = [load_followup(item) for item in items]
+    first_at: dict[str, int] = {}
+    for position, followup in enumerate(followups, start=1):
+        earlier = first_at.setdefault(followup.id, position)
+        if earlier != position:
+            # The second would silently replace the first on import.
+            raise MappingError(
+                f"appears twice in this file: follow-ups number {earlier} and {position} "
+                "(counting from 1) have this id",
+                item=followup.id,
+                field="id",
+            )
+    return followups
 
 
 def load_followups_json(text: str | bytes) -> list[FollowUp]:
@@ -374,7 +421,20 @@ def load_followups_json(text: str | bytes) -> list[FollowUp]:
         ) from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise MappingError("not valid JSON: nested too deeply to read") from None
+    except ValueError as exc:
+        # json turns digits into an int; Python refuses more than sys.get_int_max_str_digits().
+        raise MappingError(f"not valid JSON: {_number_error(exc)}") from None
     return load_followups(data)
+
+
+def _number_error(exc: ValueError) -> str:
+    """Python's message for a number with too many digits, without its advice to programmers."""
+    message = str(exc)
+    if "integer string conversion" in message:
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return message
 
 
 def dump_followups_json(followups: Iterable[FollowUp]) -> str:

@@ -108,6 +108,25 @@ def _render(
     return calendar_bytes(components)
 
 
+#: Any fixed moment: DTSTAMP does not change what can or cannot be rendered.
+_CHECK_STAMP = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def check_renderable(followup: FollowUp) -> None:
+    """Compute now, once, what a sync pass and the recurrence dialog compute from a follow-up.
+
+    The one check for "can this be put on a calendar": the store runs it before it
+    accepts a follow-up (import, the API), the dialog's date calculation meets the same
+    errors, so a document that would fail every later sync pass (a weekly Cycle of 10^9,
+    a series running past year 9999) is refused at the door, naming the item.
+    """
+    from mappings.occurrences import occurrences
+
+    with item_errors(followup.id, doing="cannot be put on a calendar"):
+        render(followup, stamp=_CHECK_STAMP)
+        occurrences(followup, include_cancelled=False)
+
+
 def read(data: bytes) -> ServerResource:
     """The calendar components of one resource; a MappingError names what is wrong."""
     cal = _parse(data, None)

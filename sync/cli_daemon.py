@@ -123,7 +123,12 @@ def daemon_command(
     daemon.start()
     try:
         if ds.http_port:
-            http = HttpServer(create_service_app(daemon), ds.http_host, ds.http_port)
+            http = HttpServer(
+                create_service_app(daemon),
+                ds.http_host,
+                ds.http_port,
+                read_timeout=ds.http_read_timeout_seconds,
+            )
             try:
                 http.start()
             except RuntimeError as exc:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
+from mappings.resource import check_renderable
 from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 
@@ -55,9 +56,13 @@ class FollowUpStore:
         self.db = db
 
     def import_followups(self, followups: Iterable[FollowUp]) -> ImportResult:
+        """Store every follow-up or none: each is checked first (``check_renderable``)."""
         created: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        followups = list(followups)
+        for followup in followups:
+            check_renderable(followup)
         with self.db.sessions.begin() as session:
             for followup in followups:
                 outcome = save(session, followup)
@@ -85,6 +90,7 @@ class FollowUpStore:
             return tombstone(session, followup_id)
 
     def put(self, followup: FollowUp) -> str:
+        check_renderable(followup)
         with self.db.sessions.begin() as session:
             return save(session, followup)
 
