@@ -150,3 +150,36 @@ def test_a_synced_followup_poisoned_later_fails_alone_and_keeps_its_calendar_cop
         assert client.by_uid(uid_for_id("f1")).data == before
         assert f"Renamed {len(str(broken))}" in client.by_uid(uid_for_id("f2")).data.decode()
     db.close()
+
+
+def test_a_poisoned_followup_edited_on_both_sides_fails_in_planning_alone(
+    dav_server: ServerInfo, calendar_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge path: a client retitled the series while the CRM row became unrenderable;
+    comparing the two fails for that item only, and nothing of it is written anywhere."""
+    from mappings.model import load_followup
+
+    account = _account(dav_server, calendar_url, monkeypatch)
+    db = Database.open(str(tmp_path / "state.sqlite"))
+    store = FollowUpStore(db)
+    store.import_followups([load_followup(weekly(f"m{i}")) for i in range(3)])
+    assert run_pass(account, db).ok
+    client = PlainClient(calendar_url, dav_server.username, dav_server.password)
+    fetched = client.by_uid(uid_for_id("m1"))
+    client.replace(fetched, ce.edit_series(fetched.data, summary="Retitled in a client"))
+    with db.sessions.begin() as session:
+        row = session.get(FollowUpRow, "m1")
+        assert row is not None
+        row.document = weekly("m1", cycle=10**9)
+        row.content_hash = "poisoned"
+    store.put(load_followup({**weekly("m2"), "title": "Renamed in the CRM"}))
+
+    report = run_pass(account, db)
+    assert [item for item, _ in report.errors] == ["m1"], report.errors
+    assert "cannot be planned" in report.errors[0][1], report.errors
+    assert "Retitled in a client" in client.by_uid(uid_for_id("m1")).text
+    assert "Renamed in the CRM" in client.by_uid(uid_for_id("m2")).text
+    with db.session() as session:
+        row = session.get(FollowUpRow, "m1")
+        assert row is not None and row.document == weekly("m1", cycle=10**9)
+    db.close()
