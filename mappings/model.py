@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
@@ -61,7 +62,7 @@ from pydantic import (
     model_validator,
 )
 
-from mappings.errors import MappingError
+from mappings.errors import DATA_ERRORS, MappingError
 from mappings.superoffice import RecurrenceInfo
 
 #: UIDs we make are ``followup-<id>@followup-sync``; ``parse`` recognises them.
@@ -353,7 +354,10 @@ def _local(value: Any, zone: ZoneInfo, all_day: bool, field: str) -> Any:
         if not all_day:
             return dt.datetime.combine(value, dt.time())
         return value
-    return value
+    if value is None:
+        return value  # "field required" or "may be null" is the model's to say
+    # A number would otherwise be read as seconds since 1970 (in UTC), then fail far away.
+    raise ValueError(f"{field}: {value!r} is not an ISO date or date-time (give a string)")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -388,6 +392,12 @@ def load_followup(data: Any) -> FollowUp:
     item = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else None
     if not isinstance(data, dict):
         raise MappingError("a follow-up must be a JSON object", item=item)
+    unencodable = _unencodable_text(data)
+    if unencodable is not None:
+        path, text = unencodable
+        raise MappingError(
+            f"holds {text!r}, a lone UTF-16 surrogate, which is not text", item=item, field=path
+        )
     # Checks that need the whole model (patterns, exception keys) live with the recurrence code.
     from mappings.occurrences import validate_followup
 
@@ -400,7 +410,7 @@ def load_followup(data: Any) -> FollowUp:
         if exc.item is None:
             exc.item = item
         raise
-    except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+    except DATA_ERRORS as exc:
         # Found by tests/reliability/test_fuzz.py: a document broken in a way no validator
         # foresaw is still a clear error about this item, never a crash of the import.
         message = f"cannot be read: {type(exc).__name__}: {exc}"
@@ -408,10 +418,47 @@ def load_followup(data: Any) -> FollowUp:
     return followup
 
 
+def _unencodable_text(data: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string (or key) with a lone surrogate, as (field path, the surrogate).
+
+    JSON can spell one (``"\\ud800"``) and Python's parser accepts it, but it is not text:
+    it cannot be stored, hashed or written to a calendar.
+    """
+    if isinstance(data, str):
+        for char in data:
+            if "\ud800" <= char <= "\udfff":
+                return path or "document", char
+        return None
+    if isinstance(data, dict):
+        children: Iterable[tuple[str, Any]] = data.items()
+    elif isinstance(data, list):
+        children = ((str(index), item) for index, item in enumerate(data))
+    else:
+        return None
+    for key, value in children:
+        where = f"{path}.{key}" if path else str(key)
+        found = _unencodable_text(key, where) or _unencodable_text(value, where)
+        if found is not None:
+            return found
+    return None
+
+
 def load_followups(data: Any) -> list[FollowUp]:
-    """One document or an array of them."""
+    """One document or an array of them; one id twice in an array is refused."""
     items: Iterable[Any] = data if isinstance(data, list) else [data]
-    return [load_followup(item) for item in items]
+    followups = [load_followup(item) for item in items]
+    first_at: dict[str, int] = {}
+    for position, followup in enumerate(followups, start=1):
+        earlier = first_at.setdefault(followup.id, position)
+        if earlier != position:
+            # The second would silently replace the first on import.
+            raise MappingError(
+                f"appears twice in this file: follow-ups number {earlier} and {position} "
+                "(counting from 1) have this id",
+                item=followup.id,
+                field="id",
+            )
+    return followups
 
 
 def load_followups_json(text: str | bytes) -> list[FollowUp]:
@@ -423,7 +470,20 @@ def load_followups_json(text: str | bytes) -> list[FollowUp]:
         ) from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise MappingError("not valid JSON: nested too deeply to read") from None
+    except ValueError as exc:
+        # json turns digits into an int; Python refuses more than sys.get_int_max_str_digits().
+        raise MappingError(f"not valid JSON: {_number_error(exc)}") from None
     return load_followups(data)
+
+
+def _number_error(exc: ValueError) -> str:
+    """Python's message for a number with too many digits, without its advice to programmers."""
+    message = str(exc)
+    if "integer string conversion" in message:
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return message
 
 
 def dump_followups_json(followups: Iterable[FollowUp]) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from icalendar import Calendar, Component
 
-from mappings.errors import MappingError
+from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp, FollowUpKind
 from mappings.task_status import STATUS_PROPERTY, TASK_STATUS_PROPERTIES
 from mappings.to_ical import calendar_bytes, followup_components
@@ -78,7 +78,18 @@ def render(
     base: bytes | None = None,
     schedule_agent: str | None = None,
 ) -> bytes | None:
-    """The resource bytes for a follow-up, or None when nothing is left to put on a calendar."""
+    """The resource bytes for a follow-up, or None when nothing is left to put on a calendar.
+
+    Any error on the way is a MappingError naming the follow-up (``item_errors``): a
+    document that cannot be rendered is that item's failure, never the whole pass's.
+    """
+    with item_errors(followup.id, doing="cannot be rendered"):
+        return _render(followup, stamp=stamp, base=base, schedule_agent=schedule_agent)
+
+
+def _render(
+    followup: FollowUp, *, stamp: dt.datetime, base: bytes | None, schedule_agent: str | None
+) -> bytes | None:
     series = followup_components(followup, stamp=stamp)
     if not series.emitted:
         return None
@@ -99,6 +110,25 @@ def render(
         components = _carry_over(components, base_cal, followup.effective_uid, managed)
         return calendar_bytes(components, defined=base_cal.walk("VTIMEZONE"))
     return calendar_bytes(components)
+
+
+#: Any fixed moment: DTSTAMP does not change what can or cannot be rendered.
+_CHECK_STAMP = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def check_renderable(followup: FollowUp) -> None:
+    """Compute now, once, what a sync pass and the recurrence dialog compute from a follow-up.
+
+    The one check for "can this be put on a calendar": the store runs it before it
+    accepts a follow-up (import, the API), the dialog's date calculation meets the same
+    errors, so a document that would fail every later sync pass (a weekly Cycle of 10^9,
+    a series running past year 9999) is refused at the door, naming the item.
+    """
+    from mappings.occurrences import occurrences
+
+    with item_errors(followup.id, doing="cannot be put on a calendar"):
+        render(followup, stamp=_CHECK_STAMP)
+        occurrences(followup, include_cancelled=False)
 
 
 def read(data: bytes) -> ServerResource:

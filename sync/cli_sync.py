@@ -87,8 +87,16 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def open_database(settings: Settings | None, database: str | None) -> Database:
-    return Database.open(settings.database_location(database) if settings else database)
+def open_database(
+    settings: Settings | None, database: str | None, *, create: bool = True
+) -> Database:
+    """The state database, never migrated (``db upgrade`` does that).
+
+    ``create=False`` for commands that only read: a missing or empty database is an
+    error (exit 2) instead of a new empty file and an empty answer.
+    """
+    location = settings.database_location(database) if settings else database
+    return Database.open(location, create=create)
 
 
 @click.command(
@@ -133,7 +141,7 @@ def import_command(
 def export_command(ids: tuple[str, ...], database: str | None, config_path: str | None) -> None:
     """Print the stored follow-ups as a JSON array (the document 'import' and 'map' take)."""
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     followups = FollowUpStore(db).all()
     if ids:
         followups = [f for f in followups if f.id in set(ids)]
@@ -382,7 +390,7 @@ def conflicts_command(
 ) -> None:
     """List conflicts: both sides changed the same part; the losing value is kept here."""
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     with db.session() as session:
         query = select(ConflictRecord).order_by(ConflictRecord.occurred_at)
         if account_name:

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mappings.equivalence import same_meaning
+from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp, id_for_uid
 from mappings.occurrences import is_recurring
 from mappings.operations import split_id
@@ -247,6 +248,9 @@ class Plan:
     actions: tuple[Action, ...]
     skipped: tuple[tuple[str, str], ...]  # (item, reason): unreadable or ignored items
     notices: tuple[tuple[str, str], ...] = ()  # (item, text): done, but worth telling a user
+    #: (follow-up id, message): items whose decision failed (a document that cannot be
+    #: mapped or compared); errors of the pass, while every other item is decided.
+    failed: tuple[tuple[str, str], ...] = ()
 
     def count(self, side: str, verb: str) -> int:
         return sum(1 for a in self.actions if a.side == side and a.verb == verb)
@@ -404,30 +408,32 @@ def plan_items(
     """
     actions: list[Action] = []
     skipped: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     by_href = synced_hrefs if synced_hrefs is not None else {entry.href for entry in state.values()}
     claimed_hrefs: set[str] = set()
     cuts: dict[str, _Cut] = {}
 
     for followup_id in sorted(set(state) | set(crm.entries)) if ids is None else ids:
-        entry = crm.entries.get(followup_id)
-        known = state.get(followup_id)
-        if known is not None:
-            claimed_hrefs.add(known.href)
-            if known.href in server.failed:
-                skipped.append((followup_id, server.failed[known.href]))
-                continue
-            actions.extend(_known_item(followup_id, entry, known, crm, server, options))
-            cut = _cut_short(followup_id, known, server)
-            if cut is not None:
-                cuts[followup_id] = cut
-        elif entry is not None and not entry.deleted:
-            doc = crm.documents[followup_id]
-            found = _server_doc_for_uid(server, doc.effective_uid, exclude=by_href)
-            if found is not None:
-                claimed_hrefs.add(found.href)
-                actions.extend(_adopt(doc, entry, found, options))
-            else:
-                actions.append(CreateOnServer(followup_id, doc.effective_uid, doc))
+        try:
+            with item_errors(followup_id, doing="cannot be planned"):
+                decided = _decide_item(followup_id, crm, server, state, options, by_href)
+                known = state.get(followup_id)
+                cut = (
+                    _cut_short(followup_id, known, server)
+                    if known is not None and decided.skipped is None
+                    else None
+                )
+        except MappingError as exc:
+            # A document that cannot be mapped or compared fails alone; the others go on.
+            failed.append((followup_id, str(exc)))
+            continue
+        if decided.claimed is not None:
+            claimed_hrefs.add(decided.claimed)
+        if decided.skipped is not None:
+            skipped.append((followup_id, decided.skipped))
+        actions.extend(decided.actions)
+        if cut is not None:
+            cuts[followup_id] = cut
 
     for href, resource in sorted(server.docs.items()):
         if href in claimed_hrefs or href in by_href:
@@ -458,7 +464,7 @@ def plan_items(
         for followup_id, cut in sorted(cuts.items())
         if not cut.tied
     ]
-    return Plan(tuple(actions), tuple(skipped), tuple(notices))
+    return Plan(tuple(actions), tuple(skipped), tuple(notices), tuple(failed))
 
 
 # --- "this and following" as two series (Google's way) -----------------------------------
@@ -535,6 +541,39 @@ def _owner_by_uid(resource: ServerDoc, crm: CrmView) -> str | None:
         if entry is not None and not entry.deleted:
             return owner_id
     return None
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One follow-up's decision: its actions, or why it was skipped, and the href it claims."""
+
+    actions: Sequence[Action] = ()
+    skipped: str | None = None
+    claimed: str | None = None
+
+
+def _decide_item(
+    followup_id: str,
+    crm: CrmView,
+    server: ServerView,
+    state: Mapping[str, StateEntry],
+    options: PlanOptions,
+    synced_hrefs: Collection[str],
+) -> _Decided:
+    entry = crm.entries.get(followup_id)
+    known = state.get(followup_id)
+    if known is not None:
+        if known.href in server.failed:
+            return _Decided(skipped=server.failed[known.href], claimed=known.href)
+        actions = _known_item(followup_id, entry, known, crm, server, options)
+        return _Decided(actions, claimed=known.href)
+    if entry is None or entry.deleted:
+        return _Decided()
+    doc = crm.documents[followup_id]
+    found = _server_doc_for_uid(server, doc.effective_uid, exclude=synced_hrefs)
+    if found is not None:
+        return _Decided(_adopt(doc, entry, found, options), claimed=found.href)
+    return _Decided([CreateOnServer(followup_id, doc.effective_uid, doc)])
 
 
 # --- planning a pass in chunks -----------------------------------------------------------

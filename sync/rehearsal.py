@@ -7,7 +7,8 @@ nowhere:
 
 * SQLite: an in-memory copy of the file (``sqlite3``'s online backup), brought to the
   current schema there. A missing file is an empty in-memory database: the dry run
-  creates no file. The file is read without leaving ``-wal``/``-shm`` files behind
+  creates no file; an older schema is refused as a real sync refuses it. The file is
+  read without leaving ``-wal``/``-shm`` files behind
   (``immutable``) unless another process has it open in WAL mode already, in which case
   the ordinary read-only mode reads what that process committed.
 * Any other database (PostgreSQL): one connection with a transaction that is rolled
@@ -26,7 +27,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from sync.schema import check_current, ensure_schema
+from sync.schema import check_current, require_current
 from sync.state import Database, database_url
 
 SQLITE_PREFIX = "sqlite:///"
@@ -59,7 +60,7 @@ def _sqlite_copy(url: str) -> Iterator[Database]:
     engine = create_engine("sqlite://", creator=lambda: memory, poolclass=StaticPool)
     db = Database(url, engine=engine)
     try:
-        ensure_schema(db)
+        require_current(db, create=True)  # as a real sync: an old schema is an error
         yield db
     finally:
         db.close()

@@ -157,6 +157,8 @@ class _Sweep:
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
+    #: follow-up id -> why it could not be loaded or planned (the pass went on without it)
+    unplanned: dict[str, str] = field(default_factory=dict)
     applied: ApplyReport = field(default_factory=ApplyReport)
 
     def report(self, account: str, mode: str, *, dry_run: bool) -> PassReport:
@@ -166,7 +168,7 @@ class _Sweep:
             dry_run,
             PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
-            read_errors=sorted(self.failed.items()),
+            read_errors=sorted(self.failed.items()) + sorted(self.unplanned.items()),
             applied=self.applied,
         )
 
@@ -475,6 +477,7 @@ class SyncPass:
                 out.notices.extend(the_plan.notices)
                 for item, text in the_plan.notices:
                     log.warning("%s: %s: %s", self.account.name, item, text)
+                out.unplanned.update(the_plan.failed)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
@@ -577,9 +580,15 @@ class SyncPass:
             and not entry.deleted
             and (followup_id not in state or state[followup_id].synced_hash != entry.content_hash)
         ]
+        unreadable: dict[str, str] = {}
         with self.db.session() as session:
-            documents = crm_store.load_documents(session, needed)
-        missing = {followup_id for followup_id in needed if followup_id not in documents}
+            documents = crm_store.load_documents(session, needed, errors=unreadable)
+        ids = [followup_id for followup_id in ids if followup_id not in unreadable]
+        missing = {
+            followup_id
+            for followup_id in needed
+            if followup_id not in documents and followup_id not in unreadable
+        }
         if missing:
             # Purged since the pass listed the CRM (another account's pass finished its
             # delete): nothing to decide now; the next pass sees what is left.
@@ -591,9 +600,10 @@ class SyncPass:
         server = ServerView(
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
-        return plan_items(
+        decided = plan_items(
             crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
         )
+        return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _collection(self) -> CollectionState:
         with self.db.sessions.begin() as session:
