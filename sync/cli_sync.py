@@ -234,6 +234,8 @@ def print_report(report: PassReport) -> None:
         )
     for item, reason in plan.skipped:
         click.echo(f"  skipped {item}: {reason}", err=True)
+    for item, message in report.applied.notes:
+        click.echo(f"  note {item}: {message}", err=True)
     for item, message in report.errors:
         click.echo(f"  error {item}: {message}", err=True)
 

@@ -209,6 +209,7 @@ def _add_up(total: ApplyReport, part: ApplyReport) -> None:
         total.done[key] = total.done.get(key, 0) + count
     total.conflicts += part.conflicts
     total.errors.extend(part.errors)
+    total.notes.extend(part.notes)
     total.stopped = total.stopped or part.stopped
 
 

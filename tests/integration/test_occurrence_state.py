@@ -1,0 +1,219 @@
+"""One occurrence's own state survives the CRM's write-backs, on real Radicale and Xandikos.
+
+A calendar user gives one occurrence something of its own without moving or retitling
+it: an alarm ("this event only" in iOS), a tick in a recurring task (Thunderbird), a
+private flag and an attendee's answer (Outlook). The CRM has no exception for such an
+occurrence, so nothing reaches the CRM; but when the CRM then changes the series and the
+resource is written back, the occurrence must keep what its user gave it, re-based on
+the new series (a CRM retitle reaches it). Only when the CRM's change removes the
+occurrence itself does its override go, and the pass report says so.
+
+The client edits are plain HTTP PUTs of what the clients write (``client_edits``); every
+case ends with an idle pass that plans nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from icalendar import Component
+
+from mappings.occurrences import occurrences
+from tests.integration import client_edits as ce
+from tests.integration.client_edits import oslo
+from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
+    STANDUP,
+    TASK,
+    WEEKLY,
+    Env,
+    env,
+    exception_at,
+    synced,
+)
+
+pytestmark = pytest.mark.server
+
+#: An unedited Monday of WEEKLY (its moved one is 16 March, its cancelled one 6 April).
+MONDAY = oslo(2026, 3, 23, 10)
+
+
+def override_at(data_env: Env, followup_id: str, original: dt.datetime) -> Component:
+    override = ce.override_of(data_env.resource(followup_id).calendar, original)
+    assert override is not None, f"no override for {original} on the server"
+    return override
+
+
+def alarms(component: Component) -> list[str]:
+    return [str(alarm.get("TRIGGER").to_ical().decode()) for alarm in component.subcomponents]
+
+
+def assert_idle(env: Env) -> None:
+    report = env.sync()
+    assert report.plan.actions == (), report.plan.actions
+
+
+def test_alarm_for_one_occurrence_survives_a_crm_retitle(synced: Env) -> None:
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(resource, ce.alarm_for_one_occurrence(resource.data, MONDAY))
+    before = synced.followup(WEEKLY)
+    synced.sync()
+    assert occurrences(synced.followup(WEEKLY)) == occurrences(before), (
+        "an alarm is nothing the CRM holds"
+    )
+    assert_idle(synced)
+
+    synced.edit_in_crm(WEEKLY, title="Weekly status (renamed in CRM)")
+    report = synced.sync()
+    assert report.applied.done == {"server update": 1}
+    assert report.applied.notes == []
+
+    override = override_at(synced, WEEKLY, MONDAY)
+    assert alarms(override) == ["-PT45M"], "the occurrence's own reminder is kept"
+    assert str(override["TRANSP"]) == "TRANSPARENT"
+    assert "X-APPLE-TRAVEL-ADVISORY-BEHAVIOR" in override
+    assert str(override["SUMMARY"]) == "Weekly status (renamed in CRM)", "re-based on the master"
+    assert override["DTSTART"].dt == MONDAY
+    moved = override_at(synced, WEEKLY, oslo(2026, 3, 16, 10))
+    assert moved["DTSTART"].dt == oslo(2026, 3, 16, 14), "the CRM's own exception is unchanged"
+    assert_idle(synced)
+
+
+def test_a_client_retitle_of_the_occurrence_wins_over_the_crm_retitle(synced: Env) -> None:
+    resource = synced.resource(WEEKLY)
+    data = ce.alarm_for_one_occurrence(resource.data, MONDAY)
+    data = ce.move_occurrence(data, MONDAY, MONDAY, MONDAY + dt.timedelta(hours=1))
+    cal = ce.Calendar.from_ical(data)
+    override = ce.override_of(cal, MONDAY)
+    assert override is not None
+    override.pop("SUMMARY")
+    override.add("summary", "Status with the auditors")
+    synced.client.replace(resource, cal.to_ical())
+    synced.sync()
+    assert exception_at(synced.followup(WEEKLY), MONDAY.replace(tzinfo=None)).title == (
+        "Status with the auditors"
+    )
+
+    synced.edit_in_crm(WEEKLY, title="Weekly status (renamed in CRM)")
+    synced.sync()
+    override = override_at(synced, WEEKLY, MONDAY)
+    assert str(override["SUMMARY"]) == "Status with the auditors"
+    assert "-PT45M" in alarms(override)
+    assert str(ce.master_of(synced.resource(WEEKLY).calendar)["SUMMARY"]) == (
+        "Weekly status (renamed in CRM)"
+    )
+    assert_idle(synced)
+
+
+def test_one_completed_task_occurrence_stays_completed_after_a_crm_edit(synced: Env) -> None:
+    occurrence = oslo(2026, 2, 28, 15)
+    resource = synced.resource(TASK)
+    synced.client.replace(resource, ce.complete_task_occurrence(resource.data, occurrence))
+    synced.sync()
+    assert_idle(synced)
+
+    synced.edit_in_crm(TASK, location="Finance office")
+    synced.sync()
+
+    override = override_at(synced, TASK, occurrence)
+    assert override.name == "VTODO"
+    assert str(override["STATUS"]) == "COMPLETED"
+    assert int(override["PERCENT-COMPLETE"]) == 100
+    assert "COMPLETED" in override
+    assert str(override["LOCATION"]) == "Finance office"
+    open_ones = [
+        c
+        for c in ce.components(synced.resource(TASK).data)
+        if "RECURRENCE-ID" in c and str(c.get("STATUS", "")) == "COMPLETED"
+    ]
+    assert len(open_ones) == 1, "only the ticked occurrence is completed"
+    assert_idle(synced)
+
+
+def test_private_occurrence_with_its_own_attendee_survives_a_crm_edit(synced: Env) -> None:
+    occurrence = oslo(2026, 1, 14, 9)
+    resource = synced.resource(STANDUP)
+    synced.client.replace(resource, ce.answer_and_classify_occurrence(resource.data, occurrence))
+    synced.sync()
+
+    synced.edit_in_crm(STANDUP, title="Daily standup (CRM)")
+    synced.sync()
+
+    override = override_at(synced, STANDUP, occurrence)
+    assert str(override["CLASS"]) == "PRIVATE"
+    attendee = override["ATTENDEE"]
+    assert str(attendee) == "mailto:carol@example.com"
+    assert str(attendee.params["PARTSTAT"]) == "TENTATIVE"
+    assert str(override["X-MICROSOFT-CDO-BUSYSTATUS"]) == "TENTATIVE"
+    assert str(override["SUMMARY"]) == "Daily standup (CRM)"
+    assert str(override["LOCATION"]) == "Team room 3"
+    assert_idle(synced)
+
+
+def test_client_addition_and_crm_edit_in_the_same_pass_are_both_kept(synced: Env) -> None:
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(resource, ce.alarm_for_one_occurrence(resource.data, MONDAY))
+    synced.edit_in_crm(WEEKLY, location="Room 12")
+    synced.sync()
+
+    override = override_at(synced, WEEKLY, MONDAY)
+    assert alarms(override) == ["-PT45M"]
+    assert str(override["LOCATION"]) == "Room 12"
+    assert synced.followup(WEEKLY).location == "Room 12"
+    assert_idle(synced)
+
+
+def test_crm_moving_the_series_moves_the_occurrence_with_its_alarm(synced: Env) -> None:
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(resource, ce.alarm_for_one_occurrence(resource.data, MONDAY))
+    synced.sync()
+
+    weekly = synced.followup(WEEKLY)
+    synced.edit_in_crm(
+        WEEKLY,
+        start="2026-03-02T12:00:00",
+        end="2026-03-02T13:00:00",
+        exceptions=[
+            {"original_start": "2026-03-16T12:00:00", "start": "2026-03-16T14:00:00",
+             "end": "2026-03-16T15:00:00"},
+            {"original_start": "2026-04-06T12:00:00", "cancelled": True},
+        ],
+    )  # fmt: skip
+    assert len(weekly.exceptions) == 2
+    report = synced.sync()
+    assert report.applied.notes == []
+
+    cal = synced.resource(WEEKLY).calendar
+    assert ce.override_of(cal, MONDAY) is None
+    override = ce.override_of(cal, oslo(2026, 3, 23, 12))
+    assert override is not None, "the occurrence moved with its series"
+    assert override["DTSTART"].dt == oslo(2026, 3, 23, 12)
+    assert alarms(override) == ["-PT45M"]
+    assert_idle(synced)
+
+
+def test_override_whose_occurrence_the_crm_deletes_goes_and_the_report_says_so(
+    synced: Env,
+) -> None:
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(resource, ce.alarm_for_one_occurrence(resource.data, MONDAY))
+    synced.sync()
+
+    weekly = synced.followup(WEEKLY)
+    synced.edit_in_crm(
+        WEEKLY,
+        exceptions=[
+            *[e.model_dump(mode="json", exclude_none=True) for e in weekly.exceptions],
+            {"original_start": "2026-03-23T10:00:00", "cancelled": True},
+        ],
+    )
+    report = synced.sync()
+
+    assert len(report.applied.notes) == 1
+    item, message = report.applied.notes[0]
+    assert item == WEEKLY
+    assert "2026-03-23T10:00:00+01:00" in message and "no longer in the series" in message
+    cal = synced.resource(WEEKLY).calendar
+    assert ce.override_of(cal, MONDAY) is None
+    assert MONDAY.astimezone(dt.UTC) in ce.exdates_of(ce.master_of(cal))
+    assert_idle(synced)
