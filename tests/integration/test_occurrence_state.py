@@ -21,16 +21,13 @@ from icalendar import Component
 
 from mappings.occurrences import occurrences
 from tests.integration import client_edits as ce
+from tests.integration import test_sync
 from tests.integration.client_edits import oslo
-from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
-    STANDUP,
-    TASK,
-    WEEKLY,
-    Env,
-    env,
-    exception_at,
-    synced,
-)
+from tests.integration.test_sync import STANDUP, TASK, WEEKLY, Env, exception_at
+
+#: The fixtures of the sync tests: one fresh calendar with the follow-up set pushed.
+env = test_sync.env
+synced = test_sync.synced
 
 pytestmark = pytest.mark.server
 
