@@ -30,7 +30,7 @@ does not send them a second time.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from icalendar import Calendar, Component
@@ -39,6 +39,7 @@ from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment
 from mappings.occurrences import occurrences
 from mappings.to_ical import calendar_bytes, followup_components, unedited_override
+from mappings.uids import content_uid, newness
 
 #: Properties the mapper writes; on a write back, these come from the follow-up.
 MANAGED = frozenset(
@@ -81,6 +82,8 @@ class ServerResource:
     uid: str
     components: list[Component]
     modified: dt.datetime | None
+    #: What was repaired to read it (a UID derived from the content), naming the item.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ def render_resource(
     if base is None:
         return Rendered(calendar_bytes(components))
     base_cal = _parse(base, followup.effective_uid)
+    _give_resource_uid(_items(base_cal))
     managed = (
         MANAGED | MANAGED_WITH_PARTICIPANTS
         if (followup.participants or followup.organizer)
@@ -153,9 +157,10 @@ def _mark_attendees(components: list[Component], schedule_agent: str | None) -> 
 def read(data: bytes) -> ServerResource:
     """The calendar components of one resource; a MappingError names what is wrong."""
     cal = _parse(data, None)
-    components = [c for c in cal.walk() if c.name in CALENDAR_COMPONENTS]
+    components = _items(cal)
     if not components:
         raise MappingError("holds no VEVENT or VTODO", field="VCALENDAR")
+    derived = _give_resource_uid(components)
     uids = {str(c.get("UID", "")) for c in components}
     if len(uids) != 1 or "" in uids:
         raise MappingError(
@@ -176,7 +181,25 @@ def read(data: bytes) -> ServerResource:
             if isinstance(moment, dt.datetime):
                 modified = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
                 break
-    return ServerResource(uid, components, modified)
+    warnings = [f"{uid}: the resource has no UID; gave it one derived from its content"]
+    return ServerResource(uid, components, modified, warnings if derived else [])
+
+
+def _items(cal: Calendar) -> list[Component]:
+    return [c for c in cal.walk() if c.name in CALENDAR_COMPONENTS]
+
+
+def _give_resource_uid(components: list[Component]) -> bool:
+    """A resource whose components all lack a UID is one item: give them all the UID
+    derived from its master (``mappings.uids``). True if it did."""
+    if not components or any(str(c.get("UID", "")).strip() for c in components):
+        return False
+    master = next((c for c in components if "RECURRENCE-ID" not in c), components[0])
+    uid = content_uid(master)
+    for component in components:
+        component.pop("UID", None)
+        component.add("uid", uid)
+    return True
 
 
 def _parse(data: bytes, uid: str | None) -> Calendar:
@@ -216,11 +239,13 @@ class _Carry:
     ) -> tuple[list[Component], tuple[Moment, ...]]:
         """Our components with what the server's copy adds; and the client overrides dropped."""
         uid = self.followup.effective_uid
-        by_key = {
-            _recurrence_key(c): c
-            for c in base_cal.walk()
-            if c.name in CALENDAR_COMPONENTS and str(c.get("UID", "")) == uid
-        }
+        by_key: dict[object, Component] = {}
+        for c in base_cal.walk():
+            if c.name in CALENDAR_COMPONENTS and str(c.get("UID", "")) == uid:
+                key = _recurrence_key(c)
+                # Of two copies (two masters of one UID), the one ``parse`` kept.
+                if key not in by_key or newness(c) >= newness(by_key[key]):
+                    by_key[key] = c
         ours = {_recurrence_key(c): c for c in components}
         for key, component in ours.items():
             source = by_key.get(key)

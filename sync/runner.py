@@ -732,9 +732,15 @@ class SyncPass:
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
+        warnings = list(parsed.warnings)
         followups = parse_components(
-            parsed.components, default_timezone=self.account.default_timezone, known=known
+            parsed.components,
+            default_timezone=self.account.default_timezone,
+            known=known,
+            warnings=warnings,
         )
+        for warning in warnings:
+            log.warning("%s: %s: %s", self.account.name, resource.href, warning)
         if known is not None:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}

@@ -505,3 +505,43 @@ def all_day_occurrence(
     _touch(override)
     _touch(master_of(cal))
     return bytes(cal.to_ical())
+
+
+# --- files some tools write and some servers keep ------------------------------------------
+
+
+def without_uid(summary: str, start: dt.datetime, end: dt.datetime) -> bytes:
+    """An event exported without UID (RFC 5545 requires one; some exporters leave it out)."""
+    cal = Calendar()
+    cal.add("prodid", "-//Example Corp.//Legacy Exporter 2.1//EN")
+    cal.add("version", "2.0")
+    event = Event()
+    event.add("dtstamp", _now())
+    event.add("summary", summary)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("rrule", vRecur.from_ical("FREQ=WEEKLY;COUNT=4"))
+    cal.add_component(event)
+    cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+def second_master_copy(
+    data: bytes, *, summary: str, old_copy_exdate: dt.datetime | None = None
+) -> bytes:
+    """A client that appends an edited master instead of replacing it: two masters of one
+    UID, the new one with a higher SEQUENCE; the old copy may carry an EXDATE of its own."""
+    cal = Calendar.from_ical(data)
+    old = master_of(cal)
+    new = old.copy()
+    for sub in old.subcomponents:
+        new.add_component(sub)
+    new.pop("SUMMARY", None)
+    new.add("summary", summary)
+    _touch(new)
+    new.pop("SEQUENCE", None)
+    new.add("sequence", int(old.get("SEQUENCE", 0)) + 2)
+    if old_copy_exdate is not None:
+        old.add("exdate", [old_copy_exdate])
+    cal.add_component(new)
+    return bytes(cal.to_ical())

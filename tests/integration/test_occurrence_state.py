@@ -214,3 +214,142 @@ def test_override_whose_occurrence_the_crm_deletes_goes_and_the_report_says_so(
     assert ce.override_of(cal, MONDAY) is None
     assert MONDAY.astimezone(dt.UTC) in ce.exdates_of(ce.master_of(cal))
     assert_idle(synced)
+
+
+# ======================================================================== one occurrence all-day
+
+
+@pytest.mark.parametrize("style", ["thunderbird", "outlook"])
+def test_occurrence_made_all_day_in_a_client_reaches_the_crm_and_stays(
+    synced: Env, style: str
+) -> None:
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(
+        resource, ce.all_day_occurrence(resource.data, MONDAY, dt.date(2026, 3, 23), style=style)
+    )
+    report = synced.sync()
+    assert report.ok and not report.read_errors, "the series stays readable"
+
+    exception = exception_at(synced.followup(WEEKLY), MONDAY.replace(tzinfo=None))
+    assert exception is not None and exception.all_day
+    assert (exception.start, exception.end) == (dt.date(2026, 3, 23), dt.date(2026, 3, 24))
+    assert_idle(synced)
+
+    synced.edit_in_crm(WEEKLY, title="Weekly status (renamed in CRM)")
+    synced.sync()
+    override = override_at(synced, WEEKLY, MONDAY)
+    assert override["DTSTART"].dt == dt.date(2026, 3, 23), "still all-day on the server"
+    assert override["DTEND"].dt == dt.date(2026, 3, 24)
+    assert str(override["SUMMARY"]) == "Weekly status (renamed in CRM)"
+    if style == "outlook":
+        assert str(override["X-MICROSOFT-CDO-ALLDAYEVENT"]) == "TRUE"
+    assert_idle(synced)
+
+
+def test_occurrence_made_all_day_in_the_crm_shows_all_day_in_a_client(synced: Env) -> None:
+    weekly = synced.followup(WEEKLY)
+    synced.edit_in_crm(
+        WEEKLY,
+        exceptions=[
+            *[e.model_dump(mode="json", exclude_none=True) for e in weekly.exceptions],
+            {"original_start": "2026-03-23T10:00:00", "all_day": True,
+             "title": "Offsite (all day)"},
+        ],
+    )  # fmt: skip
+    synced.sync()
+
+    override = override_at(synced, WEEKLY, MONDAY)
+    assert override["DTSTART"].dt == dt.date(2026, 3, 23)
+    assert override["DTEND"].dt == dt.date(2026, 3, 24)
+    assert override["RECURRENCE-ID"].dt == MONDAY, "the key stays the series' date-time"
+    assert_idle(synced)
+
+    # A client then gives that day an alarm; the CRM moves the series' place.
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(resource, ce.alarm_for_one_occurrence(resource.data, MONDAY))
+    synced.sync()
+    synced.edit_in_crm(WEEKLY, location="Room 9")
+    synced.sync()
+    override = override_at(synced, WEEKLY, MONDAY)
+    assert override["DTSTART"].dt == dt.date(2026, 3, 23)
+    assert str(override["SUMMARY"]) == "Offsite (all day)"
+    assert str(override["LOCATION"]) == "Room 9"
+    assert alarms(override) == ["-PT45M"]
+    exception = exception_at(synced.followup(WEEKLY), MONDAY.replace(tzinfo=None))
+    assert exception.all_day and exception.title == "Offsite (all day)"
+    assert_idle(synced)
+
+
+# ======================================================================== odd files on the server
+
+#: Radicale answers 400 to a PUT of either file below (it checks UIDs on write), so only
+#: a server that stores what it is sent can hold them: Xandikos does.
+xandikos_only = pytest.mark.parametrize("dav_server", ["xandikos"], indirect=True)
+
+
+@xandikos_only
+def test_event_without_uid_is_imported_with_a_stable_uid_and_written_back_once(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.configure(import_new=True)
+    url = env.client.create(
+        "legacy-export.ics",
+        ce.without_uid("Supplier review", oslo(2026, 4, 7, 13), oslo(2026, 4, 7, 14)),
+    )
+    with caplog.at_level("WARNING"):
+        report = env.sync()
+    assert report.applied.done == {"crm create": 1}
+    [imported] = env.store.all()
+    assert imported.title == "Supplier review"
+    assert imported.effective_uid.startswith("derived-")
+    assert any(
+        "legacy-export.ics" in r.getMessage() and "no UID" in r.getMessage() for r in caplog.records
+    ), "the warning names the item"
+    assert_idle(env)
+
+    env.edit_in_crm(imported.id, title="Supplier review (CRM)")
+    report = env.sync()
+    assert report.applied.done == {"server update": 1}
+    [fetched] = env.client.all()
+    assert fetched.url == url, "the same resource, no second copy"
+    [event] = ce.components(fetched.data)
+    assert str(event["UID"]) == imported.effective_uid, "the derived UID is now on the server"
+    assert str(event["SUMMARY"]) == "Supplier review (CRM)"
+    assert_idle(env)
+
+
+@xandikos_only
+def test_two_master_copies_keep_the_newest_with_the_others_exdates(
+    synced: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    resource = synced.resource(WEEKLY)
+    synced.client.replace(
+        resource,
+        ce.second_master_copy(
+            resource.data, summary="Weekly status (newest copy)", old_copy_exdate=MONDAY
+        ),
+    )
+    assert (
+        len([c for c in ce.components(synced.resource(WEEKLY).data) if "RECURRENCE-ID" not in c])
+        == 2
+    )
+    with caplog.at_level("WARNING"):
+        report = synced.sync()
+    assert not report.read_errors, "the series is read, not refused"
+    assert any("master copies" in r.getMessage() for r in caplog.records)
+    weekly = synced.followup(WEEKLY)
+    assert weekly.title == "Weekly status (newest copy)"
+    assert exception_at(weekly, MONDAY.replace(tzinfo=None)).cancelled, "the old copy's EXDATE"
+    moved = exception_at(weekly, dt.datetime(2026, 3, 16, 10))
+    assert moved.start == dt.datetime(2026, 3, 16, 14), "the overrides are kept"
+
+    synced.edit_in_crm(WEEKLY, location="Room 7")
+    synced.sync()
+    cal = synced.resource(WEEKLY).calendar
+    masters = [c for c in cal.walk("VEVENT") if "RECURRENCE-ID" not in c]
+    assert len(masters) == 1, "the write-back leaves one master"
+    assert str(masters[0]["SUMMARY"]) == "Weekly status (newest copy)"
+    assert str(masters[0]["LOCATION"]) == "Room 7"
+    assert MONDAY.astimezone(dt.UTC) in ce.exdates_of(masters[0])
+    assert ce.override_of(cal, oslo(2026, 3, 16, 10)) is not None
+    assert_idle(synced)
