@@ -4,8 +4,11 @@ Whatever a calendar client wrote must come back so that ``parse`` then ``map`` k
 the set of occurrences (start, end, summary) exactly, as recurring-ical-events expands
 both. The strategy is "propose, then prove":
 
-1. Per UID, pick the master (no RECURRENCE-ID) and the overrides; duplicates lose to
-   the highest SEQUENCE.
+1. Per UID, pick the master (no RECURRENCE-ID) and the overrides; of duplicates the
+   newest wins (highest SEQUENCE, then DTSTAMP/LAST-MODIFIED). Of several master copies,
+   the newest is kept with the others' EXDATEs where they do not contradict it, and only
+   the overrides that fit it. A VEVENT/VTODO without UID gets one derived from its
+   content (``mappings.uids``), with a warning naming it.
 2. Propose representations of the rule, best first: the CRM pattern the follow-up we
    last synced used (``known``), the pattern read structurally from the RRULE and its
    equivalents (Daily every workday = Weekly Mon–Fri …), the same with the complete
@@ -319,7 +322,7 @@ def _parse_group(
         series = _reconcile_masters(series, other_masters, warnings)
     _report_ignored(master, uid, warnings)
     return _with_participants(
-        _represent(series, known, warnings, synthetic), master, overrides, series, known
+        _represent(series, known, warnings, synthetic), master, series.overrides, series, known
     )
 
 
@@ -578,9 +581,10 @@ def _reconcile_masters(series: _Series, others: list[Component], warnings: list[
         if key in base and key not in deleted:
             kept.append(override)
         else:
+            reason = "it deletes that occurrence" if key in deleted else "not an occurrence of it"
             warnings.append(
                 f"{series.uid}: the override {_show(key)} contradicts the newest master copy "
-                "(not an occurrence of it); ignored"
+                f"({reason}); ignored"
             )
     edited = {_local(_moment(o, "RECURRENCE-ID"), series.zone, series.all_day) for o in kept}
     master = series.master.copy()
@@ -601,10 +605,6 @@ def _reconcile_masters(series: _Series, others: list[Component], warnings: list[
 
 def _key_of(value: Any, series: _Series) -> Moment:
     return _local(value[0] if isinstance(value, tuple) else value, series.zone, series.all_day)
-
-
-def _is_recurring_master(component: Component) -> bool:
-    return bool(_rules(component, "RRULE") or _rules(component, "EXRULE") or component.get("RDATE"))
 
 
 def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str]) -> Component:
