@@ -212,6 +212,7 @@ def _add_up(total: ApplyReport, part: ApplyReport) -> None:
         total.done[key] = total.done.get(key, 0) + count
     total.conflicts += part.conflicts
     total.errors.extend(part.errors)
+    total.notes.extend(part.notes)
     total.stopped = total.stopped or part.stopped
 
 
@@ -745,9 +746,15 @@ class SyncPass:
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
+        warnings = list(parsed.warnings)
         followups = parse_components(
-            parsed.components, default_timezone=self.account.default_timezone, known=known
+            parsed.components,
+            default_timezone=self.account.default_timezone,
+            known=known,
+            warnings=warnings,
         )
+        for warning in warnings:
+            log.warning("%s: %s: %s", self.account.name, resource.href, warning)
         if known is not None:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
