@@ -56,6 +56,7 @@ from sync.errors import (
     NotFound,
     StoreError,
     TransportError,
+    UidInOtherCalendar,
     WrongEtag,
 )
 
@@ -285,6 +286,20 @@ def _has_error(body: bytes, name: str) -> bool:
     except etree.XMLSyntaxError:
         return name.encode() in body
     return any(isinstance(el.tag, str) and etree.QName(el).localname == name for el in root.iter())
+
+
+def _error_href(body: bytes, name: str) -> str | None:
+    """The DAV:href inside a DAV:error body's ``name`` precondition element, if any."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    for el in root.iter():
+        if isinstance(el.tag, str) and etree.QName(el).localname == name:
+            href = el.find(_tag(DAV, "href"))
+            if href is not None and (href.text or "").strip():
+                return str(href.text).strip()
+    return None
 
 
 def _last_segment(url: str) -> str:
@@ -641,6 +656,9 @@ class DavCalendar:
                 f"{href_xml}</C:calendar-multiget>"
             )
             reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+            if reply.status == 404 and not self.capabilities.multiget_reports_missing_href:
+                yield from self._multiget_one_by_one(batch, label)
+                continue
             responses = self._multistatus(reply, label)
             seen: set[str] = set()
             for resp in responses:
@@ -661,6 +679,22 @@ class DavCalendar:
             for href in batch:
                 if href not in seen:
                     yield FetchError(href, 0, f"{label}: missing from the server's answer")
+
+    def _multiget_one_by_one(self, batch: list[str], label: str) -> Iterator[Resource | FetchError]:
+        """A batch answered 404 as a whole: ask for each href alone, so only the gone ones fail.
+
+        Quirk workaround (``capabilities.multiget_reports_missing_href`` False, SabreDAV
+        1.8): one href that no longer exists (a client deleted it after our listing) makes
+        the server answer the whole calendar-multiget 404 "Calendar object not found",
+        which would otherwise read as "this calendar does not exist". Costs one REPORT per
+        href of that batch, only when something in it is gone.
+        """
+        if len(batch) == 1:
+            yield FetchError(batch[0], 404, f"{label}: server answered 404")
+            return
+        log.info("%s: answered 404 as a whole; fetching its %d hrefs one by one", label, len(batch))
+        for href in batch:
+            yield from self.get_multi([href], batch_size=1)
 
     def find_by_uid(
         self, uid: str, components: tuple[str, ...] = ("VEVENT", "VTODO")
@@ -784,6 +818,12 @@ class DavCalendar:
                 else "something already exists there"
             )
             raise AlreadyExists(f"create {key}: {what}", href=key, status=reply.status)
+        if (
+            reply.status == 403
+            and caps.same_uid_other_href == "403"
+            and _has_error(reply.body, "unique-scheduling-object-resource")
+        ):
+            raise self._uid_taken(key, reply)
         raise self._unexpected(reply, "PUT", key)
 
     def update(self, href: str, data: bytes, etag: str) -> str:
@@ -857,6 +897,32 @@ class DavCalendar:
                     href=found.href,
                     status=409,
                 )
+
+    def _uid_taken(self, key: str, reply: _Reply) -> StoreError:
+        """What a 403 unique-scheduling-object-resource to our create means (RFC 6638 3.2.4.1).
+
+        Quirk workaround (``capabilities.same_uid_other_href`` "403", Cyrus): the server
+        keeps a UID once per *user* and refuses a second one with 403, naming the href that
+        holds it. In this calendar that is AlreadyExists, which the sync re-plans against
+        the resource found there (no duplicate, nothing overwritten). In another calendar
+        of the same user nothing here can resolve it: UidInOtherCalendar says where it is,
+        and the item is tried again next pass (it goes through once the other calendar
+        lets go of the UID, e.g. when its own account's pass removes it).
+        """
+        holder = _error_href(reply.body, "unique-scheduling-object-resource")
+        where = self._from_server(holder) if holder else None
+        if where is None or where.rsplit("/", 1)[0] + "/" == self.path:
+            return AlreadyExists(
+                f"create {key}: the UID already lives at {where or 'another href'}",
+                href=where or key,
+                status=403,
+            )
+        return UidInOtherCalendar(
+            f"create {key}: the server keeps each UID once per user, and this one already "
+            f"lives in another calendar, at {where}; it is written here once it is gone there",
+            href=where,
+            status=403,
+        )
 
     def _etag_after_write(self, key: str, reply: _Reply) -> str:
         """The etag to record for what we just wrote; "" when the server stored something else.

@@ -6,6 +6,7 @@
     ├── StoreError             the CalDAV side failed
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
     │   ├── InvalidSyncToken   the server no longer knows our token: do a full listing
+    │   ├── UidInOtherCalendar the UID lives in another calendar of the same user (Cyrus)
     │   └── PreconditionFailed the server refused a conditional write (412/409): re-read, re-plan
     │       ├── AlreadyExists  If-None-Match: * failed, something lives at that href or UID
     │       ├── WrongEtag      If-Match failed, someone changed the resource since we read it
@@ -35,6 +36,7 @@ __all__ = [
     "StoreError",
     "TooManyDeletes",
     "TransportError",
+    "UidInOtherCalendar",
     "WrongEtag",
 ]
 
@@ -58,6 +60,14 @@ class TransportError(StoreError):
 
 class InvalidSyncToken(StoreError):
     """The server rejected our sync token (RFC 6578 valid-sync-token): list everything."""
+
+
+class UidInOtherCalendar(StoreError):
+    """A create was refused: the server keeps a UID once per user and another calendar has it.
+
+    Not a PreconditionFailed: re-reading this calendar cannot resolve it. The item is
+    reported and tried again next pass.
+    """
 
 
 class PreconditionFailed(StoreError):

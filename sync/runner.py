@@ -578,8 +578,8 @@ class SyncPass:
                     return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
             return _Listing(True, delta.changed, frozenset(), delta.token)
-        token = self.calendar.sync_token()
-        return _Listing(True, self.calendar.list_etags(), frozenset(), token)
+        # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
+        return _Listing(True, self.calendar.list_etags(), frozenset(), None)
 
     def _may_be_full_listing(
         self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None

@@ -17,7 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from sync.dav import DavCalendar, FetchError, Resource, RetryPolicy
-from sync.errors import AlreadyExists, InvalidSyncToken, NotFound, TransportError, WrongEtag
+from sync.errors import (
+    AlreadyExists,
+    InvalidSyncToken,
+    NotFound,
+    StoreError,
+    TransportError,
+    WrongEtag,
+)
 from tests.servers import ServerInfo
 
 pytestmark = pytest.mark.server
@@ -181,7 +188,32 @@ def test_delete_missing_raises_not_found(cal: DavCalendar) -> None:
 # ---------------------------------------------------------------------- sync
 
 
+def needs_sync_collection(cal: DavCalendar) -> None:
+    """Skip a sync-collection test where the server has none (capabilities.sync_token False).
+
+    Those servers are synced through list_etags (tested above and by test_sync.py on them);
+    test_changes_since_is_refused_where_there_is_no_sync_collection covers the refusal.
+    """
+    if not cal.capabilities.sync_token:
+        pytest.skip(f"{cal.capabilities.kind} has no sync-collection (REPORT answers 403)")
+
+
+def test_changes_since_is_refused_where_there_is_no_sync_collection(cal: DavCalendar) -> None:
+    """No silent fallback: the caller must list ETags, and is told so."""
+    if cal.capabilities.sync_token:
+        pytest.skip(f"{cal.capabilities.kind} has sync-collection")
+    created = dict(new_event(cal)[1:] for _ in range(2))
+    with pytest.raises(StoreError, match="no sync-collection"):
+        cal.changes_since(None)
+    cal.capabilities = cal.capabilities.replace(sync_token=True)
+    with pytest.raises(StoreError):
+        cal.changes_since(None)  # what the server answers when asked anyway
+    assert cal.list_etags() == created
+    assert cal.sync_token() is None
+
+
 def test_changes_since_none_lists_everything(cal: DavCalendar) -> None:
+    needs_sync_collection(cal)
     created = dict(new_event(cal)[1:] for _ in range(3))
     delta = cal.changes_since(None)
     assert delta.changed == created
@@ -192,6 +224,7 @@ def test_changes_since_none_lists_everything(cal: DavCalendar) -> None:
 
 
 def test_changes_since_token_shows_exactly_the_change_and_the_delete(cal: DavCalendar) -> None:
+    needs_sync_collection(cal)
     uid_a, href_a, etag_a = new_event(cal, "a")
     _, href_b, etag_b = new_event(cal, "b")
     _, _, _ = new_event(cal, "untouched")
@@ -212,6 +245,7 @@ def test_changes_since_token_shows_exactly_the_change_and_the_delete(cal: DavCal
 
 
 def test_idle_changes_since_is_one_small_request(cal: DavCalendar) -> None:
+    needs_sync_collection(cal)
     for _ in range(5):
         new_event(cal)
     token = cal.changes_since(None).token
@@ -228,6 +262,7 @@ def test_idle_changes_since_is_one_small_request(cal: DavCalendar) -> None:
 
 
 def test_bogus_token_raises_invalid_sync_token(cal: DavCalendar) -> None:
+    needs_sync_collection(cal)
     if not cal.capabilities.sync_token_trustworthy:
         pytest.skip("answers a bogus token with a full listing; see tests/integration/test_interop")
     new_event(cal)
@@ -284,7 +319,8 @@ def test_hrefs_with_odd_characters_round_trip(cal: DavCalendar) -> None:
     spaced = f"{cal.path}with space {uuid.uuid4().hex[:6]}.ics"
     etag = cal.create(spaced, vevent(uid))
     assert cal.list_etags() == {spaced: etag}
-    assert cal.changes_since(None).changed == {spaced: etag}
+    if cal.capabilities.sync_token:
+        assert cal.changes_since(None).changed == {spaced: etag}
     (res,) = list(cal.get_multi([spaced]))
     assert isinstance(res, Resource) and res.href == spaced
     found = cal.find_by_uid(uid)
