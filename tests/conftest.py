@@ -9,6 +9,7 @@ tests/servers_cyrus_sabredav.py, scripts/install-debian-tier.sh).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -101,10 +102,42 @@ def calendar_url(dav_server: ServerInfo, request: pytest.FixtureRequest) -> Iter
     On a server that keeps a UID once per user (Cyrus), the calendar is deleted after the
     test: every test pushes the same follow-ups, and their UIDs would otherwise be taken.
     """
-    safe = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
-    url = dav_server.calendar_url_factory(f"{safe}-{uuid.uuid4().hex[:8]}")
+    url = dav_server.calendar_url_factory(_calendar_name(request))
     yield url
     if dav_server.kind in UID_PER_USER_KINDS:
-        server: RunningServer = request.getfixturevalue(f"{dav_server.kind}_server")
-        status = _http(server, "DELETE", url, None, {})
-        assert status in (200, 204, 404), f"DELETE {url} answered {status}"
+        _delete_calendar(request.getfixturevalue(f"{dav_server.kind}_server"), url)
+
+
+@pytest.fixture
+def second_calendar(
+    dav_server: ServerInfo, request: pytest.FixtureRequest
+) -> Iterator[tuple[ServerInfo, str]]:
+    """Another fresh calendar for the same follow-ups (a second CRM syncing them).
+
+    Where a UID lives once per user (Cyrus) it belongs to a second user, bob, since the
+    first user's calendar already holds those UIDs; elsewhere to the same user.
+    """
+    if dav_server.kind not in UID_PER_USER_KINDS:
+        yield dav_server, dav_server.calendar_url_factory(_calendar_name(request))
+        return
+    alice: RunningServer = request.getfixturevalue(f"{dav_server.kind}_server")
+    bob = dataclasses.replace(
+        alice,
+        username="bob",
+        password=alice.password,  # the fixtures give every user the same one
+        home_path=alice.home_path.replace(f"/{alice.username}/", "/bob/"),
+        _log_file=None,
+    )
+    url = bob.make_calendar(_calendar_name(request))
+    yield dataclasses.replace(bob.info(), url=dav_server.url), url
+    _delete_calendar(bob, url)
+
+
+def _calendar_name(request: pytest.FixtureRequest) -> str:
+    safe = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
+    return f"{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def _delete_calendar(server: RunningServer, url: str) -> None:
+    status = _http(server, "DELETE", url, None, {})
+    assert status in (200, 204, 404), f"DELETE {url} answered {status}"

@@ -790,7 +790,7 @@ def test_too_many_deletions_stop_the_pass_until_forced(env: Env) -> None:
 
 def test_unreadable_resource_is_reported_retried_and_picked_up_once_fixed(synced: Env) -> None:
     weekly = synced.resource(WEEKLY)
-    synced.client.replace(weekly, ce.break_resource(weekly.data))
+    synced.client.replace(weekly, ce.break_resource(weekly.data, server_kind=synced.server.kind))
     call = synced.resource(CALL)
     synced.client.replace(call, ce.edit_series(call.data, summary="Call (edited)"))
 
