@@ -55,6 +55,7 @@ from sync.errors import (
     InvalidSyncToken,
     NotFound,
     StoreError,
+    SyncCollectionUnsupported,
     TransportError,
     UidInOtherCalendar,
     WrongEtag,
@@ -286,6 +287,10 @@ def _has_error(body: bytes, name: str) -> bool:
     except etree.XMLSyntaxError:
         return name.encode() in body
     return any(isinstance(el.tag, str) and etree.QName(el).localname == name for el in root.iter())
+
+
+#: How SabreDAV 1.x names itself in an error body (<s:sabredav-version>1.8.12</...>).
+_SABRE_1_VERSION = re.compile(rb"sabredav-version>\s*1\.")
 
 
 def _error_href(body: bytes, name: str) -> str | None:
@@ -562,6 +567,10 @@ class DavCalendar:
                 "<D:prop><D:getetag/></D:prop></D:sync-collection>"
             )
             reply = self._request("REPORT", self.url, body.encode(), {"Depth": "0"})
+            if reply.status == 501 or (
+                reply.status == 403 and _has_error(reply.body, "supported-report")
+            ):
+                raise self._no_sync_collection(reply)
             if (
                 reply.status in (403, 409, 412)
                 and current is not None
@@ -603,6 +612,23 @@ class DavCalendar:
         raise TransportError(
             f"{self.path}: sync-collection still truncated after {self._max_sync_pages} pages",
             href=self.path,
+        )
+
+    def _no_sync_collection(self, reply: _Reply) -> SyncCollectionUnsupported:
+        """Learn from a refused sync-collection that this server has none (SabreDAV 1.8).
+
+        The capabilities say so from now on (no further REPORT is tried on this calendar);
+        an unconfigured kind becomes "sabredav" when the refusal names SabreDAV 1.x, the
+        only place that version shows itself outside an OPTIONS answer.
+        """
+        guessed = self._kind_guessed and self.capabilities.kind == "generic"
+        if guessed and _SABRE_1_VERSION.search(reply.body):
+            self.capabilities = capabilities_for("sabredav", self._overrides)
+        self.capabilities = self.capabilities.replace(sync_token=False)
+        return SyncCollectionUnsupported(
+            f"{self.path}: the server has no sync-collection REPORT (answered {reply.status})",
+            href=self.path,
+            status=reply.status,
         )
 
     def list_etags(self) -> dict[str, str]:

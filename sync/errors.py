@@ -7,6 +7,7 @@
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
     │   ├── InvalidSyncToken   the server no longer knows our token: do a full listing
     │   ├── UidInOtherCalendar the UID lives in another calendar of the same user (Cyrus)
+    │   ├── SyncCollectionUnsupported  no sync-collection REPORT (SabreDAV 1.8): list ETags
     │   └── PreconditionFailed the server refused a conditional write (412/409): re-read, re-plan
     │       ├── AlreadyExists  If-None-Match: * failed, something lives at that href or UID
     │       ├── WrongEtag      If-Match failed, someone changed the resource since we read it
@@ -34,6 +35,7 @@ __all__ = [
     "SafetyStop",
     "SideEmpty",
     "StoreError",
+    "SyncCollectionUnsupported",
     "TooManyDeletes",
     "TransportError",
     "UidInOtherCalendar",
@@ -60,6 +62,10 @@ class TransportError(StoreError):
 
 class InvalidSyncToken(StoreError):
     """The server rejected our sync token (RFC 6578 valid-sync-token): list everything."""
+
+
+class SyncCollectionUnsupported(StoreError):
+    """The server answered a sync-collection REPORT with "not supported": list ETags instead."""
 
 
 class UidInOtherCalendar(StoreError):

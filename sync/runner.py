@@ -52,7 +52,12 @@ from sync import invitations
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
-from sync.errors import InvalidSyncToken, StoreError, TransportError
+from sync.errors import (
+    InvalidSyncToken,
+    StoreError,
+    SyncCollectionUnsupported,
+    TransportError,
+)
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
@@ -315,10 +320,13 @@ class SyncPass:
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
+        # A pending href a complete listing lacks is gone (deleted after it failed to read):
+        # fetching it again would fail again on every pass. An incremental listing leaves out
+        # what did not change, so there it is retried.
         wanted += [
             href
             for href in sorted(pending)
-            if href not in listing.etags and href not in listing.deleted
+            if href not in listing.etags and href not in listing.deleted and not listing.complete
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -547,39 +555,52 @@ class SyncPass:
     def _list(
         self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
     ) -> _Listing:
-        caps = self.calendar.capabilities
-        if caps.sync_token:
-            if token:
-                try:
-                    delta = self.calendar.changes_since(token)
-                except InvalidSyncToken:
-                    log.info(
-                        "%s: the server no longer knows our sync token; listing everything",
-                        self.account.name,
-                    )
-                else:
-                    if caps.sync_token_trustworthy or not self._may_be_full_listing(
-                        delta, state, token, last_run
-                    ):
-                        return _Listing(False, delta.changed, delta.deleted, delta.token)
-                    # Quirk workaround (capabilities.sync_token_trustworthy False: DAViCal,
-                    # SOGo, generic). Such a server answers a stale or unknown token with a
-                    # plain 207 listing every resource; read as a delta, whatever was deleted
-                    # meanwhile would simply be absent and never noticed. The answer re-lists
-                    # resources we hold unchanged, so it may be that listing: compare the full
-                    # href/ETag listing instead (one PROPFIND Depth 1), where an href we hold
-                    # that is missing *is* a deletion. An idle pass (empty delta) costs nothing
-                    # extra; what this cannot see is healed by the daemon's full_every passes.
-                    log.info(
-                        "%s: the delta re-lists unchanged items and this server's tokens are not "
-                        "trusted; comparing the full href/ETag listing",
-                        self.account.name,
-                    )
-                    return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
-            delta = self.calendar.changes_since(None)
-            return _Listing(True, delta.changed, frozenset(), delta.token)
+        if self.calendar.capabilities.sync_token:
+            try:
+                return self._list_by_token(token, state, last_run)
+            except SyncCollectionUnsupported:
+                # Not configured (or configured wrongly): the server said so; the calendar's
+                # capabilities now say so too, for the rest of this pass.
+                log.info(
+                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
+                    self.account.name,
+                )
         # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
         return _Listing(True, self.calendar.list_etags(), frozenset(), None)
+
+    def _list_by_token(
+        self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
+    ) -> _Listing:
+        caps = self.calendar.capabilities
+        if token:
+            try:
+                delta = self.calendar.changes_since(token)
+            except InvalidSyncToken:
+                log.info(
+                    "%s: the server no longer knows our sync token; listing everything",
+                    self.account.name,
+                )
+            else:
+                if caps.sync_token_trustworthy or not self._may_be_full_listing(
+                    delta, state, token, last_run
+                ):
+                    return _Listing(False, delta.changed, delta.deleted, delta.token)
+                # Quirk workaround (capabilities.sync_token_trustworthy False: DAViCal,
+                # SOGo, generic). Such a server answers a stale or unknown token with a
+                # plain 207 listing every resource; read as a delta, whatever was deleted
+                # meanwhile would simply be absent and never noticed. The answer re-lists
+                # resources we hold unchanged, so it may be that listing: compare the full
+                # href/ETag listing instead (one PROPFIND Depth 1), where an href we hold
+                # that is missing *is* a deletion. An idle pass (empty delta) costs nothing
+                # extra; what this cannot see is healed by the daemon's full_every passes.
+                log.info(
+                    "%s: the delta re-lists unchanged items and this server's tokens are not "
+                    "trusted; comparing the full href/ETag listing",
+                    self.account.name,
+                )
+                return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
+        delta = self.calendar.changes_since(None)
+        return _Listing(True, delta.changed, frozenset(), delta.token)
 
     def _may_be_full_listing(
         self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
@@ -898,9 +919,21 @@ class SyncPass:
                 collection.last_result = (
                     "ok" if report.ok else f"{len(report.errors)} item(s) failed"
                 )
+            gone = (
+                {
+                    row.href
+                    for row in session.scalars(
+                        select(PendingHref).where(PendingHref.account == self.account.name)
+                    )
+                    if row.href not in listing.etags
+                }
+                if listing.complete
+                else set()
+            )
             session.execute(
                 delete(PendingHref).where(
-                    PendingHref.account == self.account.name, PendingHref.href.in_(fetched)
+                    PendingHref.account == self.account.name,
+                    PendingHref.href.in_(fetched | gone),
                 )
             )
             for href, reason in failed.items():

@@ -385,13 +385,37 @@ def test_create_finds_the_uid_the_server_refuses_with_403(
 
 
 @cyrus_only
-def test_sync_without_the_403_reading_never_links_the_series(synced: Env) -> None:
-    """The end-to-end test above with the workaround off: the item fails pass after pass."""
-    move_to_other_href(synced, CALL)
-    for _ in range(2):
-        report = sync_with(synced, same_uid_other_href="409")
+@pytest.mark.parametrize("workaround", [True, False])
+def test_series_a_client_stored_meanwhile_under_another_name_is_linked(
+    synced: Env, monkeypatch: pytest.MonkeyPatch, workaround: bool
+) -> None:
+    """Between our plan and our create, another device stores the series under its own name.
+
+    Cyrus refuses our create with 403 naming that href: read as "already exists" the item
+    is re-planned against it in the same pass; read as any 403 the item fails (and only
+    the next pass's listing links it).
+    """
+    resource = synced.resource(CALL)
+    synced.client.delete(resource.url, resource.etag)
+    forget_state(synced, CALL)  # so the pass creates it again
+    original = DavCalendar.create
+
+    def another_device_first(self: DavCalendar, href: str, data: bytes) -> str:
+        synced.client.create("from-another-device.ics", resource.data)
+        monkeypatch.setattr(DavCalendar, "create", original)
+        return original(self, href, data)
+
+    monkeypatch.setattr(DavCalendar, "create", another_device_first)
+    overrides = {} if workaround else {"same_uid_other_href": "409"}
+    report = sync_with(synced, **overrides)
+    if workaround:
+        assert report.ok, report.errors
+    else:
         assert [fid for fid, _ in report.applied.errors] == [CALL]
+        assert "unexpected answer 403" in report.applied.errors[0][1]
+        synced.sync()  # the next pass finds it in its listing
     assert synced.uids_on_server().count(uid_for_id(CALL)) == 1
+    assert synced.sync().plan.actions == ()
 
 
 @cyrus_only
@@ -444,8 +468,7 @@ def test_uid_held_by_another_calendar_of_the_user_is_named_and_written_once_gone
 def test_sync_lists_etags_where_there_is_no_sync_collection(synced: Env) -> None:
     """SabreDAV 1.8 has no sync-collection: every pass compares the href/ETag listing.
 
-    A client's edit and deletion are both seen; an idle pass is one PROPFIND. Claimed
-    sync-collection support (the workaround off) makes every pass fail on the 403.
+    A client's edit and deletion are both seen; an idle pass is one PROPFIND.
     """
     resource = synced.resource(CALL)
     synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (moved)"))
@@ -458,9 +481,9 @@ def test_sync_lists_etags_where_there_is_no_sync_collection(synced: Env) -> None
     assert synced.followup(CALL).title == "Call (moved)"
     assert idle_requests(synced) == {"PROPFIND": 1}
 
-    report = sync_with(synced, sync_token=True)
-    assert not report.ok
-    assert synced.followup(CALL).title == "Call (moved)"
+    # Claimed sync-collection (or an unconfigured kind): the REPORT is refused, and the
+    # pass falls back to the same listing, one wasted request later, every pass.
+    assert idle_requests(synced, sync_token=True) == {"REPORT": 1, "PROPFIND": 1}
 
 
 # ================================================================ SabreDAV 1.8: multiget 404
@@ -522,16 +545,20 @@ def test_edit_is_pulled_although_another_resource_went_during_the_pass(
 
 
 @pytest.mark.parametrize("dav_server", ["cyrus", "sabredav"], indirect=True)
-def test_server_kind_is_recognised_from_its_first_answer(
-    dav_server: ServerInfo, calendar_url: str
-) -> None:
-    """No server_kind configured: Cyrus's Server header, SabreDAV 1.x's X-Sabre-Version."""
+def test_unconfigured_kind_is_recognised_during_the_first_pass(synced: Env) -> None:
+    """No server_kind: Cyrus by its token (data:,<uidvalidity>-<modseq>), SabreDAV 1.x by
+    its refusal of sync-collection, after which the same pass lists ETags instead."""
+    synced.configure(server_kind=None)
+    resource = synced.resource(CALL)
+    synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (moved)"))
     with DavCalendar.connect(
-        calendar_url, username=dav_server.username, password=dav_server.password
+        synced.calendar_url, username=synced.server.username, password=synced.server.password
     ) as guessing:
         assert guessing.capabilities.kind == "generic"
-        guessing.list_etags()
-        assert guessing.capabilities.kind == dav_server.kind
+        report = run_pass(synced.account, synced.db, calendar=guessing)
+        assert report.ok, report.errors
+        assert guessing.capabilities.kind == synced.server.kind
+    assert synced.followup(CALL).title == "Call (moved)"
 
 
 # ================================================================ SOGo: free-busy-query 501
