@@ -94,6 +94,10 @@ class Capabilities:
     #: reports that one (404 in the multistatus, or leaves it out). SabreDAV 1.8 answers the
     #: whole REPORT 404 instead; DavCalendar.get_multi then asks for each href alone.
     multiget_reports_missing_href: bool = True
+    #: A timed VEVENT that ends when it starts (DTEND = DTSTART, DURATION:PT0S or no end,
+    #: all allowed by RFC 5545) is stored. Cyrus refuses all three with 403; DavCalendar
+    #: then writes such events one second long and reads them back (sync.zero_length).
+    zero_length_events: bool = True
 
     def replace(self, **changes: object) -> Capabilities:
         """A copy with some fields overridden (config, or a probe result)."""
@@ -219,6 +223,7 @@ _TABLE: dict[str, Capabilities] = {
         etag_on_put=True,
         sends_schedule_tag=True,
         etag_is_content_hash=True,
+        zero_length_events=False,
     ),
     # SabreDAV 1.8.12 (Debian bookworm php-sabre-dav; the example CalDAV server on SQLite),
     # measured the same way: NO sync-collection (REPORT -> 403 supported-report) and no

@@ -44,6 +44,7 @@ from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
 from lxml import etree
 
+from sync import zero_length
 from sync.capabilities import (
     Capabilities,
     capabilities_for,
@@ -697,7 +698,7 @@ class DavCalendar:
                     yield Resource(
                         href=resp.href,
                         etag=str(etag_el.text or "").strip() if etag_el is not None else "",
-                        data=str(data_el.text or "").encode("utf-8"),
+                        data=self._incoming(str(data_el.text or "").encode("utf-8")),
                     )
                 else:
                     status = resp.status or resp.prop_status or 0
@@ -751,7 +752,7 @@ class DavCalendar:
                     continue
                 etag_el = resp.props.get(_tag(DAV, "getetag"))
                 etag = str(etag_el.text or "").strip() if etag_el is not None else ""
-                return Resource(href=resp.href, etag=etag, data=data)
+                return Resource(href=resp.href, etag=etag, data=self._incoming(data))
         return None
 
     # ----------------------------------------------------------------- busy time
@@ -823,7 +824,7 @@ class DavCalendar:
         if caps.same_uid_other_href == "accepted":
             self._check_uid_free(key, data)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_CONTENT_TYPE}
-        reply = self._request("PUT", self._url_for(key), data, headers)
+        reply = self._request("PUT", self._url_for(key), self._outgoing(data), headers)
         if 200 <= reply.status < 300:
             if not caps.if_none_match_honoured and reply.status != 201:
                 log.warning(
@@ -866,7 +867,7 @@ class DavCalendar:
         """
         key = self.normalise_href(href)
         headers = {"If-Match": etag, "Content-Type": _ICS_CONTENT_TYPE}
-        reply = self._request("PUT", self._url_for(key), data, headers)
+        reply = self._request("PUT", self._url_for(key), self._outgoing(data), headers)
         if reply.status == 201 and not self.capabilities.if_match_missing_refused:
             log.warning(
                 "update %s: %s created the resource although If-Match named an etag "
@@ -923,6 +924,17 @@ class DavCalendar:
                     href=found.href,
                     status=409,
                 )
+
+    def _outgoing(self, data: bytes) -> bytes:
+        """What goes into a PUT: zero-length events lengthened where the server refuses them.
+
+        Quirk workaround (``capabilities.zero_length_events`` False, Cyrus): see
+        sync.zero_length; ``_incoming`` undoes it on every read.
+        """
+        return data if self.capabilities.zero_length_events else zero_length.lengthen(data)
+
+    def _incoming(self, data: bytes) -> bytes:
+        return data if self.capabilities.zero_length_events else zero_length.shorten(data)
 
     def _uid_taken(self, key: str, reply: _Reply) -> StoreError:
         """What a 403 unique-scheduling-object-resource to our create means (RFC 6638 3.2.4.1).

@@ -461,6 +461,38 @@ def test_uid_held_by_another_calendar_of_the_user_is_named_and_written_once_gone
         _http(cyrus_server, "DELETE", other_url, None, {})
 
 
+# ================================================================ Cyrus: no zero-length events
+
+
+@cyrus_only
+@pytest.mark.parametrize("workaround", [True, False])
+def test_call_without_a_length_is_stored_and_keeps_none(synced: Env, workaround: bool) -> None:
+    """A CRM call whose end is its start: Cyrus refuses DTEND = DTSTART (403).
+
+    Written one second long instead, it shows in a client as a point in time, and comes
+    back to the CRM without a length, through a client's edit as well.
+    """
+    start = synced.followup(CALL).start
+    synced.edit_in_crm(CALL, end=start.isoformat())
+    overrides = {} if workaround else {"zero_length_events": True}
+    report = sync_with(synced, **overrides)
+    if not workaround:
+        assert [fid for fid, _ in report.applied.errors] == [CALL]
+        assert "403" in report.applied.errors[0][1]
+        return
+    assert report.ok, report.errors
+    (event,) = ce.components(synced.resource(CALL).data)
+    assert event["DURATION"].dt == dt.timedelta(seconds=1)
+    assert sync_with(synced).plan.actions == ()
+
+    resource = synced.resource(CALL)
+    synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (renamed)"))
+    assert sync_with(synced).applied.done == {"crm update": 1}
+    call = synced.followup(CALL)
+    assert (call.title, call.end) == ("Call (renamed)", start)
+    assert sync_with(synced).plan.actions == ()
+
+
 # ================================================================ SabreDAV 1.8: no sync-collection
 
 
