@@ -205,8 +205,10 @@ _TABLE: dict[str, Capabilities] = {
     # If-Match on a missing href -> 412; DELETE with a stale If-Match -> 412; a UID lives once
     # PER USER: a second one, in this calendar or another, -> 403
     # unique-scheduling-object-resource with the existing href; a VEVENT whose end is not
-    # after its start (DTEND = DTSTART, DURATION:PT0S, or neither) -> 403
-    # valid-calendar-data "DTEND must occur after DTSTART"; PUT answers 201 with a strong ETag
+    # after its start (DTEND = DTSTART, DURATION:PT0S, or neither; an all-day one without
+    # DTEND and a VTODO with DUE = DTSTART are fine) -> 403 valid-calendar-data "DTEND must
+    # occur after DTSTART", as is an end before the start, a bad RRULE, a property twice
+    # (but an undefined TZID is stored); PUT answers 201 with a strong ETag
     # (sha1 of the content); free-busy-query answers; Schedule-Tag on organizer events.
     "cyrus": Capabilities(
         kind="cyrus",
@@ -226,14 +228,15 @@ _TABLE: dict[str, Capabilities] = {
         zero_length_events=False,
     ),
     # SabreDAV 1.8.12 (Debian bookworm php-sabre-dav; the example CalDAV server on SQLite),
-    # measured the same way: NO sync-collection (REPORT -> 403 supported-report) and no
-    # DAV:sync-token or getlastmodified on the collection, so every pass lists href/ETag
+    # measured the same way: NO sync-collection (REPORT -> 403 supported-report, naming
+    # <s:sabredav-version>1.8.12; X-Sabre-Version only on OPTIONS) and no DAV:sync-token
+    # or getlastmodified on the collection, so every pass lists href/ETag
     # with one PROPFIND Depth 1; If-None-Match on existing, stale If-Match, If-Match on a
     # missing href, DELETE with a stale If-Match -> 412; same UID under another href ->
     # 201, a duplicate; PUT answers 201 with ETag (md5 of the content); free-busy-query ok;
     # a calendar-multiget naming one missing href -> 404 for the whole REPORT.
     # SabreDAV 2+ (Baikal, Nextcloud) has sync-collection: this row is the 1.x line only
-    # (detected by its X-Sabre-Version header); use "generic" for the newer ones.
+    # (recognised by its refusal of sync-collection); use "generic" for the newer ones.
     "sabredav": Capabilities(
         kind="sabredav",
         sync_token=False,
