@@ -309,9 +309,17 @@ class SyncPass:
         if not full and self._server_unchanged(collection, seen):
             listing = _Listing(False, {}, frozenset(), collection.sync_token)
         else:
-            listing = self._list(
-                collection.sync_token if not full else None, state, collection.last_run_at
-            )
+            token = collection.sync_token if not full else None
+            try:
+                listing = self._list(token, state, collection.last_run_at)
+            except SyncCollectionUnsupported:
+                # No server_kind, or a wrong one: the server said so, and the calendar's
+                # capabilities now say so too, so the second try lists ETags.
+                log.info(
+                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
+                    self.account.name,
+                )
+                listing = self._list(token, state, collection.last_run_at)
         listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
@@ -555,52 +563,39 @@ class SyncPass:
     def _list(
         self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
     ) -> _Listing:
-        if self.calendar.capabilities.sync_token:
-            try:
-                return self._list_by_token(token, state, last_run)
-            except SyncCollectionUnsupported:
-                # Not configured (or configured wrongly): the server said so; the calendar's
-                # capabilities now say so too, for the rest of this pass.
-                log.info(
-                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
-                    self.account.name,
-                )
+        caps = self.calendar.capabilities
+        if caps.sync_token:
+            if token:
+                try:
+                    delta = self.calendar.changes_since(token)
+                except InvalidSyncToken:
+                    log.info(
+                        "%s: the server no longer knows our sync token; listing everything",
+                        self.account.name,
+                    )
+                else:
+                    if caps.sync_token_trustworthy or not self._may_be_full_listing(
+                        delta, state, token, last_run
+                    ):
+                        return _Listing(False, delta.changed, delta.deleted, delta.token)
+                    # Quirk workaround (capabilities.sync_token_trustworthy False: DAViCal,
+                    # SOGo, generic). Such a server answers a stale or unknown token with a
+                    # plain 207 listing every resource; read as a delta, whatever was deleted
+                    # meanwhile would simply be absent and never noticed. The answer re-lists
+                    # resources we hold unchanged, so it may be that listing: compare the full
+                    # href/ETag listing instead (one PROPFIND Depth 1), where an href we hold
+                    # that is missing *is* a deletion. An idle pass (empty delta) costs nothing
+                    # extra; what this cannot see is healed by the daemon's full_every passes.
+                    log.info(
+                        "%s: the delta re-lists unchanged items and this server's tokens are not "
+                        "trusted; comparing the full href/ETag listing",
+                        self.account.name,
+                    )
+                    return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
+            delta = self.calendar.changes_since(None)
+            return _Listing(True, delta.changed, frozenset(), delta.token)
         # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
         return _Listing(True, self.calendar.list_etags(), frozenset(), None)
-
-    def _list_by_token(
-        self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
-    ) -> _Listing:
-        caps = self.calendar.capabilities
-        if token:
-            try:
-                delta = self.calendar.changes_since(token)
-            except InvalidSyncToken:
-                log.info(
-                    "%s: the server no longer knows our sync token; listing everything",
-                    self.account.name,
-                )
-            else:
-                if caps.sync_token_trustworthy or not self._may_be_full_listing(
-                    delta, state, token, last_run
-                ):
-                    return _Listing(False, delta.changed, delta.deleted, delta.token)
-                # Quirk workaround (capabilities.sync_token_trustworthy False: DAViCal,
-                # SOGo, generic). Such a server answers a stale or unknown token with a
-                # plain 207 listing every resource; read as a delta, whatever was deleted
-                # meanwhile would simply be absent and never noticed. The answer re-lists
-                # resources we hold unchanged, so it may be that listing: compare the full
-                # href/ETag listing instead (one PROPFIND Depth 1), where an href we hold
-                # that is missing *is* a deletion. An idle pass (empty delta) costs nothing
-                # extra; what this cannot see is healed by the daemon's full_every passes.
-                log.info(
-                    "%s: the delta re-lists unchanged items and this server's tokens are not "
-                    "trusted; comparing the full href/ETag listing",
-                    self.account.name,
-                )
-                return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
-        delta = self.calendar.changes_since(None)
-        return _Listing(True, delta.changed, frozenset(), delta.token)
 
     def _may_be_full_listing(
         self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
