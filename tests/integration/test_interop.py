@@ -3,10 +3,10 @@
 
 Interop tier: these need DAViCal, SOGo, Cyrus or SabreDAV (``make test-interop``, or
 ``FOLLOWUP_SYNC_SERVERS=...,davical,sogo,cyrus,sabredav``); elsewhere they are skipped,
-except one that makes Radicale answer like DAViCal and so runs in ``make test`` as well. Every test
-shows the workaround working AND, with the capability flag switched to what the server
-does not do (the workaround off), the bad outcome it prevents, so a test that passes
-cannot be one that would pass without the workaround.
+except one that makes Radicale answer like DAViCal and so runs in ``make test`` as well.
+Every test shows the workaround working AND, with the capability flag switched to what
+the server does not do (the workaround off), the bad outcome it prevents, so a test that
+passes cannot be one that would pass without the workaround.
 """
 
 from __future__ import annotations
