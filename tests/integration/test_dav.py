@@ -518,7 +518,7 @@ def test_connection_refused_raises_transport_error() -> None:
 
 
 def test_capability_overrides_are_validated() -> None:
-    from sync.capabilities import capabilities_for, detect_server_kind
+    from sync.capabilities import capabilities_for, detect_kind_from_token, detect_server_kind
     from sync.errors import ConfigError
 
     assert capabilities_for("sogo").if_none_match_honoured is False
@@ -533,6 +533,13 @@ def test_capability_overrides_are_validated() -> None:
     assert detect_server_kind({"Server": "SOGo/5.8.0"}) == "sogo"
     assert detect_server_kind(url="http://h/davical/caldav.php/alice/cal/") == "davical"
     assert detect_server_kind({"Server": "WSGIServer/0.2"}) == "generic"
+    assert detect_server_kind({"Server": "Cyrus-HTTP/3.6.1-Debian-3.6.1-4"}) == "cyrus"
+    # SabreDAV 1.x has no sync-collection; 2 and later (Baikal, Nextcloud) do.
+    assert detect_server_kind({"X-Sabre-Version": "1.8.12"}) == "sabredav"
+    assert detect_server_kind({"X-Sabre-Version": "4.6.0"}) == "generic"
+    assert detect_kind_from_token("data:,1796419088-4") == "cyrus"
+    assert detect_kind_from_token("data:,17") == "davical"
+    assert capabilities_for("cyrus", {"same_uid_other_href": "403"}).same_uid_other_href == "403"
 
 
 def test_untrusted_if_none_match_is_checked_before_the_put(
