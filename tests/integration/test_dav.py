@@ -21,7 +21,6 @@ from sync.errors import (
     AlreadyExists,
     InvalidSyncToken,
     NotFound,
-    StoreError,
     TransportError,
     WrongEtag,
 )
@@ -192,24 +191,10 @@ def needs_sync_collection(cal: DavCalendar) -> None:
     """Skip a sync-collection test where the server has none (capabilities.sync_token False).
 
     Those servers are synced through list_etags (tested above and by test_sync.py on them);
-    test_changes_since_is_refused_where_there_is_no_sync_collection covers the refusal.
+    test_interop.py covers the refusal.
     """
     if not cal.capabilities.sync_token:
         pytest.skip(f"{cal.capabilities.kind} has no sync-collection (REPORT answers 403)")
-
-
-def test_changes_since_is_refused_where_there_is_no_sync_collection(cal: DavCalendar) -> None:
-    """No silent fallback: the caller must list ETags, and is told so."""
-    if cal.capabilities.sync_token:
-        pytest.skip(f"{cal.capabilities.kind} has sync-collection")
-    created = dict(new_event(cal)[1:] for _ in range(2))
-    with pytest.raises(StoreError, match="no sync-collection"):
-        cal.changes_since(None)
-    cal.capabilities = cal.capabilities.replace(sync_token=True)
-    with pytest.raises(StoreError):
-        cal.changes_since(None)  # what the server answers when asked anyway
-    assert cal.list_etags() == created
-    assert cal.sync_token() is None
 
 
 def test_changes_since_none_lists_everything(cal: DavCalendar) -> None:

@@ -25,7 +25,13 @@ import pytest
 
 from mappings.model import uid_for_id
 from sync.dav import DavCalendar, Delta, FetchError, Resource
-from sync.errors import AlreadyExists, NotFound, StoreError, WrongEtag
+from sync.errors import (
+    AlreadyExists,
+    NotFound,
+    StoreError,
+    SyncCollectionUnsupported,
+    WrongEtag,
+)
 from sync.runner import PassReport, run_pass
 from sync.state import CollectionState, SyncItem
 from tests.integration import client_edits as ce
@@ -494,6 +500,23 @@ def test_call_without_a_length_is_stored_and_keeps_none(synced: Env, workaround:
 
 
 # ================================================================ SabreDAV 1.8: no sync-collection
+
+
+@sabredav_only
+def test_changes_since_is_refused_where_there_is_no_sync_collection(cal: DavCalendar) -> None:
+    """No silent fallback: the caller must list ETags, and is told so."""
+    created = {}
+    for i in range(2):
+        href = cal.href_for_uid(f"listed-{i}")
+        created[href] = cal.create(href, vevent(f"listed-{i}", f"event {i}"))
+    with pytest.raises(StoreError, match="no sync-collection"):
+        cal.changes_since(None)
+    cal.capabilities = cal.capabilities.replace(sync_token=True)
+    with pytest.raises(SyncCollectionUnsupported):
+        cal.changes_since(None)  # what the server answers when asked anyway
+    assert cal.capabilities.sync_token is False, "learnt from the answer"
+    assert cal.list_etags() == created
+    assert cal.sync_token() is None
 
 
 @sabredav_only
