@@ -97,6 +97,11 @@ class OccurrenceException(BaseModel):
 
     ``original_start`` is where the series put it (local time, or a date for all-day
     series); it is the key, like iCalendar's RECURRENCE-ID.
+
+    ``all_day``: one occurrence of a timed series made all-day by itself (Thunderbird
+    and Outlook let a user tick "all day" on one occurrence). Its ``start`` and ``end``
+    are then dates, ``end`` exclusive (one day when left out), while ``original_start``
+    stays the series' date-time. Left out (None) the occurrence is timed like its series.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -111,6 +116,7 @@ class OccurrenceException(BaseModel):
     #: This occurrence's own status (one occurrence of a recurring task ticked off).
     status: FollowUpStatus | None = None
     completed_at: dt.datetime | None = None
+    all_day: bool | None = None
 
     _utc_completed = field_validator("completed_at")(lambda value: _utc(value))
 
@@ -119,6 +125,19 @@ class OccurrenceException(BaseModel):
         if self.cancelled and (self.start is not None or self.end is not None):
             raise ValueError("a cancelled exception has no new start or end")
         _check_completion(self.status, self.completed_at)
+        if self.all_day is False:
+            self.all_day = None  # "as its series" has one spelling, so documents compare equal
+        if self.all_day:
+            if self.cancelled:
+                raise ValueError("a cancelled exception is not all-day")
+            if self.start is None:
+                self.start = _date_of(self.original_start)
+            if self.end is None:
+                self.end = _date_of(self.start) + dt.timedelta(days=1)
+            if type(self.start) is not dt.date or type(self.end) is not dt.date:
+                raise ValueError("an all-day exception takes dates for start and end")
+            if self.end <= self.start:
+                raise ValueError("an all-day exception ends at least one day after it starts")
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end is before start")
         return self
@@ -246,9 +265,11 @@ class FollowUp(BaseModel):
                     item = dict(item)
                     for key in ("original_start", "start", "end"):
                         if item.get(key) is not None:
-                            item[key] = _local(
-                                item[key], zone, all_day, f"exceptions.{index}.{key}"
+                            # An all-day occurrence of a timed series moves by dates.
+                            dates = all_day or (
+                                key != "original_start" and bool(item.get("all_day"))
                             )
+                            item[key] = _local(item[key], zone, dates, f"exceptions.{index}.{key}")
                 fixed.append(item)
             data["exceptions"] = fixed
         return data
@@ -268,6 +289,11 @@ class FollowUp(BaseModel):
         _check_completion(self.status, self.completed_at)
         seen: set[Moment] = set()
         for exception in self.exceptions:
+            if exception.all_day and self.all_day:
+                raise ValueError(
+                    f"exceptions: {exception.original_start} is all-day in an all-day series; "
+                    "leave all_day out"
+                )
             if exception.original_start in seen:
                 raise ValueError(f"exceptions: {exception.original_start} is listed twice")
             seen.add(exception.original_start)
@@ -319,6 +345,10 @@ class FollowUp(BaseModel):
         if data.get("language") == Language.en.value:
             data.pop("language", None)
         return data
+
+
+def _date_of(value: Moment) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def uid_for_id(followup_id: str) -> str:

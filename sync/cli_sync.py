@@ -376,6 +376,8 @@ def print_report(report: PassReport) -> None:
         click.echo(f"  skipped {item}: {reason}", err=True)
     for item, text in plan.notices:
         click.echo(f"  note {item}: {text}", err=True)
+    for item, message in report.applied.notes:
+        click.echo(f"  note {item}: {message}", err=True)
     for item, message in report.errors:
         click.echo(f"  error {item}: {message}", err=True)
 
