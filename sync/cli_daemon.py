@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from sync.cli_sync import config_option, database_option
 from sync.config import Account, Settings, load_settings
-from sync.dav import DavCalendar
+from sync.connect import open_calendar
 from sync.errors import ConfigError, FollowupSyncError, NotFound
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
@@ -310,30 +310,9 @@ def check_account(account: Account) -> CheckResult:
     """Log in, find the calendar (never create it), read what the server supports."""
     name = account.name
     try:
-        password = account.password()
+        calendar = open_calendar(account, create=False)
     except ConfigError as exc:
         return CheckResult(name, f"no secret: {exc}", "-", "-", "-", False)
-    try:
-        if account.calendar_url:
-            calendar = DavCalendar.connect(
-                account.calendar_url,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-            )
-        else:
-            calendar = DavCalendar.discover(
-                account.url,
-                calendar=account.calendar,
-                create=False,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-            )
     except NotFound:
         # Discovery got as far as the calendar home, so the login works; the first sync
         # creates a missing calendar (make_calendar), which is what a new account needs.

@@ -1,0 +1,65 @@
+"""One way to open an account's calendar, used by every command that talks to the server.
+
+Sync passes, ``config check``, the dialog commands and the daemon all connect here, so
+each of them gets the same sign-in, TLS, proxy, discovery and response-size limit; before
+this module the same dozen lines were copied into four places and two of the copies had
+lost ``max_response_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sync.config import Account
+from sync.dav import DavCalendar
+from sync.discovery import find_service, needs_discovery
+from sync.signin import transport_for
+
+__all__ = ["open_calendar"]
+
+log = logging.getLogger(__name__)
+
+
+def open_calendar(account: Account, *, known_url: str | None = None, create: bool) -> DavCalendar:
+    """The account's calendar: ``calendar_url``, else ``known_url``, else discovery.
+
+    ``known_url`` is the calendar a previous discovery found (kept in the state database).
+    Discovery goes from a URL, a bare host or ``user@domain`` (RFC 6764) to the principal
+    and its calendar home, and picks the calendar by id or display name; ``create`` makes
+    it there when it is missing.
+    """
+    password = account.password()
+    username = account.username
+    url = account.calendar_url or known_url
+    base = account.url
+    if username is None and needs_discovery(base) and "@" in base:
+        username = base.split(":", 1)[0]  # the address is the login (iCloud, Fastmail)
+    transport = transport_for(account, username=username, password=password)
+    if not url and needs_discovery(base):
+        login = (username, password) if transport.auth is None and username and password else None
+        service = find_service(base, transport=transport, login=login, timeout=account.timeout)
+        log.info("account %r: CalDAV service at %s (%s)", account.name, service.url, service.source)
+        base = service.url
+    if url:
+        return DavCalendar.connect(
+            url,
+            username=username,
+            password=password,
+            timeout=account.timeout,
+            verify_tls=account.verify_tls,
+            server_kind=account.server_kind,
+            max_response_bytes=account.max_response_bytes,
+            transport=transport,
+        )
+    return DavCalendar.discover(
+        base,
+        calendar=account.calendar,
+        create=create,
+        username=username,
+        password=password,
+        timeout=account.timeout,
+        verify_tls=account.verify_tls,
+        server_kind=account.server_kind,
+        max_response_bytes=account.max_response_bytes,
+        transport=transport,
+    )
