@@ -3,8 +3,9 @@
 They share where the state lives (``--database``, default ``followup-sync.sqlite`` or
 ``$FOLLOWUP_SYNC_DATABASE``) and which account to use: from ``--config FILE`` (TOML,
 see ``config/followup-sync.example.toml``) with ``--account NAME``, or given directly
-with ``--url`` and friends for a one-off run. Passwords come from an environment
-variable or a file, never from the command line, where ``ps`` would show them.
+with ``--url`` and friends for a one-off run (``sync.cli_signin`` adds the sign-in and TLS
+flags). Passwords come from an environment variable, a file or a command, never from the
+command line, where ``ps`` would show them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from mappings.model import dump_followups_json, load_followups_json
+from sync.cli_signin import apply_sign_in, sign_in_options
 from sync.config import Account, Settings, load_settings
 from sync.followups import FollowUpStore
 from sync.plan import describe
@@ -119,6 +121,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
 @click.option("--username", help="CalDAV user name.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the password.")
 @click.option("--password-file", metavar="PATH", help="File holding the password.")
+@sign_in_options
 @click.option(
     "--calendar",
     default="followups",
@@ -157,6 +160,7 @@ def sync_command(
     full: bool,
     force_delete: bool,
     database: str | None,
+    **sign_in: Any,
 ) -> None:
     """Reconcile the follow-ups with a CalDAV calendar, both ways.
 
@@ -181,6 +185,7 @@ def sync_command(
         )
     else:
         account = settings.account(account_name)
+    account = apply_sign_in(account, sign_in)
     if import_new is not None:
         account = account.model_copy(update={"import_new": import_new})
     db = open_database(settings, database)

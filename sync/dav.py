@@ -468,6 +468,14 @@ class DavCalendar:
                 f"discovery at {base_url} failed: {describe_transport_failure(exc, transport)}",
                 href=base_url,
             ) from exc
+        except caldav_error.AuthorizationError as exc:
+            client.close()
+            raise StoreError(
+                f"discovery at {base_url} failed: {exc}: authentication failed; check the "
+                "account's sign-in (auth, username, password or token)",
+                href=base_url,
+                status=401 if "Unauthorized" in str(exc) else 403,
+            ) from exc
         except caldav_error.DAVError as exc:
             client.close()
             raise StoreError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
@@ -1251,6 +1259,13 @@ def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
         return f"the server's TLS certificate is not trusted by {where} ({text})"
     if "certificate required" in lowered or "alert_certificate_required" in lowered:
         return f"the server requires a client certificate (client_cert) ({text})"
+    if "eof occurred in violation of protocol" in lowered or "unexpected_eof" in lowered:
+        hint = (
+            "; a server that wants a client certificate does this: set client_cert"
+            if transport.cert is None
+            else "; the server may not accept client_cert"
+        )
+        return f"the server broke off the TLS handshake{hint} ({text})"
     return text
 
 
