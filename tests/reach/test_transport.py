@@ -23,7 +23,7 @@ from sync.config import Account
 from sync.connect import open_calendar
 from sync.dav import DavCalendar
 from sync.errors import ConfigError, StoreError, TransportError
-from tests.reach.conftest import Front, StartFront, TestPki, tls_args
+from tests.reach.fixtures import Front, StartFront, TestPki, tls_args
 from tests.servers import PASSWORD, USERNAME, RunningServer
 
 pytestmark = pytest.mark.server

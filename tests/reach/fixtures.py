@@ -1,4 +1,7 @@
-"""Fixtures for sign-in and transport: a test CA, TLS fronts and proxies before a real Radicale."""
+"""Fixtures for sign-in and transport (a test CA, TLS fronts, proxies before a real Radicale).
+
+A plugin of the root conftest (``pytest_plugins``), so the secrets tests use them too.
+"""
 
 from __future__ import annotations
 
