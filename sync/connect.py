@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+import dns.resolver
+
 from sync.config import Account
 from sync.dav import DavCalendar
 from sync.discovery import find_service, needs_discovery
@@ -20,13 +22,20 @@ __all__ = ["open_calendar"]
 log = logging.getLogger(__name__)
 
 
-def open_calendar(account: Account, *, known_url: str | None = None, create: bool) -> DavCalendar:
+def open_calendar(
+    account: Account,
+    *,
+    known_url: str | None = None,
+    create: bool,
+    resolver: dns.resolver.Resolver | None = None,
+) -> DavCalendar:
     """The account's calendar: ``calendar_url``, else ``known_url``, else discovery.
 
     ``known_url`` is the calendar a previous discovery found (kept in the state database).
     Discovery goes from a URL, a bare host or ``user@domain`` (RFC 6764) to the principal
     and its calendar home, and picks the calendar by id or display name; ``create`` makes
-    it there when it is missing.
+    it there when it is missing. ``resolver`` replaces the system's DNS resolver for the
+    SRV/TXT look-up (tests use a DNS server on loopback).
     """
     password = account.password()
     username = account.username
@@ -37,7 +46,9 @@ def open_calendar(account: Account, *, known_url: str | None = None, create: boo
     transport = transport_for(account, username=username, password=password)
     if not url and needs_discovery(base):
         login = (username, password) if transport.auth is None and username and password else None
-        service = find_service(base, transport=transport, login=login, timeout=account.timeout)
+        service = find_service(
+            base, transport=transport, login=login, timeout=account.timeout, resolver=resolver
+        )
         log.info("account %r: CalDAV service at %s (%s)", account.name, service.url, service.source)
         base = service.url
     if url:

@@ -14,6 +14,7 @@ must stay inside the queried domain, as caldav also requires.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ __all__ = ["Service", "find_service", "needs_discovery"]
 log = logging.getLogger(__name__)
 
 _MAX_REDIRECTS = 5
+#: DNS answers come fast or not at all; a resolver that is down must not eat the HTTP timeout.
+_DNS_LIFETIME_SECONDS = 5.0
 _PROPFIND_PRINCIPAL = (
     b'<?xml version="1.0" encoding="utf-8"?>'
     b'<D:propfind xmlns:D="DAV:"><D:prop><D:current-user-principal/></D:prop></D:propfind>'
@@ -67,16 +70,26 @@ def find_service(
     """
     user, _, domain = identifier.rpartition("@")
     host = domain.split(":", 1)[0]
-    srv = _srv_service(host, resolver, timeout)
+    lifetime = min(timeout, _DNS_LIFETIME_SECONDS)
+    srv = None if _is_ip(host) else _srv_service(host, resolver, lifetime)
     if srv is not None:
-        return Service(srv, "srv", user or None)
+        netloc, path = srv
+        if path is None:  # no TXT path: the well-known URI on the SRV target (RFC 6764 6)
+            path = urlsplit(
+                _follow_well_known(
+                    f"https://{netloc}/.well-known/caldav", host, transport, login, timeout
+                )
+            ).path
+        return Service(f"https://{netloc}{path}", "srv", user or None)
     start = f"https://{domain}/.well-known/caldav"
     url = _follow_well_known(start, host, transport, login, timeout)
     return Service(url, "well-known" if url != f"https://{domain}/" else "host", user or None)
 
 
-def _srv_service(domain: str, resolver: dns.resolver.Resolver | None, timeout: float) -> str | None:
-    """``https://target:port/path`` from ``_caldavs._tcp.<domain>`` SRV (and TXT path=)."""
+def _srv_service(
+    domain: str, resolver: dns.resolver.Resolver | None, timeout: float
+) -> tuple[str, str | None] | None:
+    """``(target:port, path)`` from ``_caldavs._tcp.<domain>`` SRV and its TXT ``path=``."""
     resolver = resolver or dns.resolver.get_default_resolver()
     name = f"_caldavs._tcp.{domain}"
     try:
@@ -93,10 +106,9 @@ def _srv_service(domain: str, resolver: dns.resolver.Resolver | None, timeout: f
     if not _inside(target, domain):
         log.warning("discovery: SRV %s points outside %s (%s); ignored", name, domain, target)
         return None
-    path = _txt_path(resolver, name, timeout) or "/.well-known/caldav"
     port = int(records[0].port)
     netloc = target if port == 443 else f"{target}:{port}"
-    return f"https://{netloc}{path}"
+    return netloc, _txt_path(resolver, name, timeout)
 
 
 def _txt_path(resolver: dns.resolver.Resolver, name: str, timeout: float) -> str | None:
@@ -170,6 +182,14 @@ def _propfind(
         raise TransportError(
             f"discovery at {url} failed: {describe_transport_failure(exc, transport)}", href=url
         ) from exc
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _inside(host: str, domain: str) -> bool:

@@ -11,12 +11,18 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import dns.rrset
 import pytest
 import trustme
 
@@ -152,3 +158,70 @@ def tls_args(pki: TestPki, *, client_certificates: bool = False) -> list[str]:
     if client_certificates:
         args += ["--client-ca", str(pki.ca_bundle)]
     return args
+
+
+class LoopbackDns:
+    """A DNS server on loopback answering fixed records (dnspython builds the answers).
+
+    Discovery's SRV/TXT path needs a real resolver talking to a real server; the machine's
+    DNS cannot be given test records, so the resolver is pointed here instead.
+    """
+
+    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
+        self.records = records
+        self.queries: list[str] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def resolver(self) -> dns.resolver.Resolver:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [HOST]
+        resolver.port = self.port
+        return resolver
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            answer = dns.message.make_response(query)
+            for question in query.question:
+                name = question.name.to_text()
+                kind = dns.rdatatype.to_text(question.rdtype)
+                self.queries.append(f"{kind} {name}")
+                texts = self.records.get((name, kind))
+                if texts:
+                    answer.answer.append(
+                        dns.rrset.from_text_list(question.name, 60, "IN", kind, texts)
+                    )
+                else:
+                    answer.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(answer.to_wire(), peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture
+def loopback_dns() -> Iterator[Callable[[dict[tuple[str, str], list[str]]], LoopbackDns]]:
+    servers: list[LoopbackDns] = []
+
+    def start(records: dict[tuple[str, str], list[str]]) -> LoopbackDns:
+        server = LoopbackDns(records)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

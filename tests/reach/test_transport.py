@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sync.config import Account
 from sync.connect import open_calendar
 from sync.dav import DavCalendar
 from sync.errors import ConfigError, StoreError, TransportError
-from tests.reach.fixtures import Front, StartFront, TestPki, tls_args
+from tests.reach.fixtures import Front, LoopbackDns, StartFront, TestPki, tls_args
 from tests.servers import PASSWORD, USERNAME, RunningServer
 
 pytestmark = pytest.mark.server
@@ -399,6 +400,30 @@ def test_a_bare_host_and_an_email_style_account_are_discovered_via_well_known(
     )
     assert again.url == calendar.url
     again.close()
+
+
+@pytest.mark.parametrize("txt_path", [True, False], ids=["srv-and-txt", "srv-then-well-known"])
+def test_an_email_style_account_is_discovered_via_dns_srv(
+    radicale_server: RunningServer,
+    start_front: StartFront,
+    pki: TestPki,
+    password_env: str,
+    loopback_dns: Callable[[dict[tuple[str, str], list[str]]], LoopbackDns],
+    txt_path: bool,
+) -> None:
+    front = start_front("front", "--upstream", radicale_server.base_url, *tls_args(pki), tls=True)
+    records = {("_caldavs._tcp.localhost.", "SRV"): [f"0 1 {front.port} localhost."]}
+    if txt_path:
+        records[("_caldavs._tcp.localhost.", "TXT")] = ['"path=/"']
+    dns_server = loopback_dns(records)
+    # No port in the address: only the SRV record knows where the service listens.
+    account = _account(
+        f"{USERNAME}@localhost", password_env=password_env, ca_bundle=str(pki.ca_bundle)
+    )
+    calendar = open_calendar(account, create=True, resolver=dns_server.resolver())
+    assert calendar.url.startswith(f"https://localhost:{front.port}/{USERNAME}/"), calendar.url
+    assert "SRV _caldavs._tcp.localhost." in dns_server.queries
+    _round_trip(calendar)
 
 
 def _last(url: str) -> str:
