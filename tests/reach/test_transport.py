@@ -308,6 +308,27 @@ def test_a_revoked_refresh_token_is_a_clear_error_without_secrets(
     assert stale not in message and client_secret not in message
 
 
+def test_oauth2_from_command_line_flags(
+    radicale_server: RunningServer, start_front: StartFront, pki: TestPki, tmp_path: Path
+) -> None:
+    front, client_secret, refresh_token = _oauth_front(start_front, radicale_server, pki, 3600)
+    token_file = tmp_path / "refresh-token"
+    token_file.write_text(refresh_token)
+    args = [
+        "--url", front.url,
+        "--ca-bundle", str(pki.ca_bundle),
+        "--oauth-token-url", front.url + "oauth/token",
+        "--oauth-client-id", CLIENT_ID,
+        "--oauth-client-secret-env", "CLIENT_SECRET_FOR_TEST",
+        "--oauth-refresh-token-file", str(token_file),
+        "--calendar", "reach-oauth-cli",
+    ]  # fmt: skip
+    code, output = _cli(args, {"CLIENT_SECRET_FOR_TEST": client_secret}, tmp_path)
+    assert code == 0, output
+    assert front.stats(pki.ca_bundle)["grants"] == 1
+    assert client_secret not in output and refresh_token not in output
+
+
 def test_a_static_bearer_token(
     radicale_server: RunningServer,
     start_front: StartFront,
