@@ -17,9 +17,18 @@ from sync.dav import DavCalendar
 from sync.discovery import find_service, needs_discovery
 from sync.signin import transport_for
 
-__all__ = ["open_calendar"]
+__all__ = ["check_sign_in", "open_calendar"]
 
 log = logging.getLogger(__name__)
+
+
+def check_sign_in(account: Account) -> None:
+    """Read every secret and open every file the account names; ConfigError if one fails.
+
+    The daemon calls this at start-up, so a missing secret or certificate is one clear
+    error then, not a failed pass every interval.
+    """
+    transport_for(account, username=account.username, password=account.password())
 
 
 def open_calendar(
