@@ -9,10 +9,14 @@ sessions, which caldav's ``DAVClient`` does not use, hence this small adapter.)
 
 The access token lives in memory only: it is fetched on the first request, fetched again
 shortly before it expires and after a 401, and never logged, stored or put into an error.
+One ``OAuth2RefreshAuth`` per account and credentials is kept for the life of the process,
+so the daemon's passes (each opens the calendar anew) share a token instead of asking the
+provider for a new one every interval, and a rotated refresh token is not lost between them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Refresh this long before the access token expires (at most half its lifetime), so a
 #: request never leaves with a token that dies on the way.
 REFRESH_MARGIN_SECONDS = 60.0
+
+_oauth_sessions: dict[tuple[str, ...], OAuth2RefreshAuth] = {}
+_oauth_sessions_lock = threading.Lock()
 
 
 class OAuth2RefreshAuth(niquests.auth.AuthBase):
@@ -230,27 +237,48 @@ def _auth_for(
     settings = account.oauth2
     if settings is None:  # pragma: no cover - the config validator requires it
         raise ConfigError(f'{owner}: auth = "oauth2" needs an oauth2 table')
-    return OAuth2RefreshAuth(
-        owner=owner,
-        token_url=settings.token_url,
-        client_id=settings.client_id_value(owner),
-        client_secret=(
-            settings.client_secret.read(owner, "oauth2.client_secret")
-            if settings.client_secret
-            else None
-        ),
-        refresh_token=settings.refresh_token.read(owner, "oauth2.refresh_token"),
-        scope=settings.scope,
-        client_auth=settings.client_auth,
-        # The token endpoint is another host: the pin is for the calendar server only.
-        verify=(
-            transport.verify
-            if not (isinstance(transport.verify, str) and transport.verify.startswith("sha256_"))
-            else True
-        ),
-        proxies=transport.proxies,
-        timeout=account.timeout,
+    client_id = settings.client_id_value(owner)
+    client_secret = (
+        settings.client_secret.read(owner, "oauth2.client_secret")
+        if settings.client_secret
+        else None
     )
+    refresh_token = settings.refresh_token.read(owner, "oauth2.refresh_token")
+    # The token endpoint is another host: the pin is for the calendar server only.
+    pinned = isinstance(transport.verify, str) and transport.verify.startswith("sha256_")
+    verify = True if pinned else transport.verify
+    # Keyed by digests, so the table never holds a second copy of a secret.
+    key = (
+        account.name,
+        settings.token_url,
+        client_id,
+        _digest(client_secret or ""),
+        _digest(refresh_token),
+        settings.scope or "",
+        settings.client_auth,
+        str(verify),
+        str(transport.proxy),
+    )
+    with _oauth_sessions_lock:
+        auth = _oauth_sessions.get(key)
+        if auth is None:
+            auth = _oauth_sessions[key] = OAuth2RefreshAuth(
+                owner=owner,
+                token_url=settings.token_url,
+                client_id=client_id,
+                client_secret=client_secret,
+                refresh_token=refresh_token,
+                scope=settings.scope,
+                client_auth=settings.client_auth,
+                verify=verify,
+                proxies=transport.proxies,
+                timeout=account.timeout,
+            )
+    return auth
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _readable(owner: str, key: str, value: str) -> Path:
