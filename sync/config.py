@@ -211,7 +211,7 @@ class Account(BaseModel):
     @field_validator("proxy")
     @classmethod
     def _proxy(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(https?|socks5h?)://[^/]+/?$", value):
+        if value is not None and not re.match(r"^https?://[^/]+/?$", value):
             raise ValueError("must be a proxy URL such as http://proxy.example.com:3128")
         if value is not None and "@" in value:
             raise ValueError(
