@@ -53,7 +53,12 @@ from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
 from sync.connect import open_calendar
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
-from sync.errors import InvalidSyncToken, StoreError, TransportError
+from sync.errors import (
+    InvalidSyncToken,
+    StoreError,
+    SyncCollectionUnsupported,
+    TransportError,
+)
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
@@ -147,9 +152,12 @@ class _Sweep:
 
     planned: list[Planned] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
+    #: follow-up id -> why it could not be loaded or planned (the pass went on without it)
+    unplanned: dict[str, str] = field(default_factory=dict)
     applied: ApplyReport = field(default_factory=ApplyReport)
 
     def report(self, account: str, mode: str, *, dry_run: bool) -> PassReport:
@@ -157,9 +165,9 @@ class _Sweep:
             account,
             mode,
             dry_run,
-            PlanSummary(tuple(self.planned), tuple(self.skipped)),
+            PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
-            read_errors=sorted(self.failed.items()),
+            read_errors=sorted(self.failed.items()) + sorted(self.unplanned.items()),
             applied=self.applied,
         )
 
@@ -210,6 +218,7 @@ def _add_up(total: ApplyReport, part: ApplyReport) -> None:
         total.done[key] = total.done.get(key, 0) + count
     total.conflicts += part.conflicts
     total.errors.extend(part.errors)
+    total.notes.extend(part.notes)
     total.stopped = total.stopped or part.stopped
 
 
@@ -286,9 +295,17 @@ class SyncPass:
         if not full and self._server_unchanged(collection, seen):
             listing = _Listing(False, {}, frozenset(), collection.sync_token)
         else:
-            listing = self._list(
-                collection.sync_token if not full else None, state, collection.last_run_at
-            )
+            token = collection.sync_token if not full else None
+            try:
+                listing = self._list(token, state, collection.last_run_at)
+            except SyncCollectionUnsupported:
+                # No server_kind, or a wrong one: the server said so, and the calendar's
+                # capabilities now say so too, so the second try lists ETags.
+                log.info(
+                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
+                    self.account.name,
+                )
+                listing = self._list(token, state, collection.last_run_at)
         listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
@@ -297,10 +314,13 @@ class SyncPass:
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
+        # A pending href a complete listing lacks is gone (deleted after it failed to read):
+        # fetching it again would fail again on every pass. An incremental listing leaves out
+        # what did not change, so there it is retried.
         wanted += [
             href
             for href in sorted(pending)
-            if href not in listing.etags and href not in listing.deleted
+            if href not in listing.etags and href not in listing.deleted and not listing.complete
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -393,6 +413,10 @@ class SyncPass:
             if keep:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
+                out.notices.extend(the_plan.notices)
+                for item, text in the_plan.notices:
+                    log.warning("%s: %s: %s", self.account.name, item, text)
+                out.unplanned.update(the_plan.failed)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
@@ -468,9 +492,15 @@ class SyncPass:
             and not entry.deleted
             and (followup_id not in state or state[followup_id].synced_hash != entry.content_hash)
         ]
+        unreadable: dict[str, str] = {}
         with self.db.session() as session:
-            documents = crm_store.load_documents(session, needed)
-        missing = {followup_id for followup_id in needed if followup_id not in documents}
+            documents = crm_store.load_documents(session, needed, errors=unreadable)
+        ids = [followup_id for followup_id in ids if followup_id not in unreadable]
+        missing = {
+            followup_id
+            for followup_id in needed
+            if followup_id not in documents and followup_id not in unreadable
+        }
         if missing:
             # Purged since the pass listed the CRM (another account's pass finished its
             # delete): nothing to decide now; the next pass sees what is left.
@@ -482,9 +512,10 @@ class SyncPass:
         server = ServerView(
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
-        return plan_items(
+        decided = plan_items(
             crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
         )
+        return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _collection(self) -> CollectionState:
         with self.db.sessions.begin() as session:
@@ -560,8 +591,8 @@ class SyncPass:
                     return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
             return _Listing(True, delta.changed, frozenset(), delta.token)
-        token = self.calendar.sync_token()
-        return _Listing(True, self.calendar.list_etags(), frozenset(), token)
+        # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
+        return _Listing(True, self.calendar.list_etags(), frozenset(), None)
 
     def _may_be_full_listing(
         self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
@@ -713,13 +744,21 @@ class SyncPass:
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
+        warnings = list(parsed.warnings)
         followups = parse_components(
-            parsed.components, default_timezone=self.account.default_timezone, known=known
+            parsed.components,
+            default_timezone=self.account.default_timezone,
+            known=known,
+            warnings=warnings,
         )
+        for warning in warnings:
+            log.warning("%s: %s: %s", self.account.name, resource.href, warning)
         if known is not None:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
             )
+            # Tails a THISANDFUTURE override split off belong to the same CRM associate.
+            followups[1:] = [f.model_copy(update={"owner": known.owner}) for f in followups[1:]]
         return ServerDoc(
             resource.href,
             resource.etag,
@@ -841,7 +880,7 @@ class SyncPass:
                 if not belongs:
                     continue
                 entries[row.id] = CrmEntry(
-                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
+                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at), row.owner
                 )
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)
@@ -880,9 +919,21 @@ class SyncPass:
                 collection.last_result = (
                     "ok" if report.ok else f"{len(report.errors)} item(s) failed"
                 )
+            gone = (
+                {
+                    row.href
+                    for row in session.scalars(
+                        select(PendingHref).where(PendingHref.account == self.account.name)
+                    )
+                    if row.href not in listing.etags
+                }
+                if listing.complete
+                else set()
+            )
             session.execute(
                 delete(PendingHref).where(
-                    PendingHref.account == self.account.name, PendingHref.href.in_(fetched)
+                    PendingHref.account == self.account.name,
+                    PendingHref.href.in_(fetched | gone),
                 )
             )
             for href, reason in failed.items():
