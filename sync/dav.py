@@ -934,9 +934,10 @@ class DavCalendar:
             server_kind=self.capabilities.kind,
             capability_overrides={**self._overrides, **(capability_overrides or {})},
             timeout=self._timeout,
-            verify_tls=self._verify,
+            verify_tls=self._verify is not False,
             retry=self._retry,
             max_response_bytes=self._max_response_bytes,
+            transport=self._transport,
         )
 
     def _calendar_home(self) -> str:

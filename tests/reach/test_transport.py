@@ -77,12 +77,14 @@ def test_a_server_with_its_own_ca_is_reached_with_ca_bundle_and_refused_without(
     radicale_server: RunningServer, start_front: StartFront, pki: TestPki, password_env: str
 ) -> None:
     front = start_front("front", "--upstream", radicale_server.base_url, *tls_args(pki), tls=True)
-    _round_trip(
-        open_calendar(
-            _account(front.url, password_env=password_env, ca_bundle=str(pki.ca_bundle)),
-            create=True,
-        )
+    calendar = open_calendar(
+        _account(front.url, password_env=password_env, ca_bundle=str(pki.ca_bundle)),
+        create=True,
     )
+    # Another calendar over the same connection (the dialog's busy-time look-up) keeps
+    # the account's TLS trust too.
+    assert calendar.sibling(calendar.url).list_etags() == {}
+    _round_trip(calendar)
     # Verification is on by default: the system's CAs do not know the test CA.
     with pytest.raises(TransportError, match="not trusted by the system's certificate"):
         open_calendar(_account(front.url, password_env=password_env), create=True)
