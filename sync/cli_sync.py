@@ -4,9 +4,9 @@ They share where the state lives (``--database``, default ``followup-sync.sqlite
 ``$FOLLOWUP_SYNC_DATABASE``) and which accounts to use: from a config file (TOML, see
 ``config/followup-sync.example.toml``; ``--config``, else the first of
 ``sync.config.config_search_path``), every enabled account unless ``--account NAME``
-narrows it, or one given directly with ``--url`` and friends for a one-off run.
-Passwords come from an environment variable or a file, never from the command line,
-where ``ps`` would show them.
+narrows it, or one given directly with ``--url`` and friends for a one-off run
+(``sync.cli_signin`` adds the sign-in and TLS flags). Passwords come from an environment
+variable, a file or a command, never from the command line, where ``ps`` would show them.
 
 A dry run works on ``sync.rehearsal``'s throw-away copy of the database and never
 creates the calendar, so it changes nothing anywhere; it says what it would create.
@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from mappings.errors import FollowupSyncError
 from mappings.model import dump_followups_json, load_followups_json
+from sync.cli_signin import apply_sign_in, sign_in_options
 from sync.config import (
     APP_NAME,
     CONFIG_ENV,
@@ -175,6 +176,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
 @click.option("--username", help="CalDAV user name.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the password.")
 @click.option("--password-file", metavar="PATH", help="File holding the password.")
+@sign_in_options
 @click.option(
     "--calendar",
     help=f"Calendar name or id; created if missing. Default: {DEFAULT_CALENDAR}.",
@@ -230,6 +232,7 @@ def sync_command(
     force_delete: bool,
     as_json: bool,
     database: str | None,
+    **sign_in: Any,
 ) -> None:
     """Reconcile the follow-ups with CalDAV calendars, both ways.
 
@@ -260,6 +263,7 @@ def sync_command(
         ]
     else:
         accounts = settings.accounts_to_sync(account_name)
+    accounts = [apply_sign_in(account, sign_in) for account in accounts]
     overrides: dict[str, Any] = {
         key: value
         for key, value in (

@@ -52,6 +52,7 @@ from sync import followups as crm_store
 from sync import invitations
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
+from sync.connect import open_calendar
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
 from sync.errors import (
     InvalidSyncToken,
@@ -281,34 +282,15 @@ class SyncPass:
         account = self.account
         with self.db.session() as session:
             known = session.get(CollectionState, account.name)
-        url = account.calendar_url or (known.calendar_url if known else None)
-        password = account.password()
-        if url:
-            return DavCalendar.connect(
-                url,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-                max_response_bytes=account.max_response_bytes,
-            )
+        known_url = known.calendar_url if known else None
         try:
-            calendar = DavCalendar.discover(
-                account.url,
-                calendar=account.calendar,
-                create=create,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-                max_response_bytes=account.max_response_bytes,
-            )
+            calendar = open_calendar(account, known_url=known_url, create=create)
         except NotFound:
             if create:
                 raise
             return None
+        if account.calendar_url or known_url:
+            return calendar  # no discovery ran: nothing new to remember
         with self.db.sessions.begin() as session:
             state = session.get(CollectionState, account.name)
             if state is None:
