@@ -57,7 +57,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.engine import make_url
 
 from sync.errors import ConfigError
-from sync.extras import MissingExtra
 from sync.mail_config import MailSettings
 from sync.merge import ConflictPolicy
 from sync.plan import OnServerDelete
@@ -312,47 +311,6 @@ class Account(BaseModel):
 
     def password(self) -> str | None:
         """Read the secret when it is needed, never store it on the model."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(
-                    f"account {self.name!r}: environment variable {self.password_env} "
-                    "(password_env) is not set"
-                )
-            return value
-        if self.password_file:
-            path = Path(self.password_file).expanduser()
-            try:
-                return path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"account {self.name!r}: cannot read password_file {path}: {exc.strerror}"
-                ) from None
-        if self.password_keyring:
-            return self._keyring_password(self.password_keyring)
-        return None
-
-    def _keyring_password(self, reference: str) -> str:
-        service, _, user = reference.partition(":")
-        user = user or (self.username or "")
-        try:
-            import keyring
-            from keyring.errors import KeyringError
-        except ImportError as exc:
-            raise MissingExtra("keyring", f"account {self.name!r}: password_keyring", exc) from None
-        try:
-            value = keyring.get_password(service, user)
-        except KeyringError as exc:
-            raise ConfigError(
-                f"account {self.name!r}: keyring lookup {service}:{user} failed: {exc}"
-            ) from None
-        if value is None:
-            raise ConfigError(
-                f"account {self.name!r}: no password for {service}:{user} in the keyring "
-                "(password_keyring)"
-            )
-        return value
-
         return read_secret(
             f"account {self.name!r}",
             "password",
