@@ -42,6 +42,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.from_ical import parse_components
@@ -66,13 +67,23 @@ from sync.plan import (
     ServerDoc,
     ServerView,
     StateEntry,
+    WriteIntent,
     check_deletions,
     check_sides_not_empty,
     plan,
     plan_items,
     too_many_deletions,
 )
-from sync.state import CollectionState, Database, FollowUpRow, PendingHref, SyncItem, as_utc, utcnow
+from sync.state import (
+    CollectionState,
+    Database,
+    FollowUpRow,
+    PendingHref,
+    PendingWrite,
+    SyncItem,
+    as_utc,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +499,7 @@ class SyncPass:
         ]
         with self.db.session() as session:
             documents = crm_store.load_documents(session, needed)
+            intents = self._intents(session, ids)
         missing = {followup_id for followup_id in needed if followup_id not in documents}
         if missing:
             # Purged since the pass listed the CRM (another account's pass finished its
@@ -501,8 +513,35 @@ class SyncPass:
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
         return plan_items(
-            crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
+            crm,
+            server,
+            chunk_state,
+            self.options,
+            ids=ids,
+            synced_hrefs=chunks.by_href,
+            pending=intents,
         )
+
+    def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
+        """The write intents a pass that died left for some follow-ups (``sync.plan``)."""
+        found: dict[str, WriteIntent] = {}
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), _ROWS):
+            rows = session.scalars(
+                select(PendingWrite).where(
+                    PendingWrite.account == self.account.name,
+                    PendingWrite.followup_id.in_(wanted[start : start + _ROWS]),
+                )
+            )
+            for row in rows:
+                found[row.followup_id] = WriteIntent(
+                    row.followup_id,
+                    row.href,
+                    row.if_match,
+                    load_followup(row.document),
+                    row.content_hash,
+                )
+        return found
 
     def _collection(self) -> CollectionState:
         with self.db.sessions.begin() as session:
