@@ -49,7 +49,7 @@ from mappings.from_ical import parse_components
 from mappings.model import FollowUp, id_for_uid, load_followup
 from mappings.resource import read
 from sync import followups as crm_store
-from sync import invitations
+from sync import invitations, unreadable
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
@@ -242,6 +242,10 @@ class SyncPass:
         self.should_stop = should_stop
         self.chunk_size = chunk_size
         self.calendar = calendar or self._connect()
+        #: Unreadable items of the last passes (``sync.unreadable``), read at the pass start.
+        self._pending: dict[str, PendingHref] = {}
+        #: Of those, the ones whose back-off is not over: not fetched, reported as unreadable.
+        self._backed_off: dict[str, str] = {}
         self.options = PlanOptions(
             policy=account.conflict_policy,
             on_server_delete=account.on_server_delete,
@@ -321,15 +325,28 @@ class SyncPass:
         listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
+        now = utcnow()
+        self._pending = pending
+        self._backed_off = {
+            href: f"still unreadable after {row.attempts} tries ({row.reason}); next try after "
+            f"{row.retry_at:%Y-%m-%d %H:%M} UTC"
+            for href, row in pending.items()
+            if row.retry_at is not None
+            and unreadable.backed_off(row.retry_at, row.etag, listing.etags.get(href), now)
+        }
         wanted = [
             href
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
+        # A pending item missing from the listing is fetched by href all the same, and one
+        # we could not read stays unreadable even when the listing calls it deleted: a
+        # server hides what it cannot load itself (``sync.unreadable``).
         wanted += [
             href
-            for href in sorted(pending)
-            if href not in listing.etags and href not in listing.deleted
+            for href, row in sorted(pending.items())
+            if href not in listing.etags
+            and (href not in listing.deleted or unreadable.was_unreadable(row.reason))
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -715,7 +732,10 @@ class SyncPass:
 
     def _download(self, hrefs: Sequence[str]) -> list[Resource | FetchError]:
         """One slice of the pass's fetch list, with calendar-multiget in ``batch_size`` batches."""
-        results: list[Resource | FetchError] = []
+        results: list[Resource | FetchError] = [
+            FetchError(href, 0, self._backed_off[href]) for href in hrefs if href in self._backed_off
+        ]
+        hrefs = [href for href in hrefs if href not in self._backed_off]
         size = self.account.batch_size
         for start in range(0, len(hrefs), size):
             batch = list(hrefs[start : start + size])
@@ -744,9 +764,7 @@ class SyncPass:
         failed: dict[str, str] = {}
         for result in results:
             if isinstance(result, FetchError):
-                failed[result.href] = (
-                    f"could not be fetched ({result.status or 'missing'}): {result.reason}"
-                )
+                failed[result.href] = self._fetch_failure(result)
                 continue
             known_entry = by_href.get(result.href)
             known = known_docs.get(known_entry.followup_id) if known_entry else None
@@ -758,6 +776,14 @@ class SyncPass:
             for href, reason in failed.items():
                 log.warning("%s: %s: %s", self.account.name, href, reason)
         return docs, failed
+
+    def _fetch_failure(self, error: FetchError) -> str:
+        if error.href in self._backed_off:
+            return error.reason
+        earlier = self._pending.get(error.href)
+        if error.status == 404 and earlier is not None:
+            return unreadable.vanished_reason(earlier.reason)
+        return f"{unreadable.FETCH_FAILURE} ({error.status or 'missing'}): {error.reason}"
 
     def _fetch_singly(self, hrefs: list[str]) -> list[Resource | FetchError]:
         results: list[Resource | FetchError] = []
@@ -903,13 +929,14 @@ class SyncPass:
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)
 
-    def _pending_hrefs(self) -> set[str]:
+    def _pending_hrefs(self) -> dict[str, PendingHref]:
         with self.db.session() as session:
-            return set(
-                session.scalars(
-                    select(PendingHref.href).where(PendingHref.account == self.account.name)
+            return {
+                row.href: row
+                for row in session.scalars(
+                    select(PendingHref).where(PendingHref.account == self.account.name)
                 )
-            )
+            }
 
     def _finish(
         self, listing: _Listing, failed: dict[str, str], fetched: set[str], report: PassReport
@@ -943,13 +970,20 @@ class SyncPass:
                 )
             )
             for href, reason in failed.items():
+                if href in self._backed_off:
+                    continue  # not tried this pass
                 row = session.get(PendingHref, (self.account.name, href))
                 if row is None:
-                    session.add(PendingHref(account=self.account.name, href=href, reason=reason))
+                    row = PendingHref(account=self.account.name, href=href, reason=reason)
+                    row.attempts = 1
+                    session.add(row)
                 else:
                     row.attempts += 1
-                    row.reason = reason
-                    row.last_seen = now
+                    if not reason.startswith("vanished"):
+                        row.reason = reason
+                row.last_seen = now
+                row.etag = listing.etags.get(href)
+                row.retry_at = unreadable.retry_at(row.attempts, now)
 
     # --- re-planning one item after a refused write ---------------------------------------------
 
