@@ -304,15 +304,13 @@ class Applier:
                 href, if_match = action.href, action.etag
             else:
                 continue
-            document = action.document.to_json_dict()
             rows.append(
                 {
                     "account": self.account,
                     "followup_id": action.followup_id,
                     "href": href,
                     "if_match": if_match,
-                    "document": document,
-                    "content_hash": crm_store.json_hash(document),
+                    "document": action.document.to_json_dict(),
                     "created_at": utcnow(),
                 }
             )
@@ -513,8 +511,9 @@ class Applier:
         item.uid = document.effective_uid
         item.href = agreed.href
         item.etag = agreed.etag
-        item.synced_hash = crm_store.content_hash(document)
-        item.synced_document = document.to_json_dict()
+        synced = document.to_json_dict()
+        item.synced_hash = crm_store.json_hash(synced)
+        item.synced_document = synced
         item.server_data = agreed.data
         item.updated_at = utcnow()
         item.detached = False

@@ -551,12 +551,13 @@ class SyncPass:
                 )
             )
             for row in rows:
+                document = load_followup(row.document)
                 found[row.followup_id] = WriteIntent(
                     row.followup_id,
                     row.href,
                     row.if_match,
-                    load_followup(row.document),
-                    row.content_hash,
+                    document,
+                    crm_store.content_hash(document),
                 )
         return found
 

@@ -184,9 +184,9 @@ class PendingWrite(Base):
     href: Mapped[str] = mapped_column(String(1024))
     #: The ETag the write is conditional on (If-Match); None for a create (If-None-Match: *).
     if_match: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    #: The follow-up the write puts on the server.
+    #: The follow-up the write puts on the server (its hash is computed when it is read:
+    #: rarely, and not in the push's hot path).
     document: Mapped[dict[str, object]] = mapped_column(JSON)
-    content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("href", sa.String(length=1024), nullable=False),
         sa.Column("if_match", sa.String(length=255), nullable=True),
         sa.Column("document", sa.JSON(), nullable=False),
-        sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account", "followup_id"),
     )
