@@ -734,7 +734,9 @@ class SyncPass:
     def _download(self, hrefs: Sequence[str]) -> list[Resource | FetchError]:
         """One slice of the pass's fetch list, with calendar-multiget in ``batch_size`` batches."""
         results: list[Resource | FetchError] = [
-            FetchError(href, 0, self._backed_off[href]) for href in hrefs if href in self._backed_off
+            FetchError(href, 0, self._backed_off[href])
+            for href in hrefs
+            if href in self._backed_off
         ]
         hrefs = [href for href in hrefs if href not in self._backed_off]
         size = self.account.batch_size

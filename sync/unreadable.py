@@ -35,7 +35,8 @@ def retry_at(attempts: int, now: dt.datetime) -> dt.datetime | None:
     if attempts <= EVERY_PASS:
         return None
     doublings = min(attempts - EVERY_PASS - 1, 16)
-    return now + min(FIRST_BACKOFF * (2**doublings), MAX_BACKOFF)
+    delay: dt.timedelta = min(FIRST_BACKOFF * 2**doublings, MAX_BACKOFF)
+    return now + delay
 
 
 def backed_off(

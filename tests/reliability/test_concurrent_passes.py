@@ -54,7 +54,9 @@ def test_a_second_pass_on_the_same_account_is_refused_while_the_first_runs(
     argv = _sync(calendar_url, db_path, info.kind, info.username)
     lock = SqliteFileLock(db_path)
 
-    first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while lock.holder(ACCOUNT) != str(first.pid):
         assert first.poll() is None, "the first pass ended before it was seen holding the lock"
@@ -66,7 +68,7 @@ def test_a_second_pass_on_the_same_account_is_refused_while_the_first_runs(
     message = second.stderr.decode()
     assert f"account 'shared' is being synced by another process (pid {first.pid})" in message
     assert "nothing was done" in message
-    out, err = first.communicate(timeout=300)
+    _out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err.decode()[-2000:]
 
     upstream = direct(calendar_url, info.username, info.password)

@@ -215,9 +215,9 @@ def test_random_kills_with_edits_on_both_sides(server: ServerInfo, tmp_path: Pat
                 tally.reverted.append(f"round {number}: {followup_id} {title!r}")
 
         with db.session() as session:
-            entries = list(
-                session.scalars(select(ConflictRecord).order_by(ConflictRecord.id))
-            )[conflicts_seen:]
+            entries = list(session.scalars(select(ConflictRecord).order_by(ConflictRecord.id)))[
+                conflicts_seen:
+            ]
         conflicts_seen += len(entries)
         real = {
             followup_id: {edits.crm[followup_id], edits.calendar[followup_id]}

@@ -45,9 +45,7 @@ def test_an_item_radicale_hides_after_a_failed_read_keeps_its_followup(
     client = PlainClient(calendar_url, info.username, info.password)
     victim = client.all()[0]
     name = victim.url.rsplit("/", 1)[1]
-    victim_id = next(
-        f.id for f in store.all() if f"UID:{f.effective_uid}".encode() in victim.data
-    )
+    victim_id = next(f.id for f in store.all() if f"UID:{f.effective_uid}".encode() in victim.data)
 
     # 1. A client stores a rule we do not read (Radicale accepts it): unreadable, reported.
     lines = [
@@ -66,7 +64,7 @@ def test_an_item_radicale_hides_after_a_failed_read_keeps_its_followup(
     second = run_pass(account, db)
     assert second.ok is False
     assert store.get(victim_id) is not None, "the follow-up was deleted"
-    [(href, reason)] = second.read_errors
+    [(_href, reason)] = second.read_errors
     assert "vanished from the listing right after it could not be read" in reason
     assert not second.plan.deletions()
 
