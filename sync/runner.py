@@ -242,6 +242,7 @@ class SyncPass:
         self.should_stop = should_stop
         self.chunk_size = chunk_size
         self.calendar = calendar or self._connect()
+        self._started = utcnow()
         #: Unreadable items of the last passes (``sync.unreadable``), read at the pass start.
         self._pending: dict[str, PendingHref] = {}
         #: Of those, the ones whose back-off is not over: not fetched, reported as unreadable.
@@ -313,6 +314,7 @@ class SyncPass:
         return report
 
     def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
+        self._started = utcnow()
         collection = self._collection()
         state = self._state_entries()
         seen = self._last_modified()
@@ -946,6 +948,8 @@ class SyncPass:
     ) -> None:
         now = utcnow()
         with self.db.sessions.begin() as session:
+            if not report.stopped:
+                self._drop_unlanded_intents(session, failed, fetched)
             collection = session.get(CollectionState, self.account.name)
             assert collection is not None
             # A pass cut short keeps the old token: the server changes it did not apply yet
@@ -987,6 +991,37 @@ class SyncPass:
                 row.last_seen = now
                 row.etag = listing.etags.get(href)
                 row.retry_at = unreadable.retry_at(row.attempts, now)
+
+    def _drop_unlanded_intents(
+        self, session: Session, failed: Collection[str], fetched: Collection[str]
+    ) -> None:
+        """Forget intents from before this pass whose write is known never to have landed.
+
+        A landed write moves its resource's ETag (or makes it exist), so a whole pass
+        fetches it; an intent from an earlier pass whose resource this pass neither read
+        nor failed to read was never carried out. Left in place (its follow-up had nothing
+        to do: the CRM went back to the agreed version), it would be taken for a landed
+        write the day a client edits the resource.
+        """
+        rows = session.execute(
+            select(PendingWrite.followup_id, PendingWrite.href, PendingWrite.created_at).where(
+                PendingWrite.account == self.account.name
+            )
+        ).all()
+        stale = [
+            row.followup_id
+            for row in rows
+            if as_utc(row.created_at) < self._started
+            and row.href not in fetched
+            and row.href not in failed
+        ]
+        if stale:
+            session.execute(
+                delete(PendingWrite).where(
+                    PendingWrite.account == self.account.name,
+                    PendingWrite.followup_id.in_(stale),
+                )
+            )
 
     # --- re-planning one item after a refused write ---------------------------------------------
 

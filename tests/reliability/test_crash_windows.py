@@ -10,6 +10,7 @@ two people's edits. Issue #15, items 1 and 2; run on Radicale and Xandikos.
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,11 @@ from benchmarks.bench_sync import realistic_followups
 from sync.followups import FollowUpStore
 from sync.merge import ConflictPolicy
 from sync.runner import run_pass
-from sync.state import ConflictRecord, Database, SyncItem
+from sync.state import ConflictRecord, Database, PendingWrite, SyncItem, utcnow
 from tests.integration.client_edits import PlainClient, edit_series
 from tests.reliability.helpers import agreement, direct, fetch, server_followup
 from tests.reliability.test_crashes import PASSWORD_ENV, _account, _worker
-from tests.servers import ServerInfo
+from tests.servers import RunningServer, ServerInfo
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -107,5 +108,50 @@ def test_an_edit_after_a_kill_between_our_write_and_its_record_stands(
     assert result.followups == SERIES
     again = run_pass(account, db, calendar=upstream)
     assert again.ok and not again.plan.actions, [str(a) for a in again.plan.actions[:5]]
+    upstream.close()
+    db.close()
+
+
+def test_an_intent_whose_write_never_went_out_is_dropped_by_the_next_whole_pass(
+    radicale_server: RunningServer, tmp_path: Path
+) -> None:
+    """A pass died after recording its intents, before the PUT; the CRM then went back.
+
+    The next pass has nothing to do for that series and drops the intent, so a client's
+    later edit is an edit, not a conflict with a write that never happened.
+    """
+    info = radicale_server.info()
+    calendar_url = info.calendar_url_factory("never-sent")
+    db = Database.open(str(tmp_path / "state.sqlite"))
+    store = FollowUpStore(db)
+    store.import_followups(realistic_followups(3, seed=8))
+    account = _account(info, calendar_url)
+    upstream = direct(calendar_url, info.username, info.password)
+    assert run_pass(account, db, calendar=upstream).ok
+    target = store.all()[0]
+    with db.sessions.begin() as session:
+        item = session.get(SyncItem, ("worker", target.id))
+        assert item is not None
+        session.add(
+            PendingWrite(
+                account="worker",
+                followup_id=target.id,
+                href=item.href,
+                if_match=item.etag,
+                document=target.model_copy(update={"title": "Never sent"}).to_json_dict(),
+                created_at=utcnow() - dt.timedelta(minutes=1),
+            )
+        )
+
+    assert run_pass(account, db, calendar=upstream).ok
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(PendingWrite)) == 0
+    client = PlainClient(calendar_url, info.username, info.password)
+    fetched = client.by_uid(target.effective_uid)
+    client.replace(fetched, edit_series(fetched.data, summary=CLIENT_TITLE))
+    assert run_pass(account, db, calendar=upstream).ok
+    after = store.get(target.id)
+    assert after is not None and after.title == CLIENT_TITLE
+    assert _conflicts(db) == 0
     upstream.close()
     db.close()
