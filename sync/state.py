@@ -18,9 +18,10 @@ SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
 ``meta``            the schema version.
 ``alembic_version`` the migration revision (``followup-sync db upgrade``, sync/migrations).
 
-Every write the sync worker makes to the server is recorded in its own transaction,
-item by item, so a crash loses at most the record of one write, which the next pass
-recognises by UID and content.
+Every write the sync worker makes to the server has its intent recorded before it is
+sent (``PendingWrite``) and is recorded after it, in batches (``sync.apply``): a crash
+loses at most the records of one batch, and the next pass recognises those writes as
+its own by the intents.
 """
 
 from __future__ import annotations
