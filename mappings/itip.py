@@ -70,6 +70,8 @@ class Reply:
     sequence: int
     attendee_name: str | None = None
     prodid: str | None = None
+    #: The delegate the attendee names as answering for them (SENT-BY), if any.
+    sent_by: str | None = None
 
 
 def request(
@@ -251,6 +253,7 @@ def parse_replies(data: bytes | str) -> list[Reply]:
         rid = component.get("RECURRENCE-ID")
         sequence = component.get("SEQUENCE")
         name = attendee.params.get("CN")
+        sent_by = _email(attendee.params.get("SENT-BY"))
         replies.append(
             Reply(
                 uid=uid,
@@ -260,6 +263,7 @@ def parse_replies(data: bytes | str) -> list[Reply]:
                 sequence=int(sequence) if sequence is not None else 0,
                 attendee_name=str(name) if name else None,
                 prodid=prodid,
+                sent_by=sent_by or None,
             )
         )
     if not replies:

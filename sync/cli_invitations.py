@@ -5,6 +5,8 @@
     followup-sync invitations send --config F     send pending messages (SMTP, [mail])
     followup-sync invitations fetch --config F    read REPLY messages ([mail.imap])
     followup-sync invitations resend ID --config F   send an "uncertain" message again
+    followup-sync invitations held [--json]       answers held: not shown to come from the attendee
+    followup-sync invitations accept ID / reject ID   decide on a held answer
 
 A sync pass records what is due (``sync.invitations.record_due``); ``send`` delivers it.
 ``followup-sync daemon`` does both on its own: it sends an account's messages right after
@@ -52,13 +54,76 @@ def invitations_group(
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     table = Table(title="Participants' answers")
-    for column in ("Follow-up", "Title", "Participant", "Answer", "Per occurrence"):
+    for column in ("Follow-up", "Title", "Participant", "Answer", "Per occurrence", "Held"):
         table.add_column(column)
     for row in rows:
         per = ", ".join(f"{k}: {v}" for k, v in sorted(row["occurrences"].items())) or "-"
         who = f"{row['name']} <{row['email']}>" if row["name"] else row["email"]
-        table.add_row(row["followup"], row["title"], who, row["status"], per)
+        waiting = ", ".join(_held_text(h) for h in row["held"]) or "-"
+        table.add_row(row["followup"], row["title"], who, row["status"], per, waiting)
     Console().print(table)
+    if any(row["held"] for row in rows):
+        click.echo("Held answers wait for 'invitations accept ID' or 'invitations reject ID'.")
+
+
+def _held_text(held: dict[str, object]) -> str:
+    where = f" ({held['occurrence']})" if held["occurrence"] else ""
+    return f"#{held['id']} {held['answer']}{where} from {held['sender'] or '?'}"
+
+
+@invitations_group.command("held")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@database_option
+@config_option
+def held_command(as_json: bool, database: str | None, config_path: str | None) -> None:
+    """Answers held because the mail is not shown to come from the participant."""
+    db = open_database(_settings(config_path) if config_path else None, database)
+    rows = invitations.held(db)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="Held answers")
+    for column in ("Id", "Follow-up", "Participant", "Answer", "Occurrence", "Sent by", "Why"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["followup"] or "-",
+            r["attendee"],
+            r["answer"],
+            r["occurrence"] or "-",
+            r["sender"] or "-",
+            r["reason"] or "-",
+        )
+    Console().print(table)
+
+
+@invitations_group.command("accept")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@database_option
+@config_option
+def accept_command(ids: tuple[int, ...], database: str | None, config_path: str | None) -> None:
+    """Apply held answers: the operator vouches for the sender."""
+    _decide(ids, database, config_path, accept=True)
+
+
+@invitations_group.command("reject")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@database_option
+@config_option
+def reject_command(ids: tuple[int, ...], database: str | None, config_path: str | None) -> None:
+    """Drop held answers: they are kept in the record as rejected, and never applied."""
+    _decide(ids, database, config_path, accept=False)
+
+
+def _decide(
+    ids: tuple[int, ...], database: str | None, config_path: str | None, *, accept: bool
+) -> None:
+    db = open_database(_settings(config_path) if config_path else None, database)
+    for record_id in ids:
+        o = invitations.decide_held(db, record_id, accept=accept)
+        where = f" ({o.recurrence_id})" if o.recurrence_id else ""
+        click.echo(f"#{record_id} {o.outcome}: {o.attendee} {o.partstat}{where} — {o.reason}")
 
 
 @invitations_group.command("outbox")

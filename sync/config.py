@@ -92,6 +92,15 @@ class Account(BaseModel):
     #: Who sends invitations to participants: "auto" (the server when it schedules,
     #: RFC 6638, else email), "server", "email", or "none". Never both.
     scheduling: Literal["auto", "server", "email", "none"] = "auto"
+    #: The address emailed invitations name as ORGANIZER and come From, where calendar
+    #: programs send the answers: the mailbox ``[mail.imap]`` reads. Filled from
+    #: ``[mail] from`` unless ``[mail] organizer = "person"``; set it here for an
+    #: account-specific address (``crm+alice@example.com``). See docs/invitations.md.
+    invitation_address: str | None = None
+    #: Which of the owner's calendars make a date a conflict in the recurrence dialog,
+    #: besides the synced one: unset, every calendar of the calendar home that holds
+    #: busy time; a list, those named (id, display name or URL); [], none.
+    busy_calendars: list[str] | None = None
     #: Random delay added to each scheduled run, so many accounts on one server do not
     #: all hit it in the same second.
     jitter_seconds: float = Field(default=15.0, ge=0)
@@ -230,6 +239,15 @@ class Settings(BaseModel):
     accounts: dict[str, Account] = Field(default_factory=dict)
     #: Invitations by email (``sync.mail_config``); None: no email is sent.
     mail: MailSettings | None = None
+
+    @model_validator(mode="after")
+    def _answers_come_to_the_service(self) -> Settings:
+        """Each account's ``invitation_address``: ``[mail] from`` unless told otherwise."""
+        if self.mail is not None and self.mail.organizer == "service":
+            for account in self.accounts.values():
+                if account.invitation_address is None:
+                    account.invitation_address = self.mail.sender_address
+        return self
 
     def account(self, name: str | None) -> Account:
         if not self.accounts:

@@ -112,6 +112,18 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class HomeCalendar:
+    """One calendar collection in the owner's calendar home, as listed for busy time."""
+
+    url: str
+    name: str  # the last path segment
+    display_name: str | None
+    #: Holds events and is not marked transparent (RFC 6638 schedule-calendar-transp):
+    #: its events make the owner busy.
+    holds_busy_time: bool
+
+
+@dataclass(frozen=True)
 class FetchError:
     """An href a multiget could not return; the other hrefs of the batch still come through.
 
@@ -738,6 +750,92 @@ class DavCalendar:
                 continue
             periods.extend(_event_periods(str(data_el.text).encode("utf-8"), lo, hi, zone))
         return sorted(periods, key=lambda p: (p.start, p.end))
+
+    # ----------------------------------------------------------------- the calendar home
+
+    def home_calendars(self) -> list[HomeCalendar]:
+        """Every calendar collection in the owner's calendar home (this one included).
+
+        Two PROPFINDs find the home (current-user-principal, then calendar-home-set; the
+        parent collection where a server answers neither), one Depth 1 PROPFIND lists it.
+        A calendar holds busy time unless its supported components leave out VEVENT or
+        it says schedule-calendar-transp = transparent (RFC 6638 §9.1), as a birthdays or
+        a subscribed holidays calendar may.
+        """
+        home = self._calendar_home()
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            f'<D:propfind xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:prop>'
+            "<D:resourcetype/><D:displayname/><C:supported-calendar-component-set/>"
+            "<C:schedule-calendar-transp/></D:prop></D:propfind>"
+        )
+        reply = self._request("PROPFIND", home, body.encode(), {"Depth": "1"})
+        found = []
+        for resp in self._multistatus(reply, "PROPFIND calendar home"):
+            kind = resp.props.get(_tag(DAV, "resourcetype"))
+            if kind is None or kind.find(_tag(CALDAV, "calendar")) is None:
+                continue
+            components = resp.props.get(_tag(CALDAV, "supported-calendar-component-set"))
+            events = components is None or any(
+                str(c.get("name", "")).upper() == "VEVENT" for c in components
+            )
+            transp = resp.props.get(_tag(CALDAV, "schedule-calendar-transp"))
+            transparent = (
+                transp is not None and transp.find(_tag(CALDAV, "transparent")) is not None
+            )
+            name_el = resp.props.get(_tag(DAV, "displayname"))
+            path = resp.href if resp.href.endswith("/") else resp.href + "/"
+            found.append(
+                HomeCalendar(
+                    url=self._origin + quote(path, safe=_PATH_SAFE),
+                    name=_last_segment(path),
+                    display_name=(name_el.text or "").strip() or None
+                    if name_el is not None
+                    else None,
+                    holds_busy_time=events and not transparent,
+                )
+            )
+        return found
+
+    def sibling(
+        self, calendar_url: str, *, capability_overrides: Mapping[str, object] | None = None
+    ) -> DavCalendar:
+        """Another calendar of the same account, over this one's connection (do not close it)."""
+        return DavCalendar(
+            self._client,
+            calendar_url,
+            stats=self.stats,
+            server_kind=self.capabilities.kind,
+            capability_overrides={**self._overrides, **(capability_overrides or {})},
+            timeout=self._timeout,
+            verify_tls=self._verify,
+            retry=self._retry,
+            max_response_bytes=self._max_response_bytes,
+        )
+
+    def _calendar_home(self) -> str:
+        principal = self._href_property(self.url, DAV, "current-user-principal")
+        if principal is not None:
+            home = self._href_property(self._url_for(principal), CALDAV, "calendar-home-set")
+            if home is not None:
+                return self._url_for(home)
+        return self._origin + quote(self.path.rstrip("/").rpartition("/")[0] + "/", safe=_PATH_SAFE)
+
+    def _href_property(self, url: str, ns: str, name: str) -> str | None:
+        """The DAV:href inside one property of ``url`` (PROPFIND Depth 0), or None."""
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            f'<D:propfind xmlns:D="DAV:" xmlns:X="{ns}"><D:prop><X:{name}/></D:prop></D:propfind>'
+        )
+        reply = self._request("PROPFIND", url, body.encode(), {"Depth": "0"})
+        if reply.status not in (200, 207):
+            return None
+        for resp in self._multistatus(reply, f"PROPFIND {name}"):
+            el = resp.props.get(_tag(ns, name))
+            href = el.find(_tag(DAV, "href")) if el is not None else None
+            if href is not None and (href.text or "").strip():
+                return self._from_server(str(href.text).strip())
+        return None
 
     # ----------------------------------------------------------------- writing
 

@@ -7,12 +7,16 @@ Two halves, both shared by the CLI (``sync.cli_dialog``) and the HTTP API (``syn
 occur on, each with ``IsConflict``, a ``Tooltip`` saying what it clashes with, and the
 weekday as ``Description``. A conflict is an overlap with
 
-* the owner's calendar on the CalDAV server — ``DavCalendar.query_busy``, one REPORT for
-  the whole series: free-busy-query where the server supports it, else a time-range
-  calendar-query expanded here. The follow-up's own resource is ignored (by UID; on a
-  free-busy answer, which has no UIDs, a busy period wholly covered by the follow-up's
-  own synced occurrences is taken to be them), and so are the calendar copies of the
-  owner's other follow-ups, which the store reports with better names;
+* the owner's calendars on the CalDAV server — ``DavCalendar.query_busy``, one REPORT
+  per calendar for the whole series: free-busy-query where the server supports it, else
+  a time-range calendar-query expanded here. Through an account, that is the synced
+  calendar and every other calendar in the owner's calendar home that holds busy time
+  (events, not marked transparent), or the ones ``busy_calendars`` names
+  (docs/invitations.md); with a calendar passed in, that calendar alone. The
+  follow-up's own resource is ignored (by UID; on a free-busy answer, which has no
+  UIDs, a busy period wholly covered by the follow-up's own synced occurrences is taken
+  to be them), and so are the calendar copies of the owner's other follow-ups, which
+  the store reports with better names;
 * the owner's other follow-ups in the store (same ``owner``), expanded over the same
   window — the CRM side may be ahead of the calendar, and these have titles.
 
@@ -27,9 +31,11 @@ sync pass, or the daemon, takes it to the calendar.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -48,7 +54,10 @@ from mappings.operations import (
 from sync import followups as crm_store
 from sync.config import Account, Settings
 from sync.dav import BusyPeriod, DavCalendar
+from sync.errors import FollowupSyncError
 from sync.state import CollectionState, Database, FollowUpRow, SyncItem
+
+log = logging.getLogger(__name__)
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -91,6 +100,7 @@ class _Busy:
     end: dt.datetime
     name: str | None  # None: a free-busy period, which has no name
     times: str | None = None  # how to show when; computed in the follow-up's zone if None
+    calendar: str | None = None  # which other calendar of the owner, None: the synced one
 
 
 # --- dates and conflicts --------------------------------------------------------------------
@@ -174,6 +184,12 @@ def _date_infos(
                 busy += _calendar_busy(
                     followup, others, own_calendar, lo, hi, db=db, account=account
                 )
+                if account is not None:
+                    for title, sibling in _other_calendars(own_calendar, account):
+                        found = _calendar_busy(
+                            followup, others, sibling, lo, hi, db=db, account=None
+                        )
+                        busy += [replace(b, calendar=title) for b in found]
         finally:
             if opened is not None:
                 opened.close()
@@ -254,6 +270,52 @@ def _calendar_busy(
     return busy
 
 
+def _other_calendars(calendar: DavCalendar, account: Account) -> list[tuple[str, DavCalendar]]:
+    """The owner's other calendars that count for conflicts: (name shown, calendar).
+
+    ``busy_calendars`` unset: every calendar of the home that holds busy time; a list:
+    those it names (by id, display name or URL); empty: none. A home that cannot be
+    listed is logged and the synced calendar alone counts: conflicts are a warning, and
+    the date list must still come.
+    """
+    wanted = account.busy_calendars
+    if wanted == []:
+        return []
+    try:
+        listed = calendar.home_calendars()
+    except FollowupSyncError as exc:
+        log.warning(
+            "%s: the calendar home cannot be listed, conflicts from %s only: %s",
+            account.name,
+            calendar.url,
+            exc,
+        )
+        return []
+    own = _path_of(calendar.url)
+    chosen = []
+    for home in listed:
+        if _path_of(home.url) == own:
+            continue
+        if wanted is None:
+            if not home.holds_busy_time:
+                continue
+        elif not (
+            {home.name, home.display_name, _path_of(home.url)} & {*wanted, *map(_path_of, wanted)}
+        ):
+            continue
+        # A calendar-query, not a free-busy-query: its events have UIDs, so a copy of this
+        # follow-up (or of another one) that some other sync keeps there is recognised
+        # exactly instead of by the "wholly covered" guess, which there would also hide
+        # a real appointment at the same hour.
+        sibling = calendar.sibling(home.url, capability_overrides={"free_busy_query": False})
+        chosen.append((home.display_name or home.name, sibling))
+    return chosen
+
+
+def _path_of(url: str) -> str:
+    return unquote(urlsplit(url).path).rstrip("/")
+
+
 def _synced_copy(
     db: Database, followup_id: str, account: Account | None, calendar: DavCalendar
 ) -> FollowUp | None:
@@ -310,6 +372,10 @@ def _overlaps(
 
 def _label(period: _Busy, zone: dt.tzinfo) -> str:
     times = period.times or _times_text(period.start.astimezone(zone), period.end.astimezone(zone))
+    if period.calendar is not None:
+        if period.name is None:
+            return f"busy in the calendar {period.calendar} ({times})"
+        return f"{period.name or '(no title)'} ({times}, in {period.calendar})"
     if period.name is None:
         return f"busy in the calendar ({times})"
     return f"{period.name or '(no title)'} ({times})"

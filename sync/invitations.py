@@ -34,9 +34,12 @@ Three steps, each safe to repeat and to interrupt:
    calendar clients see the same UID/SEQUENCE/DTSTAMP and change nothing.
 3. **Replies** (``fetch_replies``): iTIP REPLY messages read from an IMAP folder update
    the participant's status on the follow-up (the series, or one occurrence for a
-   REPLY with RECURRENCE-ID). Unknown UID, a sender who is not a participant, or a
-   SEQUENCE lower than the one last sent: reported and ignored. Handled messages are
-   flagged \\Seen and skipped next time (``imap_uid`` is remembered per folder too).
+   REPLY with RECURRENCE-ID). Unknown UID, an attendee who is not a participant, an
+   occurrence the series does not have, or a SEQUENCE lower than the one last sent:
+   reported and ignored. An answer the mail cannot be shown to come from (``From`` is
+   not the attendee, or the receiving server's Authentication-Results fail it:
+   ``sync.reply_trust``) is held until the operator accepts or rejects it. Handled
+   messages are flagged \\Seen and skipped next time.
 
 Who schedules (``Account.scheduling``): ``email`` records and sends as above, and our
 resource marks every ATTENDEE ``SCHEDULE-AGENT=CLIENT`` so a scheduling server does not
@@ -60,7 +63,6 @@ import email.policy
 import hashlib
 import imaplib
 import logging
-import os
 import smtplib
 import ssl
 from collections.abc import Callable, Iterable
@@ -84,7 +86,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from mappings import describe, itip
 from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment, Organizer, ParticipantStatus, load_followup
+from mappings.occurrences import occurrences
 from sync import followups as crm_store
+from sync import reply_trust
 from sync.config import Account
 from sync.errors import ConfigError, FollowupSyncError
 from sync.mail_config import MailSettings
@@ -93,12 +97,6 @@ from sync.state import Base, Database, FollowUpRow, SyncItem, as_utc, utcnow
 log = logging.getLogger(__name__)
 
 Mode = Literal["server", "email", "none"]
-
-#: Set by tests only: called with the row id right after the SMTP server accepted a
-#: message and before it is recorded as sent (the crash window). The environment
-#: variable names a row position at which the process SIGKILLs itself there.
-AFTER_SMTP_HOOK: Callable[[int], None] | None = None
-_KILL_AFTER_SMTP_ENV = "FOLLOWUP_SYNC_TEST_KILL_AFTER_SMTP"
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -162,9 +160,12 @@ class ReplyRecord(Base):
     partstat: Mapped[str] = mapped_column(String(32))
     recurrence_id: Mapped[str] = mapped_column(String(64), default="")
     sequence: Mapped[int] = mapped_column(Integer, default=0)
-    outcome: Mapped[str] = mapped_column(String(32))  # applied | ignored
+    outcome: Mapped[str] = mapped_column(String(32))  # applied | ignored | held | rejected
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The mail's From address, and the authentication results the verdict rested on.
+    sender: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 _TABLES = [InvitationState.__table__, Invitation.__table__, ReplyRecord.__table__]
@@ -318,7 +319,7 @@ def record_due(
                 continue
             now = stamp or utcnow()
             try:
-                planned = _plan(current, state, now, sender)
+                planned = _plan(current, state, now, sender, account.invitation_address)
             except (MappingError, ValueError) as exc:
                 log.warning("%s: %s: no invitation: %s", account.name, followup_id, exc)
                 continue
@@ -453,6 +454,7 @@ def _plan(
     state: InvitationState | None,
     stamp: dt.datetime,
     sender: Organizer | None,
+    reply: str | None = None,
 ) -> Planned | None:
     """The SEQUENCE and messages due between what participants know and the follow-up now."""
     old = _doc(state)
@@ -466,18 +468,18 @@ def _plan(
             sequence += 1  # invited again after a cancellation: a newer message than the CANCEL
             reset = _asked_again(current, None)  # answers to the cancelled series are void
             current = reset or current
-        cal = itip.request(current, sequence, stamp=stamp, organizer=sender)
+        cal = itip.request(_addressed(current, reply), sequence, stamp=stamp, organizer=sender)
         for participant in current.participants:
             messages.append(
-                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender)
+                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender, reply)
             )
         return Planned(sequence, messages, reset)
     if current is None or not current.participants:
         sequence += 1
-        cal = itip.cancel(old, sequence, stamp=stamp, organizer=sender)
+        cal = itip.cancel(_addressed(old, reply), sequence, stamp=stamp, organizer=sender)
         for participant in old.participants:
             messages.append(
-                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender)
+                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender, reply)
             )
         return Planned(sequence, messages)
     removed = itip.removed_occurrences(old, current)
@@ -496,7 +498,13 @@ def _plan(
         reset = _asked_again(current, itip.changed_occurrences(old, current, ignoring=removed))
         current = reset or current
     for occurrence in removed:
-        cal = itip.cancel(current, sequence, stamp=stamp, occurrence=occurrence, organizer=sender)
+        cal = itip.cancel(
+            _addressed(current, reply),
+            sequence,
+            stamp=stamp,
+            occurrence=occurrence,
+            organizer=sender,
+        )
         for participant in current.participants:
             if participant in added:
                 continue
@@ -509,24 +517,56 @@ def _plan(
                     sequence,
                     cal,
                     sender,
+                    reply,
+                    told=_told(old, occurrence),
                 )
             )
     if gone:
         cal = itip.cancel(
-            old, sequence, stamp=stamp, organizer=sender, recipients=[p.email for p in gone]
+            _addressed(old, reply),
+            sequence,
+            stamp=stamp,
+            organizer=sender,
+            recipients=[p.email for p in gone],
         )
         for participant in gone:
             messages.append(
-                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender)
+                _message(old, itip.CANCEL, participant.email, "", sequence, cal, sender, reply)
             )
     to_request = current.participants if rescheduled else added
     if to_request:
-        cal = itip.request(current, sequence, stamp=stamp, organizer=sender)
+        cal = itip.request(_addressed(current, reply), sequence, stamp=stamp, organizer=sender)
+        changes = _changes(old, current) if rescheduled else []
         for participant in to_request:
+            news = [] if participant in added else changes
             messages.append(
-                _message(current, itip.REQUEST, participant.email, "", sequence, cal, sender)
+                _message(
+                    current,
+                    itip.REQUEST,
+                    participant.email,
+                    "",
+                    sequence,
+                    cal,
+                    sender,
+                    reply,
+                    changes=news,
+                )
             )
     return Planned(sequence, messages, reset)
+
+
+def _addressed(followup: FollowUp, reply: str | None) -> FollowUp:
+    """The follow-up as the iTIP data names its organizer: at ``reply`` when one is set.
+
+    Calendar programs send their answer to ORGANIZER's address (Outlook, Gmail and Apple
+    Calendar alike; Reply-To and SENT-BY do not change where). With ``reply`` the
+    service's own mailbox, answers come where ``[mail.imap]`` reads; the organizer's
+    name stays, so participants still see who invites them (docs/invitations.md).
+    """
+    if reply is None or followup.organizer is None:
+        return followup
+    organizer = followup.organizer.model_copy(update={"email": reply})
+    return followup.model_copy(update={"organizer": organizer})
 
 
 def _asked_again(followup: FollowUp, occurrences: list[Moment] | None) -> FollowUp | None:
@@ -589,6 +629,10 @@ _TEXTS: dict[str, dict[str, Any]] = {
     "en": {
         itip.REQUEST: ("Invitation", "You are invited to"),
         itip.CANCEL: ("Cancelled", "This has been cancelled:"),
+        "update": ("Updated", "This has changed:"),
+        "title": "Title",
+        "moved": "Moved",
+        "description": "The description has changed (below).",
         "when": "When",
         "where": "Where",
         "organizer": "Organizer",
@@ -600,6 +644,10 @@ _TEXTS: dict[str, dict[str, Any]] = {
     "nb": {
         itip.REQUEST: ("Invitasjon", "Du er invitert til"),
         itip.CANCEL: ("Avlyst", "Dette er avlyst:"),
+        "update": ("Endret", "Dette er endret:"),
+        "title": "Tittel",
+        "moved": "Flyttet",
+        "description": "Beskrivelsen er endret (se under).",
         "when": "Når",
         "where": "Hvor",
         "organizer": "Arrangør",
@@ -619,36 +667,53 @@ def _message(
     sequence: int,
     cal: Any,
     sender: Organizer | None,
+    reply: str | None = None,
+    *,
+    told: Moment | None = None,
+    changes: list[_Change] | None = None,
 ) -> tuple[str, str, str, EmailMessage]:
-    """An iMIP message (RFC 6047): text in the follow-up's language, the iTIP part, and the .ics."""
+    """An iMIP message (RFC 6047): text in the follow-up's language, the iTIP part, and the .ics.
+
+    ``told``: for the CANCEL of one occurrence, where the participants were told it is
+    (a moved occurrence's new start), which the text names rather than the RECURRENCE-ID.
+    ``changes``: for an update, what changed since the last REQUEST, listed first.
+    """
     lang = followup.language.value
     texts = _TEXTS[lang]
-    subject_word, intro = texts[method]
+    subject_word, intro = texts["update" if changes else method]
     organizer = followup.organizer or sender
     assert organizer is not None
     participant = followup.participant(recipient)
-    lines = [f"{intro} {followup.title or '-'}", ""]
-    when = _when(followup, rid, lang)
+    if changes:
+        lines = [f"{subject_word}: {followup.title or '-'}", "", str(intro)]
+        lines += [f"  {change.text(texts)}" for change in changes] + [""]
+    else:
+        lines = [f"{intro} {followup.title or '-'}", ""]
+    when = _moment_text(told) if told is not None else _when(followup, rid, lang)
     lines.append(f"{texts['when']}: {when}")
     if rid:
-        lines.append(f"{texts['occurrence']} {_show(rid)}")
+        lines.append(f"{texts['occurrence']} {when}")
     location = followup.location
     if location:
         lines.append(f"{texts['where']}: {location}")
     who = f"{organizer.name} <{organizer.email}>" if organizer.name else organizer.email
     lines.append(f"{texts['organizer']}: {who}")
     if method == itip.REQUEST:
+        if followup.description:
+            lines += ["", followup.description.strip()]
         lines += ["", str(texts["answer"])]
     body = "\n".join(lines) + "\n"
     ics = bytes(cal.to_ical())
 
     msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = (
-        formataddr((organizer.name or "", organizer.email))
-        if sender is None
-        else formataddr((sender.name or organizer.name or "", sender.email))
-    )
-    if sender is not None and sender.email.casefold() != organizer.email.casefold():
+    if reply is not None:
+        # From the service's address (which its mail server lets it send as, and which
+        # SPF/DKIM/DMARC vouch for); a person replying by hand reaches the organizer.
+        from_address = Organizer(name=organizer.name, email=reply)
+    else:
+        from_address = sender or organizer
+    msg["From"] = formataddr((from_address.name or organizer.name or "", from_address.email))
+    if from_address.email.casefold() != organizer.email.casefold():
         msg["Reply-To"] = formataddr((organizer.name or "", organizer.email))
     msg["To"] = formataddr(((participant.name if participant else None) or "", recipient))
     msg["Subject"] = f"{subject_word}: {followup.title or '-'} ({when})"
@@ -663,6 +728,87 @@ def _message(
     msg.make_mixed()
     msg.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
     return method, recipient, rid, msg
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One line of "what changed" in an update: which field, from what, to what."""
+
+    field: str  # a key of _TEXTS: "title", "when", "where", "moved", "description"
+    before: str = ""
+    after: str = ""
+
+    def text(self, texts: dict[str, Any]) -> str:
+        if self.field == "description":
+            return str(texts["description"])
+        return f"{texts[self.field]}: {self.before or '-'} → {self.after or '-'}"
+
+
+#: An update lists at most this many moved occurrences, then how many more there are.
+_MOVED_LISTED = 10
+
+
+def _changes(old: FollowUp, new: FollowUp) -> list[_Change]:
+    """What participants notice between the last REQUEST (``old``) and this one (``new``)."""
+    lang = new.language.value
+    found: list[_Change] = []
+    if (old.title or "") != (new.title or ""):
+        found.append(_Change("title", old.title or "", new.title or ""))
+    # The series as its rule makes it: single moved or cancelled dates are listed apart.
+    before = _when(old.model_copy(update={"exceptions": []}), "", lang)
+    after = _when(new.model_copy(update={"exceptions": []}), "", lang)
+    if before != after:
+        found.append(_Change("when", before, after))
+    if (old.location or "") != (new.location or ""):
+        found.append(_Change("where", old.location or "", new.location or ""))
+    if before == after:
+        found += _moved(old, new)
+    if (old.description or "") != (new.description or ""):
+        found.append(_Change("description"))
+    return found
+
+
+def _moved(old: FollowUp, new: FollowUp) -> list[_Change]:
+    """Occurrences whose time or place changed while the series stayed where it was."""
+    try:
+        was = {_naive_local(o.original_start): o for o in occurrences(old) if not o.cancelled}
+        now = {_naive_local(o.original_start): o for o in occurrences(new) if not o.cancelled}
+    except (MappingError, ValueError):
+        return []
+    moved: list[_Change] = []
+    for key in sorted(was.keys() & now.keys(), key=lambda k: k.isoformat()):
+        a, b = was[key], now[key]
+        if (_naive_local(a.start), _naive_local(a.end)) != (
+            _naive_local(b.start),
+            _naive_local(b.end),
+        ):
+            moved.append(_Change("moved", _moment_text(a.start), _moment_text(b.start)))
+        if (a.location or "") != (b.location or ""):
+            moved.append(
+                _Change("where", f"{_moment_text(b.start)} {a.location or '-'}", b.location or "")
+            )
+    if len(moved) > _MOVED_LISTED:
+        rest = len(moved) - _MOVED_LISTED
+        moved = [*moved[:_MOVED_LISTED], _Change("moved", "…", f"+{rest}")]
+    return moved
+
+
+def _told(old: FollowUp | None, original: Moment) -> Moment | None:
+    """Where the participants were told the occurrence ``original`` is: its start in ``old``."""
+    if old is None:
+        return None
+    try:
+        for occurrence in occurrences(old):
+            if _naive_local(occurrence.original_start) == original:
+                return _naive_local(occurrence.start)
+    except (MappingError, ValueError):
+        return None
+    return None
+
+
+def _moment_text(value: Moment) -> str:
+    value = _naive_local(value)
+    return _show(value.isoformat())
 
 
 def _when(followup: FollowUp, rid: str, lang: str) -> str:
@@ -705,8 +851,14 @@ def send_pending(
     *,
     account: str | None = None,
     only: Iterable[int] | None = None,
+    after_smtp: Callable[[int, int], None] | None = None,
 ) -> SendReport:
-    """Send every pending message (or the ``only`` ids, uncertain ones included) once."""
+    """Send every pending message (or the ``only`` ids, uncertain ones included) once.
+
+    ``after_smtp(row_id, position)`` is called right after the SMTP server accepted a
+    message and before it is recorded as sent: the crash window the module docstring
+    describes, which a caller (the crash test) can step into.
+    """
     ensure_tables(db)
     report = SendReport()
     with db.sessions.begin() as session:
@@ -752,7 +904,8 @@ def send_pending(
                 report.failed.append((row_id, str(exc)))
                 log.warning("invitation %s to %s failed: %s", row_id, recipient, exc)
                 continue
-            _after_smtp(row_id, position)
+            if after_smtp is not None:
+                after_smtp(row_id, position)
             with db.sessions.begin() as session:
                 row = session.get(Invitation, row_id)
                 assert row is not None
@@ -781,15 +934,6 @@ def unsent(db: Database, account: str) -> int:
             )
             or 0
         )
-
-
-def _after_smtp(row_id: int, position: int) -> None:
-    if AFTER_SMTP_HOOK is not None:
-        AFTER_SMTP_HOOK(row_id)
-    if os.environ.get(_KILL_AFTER_SMTP_ENV) == str(position):
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _smtp:
@@ -840,7 +984,7 @@ class ReplyOutcome:
     attendee: str
     partstat: str
     recurrence_id: str
-    outcome: str  # applied | ignored
+    outcome: str  # applied | ignored | held (| rejected, by the operator)
     reason: str | None = None
 
 
@@ -873,7 +1017,9 @@ def fetch_replies(mail: MailSettings, db: Database) -> list[ReplyOutcome]:
             if raw is None:
                 continue
             key = f"{imap.folder}:{imap_uid.decode()}"
-            outcomes.extend(apply_reply_message(raw, db, message_key=key))
+            outcomes.extend(
+                apply_reply_message(raw, db, message_key=key, authserv_ids=imap.authserv_ids)
+            )
             conn.uid("STORE", imap_uid, "+FLAGS", "(\\Seen)")
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
@@ -904,19 +1050,55 @@ def calendar_parts(raw: bytes) -> list[bytes]:
     return announced + attached
 
 
-def apply_reply_message(raw: bytes, db: Database, *, message_key: str) -> list[ReplyOutcome]:
-    """Apply the first REPLY payload of one mail; every answer in it is recorded."""
+def apply_reply_message(
+    raw: bytes,
+    db: Database,
+    *,
+    message_key: str,
+    authserv_ids: Iterable[str] = (),
+) -> list[ReplyOutcome]:
+    """Apply the first REPLY payload of one mail; every answer in it is recorded.
+
+    Each answer is first judged (``sync.reply_trust``): one the mail cannot be shown to
+    come from is held for the operator (``invitations held``, ``accept``, ``reject``).
+    """
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
     for payload in calendar_parts(raw):
         try:
             replies = itip.parse_replies(payload)
         except MappingError:
             continue  # a PUBLISH invite.ics beside the real reply (Gmail), or not iTIP at all
-        return [apply_reply(reply, db, message_key=message_key) for reply in replies]
+        return [
+            apply_reply(
+                reply,
+                db,
+                message_key=message_key,
+                verdict=reply_trust.judge(
+                    message,
+                    reply.attendee_email,
+                    sent_by=reply.sent_by,
+                    authserv_ids=list(authserv_ids),
+                ),
+            )
+            for reply in replies
+        ]
     return [ReplyOutcome(message_key, "", "", "", "", "ignored", "no iTIP REPLY in this message")]
 
 
-def apply_reply(reply: itip.Reply, db: Database, *, message_key: str = "") -> ReplyOutcome:
-    """Set one participant's answer on the follow-up, unless the reply must be ignored."""
+def apply_reply(
+    reply: itip.Reply,
+    db: Database,
+    *,
+    verdict: reply_trust.Verdict,
+    message_key: str = "",
+) -> ReplyOutcome:
+    """Set one participant's answer on the follow-up, unless it must be ignored or held.
+
+    Ignored: nothing to apply it to (unknown UID, not a participant, an occurrence the
+    series does not have, an older SEQUENCE). Held: it could apply, but the mail does not
+    show it comes from that participant (``verdict``); it waits for the operator.
+    """
     ensure_tables(db)
     with db.sessions.begin() as session:
         row = session.scalar(
@@ -924,34 +1106,17 @@ def apply_reply(reply: itip.Reply, db: Database, *, message_key: str = "") -> Re
         )
         followup = load_followup(row.document) if row is not None else None
         rid = ""
-        reason = None
-        if followup is None:
-            reason = f"unknown UID {reply.uid}"
-        else:
-            if reply.recurrence_id is not None:
-                rid = _local_key(reply.recurrence_id, followup).isoformat()
-            participant = followup.participant(reply.attendee_email)
-            sent_sequence = session.scalar(
-                select(InvitationState.sequence)
-                .where(InvitationState.followup_id == followup.id)
-                .order_by(InvitationState.sequence.desc())
+        if followup is not None and reply.recurrence_id is not None:
+            rid = _local_key(reply.recurrence_id, followup).isoformat()
+        reason = _why_not(session, followup, reply.uid, reply.attendee_email, reply.sequence, rid)
+        outcome = "ignored" if reason else "applied"
+        if reason is None and not verdict.trusted:
+            outcome, reason = "held", verdict.reason
+        if outcome == "applied":
+            assert followup is not None
+            crm_store.save(
+                session, _with_answer(followup, reply.attendee_email, reply.partstat, rid)
             )
-            if participant is None:
-                reason = f"{reply.attendee_email} is not a participant"
-            elif sent_sequence is not None and reply.sequence < sent_sequence:
-                reason = f"SEQUENCE {reply.sequence} is older than the current {sent_sequence}"
-            else:
-                updated = _with_answer(followup, reply.attendee_email, reply.partstat, rid)
-                crm_store.save(session, updated)
-        outcome = ReplyOutcome(
-            message_key,
-            reply.uid,
-            reply.attendee_email,
-            reply.partstat.value,
-            rid,
-            "ignored" if reason else "applied",
-            reason,
-        )
         session.add(
             ReplyRecord(
                 message_key=message_key,
@@ -961,13 +1126,152 @@ def apply_reply(reply: itip.Reply, db: Database, *, message_key: str = "") -> Re
                 partstat=reply.partstat.value,
                 recurrence_id=rid,
                 sequence=reply.sequence,
-                outcome=outcome.outcome,
+                outcome=outcome,
                 reason=reason,
+                sender=verdict.sender or None,
+                evidence=verdict.evidence,
             )
         )
     if reason:
-        log.warning("reply %s from %s ignored: %s", message_key, reply.attendee_email, reason)
-    return outcome
+        log.warning(
+            "reply %s for %s from %s %s: %s",
+            message_key,
+            reply.attendee_email,
+            verdict.sender or "?",
+            outcome,
+            reason,
+        )
+    return ReplyOutcome(
+        message_key,
+        reply.uid,
+        reply.attendee_email,
+        reply.partstat.value,
+        rid,
+        outcome,
+        reason,
+    )
+
+
+def _why_not(
+    session: Session,
+    followup: FollowUp | None,
+    uid: str,
+    attendee: str,
+    sequence: int,
+    rid: str,
+) -> str | None:
+    """Why an answer cannot apply to what the CRM holds now; None when it can."""
+    if followup is None:
+        return f"unknown UID {uid}"
+    if followup.participant(attendee) is None:
+        return f"{attendee} is not a participant"
+    if rid and not _has_occurrence(followup, rid):
+        return f"the series has no occurrence {_show(rid)}"
+    sent_sequence = session.scalar(
+        select(InvitationState.sequence)
+        .where(InvitationState.followup_id == followup.id)
+        .order_by(InvitationState.sequence.desc())
+    )
+    if sent_sequence is not None and sequence < sent_sequence:
+        return f"SEQUENCE {sequence} is older than the current {sent_sequence}"
+    return None
+
+
+def _has_occurrence(followup: FollowUp, rid: str) -> bool:
+    """Whether ``rid`` (a local original start) is one of the series' live occurrences.
+
+    A RECURRENCE-ID the series never made (a Thursday on a Monday series), or one that
+    was cancelled, names nothing an answer could be about.
+    """
+    key: Moment = dt.datetime.fromisoformat(rid) if "T" in rid else dt.date.fromisoformat(rid)
+    day = key.date() if isinstance(key, dt.datetime) else key
+    # The window bounds an open-ended series; a moved occurrence is found by its original
+    # start as long as it moved less than a year away.
+    window_end = day + dt.timedelta(days=366)
+    try:
+        found = occurrences(followup, window_end=window_end, include_cancelled=False)
+    except (MappingError, ValueError):
+        return False
+    return any(_naive_local(o.original_start) == key for o in found)
+
+
+def _naive_local(value: Moment) -> Moment:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.replace(tzinfo=None)
+    return value
+
+
+# --- held answers --------------------------------------------------------------------------------
+
+
+def held(db: Database) -> list[dict[str, Any]]:
+    """Answers waiting for the operator: who, what, the sender, and why they were held."""
+    ensure_tables(db)
+    with db.session() as session:
+        rows = session.scalars(
+            select(ReplyRecord).where(ReplyRecord.outcome == "held").order_by(ReplyRecord.id)
+        )
+        return [_held_row(r) for r in rows]
+
+
+def _held_row(record: ReplyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "followup": record.followup_id,
+        "attendee": record.attendee,
+        "answer": record.partstat,
+        "occurrence": record.recurrence_id or None,
+        "sender": record.sender,
+        "reason": record.reason,
+        "authentication": record.evidence,
+        "received_at": as_utc(record.received_at).isoformat(),
+    }
+
+
+def decide_held(db: Database, record_id: int, *, accept: bool) -> ReplyOutcome:
+    """The operator's decision on a held answer: apply it (if it still can) or drop it."""
+    ensure_tables(db)
+    with db.sessions.begin() as session:
+        record = session.get(ReplyRecord, record_id)
+        if record is None or record.outcome != "held":
+            raise FollowupSyncError(f"answer {record_id} is not held (see 'invitations held')")
+        reason: str | None
+        if accept:
+            row = session.scalar(
+                select(FollowUpRow).where(
+                    FollowUpRow.uid == record.uid, FollowUpRow.deleted.is_(False)
+                )
+            )
+            followup = load_followup(row.document) if row is not None else None
+            reason = _why_not(
+                session,
+                followup,
+                record.uid,
+                record.attendee,
+                record.sequence,
+                record.recurrence_id,
+            )
+            if reason is None:
+                assert followup is not None
+                partstat = ParticipantStatus(record.partstat)
+                crm_store.save(
+                    session,
+                    _with_answer(followup, record.attendee, partstat, record.recurrence_id),
+                )
+                record.outcome, record.reason = "applied", "accepted by the operator"
+            else:
+                record.outcome, record.reason = "ignored", f"accepted too late: {reason}"
+        else:
+            record.outcome, record.reason = "rejected", "rejected by the operator"
+        return ReplyOutcome(
+            record.message_key,
+            record.uid,
+            record.attendee,
+            record.partstat,
+            record.recurrence_id,
+            record.outcome,
+            record.reason,
+        )
 
 
 def _with_answer(
@@ -1004,8 +1308,15 @@ def _local_key(value: Moment, followup: FollowUp) -> Moment:
 
 
 def answers(db: Database) -> list[dict[str, Any]]:
-    """Who answered what, per follow-up with participants (series and occurrence answers)."""
+    """Who answered what, per follow-up with participants (series and occurrence answers).
+
+    ``held`` lists the answers for that participant that wait for the operator.
+    """
     result: list[dict[str, Any]] = []
+    waiting: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
+    for pending in held(db):
+        key = (pending["followup"], str(pending["attendee"]).casefold())
+        waiting.setdefault(key, []).append(pending)
     with db.session() as session:
         for row in session.scalars(
             select(FollowUpRow).where(FollowUpRow.deleted.is_(False)).order_by(FollowUpRow.id)
@@ -1020,6 +1331,9 @@ def answers(db: Database) -> list[dict[str, Any]]:
                         "name": participant.get("name"),
                         "status": participant.get("status", "needs-action"),
                         "occurrences": participant.get("occurrence_status") or {},
+                        "held": waiting.get(
+                            (row.id, str(participant.get("email", "")).casefold()), []
+                        ),
                     }
                 )
     return result

@@ -11,6 +11,7 @@ password comes from an environment variable or a file, read only when it is need
     username = "crm@example.com"
     password_env = "SMTP_PASSWORD"   # or password_file = "/run/secrets/smtp"
     from = "CRM <crm@example.com>"
+    organizer = "service"            # answers go to from's address; "person": to the organizer
 
     [mail.imap]                      # where attendees' replies arrive
     host = "imap.example.com"
@@ -19,6 +20,7 @@ password comes from an environment variable or a file, read only when it is need
     password_env = "IMAP_PASSWORD"
     folder = "INBOX"
     poll_seconds = 60                # the daemon reads new replies this often
+    authserv_ids = ["mx.example.com"]  # whose Authentication-Results vouch for a sender
 
 The daemon (``sync.daemon``) sends an account's recorded invitations after each of its
 passes and reads ``[mail.imap]`` every ``poll_seconds``; without the daemon,
@@ -72,6 +74,11 @@ class ImapSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0)
     #: How often ``followup-sync daemon`` reads the folder for new replies.
     poll_seconds: float = Field(default=60.0, gt=0)
+    #: The authserv-id(s) the receiving mail server writes into Authentication-Results
+    #: (RFC 8601), e.g. "mx.example.com": only its results vouch for a reply's sender
+    #: (``sync.reply_trust``). Empty: a reply is judged on its From address, and any
+    #: failing result holds it.
+    authserv_ids: list[str] = Field(default_factory=list)
 
     def password(self) -> str | None:
         return read_secret("[mail.imap]", self.password_env, self.password_file)
@@ -93,6 +100,11 @@ class MailSettings(BaseModel):
     password_env: str | None = None
     password_file: str | None = None
     sender: str = Field(alias="from")
+    #: Who emailed invitations name as ORGANIZER, i.e. where the answers go: "service"
+    #: (``from``'s address, the mailbox ``[mail.imap]`` reads, in the organizer's name) or
+    #: "person" (the follow-up organizer's own address: answers reach the service only
+    #: if a mail-server rule copies them there). docs/invitations.md compares the two.
+    organizer: Literal["service", "person"] = "service"
     timeout: float = Field(default=30.0, gt=0)
     imap: ImapSettings | None = None
 

