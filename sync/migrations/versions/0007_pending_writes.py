@@ -6,8 +6,8 @@ write the state did not record before a crash is recognised as ours on the next 
 stays unreadable is fetched again on a back-off schedule, at once if its ETag moves
 (``sync.unreadable``). Existing rows start with no ``retry_at``: retried next pass.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-04
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
