@@ -49,11 +49,17 @@ from mappings.from_ical import parse_components
 from mappings.model import FollowUp, id_for_uid, load_followup
 from mappings.resource import read
 from sync import followups as crm_store
-from sync import invitations, unreadable
+from sync import invitations
+from sync import unreadable as unreadable_items
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
-from sync.errors import InvalidSyncToken, StoreError, TransportError
+from sync.errors import (
+    InvalidSyncToken,
+    StoreError,
+    SyncCollectionUnsupported,
+    TransportError,
+)
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
@@ -157,9 +163,12 @@ class _Sweep:
 
     planned: list[Planned] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
+    #: follow-up id -> why it could not be loaded or planned (the pass went on without it)
+    unplanned: dict[str, str] = field(default_factory=dict)
     applied: ApplyReport = field(default_factory=ApplyReport)
 
     def report(self, account: str, mode: str, *, dry_run: bool) -> PassReport:
@@ -167,9 +176,9 @@ class _Sweep:
             account,
             mode,
             dry_run,
-            PlanSummary(tuple(self.planned), tuple(self.skipped)),
+            PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
-            read_errors=sorted(self.failed.items()),
+            read_errors=sorted(self.failed.items()) + sorted(self.unplanned.items()),
             applied=self.applied,
         )
 
@@ -220,6 +229,7 @@ def _add_up(total: ApplyReport, part: ApplyReport) -> None:
         total.done[key] = total.done.get(key, 0) + count
     total.conflicts += part.conflicts
     total.errors.extend(part.errors)
+    total.notes.extend(part.notes)
     total.stopped = total.stopped or part.stopped
 
 
@@ -321,9 +331,17 @@ class SyncPass:
         if not full and self._server_unchanged(collection, seen):
             listing = _Listing(False, {}, frozenset(), collection.sync_token)
         else:
-            listing = self._list(
-                collection.sync_token if not full else None, state, collection.last_run_at
-            )
+            token = collection.sync_token if not full else None
+            try:
+                listing = self._list(token, state, collection.last_run_at)
+            except SyncCollectionUnsupported:
+                # No server_kind, or a wrong one: the server said so, and the calendar's
+                # capabilities now say so too, so the second try lists ETags.
+                log.info(
+                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
+                    self.account.name,
+                )
+                listing = self._list(token, state, collection.last_run_at)
         listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
@@ -334,21 +352,26 @@ class SyncPass:
             f"{row.retry_at:%Y-%m-%d %H:%M} UTC"
             for href, row in pending.items()
             if row.retry_at is not None
-            and unreadable.backed_off(row.retry_at, row.etag, listing.etags.get(href), now)
+            and unreadable_items.backed_off(row.retry_at, row.etag, listing.etags.get(href), now)
         }
         wanted = [
             href
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
-        # A pending item missing from the listing is fetched by href all the same, and one
-        # we could not read stays unreadable even when the listing calls it deleted: a
-        # server hides what it cannot load itself (``sync.unreadable``).
+        # A pending item missing from the listing: one we could not *read* is fetched by
+        # href all the same, even when the listing calls it deleted, because a server hides
+        # what it cannot load itself (``sync.unreadable``; its back-off keeps that cheap).
+        # One we could not *fetch* is gone if a complete listing lacks it; an incremental
+        # listing leaves out what did not change, so there it is retried.
         wanted += [
             href
             for href, row in sorted(pending.items())
             if href not in listing.etags
-            and (href not in listing.deleted or unreadable.was_unreadable(row.reason))
+            and (
+                unreadable_items.was_unreadable(row.reason)
+                or (href not in listing.deleted and not listing.complete)
+            )
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -441,6 +464,10 @@ class SyncPass:
             if keep:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
+                out.notices.extend(the_plan.notices)
+                for item, text in the_plan.notices:
+                    log.warning("%s: %s: %s", self.account.name, item, text)
+                out.unplanned.update(the_plan.failed)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
@@ -516,10 +543,16 @@ class SyncPass:
             and not entry.deleted
             and (followup_id not in state or state[followup_id].synced_hash != entry.content_hash)
         ]
+        unreadable: dict[str, str] = {}
         with self.db.session() as session:
-            documents = crm_store.load_documents(session, needed)
+            documents = crm_store.load_documents(session, needed, errors=unreadable)
             intents = self._intents(session, ids)
-        missing = {followup_id for followup_id in needed if followup_id not in documents}
+        ids = [followup_id for followup_id in ids if followup_id not in unreadable]
+        missing = {
+            followup_id
+            for followup_id in needed
+            if followup_id not in documents and followup_id not in unreadable
+        }
         if missing:
             # Purged since the pass listed the CRM (another account's pass finished its
             # delete): nothing to decide now; the next pass sees what is left.
@@ -531,7 +564,7 @@ class SyncPass:
         server = ServerView(
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
-        return plan_items(
+        decided = plan_items(
             crm,
             server,
             chunk_state,
@@ -540,6 +573,7 @@ class SyncPass:
             synced_hrefs=chunks.by_href,
             pending=intents,
         )
+        return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
         """The write intents a pass that died left for some follow-ups (``sync.plan``)."""
@@ -637,8 +671,8 @@ class SyncPass:
                     return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
             return _Listing(True, delta.changed, frozenset(), delta.token)
-        token = self.calendar.sync_token()
-        return _Listing(True, self.calendar.list_etags(), frozenset(), token)
+        # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
+        return _Listing(True, self.calendar.list_etags(), frozenset(), None)
 
     def _may_be_full_listing(
         self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
@@ -787,8 +821,8 @@ class SyncPass:
             return error.reason
         earlier = self._pending.get(error.href)
         if error.status == 404 and earlier is not None:
-            return unreadable.vanished_reason(earlier.reason)
-        return f"{unreadable.FETCH_FAILURE} ({error.status or 'missing'}): {error.reason}"
+            return unreadable_items.vanished_reason(earlier.reason)
+        return f"{unreadable_items.FETCH_FAILURE} ({error.status or 'missing'}): {error.reason}"
 
     def _fetch_singly(self, hrefs: list[str]) -> list[Resource | FetchError]:
         results: list[Resource | FetchError] = []
@@ -801,13 +835,21 @@ class SyncPass:
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
+        warnings = list(parsed.warnings)
         followups = parse_components(
-            parsed.components, default_timezone=self.account.default_timezone, known=known
+            parsed.components,
+            default_timezone=self.account.default_timezone,
+            known=known,
+            warnings=warnings,
         )
+        for warning in warnings:
+            log.warning("%s: %s: %s", self.account.name, resource.href, warning)
         if known is not None:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
             )
+            # Tails a THISANDFUTURE override split off belong to the same CRM associate.
+            followups[1:] = [f.model_copy(update={"owner": known.owner}) for f in followups[1:]]
         return ServerDoc(
             resource.href,
             resource.etag,
@@ -929,7 +971,7 @@ class SyncPass:
                 if not belongs:
                     continue
                 entries[row.id] = CrmEntry(
-                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
+                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at), row.owner
                 )
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)
@@ -971,9 +1013,21 @@ class SyncPass:
                 collection.last_result = (
                     "ok" if report.ok else f"{len(report.errors)} item(s) failed"
                 )
+            gone = (
+                {
+                    row.href
+                    for row in session.scalars(
+                        select(PendingHref).where(PendingHref.account == self.account.name)
+                    )
+                    if row.href not in listing.etags
+                }
+                if listing.complete
+                else set()
+            )
             session.execute(
                 delete(PendingHref).where(
-                    PendingHref.account == self.account.name, PendingHref.href.in_(fetched)
+                    PendingHref.account == self.account.name,
+                    PendingHref.href.in_(fetched | gone),
                 )
             )
             for href, reason in failed.items():
@@ -990,7 +1044,7 @@ class SyncPass:
                         row.reason = reason
                 row.last_seen = now
                 row.etag = listing.etags.get(href)
-                row.retry_at = unreadable.retry_at(row.attempts, now)
+                row.retry_at = unreadable_items.retry_at(row.attempts, now)
 
     def _drop_unlanded_intents(
         self, session: Session, failed: Collection[str], fetched: Collection[str]
