@@ -14,10 +14,11 @@ creates the calendar, so it changes nothing anywhere; it says what it would crea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import click
@@ -40,7 +41,9 @@ from sync.config import (
     find_config,
     load_settings,
 )
+from sync.errors import AccountBusy
 from sync.followups import FollowUpStore
+from sync.locks import SqliteFileLock, cluster_lock_for
 from sync.merge import ConflictPolicy
 from sync.plan import OnServerDelete, describe
 from sync.rehearsal import rehearsal_database
@@ -322,14 +325,15 @@ def _run_one(
             bar.update(task, completed=done)
 
         try:
-            return run_pass(
-                account,
-                db,
-                dry_run=dry_run,
-                full=full,
-                force_delete=force_delete,
-                progress=progress,
-            )
+            with account_lock(db, account.name, dry_run=dry_run):
+                return run_pass(
+                    account,
+                    db,
+                    dry_run=dry_run,
+                    full=full,
+                    force_delete=force_delete,
+                    progress=progress,
+                )
         except FollowupSyncError as exc:
             log.debug("%s: pass failed", account.name, exc_info=True)
             return (account.name, str(exc))
@@ -352,6 +356,31 @@ def _outcome_json(outcome: PassReport | tuple[str, str]) -> dict[str, Any]:
         "skipped": [{"item": item, "reason": reason} for item, reason in report.plan.skipped],
         "errors": [{"item": item, "message": message} for item, message in report.errors],
     }
+
+
+@contextlib.contextmanager
+def account_lock(db: Database, account: str, *, dry_run: bool) -> Iterator[None]:
+    """Hold the account's cross-process lock for a pass (``sync.locks``); refuse if taken.
+
+    Two passes on one account would each take the other's fresh writes for calendar
+    edits. A dry run changes nothing and takes no lock.
+    """
+    if dry_run:
+        yield
+        return
+    lock = cluster_lock_for(db.url)
+    try:
+        with lock.hold(account) as held:
+            if held is None:
+                holder = lock.holder(account) if isinstance(lock, SqliteFileLock) else None
+                who = f" (pid {holder})" if holder else ""
+                raise AccountBusy(
+                    f"account {account!r} is being synced by another process{who}; "
+                    "nothing was done: run again when that pass has finished"
+                )
+            yield
+    finally:
+        lock.close()
 
 
 def print_report(report: PassReport) -> None:
