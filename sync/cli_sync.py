@@ -24,6 +24,7 @@ from sqlalchemy import select
 from mappings.model import dump_followups_json, load_followups_json
 from sync.cli_signin import apply_sign_in, sign_in_options
 from sync.config import Account, Settings, load_settings
+from sync.errors import StoreError
 from sync.followups import FollowUpStore
 from sync.plan import describe
 from sync.runner import PassReport, run_pass
@@ -216,9 +217,21 @@ def sync_command(
                 task = bar.add_task(f"syncing {account.name}", total=total)
             bar.update(task, completed=done)
 
-        report = run_pass(
-            account, db, dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
-        )
+        try:
+            report = run_pass(
+                account,
+                db,
+                dry_run=dry_run,
+                full=full,
+                force_delete=force_delete,
+                progress=progress,
+            )
+        except StoreError as exc:
+            # The pass never reached the calendar (a refused sign-in, say): "401 on
+            # REPORT /x/" alone does not tell which of several accounts to fix.
+            raise StoreError(
+                f"account {account.name!r}: {exc}", href=exc.href, status=exc.status
+            ) from exc
     print_report(report)
     if not report.ok:
         sys.exit(1)
