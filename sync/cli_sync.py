@@ -10,9 +10,10 @@ command line, where ``ps`` would show them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import click
@@ -24,8 +25,9 @@ from sqlalchemy import select
 from mappings.model import dump_followups_json, load_followups_json
 from sync.cli_signin import apply_sign_in, sign_in_options
 from sync.config import Account, Settings, load_settings
-from sync.errors import StoreError
+from sync.errors import AccountBusy, StoreError
 from sync.followups import FollowUpStore
+from sync.locks import SqliteFileLock, cluster_lock_for
 from sync.plan import describe
 from sync.runner import PassReport, run_pass
 from sync.state import ConflictRecord, Database
@@ -218,14 +220,15 @@ def sync_command(
             bar.update(task, completed=done)
 
         try:
-            report = run_pass(
-                account,
-                db,
-                dry_run=dry_run,
-                full=full,
-                force_delete=force_delete,
-                progress=progress,
-            )
+            with account_lock(db, account.name, dry_run=dry_run):
+                report = run_pass(
+                    account,
+                    db,
+                    dry_run=dry_run,
+                    full=full,
+                    force_delete=force_delete,
+                    progress=progress,
+                )
         except StoreError as exc:
             # The pass never reached the calendar (a refused sign-in, say): "401 on
             # REPORT /x/" alone does not tell which of several accounts to fix.
@@ -235,6 +238,31 @@ def sync_command(
     print_report(report)
     if not report.ok:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def account_lock(db: Database, account: str, *, dry_run: bool) -> Iterator[None]:
+    """Hold the account's cross-process lock for a pass (``sync.locks``); refuse if taken.
+
+    Two passes on one account would each take the other's fresh writes for calendar
+    edits. A dry run changes nothing and takes no lock.
+    """
+    if dry_run:
+        yield
+        return
+    lock = cluster_lock_for(db.url)
+    try:
+        with lock.hold(account) as held:
+            if held is None:
+                holder = lock.holder(account) if isinstance(lock, SqliteFileLock) else None
+                who = f" (pid {holder})" if holder else ""
+                raise AccountBusy(
+                    f"account {account!r} is being synced by another process{who}; "
+                    "nothing was done: run again when that pass has finished"
+                )
+            yield
+    finally:
+        lock.close()
 
 
 def print_report(report: PassReport) -> None:
