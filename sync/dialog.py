@@ -553,9 +553,13 @@ class DialogService:
         return self._store(before, [after], f"deleted {what} ({_moment_text(occurrence)})")
 
     def _store(self, before: FollowUp, after: list[FollowUp], headline: str) -> OperationResult:
+        # A split (two documents) says so in the change feed: the old id and the new one.
+        notes: list[dict[str, str] | None] = [None] * len(after)
+        if len(after) == 2:
+            notes = [{"split_into": after[1].id}, {"split_from": after[0].id}]
         with self.db.sessions.begin() as session:
-            for followup in after:
-                crm_store.save(session, followup)
+            for followup, note in zip(after, notes, strict=True):
+                crm_store.save(session, followup, note=note)
         return OperationResult(
             after, [], f"{before.id}: {headline}" + describe_change(before, after)
         )

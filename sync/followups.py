@@ -14,13 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mappings.model import FollowUp, load_followup
+from sync import changes
 from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 
@@ -88,10 +90,23 @@ class FollowUpStore:
             return save(session, followup)
 
 
-def save(session: Session, followup: FollowUp, *, origin_account: str | None = None) -> str:
-    """Insert or update one follow-up in the caller's transaction; returns what happened."""
+def save(
+    session: Session,
+    followup: FollowUp,
+    *,
+    origin_account: str | None = None,
+    origin: str = "crm",
+    note: Mapping[str, Any] | None = None,
+) -> str:
+    """Insert or update one follow-up in the caller's transaction; returns what happened.
+
+    A real change is appended to the change feed (``sync.changes``) in the same
+    transaction, with ``origin`` (``calendar``, ``crm``, ``invitation``) and ``note``
+    (e.g. the series split it belongs to).
+    """
     digest = content_hash(followup)
     row = session.get(FollowUpRow, followup.id)
+    document = followup.to_json_dict()
     if row is None:
         session.add(
             FollowUpRow(
@@ -99,32 +114,46 @@ def save(session: Session, followup: FollowUp, *, origin_account: str | None = N
                 uid=followup.effective_uid,
                 kind=followup.kind.value,
                 owner=followup.owner,
-                document=followup.to_json_dict(),
+                document=document,
                 content_hash=digest,
                 deleted=False,
                 updated_at=utcnow(),
                 origin_account=origin_account,
             )
         )
+        changes.record(
+            session, followup_id=followup.id, owner=followup.owner, action="created",
+            before=None, after=document, content_hash=digest, origin=origin, extra=note,
+        )  # fmt: skip
         return "created"
     if row.content_hash == digest and not row.deleted:
         return "unchanged"
+    before = None if row.deleted else dict(row.document)
     row.uid = followup.effective_uid
     row.kind = followup.kind.value
     row.owner = followup.owner
-    row.document = followup.to_json_dict()
+    row.document = document
     row.content_hash = digest
     row.deleted = False
     row.updated_at = utcnow()
+    changes.record(
+        session, followup_id=followup.id, owner=followup.owner,
+        action="created" if before is None else "updated", before=before, after=document,
+        content_hash=digest, origin=origin, extra=note,
+    )  # fmt: skip
     return "updated"
 
 
-def tombstone(session: Session, followup_id: str) -> bool:
+def tombstone(session: Session, followup_id: str, *, origin: str = "crm") -> bool:
     row = session.get(FollowUpRow, followup_id)
     if row is None or row.deleted:
         return False
     row.deleted = True
     row.updated_at = utcnow()
+    changes.record(
+        session, followup_id=followup_id, owner=row.owner, action="deleted",
+        before=dict(row.document), after=None, content_hash=None, origin=origin,
+    )  # fmt: skip
     return True
 
 
