@@ -88,7 +88,7 @@ class FeedHead(Base):
 event.listen(
     FeedHead.__table__,
     "after_create",
-    DDL(f"INSERT INTO change_feed_head (name, last_seq, pruned_through) VALUES ('{HEAD}', 0, 0)"),
+    DDL(f"INSERT INTO change_feed_head (name, last_seq, pruned_through) VALUES ('{HEAD}', 0, 0)"),  # type: ignore[no-untyped-call]
 )
 
 
