@@ -26,11 +26,11 @@ import base64
 import binascii
 import datetime as dt
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -500,7 +500,121 @@ def create_router(
             )
 
     _ = retention  # the daemon prunes; the API only reads (kept for the signature's sake)
+    _webhook_routes(router, db)
     return router
+
+
+# --- webhook subscriptions ------------------------------------------------------------------
+
+
+EventType = Literal["*", "followup.created", "followup.updated", "followup.deleted"]
+
+
+class WebhookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=512,
+        description="The HMAC-SHA256 key; left out: one is made and returned once.",
+    )
+    events: list[EventType] = Field(default=["*"], min_length=1, max_length=4)
+
+
+class WebhookStatus(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    source: str = Field(description="config ([webhooks.NAME]) or api")
+    paused: bool = Field(description="Stopped after failing too often; resume it.")
+    failures: int
+    last_error: str | None
+    next_attempt_at: dt.datetime | None
+    last_delivery_at: dt.datetime | None
+    delivered_through: str = Field(description="Feed cursor of the last change it acknowledged.")
+    backlog: int = Field(description="Feed entries after that cursor.")
+    gap: bool = Field(description="Retention dropped changes it never got (paused too long).")
+
+
+class WebhookCreated(WebhookStatus):
+    secret: str = Field(description="The signing key: shown only in this answer.")
+
+
+class WebhookPage(BaseModel):
+    items: list[WebhookStatus]
+    next_cursor: str | None
+
+
+def _webhook_routes(router: APIRouter, db: Database) -> None:
+    from sync import webhooks
+
+    def status_of(session: Session, row: webhooks.Subscription) -> WebhookStatus:
+        return WebhookStatus.model_validate(webhooks.as_json(webhooks.status(session, row)))
+
+    @router.get("/webhooks", response_model=WebhookPage, responses=_400)
+    def list_webhooks(
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    ) -> WebhookPage:
+        """Every subscription with its delivery state (paused ones say why)."""
+        after = _after_id(cursor)
+        with db.session() as session:
+            query = select(webhooks.Subscription).order_by(webhooks.Subscription.id)
+            if after is not None:
+                query = query.where(webhooks.Subscription.id > after)
+            rows = list(session.scalars(query.limit(limit + 1)))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return WebhookPage(
+                items=[status_of(session, row) for row in rows],
+                next_cursor=_list_cursor(rows[-1].id) if more and rows else None,
+            )
+
+    @router.post("/webhooks", status_code=201, response_model=WebhookCreated)
+    def create_webhook(body: WebhookRequest) -> WebhookCreated:
+        """Subscribe: every change committed from now on is POSTed to ``url``, signed."""
+        row = webhooks.create(db, url=body.url, secret=body.secret, events=list(body.events))
+        with db.session() as session:
+            status = status_of(session, row)
+        return WebhookCreated(**status.model_dump(), secret=row.secret or "")
+
+    @router.delete(
+        "/webhooks/{webhook_id}",
+        status_code=204,
+        responses={
+            404: {"description": "No such subscription", **_PROBLEMS},
+            409: {"description": "A config subscription: remove it from the config", **_PROBLEMS},
+        },
+    )
+    def delete_webhook(webhook_id: str) -> Response:
+        with db.sessions.begin() as session:
+            row = session.get(webhooks.Subscription, webhook_id)
+            if row is None:
+                return problem(404, "Not found", f"no webhook {webhook_id!r}")
+            if row.source == "config":
+                return problem(
+                    409,
+                    "Conflict",
+                    f"webhook {webhook_id!r} is in the config file; remove it there",
+                )
+            session.delete(row)
+        return Response(status_code=204)
+
+    @router.post(
+        "/webhooks/{webhook_id}/resume",
+        response_model=WebhookStatus,
+        responses={404: {"description": "No such subscription", **_PROBLEMS}},
+    )
+    def resume_webhook(webhook_id: str) -> WebhookStatus | JSONResponse:
+        """Deliver again from where it stopped (after a pause)."""
+        if not webhooks.resume(db, webhook_id):
+            return problem(404, "Not found", f"no webhook {webhook_id!r}")
+        with db.session() as session:
+            row = session.get(webhooks.Subscription, webhook_id)
+            assert row is not None
+            return status_of(session, row)
 
 
 def _chunks(

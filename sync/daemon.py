@@ -12,6 +12,9 @@ config at start; a 3.x store must never be shared between processes). Jobs:
                      it (debounce), so a burst of writes costs one pass.
 ``mail-replies``     with ``[mail.imap]``: read iTIP replies every ``poll_seconds`` and set
                      the participants' answers (a changed follow-up then syncs as above).
+``webhooks``         every ``WEBHOOK_TICK`` s: the change feed's entries owed to each webhook
+                     subscription are POSTed (``sync.webhooks``), and the feed is pruned
+                     to ``[feed] retention_days`` (``sync.changes``).
 
 Invitations (``sync.invitations``): a pass records what participants are due; right
 after it, still holding the account's locks, the daemon sends that account's unsent
@@ -59,7 +62,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, func, select, text
 
-from sync import invitations
+from sync import changes, invitations, webhooks
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError
 from sync.locks import ClusterLock, Held, cluster_lock_for
@@ -76,6 +79,9 @@ RUN_LOG_RETENTION = dt.timedelta(days=7)
 #: A CRM change is looked for again this far back, so a transaction that committed late
 #: with an earlier timestamp is still seen; (id, updated_at) pairs already handled are skipped.
 CRM_POLL_OVERLAP = dt.timedelta(seconds=10)
+#: How often the webhook outbox is looked at, and how often the feed is pruned.
+WEBHOOK_TICK = 0.5
+FEED_PRUNE_SECONDS = 60.0
 #: An interval pass is skipped when any process finished one this recently (share of the interval).
 FRESH_SHARE = 0.5
 
@@ -129,11 +135,14 @@ class Daemon:
         self._last_prune = 0.0
         #: Where invitations go out and replies come in; None: the daemon sends no mail.
         self.mail = settings.mail
+        self.webhooks = webhooks.Deliverer(db, settings.webhooks, cluster_lock=self.cluster_lock)
+        self._last_feed_prune = 0.0
         ds = self.daemon_settings
         self.scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(max_workers=ds.max_concurrent_accounts),
                 "control": ThreadPoolExecutor(max_workers=1),
+                "webhooks": ThreadPoolExecutor(max_workers=1),
             },
             job_defaults={
                 "coalesce": True,  # a backlog of missed runs becomes one run
@@ -195,6 +204,16 @@ class Daemon:
                 next_run_time=now + dt.timedelta(seconds=1),
                 replace_existing=True,
             )
+        webhooks.sync_config(self.db, self.settings.webhooks)
+        self.scheduler.add_job(
+            self._deliver_webhooks,
+            "interval",
+            id="webhooks",
+            seconds=WEBHOOK_TICK,
+            executor="webhooks",
+            next_run_time=now,
+            replace_existing=True,
+        )
         self.scheduler.start()
         self.metrics.scheduler_up.set(1)
         for name in self.accounts:
@@ -308,6 +327,29 @@ class Daemon:
                     len(report.failed),
                     len(report.uncertain),
                 )
+
+    # --- webhooks and the change feed ----------------------------------------------------------
+
+    def _deliver_webhooks(self) -> None:
+        """Send what the feed owes each subscription; prune the feed now and then."""
+        if self.stopping.is_set():
+            return
+        try:
+            self.webhooks.run_once()
+            self._prune_feed()
+        except Exception:
+            log.exception("webhook delivery failed; trying again next tick")
+
+    def _prune_feed(self) -> None:
+        now = time.monotonic()
+        if now - self._last_feed_prune < FEED_PRUNE_SECONDS:
+            return
+        self._last_feed_prune = now
+        retention = dt.timedelta(days=self.settings.feed.retention_days)
+        with self.db.sessions.begin() as session:
+            dropped = changes.prune(session, retention, keep_after=webhooks.oldest_owed(session))
+        if dropped:
+            log.info("change feed: %d entries older than %s dropped", dropped, retention)
 
     def _fetch_replies(self) -> None:
         """Job body: read new iTIP replies; one daemon at a time, failures logged and retried."""
