@@ -1,0 +1,316 @@
+"""The CRM loop end to end: a real daemon, a real CalDAV server, a client edit by plain
+HTTP, the v1 API over HTTP, and a webhook receiver on loopback that checks signatures.
+
+What a CRM adapter relies on, each asserted the way the adapter would notice it:
+the calendar edit reaches the receiver and the change feed (origin ``calendar``); a
+CRM write based on the version before it is refused (412); a receiver that is down for a
+while gets every change once back, in feed order; a SIGKILL of the daemon between the
+receiver taking a change and the daemon recording that loses nothing and duplicates
+only under the same delivery id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mappings.model import uid_for_id
+from sync.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.conftest import SERVER_KINDS
+from tests.daemon.conftest import (
+    DaemonProcess,
+    calendar_items,
+    client_retitle,
+    followup,
+    run_cli,
+    start_daemon,
+    summaries,
+    wait_for,
+    write_config,
+)
+from tests.servers import RunningServer, free_port
+
+CONVERGE = 30.0
+TOKEN = "crm-token-0123456789abcdef"
+SECRET = "whsec-0123456789abcdef0123456789"
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: verifies every signature, records what it took."""
+
+    port: int
+    #: "ok": answer 204; "hang": record, then stall (the sender's timeout ends it).
+    mode: str = "ok"
+    received: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: int = 0
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/crm"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not verify(SECRET, body, self.headers.get(SIGNATURE_HEADER, "")):
+                    receiver.bad_signatures += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                payload = json.loads(body)
+                assert payload["delivery_id"] == self.headers[DELIVERY_HEADER]
+                assert str(payload["timestamp"]) == self.headers[TIMESTAMP_HEADER]
+                with receiver._lock:
+                    receiver.received.append(payload)
+                if receiver.mode == "hang":
+                    time.sleep(30)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [p["delivery_id"] for p in self.received]
+
+    def changes_of(self, followup_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p["change"] for p in self.received if p["change"]["followup_id"] == followup_id]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(free_port())
+    r.start()
+    yield r
+    r.stop()
+
+
+def configure(
+    tmp_path: Path, server: RunningServer, receiver: Receiver, http_port: int
+) -> tuple[Path, str, str]:
+    calendar_url = server.make_calendar(f"crm-{uuid.uuid4().hex[:8]}")
+    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    config = write_config(
+        tmp_path / "config.toml",
+        database=database,
+        http_port=http_port,
+        daemon={"api_token_env": "CRM_API_TOKEN"},
+        accounts={
+            "alice": {
+                "url": server.base_url,
+                "calendar_url": calendar_url,
+                "owners": ["alice"],
+                "server_kind": server.kind,
+            }
+        },
+    )
+    with config.open("a") as out:
+        out.write(
+            f'\n[feed]\nretention_days = 2\n\n[webhooks.crm]\nurl = "{receiver.url}"\n'
+            'secret_env = "CRM_WEBHOOK_SECRET"\nevents = ["*"]\n'
+        )
+    upgraded = run_cli("db", "upgrade", "--config", str(config))
+    assert upgraded.returncode == 0, upgraded.stderr
+    return config, calendar_url, database
+
+
+ENV = {"CRM_API_TOKEN": TOKEN, "CRM_WEBHOOK_SECRET": SECRET}
+
+
+def api(http_port: int) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{http_port}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+
+
+def feed(client: httpx.Client, since: str | None = None) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        body = client.get("/v1/changes", params={"since": since} if since else {}).json()
+        items += body["items"]
+        since = body["next_cursor"]
+        if not body["more"]:
+            return items
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_calendar_edit_reaches_feed_and_webhook_and_stale_crm_write_is_refused(
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    http_port: int,
+    receiver: Receiver,
+) -> None:
+    server: RunningServer = request.getfixturevalue(f"{kind}_server")
+    config, calendar_url, _ = configure(tmp_path, server, receiver, http_port)
+    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
+    daemons.append(daemon)
+    daemon.wait_ready()
+    client = api(http_port)
+
+    # The CRM creates a follow-up (create-only); it reaches the calendar and the receiver.
+    created = client.put(
+        "/v1/followups/b1", json=followup("b1", "Budget review"), headers={"If-None-Match": "*"}
+    )
+    assert created.status_code == 201, created.text
+    crm_etag = created.headers["ETag"]
+    wait_for(
+        lambda: summaries(server, calendar_url).get(uid_for_id("b1")) == "Budget review",
+        CONVERGE,
+        "the CRM's follow-up on the calendar",
+    )
+    wait_for(lambda: receiver.changes_of("b1"), CONVERGE, "the create at the receiver")
+
+    # A calendar client renames it, by plain HTTP with If-Match, as clients do.
+    url, (etag, data) = next(
+        (u, v) for u, v in calendar_items(server, calendar_url).items() if b"b1" in v[1]
+    )
+    client_retitle(server, url, etag, data, "Budget review (moved by Dana)")
+
+    def from_calendar() -> list[dict[str, Any]]:
+        return [c for c in feed(client) if c["followup_id"] == "b1" and c["origin"] == "calendar"]
+
+    pulled = wait_for(from_calendar, CONVERGE, "the client's edit in the change feed")
+    assert pulled[0]["action"] == "updated"
+    assert "title" in pulled[0]["changes"]["fields"]
+    calendar_etag = pulled[0]["etag"]
+    assert client.get("/v1/followups/b1").headers["ETag"] == calendar_etag
+    wait_for(
+        lambda: any(c["origin"] == "calendar" for c in receiver.changes_of("b1")),
+        CONVERGE,
+        "the client's edit at the webhook receiver",
+    )
+    at_receiver = [c for c in receiver.changes_of("b1") if c["origin"] == "calendar"]
+    assert at_receiver[0]["etag"] == calendar_etag
+    assert receiver.bad_signatures == 0
+
+    # The CRM, still holding the version it wrote, is refused and shown the current one.
+    stale = client.put(
+        "/v1/followups/b1",
+        json=followup("b1", "Budget review (CRM edit)"),
+        headers={"If-Match": crm_etag},
+    )
+    assert stale.status_code == 412, stale.text
+    assert stale.json()["current"]["title"] == "Budget review (moved by Dana)"
+    assert stale.json()["etag"] == calendar_etag
+    # Based on the current version, the same write goes through and reaches the calendar.
+    fresh = client.put(
+        "/v1/followups/b1",
+        json=followup("b1", "Budget review (CRM edit)"),
+        headers={"If-Match": calendar_etag},
+    )
+    assert fresh.status_code == 200, fresh.text
+    wait_for(
+        lambda: summaries(server, calendar_url).get(uid_for_id("b1")) == "Budget review (CRM edit)",
+        CONVERGE,
+        "the CRM's conditional write on the calendar",
+    )
+    # Every feed entry reached the receiver once, in feed order.
+    wait_for(lambda: len(receiver.ids()) == len(feed(client)), CONVERGE, "all deliveries")
+    assert [p["change"]["cursor"] for p in receiver.received] == [c["cursor"] for c in feed(client)]
+    client.close()
+
+
+def test_receiver_down_then_back_gets_every_change_in_order(
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    http_port: int,
+    receiver: Receiver,
+) -> None:
+    config, _, _ = configure(tmp_path, radicale_server, receiver, http_port)
+    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
+    daemons.append(daemon)
+    daemon.wait_ready()
+    client = api(http_port)
+
+    receiver.stop()
+    for n in range(5):
+        response = client.put(f"/v1/followups/d{n}", json=followup(f"d{n}", f"Call {n}"))
+        assert response.status_code == 201
+    client.patch("/v1/followups/d0", json={"title": "Call 0, moved"})
+
+    def failing() -> dict[str, Any] | None:
+        items = client.get("/v1/webhooks").json()["items"]
+        return items[0] if items and items[0]["failures"] >= 2 else None
+
+    state = wait_for(failing, CONVERGE, "the daemon to notice the receiver is down")
+    assert state["last_error"] and not state["paused"] and state["backlog"] >= 6
+    receiver.start()
+
+    wanted = [c["cursor"] for c in feed(client)]
+    wait_for(lambda: len(set(receiver.ids())) >= len(wanted), 60, "every change after the outage")
+    assert [p["change"]["cursor"] for p in receiver.received] == wanted  # in order, once each
+    state = client.get("/v1/webhooks").json()["items"][0]
+    assert state["failures"] == 0 and state["backlog"] == 0
+    client.close()
+
+
+def test_sigkill_between_delivery_and_record_loses_nothing_and_redelivers_by_id(
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    http_port: int,
+    receiver: Receiver,
+) -> None:
+    config, _, _ = configure(tmp_path, radicale_server, receiver, http_port)
+    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
+    daemons.append(daemon)
+    daemon.wait_ready()
+    client = api(http_port)
+
+    # The receiver takes the first change and stalls: the daemon has sent it but not yet
+    # recorded that it was taken when it is killed.
+    receiver.mode = "hang"
+    for n in range(3):
+        assert client.put(f"/v1/followups/k{n}", json=followup(f"k{n}", f"Kill {n}")).status_code
+    wait_for(lambda: receiver.ids(), CONVERGE, "the first delivery to arrive")
+    daemon.kill()
+    first = receiver.ids()[0]
+    client.close()
+
+    receiver.mode = "ok"
+    restarted = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port, env=ENV)
+    daemons.append(restarted)
+    restarted.wait_ready()
+    client = api(http_port)
+    wanted = [c["cursor"] for c in feed(client)]
+    assert len(wanted) == 3
+    wait_for(lambda: len(set(receiver.ids())) == 3, CONVERGE, "every change after the restart")
+    ids = receiver.ids()
+    # Nothing lost; the only duplicate is the one in flight, under the same delivery id.
+    assert ids.count(first) == 2
+    assert len(ids) == 4 and len(set(ids)) == 3
+    unique = list(dict.fromkeys(p["change"]["cursor"] for p in receiver.received))
+    assert unique == wanted
+    client.close()
