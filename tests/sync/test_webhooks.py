@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from mappings.model import load_followup
 from sync import changes, webhooks
+from sync.cli_daemon import status_command
 from sync.config import WebhookSettings
 from sync.followups import FollowUpStore
 from sync.state import Database
@@ -87,6 +89,8 @@ def test_a_failing_receiver_is_paused_then_resumed_from_where_it_stopped(
     assert state.paused and state.failures == webhooks.MAX_FAILURES
     assert state.last_error == "HTTP 500" and state.backlog == 2
     assert deliverer.run_once().sent == 0  # paused: not tried any more
+    shown = CliRunner().invoke(status_command, ["--database", str(tmp_path / "wh.sqlite")])
+    assert f"webhook crm: PAUSED after {webhooks.MAX_FAILURES} failures (HTTP 500)" in shown.output
 
     receiver.status = 204
     assert webhooks.resume(db, "crm")
