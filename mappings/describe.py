@@ -12,6 +12,9 @@ Two forms, because the CRM shows two:
   (", 1 date moved, 2 deleted, 1 added"), so a user can tell at a glance that the
   calendar will not show the bare rule.
 
+``status_text`` is the follow-up's status as the CRM names it ("Completed" /
+"Fullført"), with the occurrences whose own status differs counted after it.
+
 Dates are ``dd.mm.yyyy`` in both languages, as SuperOffice writes them. The module is
 pure: it reads no clock and no locale settings, so the text is the same on every machine.
 """
@@ -24,7 +27,7 @@ from typing import Literal
 
 from icalendar import vRecur
 
-from mappings.model import FollowUp, Moment, OccurrenceException
+from mappings.model import FollowUp, FollowUpStatus, Moment, OccurrenceException
 from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type, is_bounded
 from mappings.superoffice import (
@@ -142,6 +145,40 @@ def sentence(followup: FollowUp, lang: Lang = "en") -> str:
         assert info is not None  # is_recurring said so
         text = _rule_text(info, lang) + _end_text(info, lang)
     return text + _edits_text(followup, lang)
+
+
+_STATUS_NAMES: dict[Lang, dict[FollowUpStatus, str]] = {
+    "en": {
+        FollowUpStatus.not_started: "Not started",
+        FollowUpStatus.started: "Started",
+        FollowUpStatus.completed: "Completed",
+    },
+    "nb": {
+        FollowUpStatus.not_started: "Ikke startet",
+        FollowUpStatus.started: "Startet",
+        FollowUpStatus.completed: "Fullført",
+    },
+}
+_OCCURRENCE_WORDS = {"en": ("occurrence", "occurrences"), "nb": ("forekomst", "forekomster")}
+
+
+def status_text(followup: FollowUp, lang: Lang = "en") -> str:
+    """``Started, 2 occurrences completed``; empty when no status is known at all."""
+    _check_lang(lang)
+    names = _STATUS_NAMES[lang]
+    own: dict[FollowUpStatus, int] = {}
+    for exception in followup.exceptions:
+        if exception.status is not None and not exception.cancelled:
+            own[exception.status] = own.get(exception.status, 0) + 1
+    if followup.status is None and not own:
+        return ""
+    pieces = [names[followup.status or FollowUpStatus.not_started]]
+    singular, plural = _OCCURRENCE_WORDS[lang]
+    for status in FollowUpStatus:
+        if own.get(status):
+            n = own[status]
+            pieces.append(f"{n} {singular if n == 1 else plural} {names[status].lower()}")
+    return ", ".join(pieces)
 
 
 def is_open_ended(followup: FollowUp) -> bool:

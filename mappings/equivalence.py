@@ -26,7 +26,12 @@ PLAIN_FIELDS = (
     "organizer",
     "participants",
     "language",
+    "status",
 )
+
+#: Informative only: when a task was ticked off is not an edit to sync back and forth
+#: (a task completed in the CRM gets the time of our write as its COMPLETED).
+NOT_COMPARED = frozenset({"completed_at"})
 
 
 def series_signature(followup: FollowUp) -> tuple[Any, ...]:
@@ -37,14 +42,20 @@ def series_signature(followup: FollowUp) -> tuple[Any, ...]:
 
 
 def exception_map(followup: FollowUp) -> dict[str, str]:
-    """Exceptions keyed by their original start, as canonical JSON, for per-occurrence merging."""
-    result = {}
-    for exception in followup.exceptions:
-        key = exception.original_start.isoformat()
-        result[key] = json.dumps(
-            exception.model_dump(mode="json", exclude_none=True), sort_keys=True
-        )
-    return result
+    """Exceptions keyed by their original start, as canonical JSON of what they mean, for
+    per-occurrence merging (``exception_documents`` holds the whole of each)."""
+    return {
+        key: json.dumps({k: v for k, v in doc.items() if k not in NOT_COMPARED}, sort_keys=True)
+        for key, doc in exception_documents(followup).items()
+    }
+
+
+def exception_documents(followup: FollowUp) -> dict[str, dict[str, Any]]:
+    """Exceptions keyed by their original start, as JSON-ready data."""
+    return {
+        exception.original_start.isoformat(): exception.model_dump(mode="json", exclude_none=True)
+        for exception in followup.exceptions
+    }
 
 
 def same_meaning(a: FollowUp, b: FollowUp) -> bool:

@@ -358,7 +358,7 @@ def _with_organizer(followup: FollowUp, organizer: Organizer | None) -> FollowUp
 
 def _strip_ours(component: Component) -> None:
     """Our private X- properties mean nothing to an attendee's calendar."""
-    for name in (KIND_PROPERTY, "X-FOLLOWUP-LANGUAGE", "X-FOLLOWUP-ID"):
+    for name in (KIND_PROPERTY, "X-FOLLOWUP-LANGUAGE", "X-FOLLOWUP-ID", "X-FOLLOWUP-STATUS"):
         component.pop(name, None)
 
 

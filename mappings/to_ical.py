@@ -20,6 +20,11 @@ follow-up's id. What goes where:
   occurrence answered differently but not otherwise edited gets an override of its own
   (as Apple Calendar and Outlook write it). ``language`` other than English travels as
   ``X-FOLLOWUP-LANGUAGE``.
+* ``status`` (and an exception's own ``status``): on a task, STATUS (NEEDS-ACTION,
+  IN-PROCESS, COMPLETED) with PERCENT-COMPLETE 0/100 and COMPLETED (``completed_at``, else
+  the DTSTAMP: the time it is written) as Thunderbird and Apple write a ticked-off task;
+  on an appointment or a call, which no client can mark done, ``X-FOLLOWUP-STATUS``
+  only, so it round-trips (``mappings.task_status``).
 * A series whose every occurrence is deleted is not emitted at all: servers refuse a
   rule with no instances (SabreDAV: "recurrence rule does not generate any valid
   instances"), and for the sync worker it means "delete the resource".
@@ -42,6 +47,7 @@ from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type
 from mappings.rrule import parse_rdate, rrule_for
 from mappings.superoffice import RecurrenceEndType
+from mappings.task_status import add_status
 from mappings.timezones import vtimezone
 
 PRODID = "-//followup-sync//followup-sync 0.1//EN"
@@ -137,6 +143,8 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
             description=exception.description,
             location=exception.location,
         )
+        if exception.status is not None:
+            add_status(override, followup.kind, exception.status, exception.completed_at, stamp)
         override.add("recurrence-id", ical_moment(exception.original_start, zone))
         start = exception.start if exception.start is not None else exception.original_start
         end = exception.end if exception.end is not None else start + followup.duration
@@ -145,15 +153,25 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
         components.append(override)
     for key in sorted(answered, key=_sort_key):
         # An occurrence answered on its own but otherwise as the series has it.
-        override = _new_component(followup)
-        _common(override, followup, uid, stamp)
-        override.add("recurrence-id", ical_moment(key, zone))
-        _times(override, followup, key, zone)
-        add_participants(override, followup, key)
-        components.append(override)
+        components.append(unedited_override(followup, key, stamp=stamp))
     if len(components) > 1:
         components[1:] = sorted(components[1:], key=lambda c: _sort_key(_local_key(c, zone)))
     return MappedSeries(followup.id, uid, components)
+
+
+def unedited_override(followup: FollowUp, key: Moment, *, stamp: dt.datetime) -> Component:
+    """An override of occurrence ``key`` that says what the series says about it.
+
+    It is the frame for what is the occurrence's own but not the mapper's: one
+    participant's answer, or what a client added to it (``mappings.resource``).
+    """
+    zone = followup.zone
+    override = _new_component(followup)
+    _common(override, followup, followup.effective_uid, stamp)
+    override.add("recurrence-id", ical_moment(key, zone))
+    _times(override, followup, key, zone)
+    add_participants(override, followup, key)
+    return override
 
 
 def add_participants(component: Component, followup: FollowUp, occurrence: Moment | None) -> None:
@@ -350,6 +368,8 @@ def _common(
     component.add(KIND_PROPERTY, followup.kind.value)
     if followup.language != Language.en:
         component.add(LANGUAGE_PROPERTY, followup.language.value)
+    if followup.status is not None:  # an exception's own status replaces it
+        add_status(component, followup.kind, followup.status, followup.completed_at, stamp)
 
 
 def _times(

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp
-from mappings.resource import render
+from mappings.resource import Rendered, render_resource
 from sync import followups as crm_store
 from sync.dav import DavCalendar, FetchError
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
@@ -74,6 +74,9 @@ class ApplyReport:
     done: dict[str, int] = field(default_factory=dict)  # "server create" -> n
     conflicts: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
+    #: What a user should know although nothing failed (item, message): a client's
+    #: override dropped with its occurrence by a CRM write-back.
+    notes: list[tuple[str, str]] = field(default_factory=list)
     #: The run was asked to stop (daemon shutdown) before every action was applied.
     stopped: bool = False
 
@@ -123,12 +126,12 @@ class _RenderAhead:
         self,
         pool: ThreadPoolExecutor,
         actions: Sequence[Action],
-        job: Callable[[Action], Callable[[], bytes | None] | None],
+        job: Callable[[Action], Callable[[], Rendered] | None],
     ) -> None:
         self._pool = pool
         self._actions = actions
         self._job = job
-        self._futures: dict[int, Future[bytes | None]] = {}
+        self._futures: dict[int, Future[Rendered]] = {}
         self._submitted = 0
 
     def advance(self, index: int) -> None:
@@ -143,7 +146,7 @@ class _RenderAhead:
                 self._futures[self._submitted] = self._pool.submit(job)
             self._submitted += 1
 
-    def take(self, index: int, action: Action) -> Future[bytes | None] | None:
+    def take(self, index: int, action: Action) -> Future[Rendered] | None:
         if index < len(self._actions) and self._actions[index] is action:
             return self._futures.pop(index, None)
         return None
@@ -280,7 +283,7 @@ class Applier:
 
     # --- server writes -------------------------------------------------------------------
 
-    def _render_job(self, action: Action) -> Callable[[], bytes | None] | None:
+    def _render_job(self, action: Action) -> Callable[[], Rendered] | None:
         """The render of a server write as a call with every input fixed now, or None."""
         if isinstance(action, CreateOnServer):
             base = None
@@ -289,24 +292,28 @@ class Applier:
         else:
             return None
         document, stamp, agent = action.document, self.clock(), self.schedule_agent(action.document)
-        return lambda: render(document, stamp=stamp, base=base, schedule_agent=agent)
+        return lambda: render_resource(document, stamp=stamp, base=base, schedule_agent=agent)
 
-    def _rendered(
-        self, action: CreateOnServer | UpdateOnServer, base: bytes | None
-    ) -> bytes | None:
-        """This action's resource bytes: rendered ahead if it was, else now."""
+    def _rendered(self, action: CreateOnServer | UpdateOnServer, base: bytes | None) -> Rendered:
+        """This action's resource: rendered ahead if it was, else now."""
         ahead = self._ahead.take(self._index, action) if self._ahead is not None else None
         if ahead is not None:
             return ahead.result()
-        return render(
+        return render_resource(
             action.document,
             stamp=self.clock(),
             base=base,
             schedule_agent=self.schedule_agent(action.document),
         )
 
+    def _note_dropped(self, followup_id: str, rendered: Rendered) -> None:
+        """Say in the pass report which client overrides left with their occurrence."""
+        for line in rendered.dropped_lines():
+            log.warning("%s: %s", followup_id, line)
+            self.report.notes.append((followup_id, line))
+
     def _create_on_server(self, action: CreateOnServer) -> None:
-        data = self._rendered(action, None)
+        data = self._rendered(action, None).data
         if data is None:
             log.info(
                 "%s: every occurrence is deleted; nothing to put on the calendar",
@@ -329,11 +336,13 @@ class Applier:
             if action.base_data is not None
             else self._server_data(action.followup_id)
         )
-        data = self._rendered(action, base)
+        rendered = self._rendered(action, base)
+        data = rendered.data
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
             return
         etag = self.calendar.update(action.href, data, action.etag)
+        self._note_dropped(action.followup_id, rendered)
         self._written(Written(action.followup_id, action.href, etag, action.document, data))
         self._done(action, "server update")
 
@@ -350,18 +359,19 @@ class Applier:
     def _merge(self, action: Merge) -> None:
         etag, data = action.etag, action.server_data
         if action.push:
-            rendered = render(
+            rendered = render_resource(
                 action.document,
                 stamp=self.clock(),
                 base=action.server_data,
                 schedule_agent=self.schedule_agent(action.document),
             )
-            if rendered is None:
+            if rendered.data is None:
                 raise MappingError(
                     "the merged series has no occurrences left", item=action.followup_id
                 )
-            etag = self.calendar.update(action.href, rendered, action.etag)
-            data = rendered
+            etag = self.calendar.update(action.href, rendered.data, action.etag)
+            data = rendered.data
+            self._note_dropped(action.followup_id, rendered)
         with self.db.sessions.begin() as session:
             if action.pull:
                 crm_store.save(session, action.document, origin="calendar")

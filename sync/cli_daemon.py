@@ -46,9 +46,12 @@ def _settings(config_path: str | None, *, required: bool = False) -> Settings:
     return load_settings(config_path)
 
 
-def _database(settings: Settings, database: str | None) -> Database:
-    """Open without creating or migrating: these commands must see the schema as it is."""
-    return Database(database_url(database or settings.database))
+def _database(settings: Settings, database: str | None, *, create: bool = False) -> Database:
+    """Open without migrating: these commands must see the schema as it is.
+
+    Only ``db upgrade`` may ``create`` a SQLite file that does not exist yet.
+    """
+    return Database(database_url(database or settings.database), create=create)
 
 
 # --- daemon -------------------------------------------------------------------------------------
@@ -120,7 +123,12 @@ def daemon_command(
     daemon.start()
     try:
         if ds.http_port:
-            http = HttpServer(create_service_app(daemon), ds.http_host, ds.http_port)
+            http = HttpServer(
+                create_service_app(daemon),
+                ds.http_host,
+                ds.http_port,
+                read_timeout=ds.http_read_timeout_seconds,
+            )
             try:
                 http.start()
             except RuntimeError as exc:
@@ -212,7 +220,7 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
     import json
 
     settings = _settings(config_path)
-    db = _database(settings, database)
+    db = Database.open(database or settings.database, create=False)
     rows = collect_status(settings, db)
     if as_json:
         click.echo(
@@ -290,7 +298,7 @@ def db_group() -> None:
 def db_upgrade_command(config_path: str | None, database: str | None) -> None:
     """Create the tables or apply pending migrations. Safe to run again."""
     settings = _settings(config_path)
-    db = _database(settings, database)
+    db = _database(settings, database, create=True)
     before, after = upgrade(db)
     if before == after:
         click.echo(f"database is current (revision {after})")

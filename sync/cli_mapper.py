@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from mappings.describe import LANGUAGES, Lang, is_open_ended, sentence, summary
+from mappings.describe import LANGUAGES, Lang, is_open_ended, sentence, status_text, summary
 from mappings.errors import FollowupSyncError, MappingError
 from mappings.model import FollowUp, Moment, dump_followups_json, load_followups_json
 from mappings.occurrences import occurrences
@@ -229,14 +229,17 @@ def describe_command(file: IO[bytes], lang: Lang) -> None:
 
     For each follow-up: its id and title, the line the CRM shows next to
     "Recurrence" (pattern, first and last date), and a sentence with the rule, its end
-    and any hand edits (moved, deleted, added dates).
+    and any hand edits (moved, deleted, added dates); then its status (not started,
+    started, completed) when one is known, with occurrences that have their own.
     """
     followups = load_followups_json(_read_text(file))
     label = "Recurrence" if lang == "en" else "Gjentas"
-    blocks = [
-        f"{f.id}  {f.title}\n  {label}: {summary(f, lang)}\n  {sentence(f, lang)}"
-        for f in followups
-    ]
+    blocks = []
+    for f in followups:
+        block = f"{f.id}  {f.title}\n  {label}: {summary(f, lang)}\n  {sentence(f, lang)}"
+        if status := status_text(f, lang):
+            block += f"\n  Status: {status}"
+        blocks.append(block)
     click.echo("\n\n".join(blocks))
 
 

@@ -57,8 +57,15 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def open_database(settings: Settings | None, database: str | None) -> Database:
-    return Database.open(database or (settings.database if settings else None))
+def open_database(
+    settings: Settings | None, database: str | None, *, create: bool = True
+) -> Database:
+    """The state database, never migrated (``db upgrade`` does that).
+
+    ``create=False`` for commands that only read: a missing or empty database is an
+    error (exit 2) instead of a new empty file and an empty answer.
+    """
+    return Database.open(database or (settings.database if settings else None), create=create)
 
 
 @click.command(
@@ -91,7 +98,7 @@ def import_command(file: IO[bytes], database: str | None, config_path: str | Non
 def export_command(ids: tuple[str, ...], database: str | None, config_path: str | None) -> None:
     """Print the stored follow-ups as a JSON array (the document 'import' and 'map' take)."""
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     followups = FollowUpStore(db).all()
     if ids:
         followups = [f for f in followups if f.id in set(ids)]
@@ -234,6 +241,10 @@ def print_report(report: PassReport) -> None:
         )
     for item, reason in plan.skipped:
         click.echo(f"  skipped {item}: {reason}", err=True)
+    for item, text in plan.notices:
+        click.echo(f"  note {item}: {text}", err=True)
+    for item, message in report.applied.notes:
+        click.echo(f"  note {item}: {message}", err=True)
     for item, message in report.errors:
         click.echo(f"  error {item}: {message}", err=True)
 
@@ -248,7 +259,7 @@ def conflicts_command(
 ) -> None:
     """List conflicts: both sides changed the same part; the losing value is kept here."""
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     with db.session() as session:
         query = select(ConflictRecord).order_by(ConflictRecord.occurred_at)
         if account_name:

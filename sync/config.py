@@ -196,6 +196,12 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+#: A follow-up document is a few KiB; a long series with many exceptions stays far below.
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+#: Seconds an HTTP client has to send one whole request once it started (sync.http_limits).
+DEFAULT_READ_TIMEOUT = 10.0
+
+
 class DaemonSettings(BaseModel):
     """The ``[daemon]`` table: what ``followup-sync daemon`` needs beyond the accounts."""
 
@@ -211,6 +217,10 @@ class DaemonSettings(BaseModel):
     log_level: str = "INFO"
     #: Environment variable holding the bearer token of the follow-up REST API.
     api_token_env: str = "FOLLOWUP_SYNC_API_TOKEN"
+    #: Larger request bodies are refused with 413 before they are read (sync.http_limits).
+    api_max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
+    #: A client must send a whole request (headers and body) within this many seconds.
+    http_read_timeout_seconds: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0)
     #: How often the store is polled for follow-ups changed by the CRM.
     crm_poll_seconds: float = Field(default=2.0, gt=0)
     #: Wait this long after the last CRM change before syncing (a burst of writes, one pass).

@@ -54,6 +54,7 @@ from sync.errors import (
     AlreadyExists,
     InvalidSyncToken,
     NotFound,
+    Refused,
     StoreError,
     TransportError,
     WrongEtag,
@@ -286,6 +287,26 @@ def _status_code(text: str | None, where: str) -> int:
     if len(parts) >= 2 and parts[1].isdigit():
         return int(parts[1])
     raise TransportError(f"unreadable DAV:status {text!r} in {where}")
+
+
+def _too_large(action: str, key: str, data: bytes, status: int) -> Refused:
+    size = f"{len(data):,} bytes"
+    reason = (
+        "larger than the server accepts"
+        if status == 413
+        else "refused although its condition held (412): most likely over the server's size "
+        "limit (Radicale: max_resource_size, 10 MB by default)"
+    )
+    return Refused(f"{action} {key}: the resource ({size}) was {reason}", href=key, status=status)
+
+
+def _same_etag(a: str, b: str) -> bool:
+    """ETags compared as RFC 9110 weak comparison does (``W/`` and the quotes aside)."""
+
+    def bare(value: str) -> str:
+        return value.strip().removeprefix("W/").strip('"')
+
+    return bare(a) == bare(b)
 
 
 def _has_error(body: bytes, name: str) -> bool:
@@ -875,6 +896,8 @@ class DavCalendar:
                     status=reply.status,
                 )
             return self._etag_after_write(key, reply)
+        if reply.status == 412 and not _has_error(reply.body, "no-uid-conflict"):
+            raise self._create_refused(key, data)
         if reply.status in (409, 412):
             what = (
                 "a resource with the same UID exists under another href"
@@ -882,7 +905,28 @@ class DavCalendar:
                 else "something already exists there"
             )
             raise AlreadyExists(f"create {key}: {what}", href=key, status=reply.status)
+        if reply.status == 413:
+            raise _too_large("create", key, data, 413)
         raise self._unexpected(reply, "PUT", key)
+
+    def _create_refused(self, key: str, data: bytes) -> StoreError:
+        """What a 412 to ``If-None-Match: *`` meant: taken, or refused for what it is.
+
+        Something at the href, or the UID under another href (Xandikos says 412 for
+        that), is AlreadyExists. Neither (one PROPFIND, one calendar-query) means the
+        condition held and the server refused the bytes: Radicale's answer to a
+        resource over its ``max_resource_size``.
+        """
+        if self._etag_of(key) is not None:
+            return AlreadyExists(
+                f"create {key}: something already exists there", href=key, status=412
+            )
+        try:
+            self._check_uid_free(key, data)
+        except AlreadyExists as exc:
+            exc.status = 412
+            return exc
+        return _too_large("create", key, data, 412)
 
     def update(self, href: str, data: bytes, etag: str) -> str:
         """PUT with If-Match (never If-Schedule-Tag-Match) and return the new etag.
@@ -911,11 +955,13 @@ class DavCalendar:
         if reply.status == 404:
             raise NotFound(f"update {key}: gone", href=key, status=404)
         if reply.status == 412:
-            raise self._precondition_failed("update", key)
+            raise self._precondition_failed("update", key, sent=etag, data=data)
         if reply.status == 409 and _has_error(reply.body, "no-uid-conflict"):
             raise AlreadyExists(
                 f"update {key}: the new UID exists under another href", href=key, status=409
             )
+        if reply.status == 413:
+            raise _too_large("update", key, data, 413)
         raise self._unexpected(reply, "PUT", key)
 
     def delete(self, href: str, etag: str) -> None:
@@ -1005,9 +1051,15 @@ class DavCalendar:
                 return reply, str(el.text).strip()
         return reply, None
 
-    def _precondition_failed(self, action: str, key: str) -> StoreError:
-        if self._etag_of(key) is None:
+    def _precondition_failed(
+        self, action: str, key: str, *, sent: str | None = None, data: bytes | None = None
+    ) -> StoreError:
+        """NotFound if gone, WrongEtag if changed; Refused if our etag (``sent``) still holds."""
+        current = self._etag_of(key)
+        if current is None:
             return NotFound(f"{action} {key}: gone", href=key, status=412)
+        if sent is not None and data is not None and _same_etag(current, sent):
+            return _too_large(action, key, data, 412)
         return WrongEtag(f"{action} {key}: changed on the server", href=key, status=412)
 
     def _unexpected(self, reply: _Reply, method: str, key: str) -> StoreError:

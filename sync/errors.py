@@ -6,6 +6,7 @@
     ├── StoreError             the CalDAV side failed
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
     │   ├── InvalidSyncToken   the server no longer knows our token: do a full listing
+    │   ├── Refused            the server will not store these bytes (too large): no retry
     │   └── PreconditionFailed the server refused a conditional write (412/409): re-read, re-plan
     │       ├── AlreadyExists  If-None-Match: * failed, something lives at that href or UID
     │       ├── WrongEtag      If-Match failed, someone changed the resource since we read it
@@ -30,6 +31,7 @@ __all__ = [
     "MappingError",
     "NotFound",
     "PreconditionFailed",
+    "Refused",
     "SafetyStop",
     "SideEmpty",
     "StoreError",
@@ -58,6 +60,16 @@ class TransportError(StoreError):
 
 class InvalidSyncToken(StoreError):
     """The server rejected our sync token (RFC 6578 valid-sync-token): list everything."""
+
+
+class Refused(StoreError):
+    """The server refused a write for what it is, not for the state it found.
+
+    A resource over the server's size limit: a 413, or a 412 to a write whose condition
+    held (nothing at the href nor with the UID for a create, our etag still current for
+    an update), which is how Radicale answers one over ``max_resource_size``. Writing the
+    same bytes again cannot succeed, so this is the item's error, with no re-read.
+    """
 
 
 class PreconditionFailed(StoreError):

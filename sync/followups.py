@@ -21,7 +21,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
+from mappings.resource import check_renderable
 from sync import changes
 from sync.state import Database, FollowUpRow, as_utc, utcnow
 
@@ -42,6 +44,8 @@ class CrmEntry:
     content_hash: str
     deleted: bool
     updated_at: dt.datetime
+    #: The CRM associate; a tail split off in a calendar belongs to the same one.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,13 @@ class FollowUpStore:
         self.db = db
 
     def import_followups(self, followups: Iterable[FollowUp]) -> ImportResult:
+        """Store every follow-up or none: each is checked first (``check_renderable``)."""
         created: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        followups = list(followups)
+        for followup in followups:
+            check_renderable(followup)
         with self.db.sessions.begin() as session:
             for followup in followups:
                 outcome = save(session, followup)
@@ -86,6 +94,7 @@ class FollowUpStore:
             return tombstone(session, followup_id)
 
     def put(self, followup: FollowUp) -> str:
+        check_renderable(followup)
         with self.db.sessions.begin() as session:
             return save(session, followup)
 
@@ -176,11 +185,23 @@ def crm_entries(session: Session, ids: Sequence[str] | None = None) -> dict[str,
     }
 
 
-def load_documents(session: Session, ids: Iterable[str]) -> dict[str, FollowUp]:
+def load_documents(
+    session: Session, ids: Iterable[str], *, errors: dict[str, str] | None = None
+) -> dict[str, FollowUp]:
+    """The stored documents of ``ids``.
+
+    With ``errors``, a document that no longer validates (stored by an older version, or
+    edited in the database) is reported there by id instead of failing every other one.
+    """
     wanted = list(ids)
     result: dict[str, FollowUp] = {}
     for chunk_start in range(0, len(wanted), 500):
         chunk = wanted[chunk_start : chunk_start + 500]
         for row in session.scalars(select(FollowUpRow).where(FollowUpRow.id.in_(chunk))):
-            result[row.id] = load_followup(row.document)
+            try:
+                result[row.id] = load_followup(row.document)
+            except MappingError as exc:
+                if errors is None:
+                    raise
+                errors[row.id] = str(exc)
     return result

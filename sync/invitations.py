@@ -1259,6 +1259,7 @@ def decide_held(db: Database, record_id: int, *, accept: bool) -> ReplyOutcome:
                 crm_store.save(
                     session,
                     _with_answer(followup, record.attendee, partstat, record.recurrence_id),
+                    origin="invitation",
                 )
                 record.outcome, record.reason = "applied", "accepted by the operator"
             else:

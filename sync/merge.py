@@ -13,12 +13,16 @@ CRM when the server gives no LAST-MODIFIED).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from mappings.equivalence import PLAIN_FIELDS, exception_map, series_signature
+from mappings.equivalence import (
+    PLAIN_FIELDS,
+    exception_documents,
+    exception_map,
+    series_signature,
+)
 from mappings.errors import MappingError
 from mappings.model import FollowUp, OccurrenceException, load_followup
 
@@ -91,6 +95,12 @@ def merge(
         c, s = crm_doc.get(name), server_doc.get(name)
         side = pick(name, b or None, c or None, s or None, same=(c or None) == (s or None))
         _set(result, name, (crm_doc if side == "crm" else server_doc).get(name))
+        if name == "status":  # when it was completed goes with the status it belongs to
+            _set(
+                result,
+                "completed_at",
+                (crm_doc if side == "crm" else server_doc).get("completed_at"),
+            )
 
     crm_series, server_series = series_signature(crm), series_signature(server)
     base_series = series_signature(base) if base is not None else None
@@ -110,14 +120,15 @@ def merge(
 
     base_exc = exception_map(base) if base is not None else {}
     crm_exc, server_exc = exception_map(crm), exception_map(server)
-    merged_exc: dict[str, str] = {}
+    whole = {"crm": exception_documents(crm), "server": exception_documents(server)}
+    merged_exc: list[dict[str, Any]] = []
     for key in sorted(set(base_exc) | set(crm_exc) | set(server_exc)):
         b, c, s = base_exc.get(key), crm_exc.get(key), server_exc.get(key)
         side = pick(f"exception {key}", b, c, s, same=c == s)
-        value = c if side == "crm" else s
+        value = whole[side].get(key)
         if value is not None:
-            merged_exc[key] = value
-    result["exceptions"] = [json.loads(v) for v in merged_exc.values()]
+            merged_exc.append(value)
+    result["exceptions"] = merged_exc
 
     document, dropped = _valid_document(result)
     conflicts.extend(

@@ -24,7 +24,11 @@ deleted           deleted             Forget
 new               absent              CreateOnServer (If-None-Match: *)
 new               present (same UID)  Adopt: RecordState if same meaning, else Merge without base
 absent            new on server       CreateFromServer if ``import_new``, else ignored
+absent            tail of a split     CreateFromServer ``<id>-<date>`` (``sync.splits``)
 ================  ==================  ===================================================
+
+A series the calendar cut short (an UNTIL added) with no tail tied to it gets a line in
+the plan's ``notices`` telling how the tail can be imported.
 
 "Changed on the server" means the ETag moved *and* the content means something else
 (``mappings.equivalence``): servers rewrite ETags and clients add alarms, neither of
@@ -48,10 +52,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mappings.equivalence import same_meaning
+from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp, id_for_uid
+from mappings.occurrences import is_recurring
+from mappings.operations import split_id
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.followups import CrmEntry
 from sync.merge import Conflict, ConflictPolicy, merge, winner_side
+from sync.splits import cut_short_notice, first_date, lost_dates, parent_uids
 
 
 class OnServerDelete(StrEnum):
@@ -239,6 +247,10 @@ Action = (
 class Plan:
     actions: tuple[Action, ...]
     skipped: tuple[tuple[str, str], ...]  # (item, reason): unreadable or ignored items
+    notices: tuple[tuple[str, str], ...] = ()  # (item, text): done, but worth telling a user
+    #: (follow-up id, message): items whose decision failed (a document that cannot be
+    #: mapped or compared); errors of the pass, while every other item is decided.
+    failed: tuple[tuple[str, str], ...] = ()
 
     def count(self, side: str, verb: str) -> int:
         return sum(1 for a in self.actions if a.side == side and a.verb == verb)
@@ -293,6 +305,7 @@ class PlanSummary:
 
     actions: tuple[Planned, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # (item, reason): unreadable or ignored items
+    notices: tuple[tuple[str, str], ...] = ()  # (item, text): done, but worth telling a user
 
     def count(self, side: str, verb: str) -> int:
         return sum(1 for a in self.actions if a.side == side and a.verb == verb)
@@ -344,26 +357,32 @@ def plan_items(
     """
     actions: list[Action] = []
     skipped: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     by_href = synced_hrefs if synced_hrefs is not None else {entry.href for entry in state.values()}
     claimed_hrefs: set[str] = set()
+    cuts: dict[str, _Cut] = {}
 
     for followup_id in sorted(set(state) | set(crm.entries)) if ids is None else ids:
-        entry = crm.entries.get(followup_id)
-        known = state.get(followup_id)
-        if known is not None:
-            claimed_hrefs.add(known.href)
-            if known.href in server.failed:
-                skipped.append((followup_id, server.failed[known.href]))
-                continue
-            actions.extend(_known_item(followup_id, entry, known, crm, server, options))
-        elif entry is not None and not entry.deleted:
-            doc = crm.documents[followup_id]
-            found = _server_doc_for_uid(server, doc.effective_uid, exclude=by_href)
-            if found is not None:
-                claimed_hrefs.add(found.href)
-                actions.extend(_adopt(doc, entry, found, options))
-            else:
-                actions.append(CreateOnServer(followup_id, doc.effective_uid, doc))
+        try:
+            with item_errors(followup_id, doing="cannot be planned"):
+                decided = _decide_item(followup_id, crm, server, state, options, by_href)
+                known = state.get(followup_id)
+                cut = (
+                    _cut_short(followup_id, known, server)
+                    if known is not None and decided.skipped is None
+                    else None
+                )
+        except MappingError as exc:
+            # A document that cannot be mapped or compared fails alone; the others go on.
+            failed.append((followup_id, str(exc)))
+            continue
+        if decided.claimed is not None:
+            claimed_hrefs.add(decided.claimed)
+        if decided.skipped is not None:
+            skipped.append((followup_id, decided.skipped))
+        actions.extend(decided.actions)
+        if cut is not None:
+            cuts[followup_id] = cut
 
     for href, resource in sorted(server.docs.items()):
         if href in claimed_hrefs or href in by_href:
@@ -373,6 +392,10 @@ def plan_items(
             if crm.entries[owner_id].deleted:
                 # Written before a crash, deleted in the CRM since: finish the delete.
                 actions.append(DeleteOnServer(owner_id, href, resource.etag))
+            continue
+        tail = _tied_tail(resource, crm, state, cuts)
+        if tail is not None:
+            actions.extend(tail)
             continue
         if options.import_new:
             for index, followup in enumerate(resource.followups):
@@ -385,7 +408,121 @@ def plan_items(
         else:
             skipped.append((href, "created in a calendar client; import_new is off"))
 
-    return Plan(tuple(actions), tuple(skipped))
+    notices = [
+        (followup_id, cut_short_notice(cut.lost))
+        for followup_id, cut in sorted(cuts.items())
+        if not cut.tied
+    ]
+    return Plan(tuple(actions), tuple(skipped), tuple(notices), tuple(failed))
+
+
+# --- "this and following" as two series (Google's way) -----------------------------------
+
+
+@dataclass
+class _Cut:
+    """A follow-up whose series the calendar ended early in this pass."""
+
+    kind: str
+    lost: list[dt.date]  # the dates it lost, first one first
+    tied: bool = False  # a tail in this pass was given to it
+
+
+def _cut_short(followup_id: str, known: StateEntry, server: ServerView) -> _Cut | None:
+    doc = server.docs.get(known.href)
+    base = known.synced_document
+    if doc is None or doc.etag == known.etag or base is None or len(doc.followups) != 1:
+        return None
+    lost = lost_dates(base, doc.followups[0])
+    return _Cut(base.kind.value, lost) if lost else None
+
+
+def _tied_tail(
+    resource: ServerDoc,
+    crm: CrmView,
+    state: Mapping[str, StateEntry],
+    cuts: Mapping[str, _Cut],
+) -> list[Action] | None:
+    """The follow-up a new resource split off from, as actions; None when nothing ties it.
+
+    Split the way a RANGE=THISANDFUTURE override splits (``_split_off``): the tail is the
+    follow-up ``<id>-<yyyymmdd>``, but it stays in the resource the client wrote.
+    """
+    if not resource.followups:
+        return None
+    head = resource.followups[0]
+    owner_id = _owner_by_uid(resource, crm)
+    if owner_id is None:
+        owner_id = next(
+            (
+                followup_id
+                for followup_id, cut in cuts.items()
+                if not cut.tied
+                and cut.kind == head.kind.value
+                and is_recurring(head)
+                and first_date(head) == cut.lost[0]
+            ),
+            None,
+        )
+    if owner_id is None:
+        return None
+    tail_id = split_id(owner_id, first_date(head))
+    if tail_id in crm.entries or tail_id in state:
+        return None  # split there before; this one is a new event after all
+    if owner_id in cuts:
+        cuts[owner_id].tied = True
+    owner = crm.entries[owner_id].owner
+    tail = head.model_copy(update={"id": tail_id, "uid": resource.uid, "owner": owner})
+    actions: list[Action] = [
+        CreateFromServer(tail_id, resource.href, resource.etag, tail, resource.data)
+    ]
+    if len(resource.followups) > 1:  # the tail was itself split by a THISANDFUTURE override
+        actions.append(UpdateOnServer(tail_id, resource.href, resource.etag, tail, resource.data))
+        actions.extend(_split_off(resource.followups[1:]))
+    return actions
+
+
+def _owner_by_uid(resource: ServerDoc, crm: CrmView) -> str | None:
+    """The live follow-up whose UID the resource names as its origin (``_R``, RELATED-TO)."""
+    for parent in parent_uids(resource.uid, resource.data):
+        owner_id = crm.uids.get(parent) or id_for_uid(parent)
+        entry = crm.entries.get(owner_id) if owner_id is not None else None
+        if entry is not None and not entry.deleted:
+            return owner_id
+    return None
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One follow-up's decision: its actions, or why it was skipped, and the href it claims."""
+
+    actions: Sequence[Action] = ()
+    skipped: str | None = None
+    claimed: str | None = None
+
+
+def _decide_item(
+    followup_id: str,
+    crm: CrmView,
+    server: ServerView,
+    state: Mapping[str, StateEntry],
+    options: PlanOptions,
+    synced_hrefs: Collection[str],
+) -> _Decided:
+    entry = crm.entries.get(followup_id)
+    known = state.get(followup_id)
+    if known is not None:
+        if known.href in server.failed:
+            return _Decided(skipped=server.failed[known.href], claimed=known.href)
+        actions = _known_item(followup_id, entry, known, crm, server, options)
+        return _Decided(actions, claimed=known.href)
+    if entry is None or entry.deleted:
+        return _Decided()
+    doc = crm.documents[followup_id]
+    found = _server_doc_for_uid(server, doc.effective_uid, exclude=synced_hrefs)
+    if found is not None:
+        return _Decided(_adopt(doc, entry, found, options), claimed=found.href)
+    return _Decided([CreateOnServer(followup_id, doc.effective_uid, doc)])
 
 
 # --- planning a pass in chunks -----------------------------------------------------------

@@ -146,9 +146,12 @@ class _Sweep:
 
     planned: list[Planned] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
+    #: follow-up id -> why it could not be loaded or planned (the pass went on without it)
+    unplanned: dict[str, str] = field(default_factory=dict)
     applied: ApplyReport = field(default_factory=ApplyReport)
 
     def report(self, account: str, mode: str, *, dry_run: bool) -> PassReport:
@@ -156,9 +159,9 @@ class _Sweep:
             account,
             mode,
             dry_run,
-            PlanSummary(tuple(self.planned), tuple(self.skipped)),
+            PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
-            read_errors=sorted(self.failed.items()),
+            read_errors=sorted(self.failed.items()) + sorted(self.unplanned.items()),
             applied=self.applied,
         )
 
@@ -209,6 +212,7 @@ def _add_up(total: ApplyReport, part: ApplyReport) -> None:
         total.done[key] = total.done.get(key, 0) + count
     total.conflicts += part.conflicts
     total.errors.extend(part.errors)
+    total.notes.extend(part.notes)
     total.stopped = total.stopped or part.stopped
 
 
@@ -411,6 +415,10 @@ class SyncPass:
             if keep:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
+                out.notices.extend(the_plan.notices)
+                for item, text in the_plan.notices:
+                    log.warning("%s: %s: %s", self.account.name, item, text)
+                out.unplanned.update(the_plan.failed)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
@@ -486,9 +494,15 @@ class SyncPass:
             and not entry.deleted
             and (followup_id not in state or state[followup_id].synced_hash != entry.content_hash)
         ]
+        unreadable: dict[str, str] = {}
         with self.db.session() as session:
-            documents = crm_store.load_documents(session, needed)
-        missing = {followup_id for followup_id in needed if followup_id not in documents}
+            documents = crm_store.load_documents(session, needed, errors=unreadable)
+        ids = [followup_id for followup_id in ids if followup_id not in unreadable]
+        missing = {
+            followup_id
+            for followup_id in needed
+            if followup_id not in documents and followup_id not in unreadable
+        }
         if missing:
             # Purged since the pass listed the CRM (another account's pass finished its
             # delete): nothing to decide now; the next pass sees what is left.
@@ -500,9 +514,10 @@ class SyncPass:
         server = ServerView(
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
-        return plan_items(
+        decided = plan_items(
             crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
         )
+        return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _collection(self) -> CollectionState:
         with self.db.sessions.begin() as session:
@@ -731,13 +746,21 @@ class SyncPass:
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
+        warnings = list(parsed.warnings)
         followups = parse_components(
-            parsed.components, default_timezone=self.account.default_timezone, known=known
+            parsed.components,
+            default_timezone=self.account.default_timezone,
+            known=known,
+            warnings=warnings,
         )
+        for warning in warnings:
+            log.warning("%s: %s: %s", self.account.name, resource.href, warning)
         if known is not None:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
             )
+            # Tails a THISANDFUTURE override split off belong to the same CRM associate.
+            followups[1:] = [f.model_copy(update={"owner": known.owner}) for f in followups[1:]]
         return ServerDoc(
             resource.href,
             resource.etag,
@@ -859,7 +882,7 @@ class SyncPass:
                 if not belongs:
                     continue
                 entries[row.id] = CrmEntry(
-                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at)
+                    row.id, row.content_hash, row.deleted, as_utc(row.updated_at), row.owner
                 )
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)

@@ -48,6 +48,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sync.errors import ConfigError
+
 SCHEMA_VERSION = 1
 DEFAULT_DATABASE = "followup-sync.sqlite"
 
@@ -178,27 +180,31 @@ class ConflictRecord(Base):
 class Database:
     """Owns the engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False``: a SQLite file that does not exist is an error, not a new file."""
         self.url = url
-        self.engine: Engine = _make_engine(url)
+        self.engine: Engine = _make_engine(url, create_file=create)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str | None = None) -> Database:
-        """Open (and create or migrate if needed) the database; a bare path means a SQLite file.
+    def open(cls, url: str | None = None, *, create: bool = True) -> Database:
+        """Open the database of a one-shot command; a bare path means a SQLite file.
 
-        This is the quick-start path every one-shot command takes. The daemon instead
-        opens ``Database(url)`` and refuses to start on an old schema (sync.schema), so a
-        production database is only ever migrated by ``followup-sync db upgrade``.
+        Never migrates: an older schema is an error naming ``followup-sync db upgrade``,
+        a newer one an error too (sync.schema.require_current). ``create``: a missing or
+        empty database gets the tables (the one-command quick start of ``import`` and
+        ``sync``); without it, the commands that only read refuse it, so a mistyped
+        ``--database`` never leaves an empty file behind.
         """
-        db = cls(database_url(url))
-        db.create_schema()
+        from sync.schema import require_current  # sync.schema imports this module
+
+        db = cls(database_url(url), create=create)
+        try:
+            require_current(db, create=create)
+        except BaseException:
+            db.close()
+            raise
         return db
-
-    def create_schema(self) -> None:
-        from sync.schema import ensure_schema  # sync.schema imports this module
-
-        ensure_schema(self)
 
     def create_tables(self) -> None:
         """The tables as the models say, plus the schema_version row (no migration bookkeeping)."""
@@ -228,9 +234,19 @@ def database_url(value: str | None) -> str:
     return f"sqlite:///{Path(value).expanduser()}"
 
 
-def _make_engine(url: str) -> Engine:
+class DatabaseMissing(ConfigError):
+    """A command that only reads was pointed at a SQLite file that does not exist."""
+
+
+def _make_engine(url: str, *, create_file: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:" and not Path(path).exists() and not create_file:
+            raise DatabaseMissing(
+                f"no database at {path}: check --database, $FOLLOWUP_SYNC_DATABASE or the "
+                "config's 'database' (to start one: 'followup-sync db upgrade', or 'import'"
+                " or 'sync')"
+            )
         if path and path != ":memory:" and not Path(path).exists():
             # The store holds calendar data and server ETags: readable by the owner only.
             Path(path).parent.mkdir(parents=True, exist_ok=True)

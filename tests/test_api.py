@@ -138,9 +138,35 @@ def test_create_read_update_delete(http: httpx.Client) -> None:
     assert_problem(http.delete("/followups/4100"), 404, "id")
 
 
+def test_status_is_read_and_written_for_the_series_and_one_occurrence(http: httpx.Client) -> None:
+    doc = {
+        **WEEKLY,
+        "id": "4101",
+        "kind": "task",
+        "status": "started",
+        "exceptions": [
+            {
+                "original_start": "2026-03-09T10:00:00",
+                "status": "completed",
+                "completed_at": "2026-03-09T10:45:00+01:00",
+            }
+        ],
+    }
+    assert http.post("/followups", json=doc).status_code == 201
+    read = http.get("/followups/4101").json()
+    assert read["status"] == "started"
+    assert read["exceptions"][0]["status"] == "completed"
+    assert read["exceptions"][0]["completed_at"] == "2026-03-09T09:45:00Z"
+    plain = {**WEEKLY, "id": "4101"}
+    assert "status" not in http.put("/followups/4101", json=plain).json(), "unknown stays absent"
+    assert http.delete("/followups/4101").status_code == 204
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
+        ({"status": "done"}, "status"),
+        ({"status": "started", "completed_at": "2026-03-02T12:00:00Z"}, "completed_at"),
         ({"end": "2026-03-02T09:00:00"}, "end"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         (

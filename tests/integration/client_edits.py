@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
-from icalendar import Alarm, Calendar, Component, Event, vCalAddress, vRecur
+from icalendar import Alarm, Calendar, Component, Event, Todo, vCalAddress, vRecur
 from lxml import etree
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -333,10 +333,19 @@ def this_and_future_override(
 
 
 def google_split(
-    data: bytes, original: dt.datetime, new_uid: str, new_start: dt.datetime, new_end: dt.datetime
+    data: bytes,
+    original: dt.datetime,
+    new_uid: str,
+    new_start: dt.datetime,
+    new_end: dt.datetime,
+    *,
+    related_to: str | None = None,
 ) -> tuple[bytes, bytes]:
     """'This and following' as Google writes it: the old series gets an UNTIL, a new
-    series (new UID) starts at the chosen occurrence. Returns (old, new)."""
+    series (new UID) starts at the chosen occurrence. Returns (old, new).
+
+    Google names the tail ``<old UID>_R<start>``; Apple gives it a fresh UID; some
+    clients add RELATED-TO naming the old series (``related_to``)."""
     cal = Calendar.from_ical(data)
     master = master_of(cal)
     rule = vRecur.from_ical(master["RRULE"].to_ical().decode())
@@ -369,10 +378,67 @@ def google_split(
     event.add("dtend", new_end)
     event.add("rrule", tail_rule)
     event.add("x-google-split-from", str(master["UID"]))
+    if related_to is not None:
+        event.add("related-to", related_to)
     _touch(event)
     new.add_component(event)
     # Overrides after the split point move with the tail in Google; ours has none there.
     return bytes(cal.to_ical()), bytes(new.to_ical())
+
+
+def end_series(data: bytes, before: dt.datetime) -> bytes:
+    """'Delete this and all following' in a client: the rule gets an UNTIL, nothing else."""
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    rule = vRecur.from_ical(master["RRULE"].to_ical().decode())
+    rule.pop("COUNT", None)
+    rule["UNTIL"] = [(before - dt.timedelta(seconds=1)).astimezone(dt.UTC)]
+    master.pop("RRULE")
+    master.add("rrule", rule)
+    _touch(master)
+    return bytes(cal.to_ical())
+
+
+def complete_task(
+    data: bytes,
+    original: dt.datetime | None = None,
+    *,
+    style: str = "thunderbird",
+    when: dt.datetime | None = None,
+) -> bytes:
+    """Tick a task off: the whole task, or (``original``) one occurrence of a recurring one.
+
+    Thunderbird writes STATUS:COMPLETED, COMPLETED and PERCENT-COMPLETE:100; Apple
+    Reminders STATUS and COMPLETED only. One occurrence becomes a VTODO override with the
+    occurrence's DTSTART and DUE, as both write it.
+    """
+    cal = Calendar.from_ical(data)
+    master = master_of(cal)
+    if original is None:
+        target = master
+    else:
+        found = override_of(cal, original)
+        if found is None:
+            found = Todo()
+            found.add("uid", str(master["UID"]))
+            found.add("recurrence-id", original)
+            found.add("summary", str(master.get("SUMMARY", "")))
+            span = master["DUE"].dt - master["DTSTART"].dt
+            found.add("dtstart", original)
+            found.add("due", original + span)
+            cal.add_component(found)
+        target = found
+    for name in ("STATUS", "COMPLETED", "PERCENT-COMPLETE"):
+        target.pop(name, None)
+    target.add("status", "COMPLETED")
+    target.add("completed", when or _now())
+    if style == "thunderbird":
+        target.add("percent-complete", 100)
+        target.add("x-moz-generation", "4")
+    elif style != "apple":
+        raise ValueError(style)
+    _touch(target)
+    return bytes(cal.to_ical())
 
 
 def _rule_starts(master: Component) -> list[dt.datetime]:
@@ -417,4 +483,131 @@ def break_resource(data: bytes) -> bytes:
     master.pop("DURATION", None)
     master.add("duration", -dt.timedelta(hours=1))
     _touch(master)
+    return bytes(cal.to_ical())
+
+
+# --- one occurrence's own state, as the clients write it ------------------------------------
+
+
+def _plain_override(cal: Calendar, original: dt.datetime) -> Component:
+    """The override a client adds for "this occurrence only": a copy of the master at that
+    occurrence (SUMMARY, LOCATION … as the master has them), or the one already there."""
+    existing = override_of(cal, original)
+    if existing is not None:
+        return existing
+    master = master_of(cal)
+    override = Todo() if master.name == "VTODO" else Event()
+    override.add("uid", str(master["UID"]))
+    override.add("recurrence-id", original)
+    for name in ("SUMMARY", "DESCRIPTION", "LOCATION", "CATEGORIES", "X-FOLLOWUP-KIND"):
+        if name in master:
+            override.add(name, master[name], encode=False)
+    span = master["DTEND" if "DTEND" in master else "DUE"].dt - master["DTSTART"].dt
+    override.add("dtstart", original)
+    override.add("due" if master.name == "VTODO" else "dtend", original + span)
+    cal.add_component(override)
+    return override
+
+
+def alarm_for_one_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """iOS "this event only": a reminder on one occurrence; iOS adds its alarm UID and
+    acknowledgement, and marks the occurrence free (TRANSP) if the user said so."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    alarm = _alarm(45)
+    alarm.add("uid", "8C4E2A53-7D39-4F7B-9E42-ONE-OCCURRENCE")
+    alarm.add("x-wr-alarmuid", "8C4E2A53-7D39-4F7B-9E42-ONE-OCCURRENCE")
+    override.add_component(alarm)
+    override.add("transp", "TRANSPARENT")
+    override.add("x-apple-travel-advisory-behavior", "AUTOMATIC")
+    _touch(override)
+    return bytes(cal.to_ical())
+
+
+def complete_task_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """Thunderbird ticks one occurrence of a recurring task done."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    done = _now()
+    override.add("status", "COMPLETED")
+    override.add("completed", done)
+    override.add("percent-complete", 100)
+    override.add("x-moz-generation", "2")
+    _touch(override, modified=done)
+    return bytes(cal.to_ical())
+
+
+def answer_and_classify_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """Outlook: one occurrence made private, with the client's own attendee marked as
+    tentative for that occurrence only (an ATTENDEE the follow-up does not have)."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    attendee = vCalAddress("mailto:carol@example.com")
+    attendee.params["CN"] = "Carol Example"
+    attendee.params["PARTSTAT"] = "TENTATIVE"
+    override.add("attendee", attendee, encode=False)
+    override.add("class", "PRIVATE")
+    override.add("x-microsoft-cdo-busystatus", "TENTATIVE")
+    _touch(override)
+    return bytes(cal.to_ical())
+
+
+def all_day_occurrence(
+    data: bytes, original: dt.datetime, day: dt.date, *, style: str = "thunderbird"
+) -> bytes:
+    """Thunderbird/Outlook tick "all day" on one occurrence of a timed series: the override's
+    DTSTART/DTEND become DATEs (the end exclusive) while the master keeps its DATE-TIMEs."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    for name in ("DTSTART", "DTEND", "DUE", "DURATION"):
+        override.pop(name, None)
+    override.add("dtstart", day)
+    override.add("dtend", day + dt.timedelta(days=1))
+    if style == "outlook":
+        override.add("x-microsoft-cdo-alldayevent", "TRUE")
+        override.add("transp", "TRANSPARENT")
+    else:
+        override.add("x-moz-generation", "4")
+    _touch(override)
+    _touch(master_of(cal))
+    return bytes(cal.to_ical())
+
+
+# --- files some tools write and some servers keep ------------------------------------------
+
+
+def without_uid(summary: str, start: dt.datetime, end: dt.datetime) -> bytes:
+    """An event exported without UID (RFC 5545 requires one; some exporters leave it out)."""
+    cal = Calendar()
+    cal.add("prodid", "-//Example Corp.//Legacy Exporter 2.1//EN")
+    cal.add("version", "2.0")
+    event = Event()
+    event.add("dtstamp", _now())
+    event.add("summary", summary)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("rrule", vRecur.from_ical("FREQ=WEEKLY;COUNT=4"))
+    cal.add_component(event)
+    cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+def second_master_copy(
+    data: bytes, *, summary: str, old_copy_exdate: dt.datetime | None = None
+) -> bytes:
+    """A client that appends an edited master instead of replacing it: two masters of one
+    UID, the new one with a higher SEQUENCE; the old copy may carry an EXDATE of its own."""
+    cal = Calendar.from_ical(data)
+    old = master_of(cal)
+    new = old.copy()
+    for sub in old.subcomponents:
+        new.add_component(sub)
+    new.pop("SUMMARY", None)
+    new.add("summary", summary)
+    _touch(new)
+    new.pop("SEQUENCE", None)
+    new.add("sequence", int(old.get("SEQUENCE", 0)) + 2)
+    if old_copy_exdate is not None:
+        old.add("exdate", [old_copy_exdate])
+    cal.add_component(new)
     return bytes(cal.to_ical())

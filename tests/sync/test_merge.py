@@ -393,3 +393,47 @@ def test_series_conflict_reports_the_losing_rule() -> None:
 
     assert conflict.lost["recurrence"] == crm.to_json_dict()["recurrence"]
     assert conflict.kept["recurrence"] == server.to_json_dict()["recurrence"]
+
+
+# --- status (task completion) is a field like any other ------------------------------------
+
+
+def test_status_changed_on_one_side_merges_with_an_edit_on_the_other() -> None:
+    base = weekly()
+    crm = weekly(title="Renamed")
+    server = weekly(status="completed", completed_at="2025-02-10T10:00:00Z")
+    result = merge(base, crm, server, policy=ConflictPolicy.crm_wins, crm_is_newer=True)
+    assert result.conflicts == ()
+    assert result.document.title == "Renamed"
+    assert result.document.status == "completed"
+    assert result.document.completed_at is not None, "the completion time goes with its status"
+
+
+def test_status_changed_differently_on_both_sides_follows_the_policy() -> None:
+    base = weekly()
+    crm = weekly(status="started")
+    server = weekly(status="completed", completed_at="2025-02-10T10:00:00Z")
+    result = merge(base, crm, server, policy=ConflictPolicy.server_wins, crm_is_newer=None)
+    assert result.document.status == "completed"
+    assert result.conflicts == (Conflict("status", "server", "completed", "started"),)
+    result = merge(base, crm, server, policy=ConflictPolicy.crm_wins, crm_is_newer=None)
+    assert (result.document.status, result.document.completed_at) == ("started", None)
+
+
+def test_one_occurrence_completed_on_the_server_and_another_moved_in_the_crm() -> None:
+    base = weekly()
+    crm = weekly(exceptions=[moved("2025-01-13", 11)])
+    done = {"original_start": "2025-01-20T09:00:00", "status": "completed"}
+    server = weekly(exceptions=[{**done, "completed_at": "2025-01-20T10:00:00Z"}])
+    result = merge(base, crm, server, policy=ConflictPolicy.crm_wins, crm_is_newer=True)
+    assert result.conflicts == ()
+    by_day = {e.original_start.day: e for e in result.document.exceptions}
+    assert by_day[13].start is not None
+    assert by_day[20].status == "completed" and by_day[20].completed_at is not None
+
+
+def test_only_the_completion_time_differing_is_no_change() -> None:
+    a = weekly(status="completed", completed_at="2025-02-10T10:00:00Z")
+    b = weekly(status="completed", completed_at="2025-02-11T08:00:00Z")
+    assert same_meaning(a, b)
+    assert not same_meaning(a, weekly(status="started"))
