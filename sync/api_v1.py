@@ -501,6 +501,9 @@ def create_router(
 
     _ = retention  # the daemon prunes; the API only reads (kept for the signature's sake)
     _webhook_routes(router, db)
+    from sync import api_status
+
+    api_status.add_routes(router, db, settings)
     return router
 
 

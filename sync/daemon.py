@@ -62,7 +62,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, func, select, text
 
-from sync import changes, invitations, webhooks
+from sync import changes, controls, invitations, webhooks
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError
 from sync.locks import ClusterLock, Held, cluster_lock_for
@@ -370,9 +370,13 @@ class Daemon:
     def _not_due(self, account: Account, *, full: bool, reason: str) -> str | None:
         """Consult the shared schedule in the database (see the module docstring, step 3)."""
         with self.db.session() as session:
+            if controls.is_paused(session, account.name):
+                return "paused over the API (resume: POST /v1/accounts/NAME/resume)"
             state = session.get(CollectionState, account.name)
         if state is None or state.last_run_at is None:
             return None
+        if reason == "api":
+            return None  # "sync now" from an admin: not held back by the schedule
         now = utcnow()
         failures = state.consecutive_failures or 0
         since = (now - as_utc(state.last_run_at)).total_seconds()
@@ -493,6 +497,9 @@ class Daemon:
             for name in self._accounts_for(changed):
                 log.info("CRM changed follow-ups of %s; syncing it soon", name)
                 self.request(name)
+            for name in controls.take_requests(self.db, set(self.accounts)):
+                log.info("%s: a pass was asked for over the API; syncing it now", name)
+                self.request(name, reason="api", delay=0.0)
             self._prune_run_log()
         except Exception:
             log.exception("polling the follow-up store failed; trying again next poll")

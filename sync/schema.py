@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The revision this code needs; tests check it is the script directory's head.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 #: The revision whose tables a pre-Alembic database already has.
 BASE_REVISION = "0001"
 
@@ -59,7 +59,13 @@ class DatabaseEmpty(ConfigError):
 
 
 #: Modules that define tables on ``Base``: imported before comparing models and migrations.
-MODEL_MODULES: tuple[str, ...] = ("sync.state", "sync.invitations", "sync.changes", "sync.webhooks")
+MODEL_MODULES: tuple[str, ...] = (
+    "sync.state",
+    "sync.invitations",
+    "sync.changes",
+    "sync.webhooks",
+    "sync.controls",
+)
 
 
 def import_models() -> None:

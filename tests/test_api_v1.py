@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from sync import changes
 from sync.api import create_app
-from sync.state import Database
+from sync.state import ConflictRecord, Database
 from tests.servers import free_port
 
 TOKEN = "v1-token-0123456789"
@@ -239,6 +239,30 @@ def test_an_expired_cursor_answers_410(served: tuple[str, Database], http: httpx
     fresh = head_cursor(http)
     assert http.get("/v1/changes", params={"since": fresh}).status_code == 200
     assert http.get("/v1/changes", params={"since": "bogus"}).status_code == 400
+
+
+def test_conflicts_are_listed_newest_first_with_both_values(
+    served: tuple[str, Database], http: httpx.Client
+) -> None:
+    _, db = served
+    http.put("/v1/followups/c-1", json=single("c-1"))
+    with db.sessions.begin() as session:
+        for n in range(3):
+            session.add(
+                ConflictRecord(
+                    account="alice", followup_id="c-1", part="title", policy="crm-wins",
+                    winner="crm", kept_value=f"CRM {n}", lost_value=f"calendar {n}",
+                )
+            )  # fmt: skip
+    first = http.get("/v1/conflicts", params={"followup_id": "c-1", "limit": 2}).json()
+    assert [c["kept_value"] for c in first["items"]] == ["CRM 2", "CRM 1"]
+    assert first["items"][0]["lost_value"] == "calendar 2"
+    assert first["items"][0]["current"]["title"] == "Call c-1"
+    rest = http.get(
+        "/v1/conflicts", params={"followup_id": "c-1", "cursor": first["next_cursor"]}
+    ).json()
+    assert [c["kept_value"] for c in rest["items"]] == ["CRM 0"] and rest["next_cursor"] is None
+    assert http.post("/v1/accounts/alice/pause").status_code == 404  # no account configured
 
 
 def test_schemathesis_finds_no_server_error_nor_schema_violation(

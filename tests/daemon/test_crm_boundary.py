@@ -113,7 +113,11 @@ def receiver() -> Iterator[Receiver]:
 
 
 def configure(
-    tmp_path: Path, server: RunningServer, receiver: Receiver, http_port: int
+    tmp_path: Path,
+    server: RunningServer,
+    receiver: Receiver,
+    http_port: int,
+    interval: float = 1.5,
 ) -> tuple[Path, str, str]:
     calendar_url = server.make_calendar(f"crm-{uuid.uuid4().hex[:8]}")
     database = f"sqlite:///{tmp_path / 'state.sqlite'}"
@@ -128,6 +132,7 @@ def configure(
                 "calendar_url": calendar_url,
                 "owners": ["alice"],
                 "server_kind": server.kind,
+                "interval_seconds": interval,
             }
         },
     )
@@ -313,4 +318,63 @@ def test_sigkill_between_delivery_and_record_loses_nothing_and_redelivers_by_id(
     assert len(ids) == 4 and len(set(ids)) == 3
     unique = list(dict.fromkeys(p["change"]["cursor"] for p in receiver.received))
     assert unique == wanted
+    client.close()
+
+
+def test_status_pause_resume_and_sync_now(
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    http_port: int,
+    receiver: Receiver,
+) -> None:
+    """With an hour between scheduled passes, only "sync now" brings a client edit back."""
+    config, calendar_url, _ = configure(
+        tmp_path, radicale_server, receiver, http_port, interval=3600
+    )
+    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
+    daemons.append(daemon)
+    daemon.wait_ready()
+    client = api(http_port)
+    assert client.put("/v1/followups/s1", json=followup("s1", "Status")).status_code == 201
+    wait_for(
+        lambda: summaries(radicale_server, calendar_url).get(uid_for_id("s1")) == "Status",
+        CONVERGE,
+        "the follow-up on the calendar (CRM-triggered pass)",
+    )
+    status = client.get("/v1/status").json()
+    alice = status["accounts"][0]
+    assert alice["name"] == "alice" and not alice["paused"] and alice["last_success"]
+    assert status["webhooks"][0]["id"] == "crm"
+
+    # Pause: neither a CRM write nor "sync now" runs a pass.
+    assert client.post("/v1/accounts/alice/pause").json() == {"account": "alice", "paused": True}
+    assert client.get("/v1/status").json()["accounts"][0]["paused"] is True
+    client.put("/v1/followups/s1", json=followup("s1", "Status (paused)"))
+    assert client.post("/v1/accounts/alice/sync").status_code == 409
+    time.sleep(4)  # several CRM polls (0.5 s) and debounces (0.2 s)
+    assert summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status"
+
+    # Resume: the write made while paused goes out at once, not with the next interval.
+    client.post("/v1/accounts/alice/resume")
+    wait_for(
+        lambda: summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status (paused)",
+        CONVERGE,
+        "the write made while paused",
+    )
+
+    # A client edit is not seen for an hour, unless someone asks: sync now.
+    url, (etag, data) = next(
+        (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"s1" in v[1]
+    )
+    client_retitle(radicale_server, url, etag, data, "Status (client)")
+    time.sleep(2)
+    assert client.get("/v1/followups/s1").json()["title"] == "Status (paused)"
+    assert client.post("/v1/accounts/alice/sync").status_code == 202
+    wait_for(
+        lambda: client.get("/v1/followups/s1").json()["title"] == "Status (client)",
+        CONVERGE,
+        "sync now to bring the client edit back",
+    )
+    assert client.post("/v1/accounts/nobody/pause").status_code == 404
     client.close()
