@@ -4,6 +4,8 @@
                                          paused) and webhook subscriptions
 ``GET /v1/conflicts``                    conflicts the sync resolved by policy, with the
                                          value kept and the value lost (paged)
+``POST /v1/conflicts/{id}/resolve``      keep-crm / keep-calendar / edit: stored as a CRM
+                                         change, which the next pass takes to the calendar
 ``POST /v1/accounts/{name}/sync``        ask for a pass now (the daemon queues it on its
                                          next CRM poll; it skips the schedule and back-off)
 ``POST /v1/accounts/{name}/pause``       no pass runs for the account until resumed
@@ -16,15 +18,16 @@ process serves the API and whichever daemon holds the account.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from mappings.model import FollowUp
 from sync import controls, webhooks
-from sync.api import _PROBLEMS, problem
+from sync.api import _PROBLEMS, _load, problem
 from sync.config import Settings
 from sync.state import CollectionState, ConflictRecord, Database, FollowUpRow, as_utc
 
@@ -72,6 +75,24 @@ class Conflict(BaseModel):
     kept_value: Any = None
     lost_value: Any = None
     current: dict[str, Any] | None = Field(description="The follow-up as stored now.")
+    resolution: str | None = Field(
+        default=None, description="keep-crm, keep-calendar or edit, once an admin decided."
+    )
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["keep-crm", "keep-calendar", "edit"]
+    followup: FollowUp | None = Field(
+        default=None, description="With `edit`: the follow-up as it should be."
+    )
+
+
+class Resolved(BaseModel):
+    conflict: int
+    action: str
+    followup: FollowUp = Field(description="Stored now; the next pass takes it to the calendar.")
 
 
 class ConflictPage(BaseModel):
@@ -165,18 +186,37 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
             items = []
             for row in rows:
                 stored = session.get(FollowUpRow, row.followup_id)
+                decided = session.get(controls.ConflictResolution, row.id)
                 items.append(
                     Conflict(
                         id=row.id, account=row.account, followup_id=row.followup_id,
                         occurred_at=as_utc(row.occurred_at), part=row.part, policy=row.policy,
                         winner=row.winner, kept_value=row.kept_value, lost_value=row.lost_value,
                         current=dict(stored.document) if stored and not stored.deleted else None,
+                        resolution=decided.action if decided is not None else None,
                     )
                 )  # fmt: skip
         from sync.api_v1 import _list_cursor
 
         next_cursor = _list_cursor(str(rows[-1].id)) if more and rows else None
         return ConflictPage(items=items, next_cursor=next_cursor)
+
+    @router.post(
+        "/conflicts/{conflict_id}/resolve",
+        response_model=Resolved,
+        response_model_exclude_none=True,
+        responses={404: {"description": "No such conflict", **_PROBLEMS}},
+    )
+    def resolve_conflict(conflict_id: int, body: ResolveRequest) -> Resolved | JSONResponse:
+        """Decide a conflict: keep the CRM's value, the calendar's, or an edited follow-up."""
+        edited = _load(body.followup) if body.followup is not None else None
+        try:
+            chosen = controls.resolve(db, conflict_id, body.action, edited)
+        except LookupError:
+            return problem(404, "Not found", f"no conflict {conflict_id}")
+        except controls.NotResolvable as exc:
+            return problem(422, "Invalid input", str(exc), field="action")
+        return Resolved(conflict=conflict_id, action=body.action, followup=chosen)
 
     def known(name: str) -> JSONResponse | None:
         if name not in configured:

@@ -1,4 +1,5 @@
-"""Sync controls a CRM admin drives over HTTP: pause and resume an account, sync it now.
+"""Sync controls a CRM admin drives over HTTP: pause and resume an account, sync it now,
+resolve a conflict.
 
 The API and the daemon may be different processes (``followup-sync api`` next to a
 daemon, or several daemons on one PostgreSQL database), so a control is a row in the
@@ -6,16 +7,25 @@ shared database, not a call into a process: ``account_controls`` says whether an
 account is paused and whether someone asked for a pass. The daemon reads it when it
 decides whether a pass is due (paused: no pass, whatever triggered it) and on every
 CRM poll (a requested pass is queued at once and the request cleared).
+
+A conflict the merge settled by policy (``conflicts``) can be decided otherwise: the
+chosen side's value of that part is written to the follow-up as a CRM change, which the
+next pass takes to the calendar like any other; ``conflict_resolutions`` records who
+was decided how.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, String, select, update
+from sqlalchemy import Boolean, DateTime, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sync.state import Base, Database, utcnow
+from mappings.equivalence import PLAIN_FIELDS
+from mappings.model import FollowUp
+from sync.merge import SERIES_FIELDS
+from sync.state import Base, ConflictRecord, Database, FollowUpRow, utcnow
 
 
 class AccountControl(Base):
@@ -78,3 +88,81 @@ def take_requests(db: Database, accounts: set[str]) -> list[str]:
                 .values(sync_requested_at=None)
             )
         return names
+
+
+# --- conflict resolution --------------------------------------------------------------------------
+
+
+class ConflictResolution(Base):
+    """An admin's decision on a conflict the policy settled (``resolve``)."""
+
+    __tablename__ = "conflict_resolutions"
+    conflict_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    action: Mapped[str] = mapped_column(String(32))
+    resolved_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NotResolvable(ValueError):
+    """The conflict cannot be resolved that way (gone follow-up, unknown part)."""
+
+
+def side_value(record: ConflictRecord, side: str) -> Any:
+    """The value ``side`` (``crm`` or ``server``) had for the part, from kept/lost."""
+    return record.kept_value if record.winner == side else record.lost_value
+
+
+def with_part(document: dict[str, Any], part: str, value: Any) -> dict[str, Any]:
+    """``document`` with one merge part (``sync.merge``) set to ``value``."""
+    result = dict(document)
+    if part == "series":
+        for name in SERIES_FIELDS:
+            result.pop(name, None)
+        result.update(value or {})
+    elif part.startswith("exception "):
+        key = part.removeprefix("exception ")
+        kept = [e for e in result.get("exceptions") or [] if str(e.get("original_start")) != key]
+        result["exceptions"] = kept + ([value] if value else [])
+    elif part in PLAIN_FIELDS:
+        if value is None:
+            result.pop(part, None)
+        else:
+            result[part] = value
+    else:
+        raise NotResolvable(f"a {part!r} conflict cannot be resolved by choosing a side")
+    return result
+
+
+def resolve(
+    db: Database, conflict_id: int, action: str, edited: FollowUp | None = None
+) -> FollowUp:
+    """Store the chosen version of the follow-up; the next pass takes it to the calendar.
+
+    ``keep-crm`` / ``keep-calendar`` set the conflicting part to that side's value in the
+    follow-up as it is now; ``edit`` stores ``edited`` whole. The write is an ordinary
+    CRM-side change (so it is in the feed, and the planner pushes it).
+    """
+    from mappings.model import load_followup
+    from sync import followups as crm_store
+
+    with db.sessions.begin() as session:
+        record = session.get(ConflictRecord, conflict_id)
+        if record is None:
+            raise LookupError(conflict_id)
+        row = session.get(FollowUpRow, record.followup_id)
+        if row is None or row.deleted:
+            raise NotResolvable(f"follow-up {record.followup_id!r} no longer exists")
+        if action == "edit":
+            if edited is None or edited.id != record.followup_id:
+                raise NotResolvable("'edit' needs the follow-up document with the same id")
+            chosen = edited
+        else:
+            side = "crm" if action == "keep-crm" else "server"
+            value = side_value(record, side)
+            chosen = load_followup(with_part(dict(row.document), record.part, value))
+        crm_store.save(session, chosen, note={"resolves_conflict": conflict_id})
+        existing = session.get(ConflictResolution, conflict_id)
+        if existing is None:
+            session.add(ConflictResolution(conflict_id=conflict_id, action=action))
+        else:
+            existing.action, existing.resolved_at = action, utcnow()
+    return chosen

@@ -377,4 +377,44 @@ def test_status_pause_resume_and_sync_now(
         "sync now to bring the client edit back",
     )
     assert client.post("/v1/accounts/nobody/pause").status_code == 404
+
+    # A conflict: both sides retitle while the account is paused; the policy keeps the
+    # CRM's title. The admin decides for the calendar's, and the next pass carries it out.
+    client.post("/v1/accounts/alice/pause")
+    client.put("/v1/followups/s1", json=followup("s1", "Status (CRM side)"))
+    url, (etag, data) = next(
+        (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"s1" in v[1]
+    )
+    client_retitle(radicale_server, url, etag, data, "Status (calendar side)")
+    client.post("/v1/accounts/alice/resume")
+    conflict = wait_for(
+        lambda: client.get("/v1/conflicts", params={"followup_id": "s1"}).json()["items"],
+        CONVERGE,
+        "the conflict to be recorded",
+    )[0]
+    assert conflict["part"] == "title" and conflict["winner"] == "crm"
+    assert (conflict["kept_value"], conflict["lost_value"]) == (
+        "Status (CRM side)",
+        "Status (calendar side)",
+    )
+    wait_for(
+        lambda: summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status (CRM side)",
+        CONVERGE,
+        "the policy's choice on the calendar",
+    )
+    resolved = client.post(
+        f"/v1/conflicts/{conflict['id']}/resolve", json={"action": "keep-calendar"}
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["followup"]["title"] == "Status (calendar side)"
+    wait_for(
+        lambda: (
+            summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status (calendar side)"
+        ),
+        CONVERGE,
+        "the resolution carried out by the next pass",
+    )
+    listed = client.get("/v1/conflicts", params={"followup_id": "s1"}).json()["items"][0]
+    assert listed["resolution"] == "keep-calendar"
+    assert any(c["changes"].get("resolves_conflict") == conflict["id"] for c in feed(client))
     client.close()

@@ -1,4 +1,5 @@
-"""``account_controls``: accounts paused over the API, and passes asked for ("sync now").
+"""``account_controls``: accounts paused over the API, and passes asked for ("sync now");
+``conflict_resolutions``: conflicts an admin decided (keep CRM, keep calendar, edit).
 
 Revision ID: 0009
 Revises: 0008
@@ -25,6 +26,14 @@ def upgrade() -> None:
         sa.Column("sync_requested_at", sa.DateTime(timezone=True), nullable=True),
     )
 
+    op.create_table(
+        "conflict_resolutions",
+        sa.Column("conflict_id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("conflict_resolutions")
     op.drop_table("account_controls")
