@@ -8,6 +8,8 @@
                                          change, which the next pass takes to the calendar
 ``POST /v1/accounts/{name}/sync``        ask for a pass now (the daemon queues it on its
                                          next CRM poll; it skips the schedule and back-off)
+``POST /v1/accounts/{name}/reset``       forget the links to the calendar; the next pass
+                                         pairs follow-ups and resources again by UID
 ``POST /v1/accounts/{name}/pause``       no pass runs for the account until resumed
 ``POST /v1/accounts/{name}/resume``
 
@@ -238,6 +240,19 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
                 return problem(409, "Conflict", f"account {name!r} is paused; resume it first")
         controls.request_sync(db, name)
         return JSONResponse({"account": name, "requested": True}, status_code=202)
+
+    @router.post("/accounts/{name}/reset", status_code=202, responses=_404)
+    def reset(name: str) -> JSONResponse:
+        """Forget the account's links to its calendar; the next pass re-links by UID.
+
+        Allowed while paused: the reset is then the first thing the account does when
+        it is resumed.
+        """
+        missing = known(name)
+        if missing is not None:
+            return missing
+        controls.request_reset(db, name)
+        return JSONResponse({"account": name, "reset": "requested"}, status_code=202)
 
     @router.post("/accounts/{name}/pause", responses=_404)
     def pause(name: str) -> JSONResponse:

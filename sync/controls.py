@@ -19,13 +19,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Integer, String, select, update
+from sqlalchemy import Boolean, DateTime, Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mappings.equivalence import PLAIN_FIELDS
 from mappings.model import FollowUp
 from sync.merge import SERIES_FIELDS
-from sync.state import Base, ConflictRecord, Database, FollowUpRow, utcnow
+from sync.state import (
+    Base,
+    CollectionState,
+    ConflictRecord,
+    Database,
+    FollowUpRow,
+    PendingHref,
+    SyncItem,
+    utcnow,
+)
 
 
 class AccountControl(Base):
@@ -35,6 +44,10 @@ class AccountControl(Base):
     paused_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: Set by "sync now", cleared by the daemon that queues the pass.
     sync_requested_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    #: Set by "reset", cleared by the pass that forgets the links and re-links by UID.
+    reset_requested_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
 
@@ -60,6 +73,38 @@ def set_paused(db: Database, account: str, paused: bool) -> None:
 def request_sync(db: Database, account: str) -> None:
     with db.sessions.begin() as session:
         _row(session, account).sync_requested_at = utcnow()
+
+
+def request_reset(db: Database, account: str) -> None:
+    """Forget what links follow-ups to the account's calendar; the next pass re-links.
+
+    Carried out by the daemon under the account's locks (``take_reset``), never here:
+    a pass under way would otherwise record links the reset just removed.
+    """
+    with db.sessions.begin() as session:
+        row = _row(session, account)
+        row.reset_requested_at = row.sync_requested_at = utcnow()
+
+
+def take_reset(db: Database, account: str) -> bool:
+    """If a reset was asked for: forget the account's links and sync token; True if so.
+
+    What is left is what a first pass sees: follow-ups and calendar resources with no
+    record between them. The planner pairs them by UID (``plan._adopt``: recorded when
+    they mean the same, merged when not), so nothing is created twice.
+    """
+    with db.sessions.begin() as session:
+        row = session.get(AccountControl, account)
+        if row is None or row.reset_requested_at is None:
+            return False
+        row.reset_requested_at = None
+        session.execute(delete(SyncItem).where(SyncItem.account == account))
+        session.execute(delete(PendingHref).where(PendingHref.account == account))
+        state = session.get(CollectionState, account)
+        if state is not None:
+            state.sync_token = None
+            state.last_modified_seen = None
+        return True
 
 
 def is_paused(session: Session, account: str) -> bool:

@@ -293,6 +293,9 @@ class Daemon:
             if why_not:
                 log.debug("%s: %s", name, why_not)
                 return why_not
+            if controls.take_reset(self.db, name):
+                log.info("%s: links forgotten on request; re-linking by UID", name)
+                full = True
             outcome = self._run_pass(account, held, full=full, reason=reason)
             self._send_invitations(account)
             return outcome

@@ -350,6 +350,7 @@ def test_status_pause_resume_and_sync_now(
     # Pause: neither a CRM write nor "sync now" runs a pass.
     assert client.post("/v1/accounts/alice/pause").json() == {"account": "alice", "paused": True}
     assert client.get("/v1/status").json()["accounts"][0]["paused"] is True
+    time.sleep(2)  # a pass already under way when pausing finishes (it takes milliseconds)
     client.put("/v1/followups/s1", json=followup("s1", "Status (paused)"))
     assert client.post("/v1/accounts/alice/sync").status_code == 409
     time.sleep(4)  # several CRM polls (0.5 s) and debounces (0.2 s)
@@ -381,6 +382,7 @@ def test_status_pause_resume_and_sync_now(
     # A conflict: both sides retitle while the account is paused; the policy keeps the
     # CRM's title. The admin decides for the calendar's, and the next pass carries it out.
     client.post("/v1/accounts/alice/pause")
+    time.sleep(2)
     client.put("/v1/followups/s1", json=followup("s1", "Status (CRM side)"))
     url, (etag, data) = next(
         (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"s1" in v[1]
@@ -417,4 +419,63 @@ def test_status_pause_resume_and_sync_now(
     listed = client.get("/v1/conflicts", params={"followup_id": "s1"}).json()["items"][0]
     assert listed["resolution"] == "keep-calendar"
     assert any(c["changes"].get("resolves_conflict") == conflict["id"] for c in feed(client))
+    client.close()
+
+
+def test_reset_relinks_by_uid_without_duplicates(
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    http_port: int,
+    receiver: Receiver,
+) -> None:
+    config, calendar_url, database = configure(tmp_path, radicale_server, receiver, http_port)
+    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
+    daemons.append(daemon)
+    daemon.wait_ready()
+    client = api(http_port)
+    for n in range(3):
+        client.put(f"/v1/followups/z{n}", json=followup(f"z{n}", f"Linked {n}"))
+    wait_for(
+        lambda: len(summaries(radicale_server, calendar_url)) == 3,
+        CONVERGE,
+        "three on the calendar",
+    )
+    # A client edit waiting on the server when the links are forgotten has no common base
+    # to merge against: the conflict policy decides, and the losing value is kept in
+    # /v1/conflicts for an admin to resolve.
+    url, (etag, data) = next(
+        (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"z1" in v[1]
+    )
+    client.post("/v1/accounts/alice/pause")  # so that no ordinary pass pulls the edit first
+    time.sleep(2)  # a pass already under way when pausing finishes (it takes milliseconds)
+    client_retitle(radicale_server, url, etag, data, "Linked 1 (client)")
+    before_reset = feed(client)[-1]["cursor"]
+
+    assert client.post("/v1/accounts/alice/reset").status_code == 202
+    client.post("/v1/accounts/alice/resume")
+    wait_for(
+        lambda: "re-linking by UID" in daemon.log_text(), CONVERGE, "the reset to be carried out"
+    )
+
+    def title_conflicts() -> list[dict[str, Any]]:
+        items = client.get("/v1/conflicts", params={"followup_id": "z1"}).json()["items"]
+        return [c for c in items if c["part"] == "title"]
+
+    conflict = wait_for(title_conflicts, CONVERGE, "the client's edit recorded as a conflict")[0]
+    assert conflict["lost_value"] == "Linked 1 (client)" and conflict["winner"] == "crm"
+    after = feed(client, before_reset)
+    assert not [c for c in after if c["action"] == "created"], after
+    assert len(calendar_items(radicale_server, calendar_url)) == 3
+    assert len(client.get("/v1/followups").json()["items"]) == 3
+
+    # Links are back: a CRM write updates the same resource in place.
+    client.put("/v1/followups/z2", json=followup("z2", "Linked 2 (CRM)"))
+    wait_for(
+        lambda: summaries(radicale_server, calendar_url).get(uid_for_id("z2")) == "Linked 2 (CRM)",
+        CONVERGE,
+        "a CRM write after the reset",
+    )
+    assert len(calendar_items(radicale_server, calendar_url)) == 3
+    assert database  # the same state database throughout
     client.close()

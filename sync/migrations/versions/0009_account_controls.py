@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("paused", sa.Boolean(), nullable=False),
         sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sync_requested_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reset_requested_at", sa.DateTime(timezone=True), nullable=True),
     )
 
     op.create_table(
