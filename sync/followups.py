@@ -114,6 +114,9 @@ def save(
     (e.g. the series split it belongs to).
     """
     digest = content_hash(followup)
+    # The feed's lock first, then the row: every follow-up writer takes them in this
+    # order (``sync.changes.lock_writes``), so two of them never deadlock on PostgreSQL.
+    changes.lock_writes(session)
     row = session.get(FollowUpRow, followup.id)
     document = followup.to_json_dict()
     if row is None:
@@ -154,6 +157,7 @@ def save(
 
 
 def tombstone(session: Session, followup_id: str, *, origin: str = "crm") -> bool:
+    changes.lock_writes(session)  # before the row, as in ``save``
     row = session.get(FollowUpRow, followup_id)
     if row is None or row.deleted:
         return False
