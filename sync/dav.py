@@ -44,6 +44,7 @@ from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
 from lxml import etree
 
+from sync import zero_length
 from sync.capabilities import (
     Capabilities,
     capabilities_for,
@@ -56,7 +57,9 @@ from sync.errors import (
     NotFound,
     Refused,
     StoreError,
+    SyncCollectionUnsupported,
     TransportError,
+    UidInOtherCalendar,
     WrongEtag,
 )
 
@@ -320,6 +323,24 @@ def _has_error(body: bytes, name: str) -> bool:
     return any(isinstance(el.tag, str) and etree.QName(el).localname == name for el in root.iter())
 
 
+#: How SabreDAV 1.x names itself in an error body (<s:sabredav-version>1.8.12</...>).
+_SABRE_1_VERSION = re.compile(rb"sabredav-version>\s*1\.")
+
+
+def _error_href(body: bytes, name: str) -> str | None:
+    """The DAV:href inside a DAV:error body's ``name`` precondition element, if any."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    for el in root.iter():
+        if isinstance(el.tag, str) and etree.QName(el).localname == name:
+            href = el.find(_tag(DAV, "href"))
+            if href is not None and (href.text or "").strip():
+                return str(href.text).strip()
+    return None
+
+
 def _last_segment(url: str) -> str:
     """The calendar id in a collection URL: its last path segment, unquoted."""
     return unquote(urlsplit(url).path).rstrip("/").rsplit("/", 1)[-1]
@@ -580,6 +601,10 @@ class DavCalendar:
                 "<D:prop><D:getetag/></D:prop></D:sync-collection>"
             )
             reply = self._request("REPORT", self.url, body.encode(), {"Depth": "0"})
+            if reply.status == 501 or (
+                reply.status == 403 and _has_error(reply.body, "supported-report")
+            ):
+                raise self._no_sync_collection(reply)
             if (
                 reply.status in (403, 409, 412)
                 and current is not None
@@ -621,6 +646,23 @@ class DavCalendar:
         raise TransportError(
             f"{self.path}: sync-collection still truncated after {self._max_sync_pages} pages",
             href=self.path,
+        )
+
+    def _no_sync_collection(self, reply: _Reply) -> SyncCollectionUnsupported:
+        """Learn from a refused sync-collection that this server has none (SabreDAV 1.8).
+
+        The capabilities say so from now on (no further REPORT is tried on this calendar);
+        an unconfigured kind becomes "sabredav" when the refusal names SabreDAV 1.x, the
+        only place that version shows itself outside an OPTIONS answer.
+        """
+        guessed = self._kind_guessed and self.capabilities.kind == "generic"
+        if guessed and _SABRE_1_VERSION.search(reply.body):
+            self.capabilities = capabilities_for("sabredav", self._overrides)
+        self.capabilities = self.capabilities.replace(sync_token=False)
+        return SyncCollectionUnsupported(
+            f"{self.path}: the server has no sync-collection REPORT (answered {reply.status})",
+            href=self.path,
+            status=reply.status,
         )
 
     def list_etags(self) -> dict[str, str]:
@@ -674,6 +716,9 @@ class DavCalendar:
                 f"{href_xml}</C:calendar-multiget>"
             )
             reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+            if reply.status == 404 and not self.capabilities.multiget_reports_missing_href:
+                yield from self._multiget_one_by_one(batch, label)
+                continue
             responses = self._multistatus(reply, label)
             seen: set[str] = set()
             for resp in responses:
@@ -686,7 +731,7 @@ class DavCalendar:
                     yield Resource(
                         href=resp.href,
                         etag=str(etag_el.text or "").strip() if etag_el is not None else "",
-                        data=str(data_el.text or "").encode("utf-8"),
+                        data=self._incoming(str(data_el.text or "").encode("utf-8")),
                     )
                 else:
                     status = resp.status or resp.prop_status or 0
@@ -694,6 +739,22 @@ class DavCalendar:
             for href in batch:
                 if href not in seen:
                     yield FetchError(href, 0, f"{label}: missing from the server's answer")
+
+    def _multiget_one_by_one(self, batch: list[str], label: str) -> Iterator[Resource | FetchError]:
+        """A batch answered 404 as a whole: ask for each href alone, so only the gone ones fail.
+
+        Quirk workaround (``capabilities.multiget_reports_missing_href`` False, SabreDAV
+        1.8): one href that no longer exists (a client deleted it after our listing) makes
+        the server answer the whole calendar-multiget 404 "Calendar object not found",
+        which would otherwise read as "this calendar does not exist". Costs one REPORT per
+        href of that batch, only when something in it is gone.
+        """
+        if len(batch) == 1:
+            yield FetchError(batch[0], 404, f"{label}: server answered 404")
+            return
+        log.info("%s: answered 404 as a whole; fetching its %d hrefs one by one", label, len(batch))
+        for href in batch:
+            yield from self.get_multi([href], batch_size=1)
 
     def find_by_uid(
         self, uid: str, components: tuple[str, ...] = ("VEVENT", "VTODO")
@@ -724,7 +785,7 @@ class DavCalendar:
                     continue
                 etag_el = resp.props.get(_tag(DAV, "getetag"))
                 etag = str(etag_el.text or "").strip() if etag_el is not None else ""
-                return Resource(href=resp.href, etag=etag, data=data)
+                return Resource(href=resp.href, etag=etag, data=self._incoming(data))
         return None
 
     # ----------------------------------------------------------------- busy time
@@ -882,7 +943,7 @@ class DavCalendar:
         if caps.same_uid_other_href == "accepted":
             self._check_uid_free(key, data)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_CONTENT_TYPE}
-        reply = self._request("PUT", self._url_for(key), data, headers)
+        reply = self._request("PUT", self._url_for(key), self._outgoing(data), headers)
         if 200 <= reply.status < 300:
             if not caps.if_none_match_honoured and reply.status != 201:
                 log.warning(
@@ -907,6 +968,12 @@ class DavCalendar:
             raise AlreadyExists(f"create {key}: {what}", href=key, status=reply.status)
         if reply.status == 413:
             raise _too_large("create", key, data, 413)
+        if (
+            reply.status == 403
+            and caps.same_uid_other_href == "403"
+            and _has_error(reply.body, "unique-scheduling-object-resource")
+        ):
+            raise self._uid_taken(key, reply)
         raise self._unexpected(reply, "PUT", key)
 
     def _create_refused(self, key: str, data: bytes) -> StoreError:
@@ -942,7 +1009,7 @@ class DavCalendar:
         """
         key = self.normalise_href(href)
         headers = {"If-Match": etag, "Content-Type": _ICS_CONTENT_TYPE}
-        reply = self._request("PUT", self._url_for(key), data, headers)
+        reply = self._request("PUT", self._url_for(key), self._outgoing(data), headers)
         if reply.status == 201 and not self.capabilities.if_match_missing_refused:
             log.warning(
                 "update %s: %s created the resource although If-Match named an etag "
@@ -1001,6 +1068,43 @@ class DavCalendar:
                     href=found.href,
                     status=409,
                 )
+
+    def _outgoing(self, data: bytes) -> bytes:
+        """What goes into a PUT: zero-length events lengthened where the server refuses them.
+
+        Quirk workaround (``capabilities.zero_length_events`` False, Cyrus): see
+        sync.zero_length; ``_incoming`` undoes it on every read.
+        """
+        return data if self.capabilities.zero_length_events else zero_length.lengthen(data)
+
+    def _incoming(self, data: bytes) -> bytes:
+        return data if self.capabilities.zero_length_events else zero_length.shorten(data)
+
+    def _uid_taken(self, key: str, reply: _Reply) -> StoreError:
+        """What a 403 unique-scheduling-object-resource to our create means (RFC 6638 3.2.4.1).
+
+        Quirk workaround (``capabilities.same_uid_other_href`` "403", Cyrus): the server
+        keeps a UID once per *user* and refuses a second one with 403, naming the href that
+        holds it. In this calendar that is AlreadyExists, which the sync re-plans against
+        the resource found there (no duplicate, nothing overwritten). In another calendar
+        of the same user nothing here can resolve it: UidInOtherCalendar says where it is,
+        and the item is tried again next pass (it goes through once the other calendar
+        lets go of the UID, e.g. when its own account's pass removes it).
+        """
+        holder = _error_href(reply.body, "unique-scheduling-object-resource")
+        where = self._from_server(holder) if holder else None
+        if where is None or where.rsplit("/", 1)[0] + "/" == self.path:
+            return AlreadyExists(
+                f"create {key}: the UID already lives at {where or 'another href'}",
+                href=where or key,
+                status=403,
+            )
+        return UidInOtherCalendar(
+            f"create {key}: the server keeps each UID once per user, and this one already "
+            f"lives in another calendar, at {where}; it is written here once it is gone there",
+            href=where,
+            status=403,
+        )
 
     def _etag_after_write(self, key: str, reply: _Reply) -> str:
         """The etag to record for what we just wrote; "" when the server stored something else.

@@ -7,6 +7,8 @@
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
     │   ├── InvalidSyncToken   the server no longer knows our token: do a full listing
     │   ├── Refused            the server will not store these bytes (too large): no retry
+    │   ├── UidInOtherCalendar the UID lives in another calendar of the same user (Cyrus)
+    │   ├── SyncCollectionUnsupported  no sync-collection REPORT (SabreDAV 1.8): list ETags
     │   └── PreconditionFailed the server refused a conditional write (412/409): re-read, re-plan
     │       ├── AlreadyExists  If-None-Match: * failed, something lives at that href or UID
     │       ├── WrongEtag      If-Match failed, someone changed the resource since we read it
@@ -35,8 +37,10 @@ __all__ = [
     "SafetyStop",
     "SideEmpty",
     "StoreError",
+    "SyncCollectionUnsupported",
     "TooManyDeletes",
     "TransportError",
+    "UidInOtherCalendar",
     "WrongEtag",
 ]
 
@@ -69,6 +73,18 @@ class Refused(StoreError):
     held (nothing at the href nor with the UID for a create, our etag still current for
     an update), which is how Radicale answers one over ``max_resource_size``. Writing the
     same bytes again cannot succeed, so this is the item's error, with no re-read.
+    """
+
+
+class SyncCollectionUnsupported(StoreError):
+    """The server answered a sync-collection REPORT with "not supported": list ETags instead."""
+
+
+class UidInOtherCalendar(StoreError):
+    """A create was refused: the server keeps a UID once per user and another calendar has it.
+
+    Not a PreconditionFailed: re-reading this calendar cannot resolve it. The item is
+    reported and tried again next pass.
     """
 
 

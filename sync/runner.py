@@ -52,7 +52,12 @@ from sync import invitations
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
-from sync.errors import InvalidSyncToken, StoreError, TransportError
+from sync.errors import (
+    InvalidSyncToken,
+    StoreError,
+    SyncCollectionUnsupported,
+    TransportError,
+)
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
@@ -308,9 +313,17 @@ class SyncPass:
         if not full and self._server_unchanged(collection, seen):
             listing = _Listing(False, {}, frozenset(), collection.sync_token)
         else:
-            listing = self._list(
-                collection.sync_token if not full else None, state, collection.last_run_at
-            )
+            token = collection.sync_token if not full else None
+            try:
+                listing = self._list(token, state, collection.last_run_at)
+            except SyncCollectionUnsupported:
+                # No server_kind, or a wrong one: the server said so, and the calendar's
+                # capabilities now say so too, so the second try lists ETags.
+                log.info(
+                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
+                    self.account.name,
+                )
+                listing = self._list(token, state, collection.last_run_at)
         listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
@@ -319,10 +332,13 @@ class SyncPass:
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
+        # A pending href a complete listing lacks is gone (deleted after it failed to read):
+        # fetching it again would fail again on every pass. An incremental listing leaves out
+        # what did not change, so there it is retried.
         wanted += [
             href
             for href in sorted(pending)
-            if href not in listing.etags and href not in listing.deleted
+            if href not in listing.etags and href not in listing.deleted and not listing.complete
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -593,8 +609,8 @@ class SyncPass:
                     return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
             return _Listing(True, delta.changed, frozenset(), delta.token)
-        token = self.calendar.sync_token()
-        return _Listing(True, self.calendar.list_etags(), frozenset(), token)
+        # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
+        return _Listing(True, self.calendar.list_etags(), frozenset(), None)
 
     def _may_be_full_listing(
         self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
@@ -921,9 +937,21 @@ class SyncPass:
                 collection.last_result = (
                     "ok" if report.ok else f"{len(report.errors)} item(s) failed"
                 )
+            gone = (
+                {
+                    row.href
+                    for row in session.scalars(
+                        select(PendingHref).where(PendingHref.account == self.account.name)
+                    )
+                    if row.href not in listing.etags
+                }
+                if listing.complete
+                else set()
+            )
             session.execute(
                 delete(PendingHref).where(
-                    PendingHref.account == self.account.name, PendingHref.href.in_(fetched)
+                    PendingHref.account == self.account.name,
+                    PendingHref.href.in_(fetched | gone),
                 )
             )
             for href, reason in failed.items():

@@ -233,10 +233,11 @@ STARTERS: dict[str, Callable[[Path], RunningServer]] = {
 def running(kind: str, tmp: Path) -> Iterator[RunningServer]:
     if kind in STARTERS:
         start = STARTERS[kind]
-    else:  # DAViCal/SOGo (interop tier): Debian packages, imported only when asked for
+    else:  # interop tier: Debian packages, imported only when asked for
+        from tests.servers_cyrus_sabredav import STARTERS as MORE_STARTERS
         from tests.servers_debian import STARTERS as DEBIAN_STARTERS
 
-        start = DEBIAN_STARTERS[kind]
+        start = {**DEBIAN_STARTERS, **MORE_STARTERS}[kind]
     server = start(tmp)
     try:
         yield server

@@ -471,17 +471,28 @@ def new_event(
     return bytes(cal.to_ical())
 
 
-def break_resource(data: bytes) -> bytes:
-    """A buggy client writes an end before the start: servers store it, we cannot read it.
+#: Servers that check calendar data on PUT and refuse an end before the start (403
+#: valid-calendar-data): Cyrus. They store a time zone nobody defines, though.
+VALIDATING_SERVERS = frozenset({"cyrus"})
 
-    As a negative DURATION: SOGo "repairs" a DTEND before DTSTART on PUT (it stores a
-    sane event), while all four test servers store ``DURATION:-PT1H`` as sent.
+
+def break_resource(data: bytes, *, server_kind: str = "") -> bytes:
+    """A buggy client writes something the server stores and we cannot read.
+
+    An end before the start, as a negative DURATION: SOGo "repairs" a DTEND before
+    DTSTART on PUT (it stores a sane event), while Radicale, Xandikos, DAViCal and
+    SabreDAV store ``DURATION:-PT1H`` as sent. Cyrus refuses both; on it the start and
+    end get a TZID that is neither an IANA name nor defined by a VTIMEZONE.
     """
     cal = Calendar.from_ical(data)
     master = master_of(cal)
-    master.pop("DTEND", None)
-    master.pop("DURATION", None)
-    master.add("duration", -dt.timedelta(hours=1))
+    if server_kind in VALIDATING_SERVERS:
+        for name in ("DTSTART", "DTEND"):
+            master[name].params["TZID"] = "Mars/Olympus"
+    else:
+        master.pop("DTEND", None)
+        master.pop("DURATION", None)
+        master.add("duration", -dt.timedelta(hours=1))
     _touch(master)
     return bytes(cal.to_ical())
 

@@ -8,6 +8,13 @@ the series rendered on top of the client's copy (``mappings.resource.render_reso
 keeps every addition whose occurrence the new series still has, on the override of that
 occurrence; and names every other one in ``Rendered.dropped``.
 
+A task's STATUS/COMPLETED/PERCENT-COMPLETE is not such an addition: a task's completion,
+of the series or of one occurrence, is the follow-up's own ``status`` (``mappings.task_status``),
+which the mapper owns and the pull brings into the CRM before any write-back; its round trip
+is tested in ``tests/mappings/test_task_status.py`` and end to end in
+``tests/integration/test_tasks_and_splits.py``. For appointments and calls STATUS is the
+client's, and it is drawn here.
+
 The CRM change is drawn too: a retitle (which must reach every re-based override the
 client did not retitle), occurrences cancelled, and the CRM's own exceptions taken back.
 """
@@ -29,6 +36,8 @@ from tests.strategies import followups
 
 #: What a client may give one occurrence, and how to see it was kept.
 ADDITIONS = ("alarm", "completed", "transp", "class", "partstat", "x-only")
+#: A task's completion is its follow-up's status, owned by the mapper (see the docstring).
+ADDITIONS_OF_TASKS = tuple(a for a in ADDITIONS if a != "completed")
 
 
 def _key(value: Moment) -> Moment:
@@ -114,7 +123,8 @@ def _client_and_crm(draw: st.DrawFn) -> tuple[FollowUp, dict[Moment, str], Follo
     alive = [o.original_start for o in occurrences(followup, include_cancelled=False)][:60]
     assume(alive)
     chosen = draw(st.lists(st.sampled_from(alive), min_size=1, max_size=5, unique=True))
-    additions = {key: draw(st.sampled_from(ADDITIONS)) for key in chosen}
+    offered = ADDITIONS_OF_TASKS if followup.kind == FollowUpKind.task else ADDITIONS
+    additions = {key: draw(st.sampled_from(offered)) for key in chosen}
 
     doc: dict[str, Any] = followup.to_json_dict()
     doc["title"] = f"{followup.title} (renamed in CRM)"
