@@ -246,6 +246,7 @@ class Daemon:
                 "passes still running after %.0f s; exiting anyway (state is per item)", timeout
             )
         self.cluster_lock.close()
+        self.webhooks.close()
         log.info("daemon %s stopped", self.worker)
         return finished
 

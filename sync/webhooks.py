@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sync import changes
@@ -132,7 +133,18 @@ def body_for(subscription_id: str, entry: changes.ChangeRow, timestamp: int) -> 
 
 
 def sync_config(db: Database, configured: Mapping[str, WebhookSettings]) -> None:
-    """Make the table match ``[webhooks.*]``: new ones start at the feed's head."""
+    """Make the table match ``[webhooks.*]``: new ones start at the feed's head.
+
+    Several daemons starting at once on one database may both insert a new one: the
+    loser's insert fails, and its second look finds the winner's row.
+    """
+    try:
+        _sync_config(db, configured)
+    except IntegrityError:
+        _sync_config(db, configured)
+
+
+def _sync_config(db: Database, configured: Mapping[str, WebhookSettings]) -> None:
     with db.sessions.begin() as session:
         head = changes.head(session).last_seq
         rows = {
