@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from sync.cli_sync import config_option, database_option
 from sync.config import Account, Settings, load_settings
-from sync.dav import DavCalendar
+from sync.connect import check_sign_in, open_calendar
 from sync.errors import ConfigError, FollowupSyncError, NotFound
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
@@ -103,7 +103,7 @@ def daemon_command(
         raise ConfigError("no enabled account in the config: nothing to run")
     for account in settings.accounts.values():
         if account.enabled:
-            account.password()  # a missing secret is a start-up error, not a failure every interval
+            check_sign_in(account)  # a missing secret is a start-up error, not one every interval
     db = _database(settings, database)
     check_current(db)
     daemon = Daemon(settings, db)
@@ -342,30 +342,9 @@ def check_account(account: Account) -> CheckResult:
     """Log in, find the calendar (never create it), read what the server supports."""
     name = account.name
     try:
-        password = account.password()
+        calendar = open_calendar(account, create=False)
     except ConfigError as exc:
-        return CheckResult(name, f"no secret: {exc}", "-", "-", "-", False)
-    try:
-        if account.calendar_url:
-            calendar = DavCalendar.connect(
-                account.calendar_url,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-            )
-        else:
-            calendar = DavCalendar.discover(
-                account.url,
-                calendar=account.calendar,
-                create=False,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-            )
+        return CheckResult(name, f"not configured: {exc}", "-", "-", "-", False)
     except NotFound:
         # Discovery got as far as the calendar home, so the login works; the first sync
         # creates a missing calendar (make_calendar), which is what a new account needs.

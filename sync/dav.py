@@ -74,6 +74,8 @@ __all__ = [
     "Resource",
     "ResponseTooLarge",
     "RetryPolicy",
+    "Transport",
+    "describe_transport_failure",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,26 @@ class LastModified:
 
     value: datetime
     server_time: datetime
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How requests reach the server, beyond the URL: sign-in, TLS trust, client certificate, proxy.
+
+    ``verify`` is niquests' ``verify``: True (the system's CAs), False, the path of a CA
+    bundle, or ``"sha256_<hex>"`` to accept exactly one certificate (pinning). ``auth`` is a
+    niquests auth object; None means Basic from the username and password, as before.
+    ``proxy`` None leaves the standard proxy environment variables in charge.
+    """
+
+    auth: Any = None
+    verify: bool | str = True
+    cert: tuple[str, str] | str | None = None
+    proxy: str | None = None
+
+    @property
+    def proxies(self) -> dict[str, str] | None:
+        return {"http": self.proxy, "https": self.proxy} if self.proxy else None
 
 
 def _http_date(text: str | None) -> datetime | None:
@@ -389,6 +411,7 @@ class DavCalendar:
         max_sync_pages: int = 1000,
         sleep: Callable[[float], None] = time.sleep,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> None:
         """Prefer ``connect``/``discover``; this takes an already-counting caldav client."""
         if not calendar_url.endswith("/"):
@@ -401,12 +424,13 @@ class DavCalendar:
         self._client = client
         self._session = client.session
         self._timeout = timeout
-        self._verify = verify_tls
+        self._transport = transport or Transport(verify=verify_tls)
+        self._verify = self._transport.verify
         self._retry = retry or RetryPolicy()
         self._max_sync_pages = max_sync_pages
         self._sleep = sleep
         self._max_response_bytes = max_response_bytes
-        if not verify_tls:
+        if not verify_tls or self._verify is False:
             log.warning(
                 "TLS certificate verification is OFF for %s (verify_tls = false): "
                 "anyone on the network path can read and change this calendar",
@@ -433,10 +457,12 @@ class DavCalendar:
         capability_overrides: Mapping[str, object] | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> DavCalendar:
         """A calendar whose URL is known: no request is sent until a method is called."""
         stats = RequestStats()
-        client = _make_client(calendar_url, username, password, timeout, verify_tls, stats)
+        transport = transport or Transport(verify=verify_tls)
+        client = _make_client(calendar_url, username, password, timeout, transport, stats)
         return cls(
             client,
             calendar_url,
@@ -447,6 +473,7 @@ class DavCalendar:
             verify_tls=verify_tls,
             retry=retry,
             max_response_bytes=max_response_bytes,
+            transport=transport,
         )
 
     @classmethod
@@ -464,6 +491,7 @@ class DavCalendar:
         capability_overrides: Mapping[str, object] | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> DavCalendar:
         """Principal -> calendar home -> the calendar whose id or display name is ``calendar``.
 
@@ -471,7 +499,8 @@ class DavCalendar:
         store the resulting ``url`` and use ``connect`` afterwards.
         """
         stats = RequestStats()
-        client = _make_client(base_url, username, password, timeout, verify_tls, stats)
+        transport = transport or Transport(verify=verify_tls)
+        client = _make_client(base_url, username, password, timeout, transport, stats)
         try:
             principal = client.get_principal()
             # A sync client returns plain values; caldav's hints also allow coroutines.
@@ -489,10 +518,24 @@ class DavCalendar:
             calendar_url = str(found.url)
         except (http.exceptions.RequestException, OSError) as exc:
             client.close()
-            raise TransportError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+            raise TransportError(
+                f"discovery at {base_url} failed: {describe_transport_failure(exc, transport)}",
+                href=base_url,
+            ) from exc
+        except caldav_error.AuthorizationError as exc:
+            client.close()
+            raise StoreError(
+                f"discovery at {base_url} failed: {exc}: authentication failed; check the "
+                "account's sign-in (auth, username, password or token)",
+                href=base_url,
+                status=401 if "Unauthorized" in str(exc) else 403,
+            ) from exc
         except caldav_error.DAVError as exc:
             client.close()
             raise StoreError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+        except BaseException:
+            client.close()
+            raise
         return cls(
             client,
             calendar_url,
@@ -503,6 +546,7 @@ class DavCalendar:
             verify_tls=verify_tls,
             retry=retry,
             max_response_bytes=max_response_bytes,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -890,9 +934,10 @@ class DavCalendar:
             server_kind=self.capabilities.kind,
             capability_overrides={**self._overrides, **(capability_overrides or {})},
             timeout=self._timeout,
-            verify_tls=self._verify,
+            verify_tls=self._verify is not False,
             retry=self._retry,
             max_response_bytes=self._max_response_bytes,
+            transport=self._transport,
         )
 
     def _calendar_home(self) -> str:
@@ -1278,28 +1323,12 @@ class DavCalendar:
             all_headers.update(_XML_HEADERS)
         all_headers.update(headers)
         href = unquote(urlsplit(url).path)
-        started = time.perf_counter()
-        try:
-            resp = self._session.request(
-                method,
-                url,
-                data=body,
-                headers=all_headers,
-                auth=self._client.auth,
-                timeout=self._timeout,
-                verify=self._verify,
-                stream=True,  # read by _read_body, which stops at max_response_bytes
-            )
-            try:
-                content = self._read_body(resp, method, href)
-            finally:
-                resp.close()
-        except (http.exceptions.RequestException, OSError) as exc:
-            raise _Retryable(f"{method} {href}: {type(exc).__name__}: {exc}", href=href) from exc
-        finally:
-            self.stats.seconds += time.perf_counter() - started
-        self.stats.bytes_received += len(content)
-        status = int(resp.status_code or 0)
+        status, resp, content = self._exchange(method, url, body, all_headers, href)
+        renew = getattr(self._client.auth, "renew_after_401", None)
+        if status == 401 and callable(renew) and renew():
+            # An access token the server no longer takes (revoked, clock skew): one new
+            # token, one repeat; a second 401 is a real refusal.
+            status, resp, content = self._exchange(method, url, body, all_headers, href)
         resp_headers = {k.lower(): v for k, v in resp.headers.items()}
         log.debug("%s %s -> %s (%d bytes)", method, href, status, len(content))
         self._refine_kind_from_headers(resp_headers)
@@ -1316,11 +1345,51 @@ class DavCalendar:
             )
         if status == 401:
             raise StoreError(
-                f"{method} {href}: authentication failed (401); check username/password",
+                f"{method} {href}: authentication failed (401); check the account's sign-in "
+                "(auth, username, password or token)",
                 href=href,
                 status=401,
             )
         return _Reply(status=status, headers=resp_headers, body=content, url=url)
+
+    def _exchange(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], href: str
+    ) -> tuple[int, Any, bytes]:
+        """One HTTP exchange on the account's transport: status, response, body."""
+        started = time.perf_counter()
+        transport = self._transport
+        try:
+            resp = self._session.request(
+                method,
+                url,
+                data=body,
+                headers=dict(headers),
+                auth=self._client.auth,
+                timeout=self._timeout,
+                verify=transport.verify,
+                cert=transport.cert,
+                proxies=transport.proxies,
+                stream=True,  # read by _read_body, which stops at max_response_bytes
+            )
+            try:
+                content = self._read_body(resp, method, href)
+            finally:
+                resp.close()
+        except http.exceptions.SSLError as exc:
+            # A certificate problem does not go away by asking again.
+            raise TransportError(
+                f"{method} {href}: {describe_transport_failure(exc, transport)}", href=href
+            ) from exc
+        except (http.exceptions.RequestException, OSError) as exc:
+            reason = describe_transport_failure(exc, transport)
+            raise _Retryable(
+                f"{method} {href}: {type(exc).__name__}: {reason}",
+                href=href,
+            ) from exc
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        self.stats.bytes_received += len(content)
+        return int(resp.status_code or 0), resp, content
 
     def _read_body(self, resp: Any, method: str, href: str) -> bytes:
         """The body, refused (ResponseTooLarge) as soon as it passes ``max_response_bytes``."""
@@ -1425,26 +1494,61 @@ def _utc(value: date | datetime, zone: tzinfo) -> datetime:
     return value.astimezone(UTC)
 
 
+def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
+    """A transport failure in words a user can act on; names settings, never secrets."""
+    text = str(exc)
+    lowered = text.lower()
+    pinned = isinstance(transport.verify, str) and transport.verify.startswith("sha256_")
+    if pinned and "fingerprint" in lowered:
+        return (
+            "the server's TLS certificate does not match pin_sha256 "
+            f"({str(transport.verify).removeprefix('sha256_')}); refusing to connect. "
+            f"Detail: {text}"
+        )
+    if "certificate verify failed" in lowered or "certificate_verify_failed" in lowered:
+        where = (
+            f"the CA bundle {transport.verify}"
+            if isinstance(transport.verify, str)
+            else "the system's certificate authorities"
+        )
+        return f"the server's TLS certificate is not trusted by {where} ({text})"
+    if "certificate required" in lowered or "alert_certificate_required" in lowered:
+        return f"the server requires a client certificate (client_cert) ({text})"
+    if "eof occurred in violation of protocol" in lowered or "unexpected_eof" in lowered:
+        hint = (
+            "; a server that wants a client certificate does this: set client_cert"
+            if transport.cert is None
+            else "; the server may not accept client_cert"
+        )
+        return f"the server broke off the TLS handshake{hint} ({text})"
+    return text
+
+
 def _make_client(
     url: str,
     username: str | None,
     password: str | None,
     timeout: float,
-    verify_tls: bool,
+    transport: Transport,
     stats: RequestStats,
 ) -> DAVClient:
-    """A caldav client with Basic auth pre-set and a counting session.
+    """A caldav client on the account's transport, with a counting session.
 
-    ``auth_type="basic"`` avoids the 401 round trip caldav otherwise makes before every
-    first request; counting is done on the session so caldav's own requests show too.
+    Without an auth object, ``auth_type="basic"`` avoids the 401 round trip caldav otherwise
+    makes before every first request; counting is done on the session so caldav's own
+    requests show too. RFC 6764 discovery is ours (``sync.discovery``): caldav's would
+    ignore the CA bundle, the client certificate and the proxy.
     """
     client = DAVClient(
         url=url,
         username=username,
         password=password,
-        auth_type="basic" if password is not None else None,
+        auth=transport.auth,
+        auth_type="basic" if transport.auth is None and password is not None else None,
         timeout=math.ceil(timeout),
-        ssl_verify_cert=verify_tls,
+        ssl_verify_cert=transport.verify,
+        ssl_cert=transport.cert,
+        proxy=transport.proxy,
         enable_rfc6764=False,
     )
     _count_requests(client.session, stats)

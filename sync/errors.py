@@ -2,6 +2,7 @@
 
     FollowupSyncError
     ├── ConfigError            user-facing; message only, no traceback (bad config, missing secret)
+    ├── AccountBusy            another process is syncing this account right now (sync.locks)
     ├── MappingError           (mappings.errors) one item could not be mapped; skip it, report it
     ├── StoreError             the CalDAV side failed
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
@@ -26,6 +27,7 @@ from __future__ import annotations
 from mappings.errors import FollowupSyncError, MappingError
 
 __all__ = [
+    "AccountBusy",
     "AlreadyExists",
     "ConfigError",
     "FollowupSyncError",
@@ -47,6 +49,10 @@ __all__ = [
 
 class ConfigError(FollowupSyncError):
     """Bad configuration or a secret that cannot be read. Shown to the user as is."""
+
+
+class AccountBusy(FollowupSyncError):
+    """Another process holds the account's lock (``sync.locks``): nothing was done."""
 
 
 class StoreError(FollowupSyncError):

@@ -30,9 +30,12 @@ from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 def content_hash(followup: FollowUp) -> str:
     """Stable across runs and processes: canonical JSON of the document."""
-    canonical = json.dumps(
-        followup.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json_hash(followup.to_json_dict())
+
+
+def json_hash(document: dict[str, object]) -> str:
+    """``content_hash`` of a document already turned into JSON data (``to_json_dict``)."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

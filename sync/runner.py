@@ -42,6 +42,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.from_ical import parse_components
@@ -49,8 +50,10 @@ from mappings.model import FollowUp, id_for_uid, load_followup
 from mappings.resource import read
 from sync import followups as crm_store
 from sync import invitations
+from sync import unreadable as unreadable_items
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
+from sync.connect import open_calendar
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
 from sync.errors import (
     InvalidSyncToken,
@@ -71,13 +74,23 @@ from sync.plan import (
     ServerDoc,
     ServerView,
     StateEntry,
+    WriteIntent,
     check_deletions,
     check_sides_not_empty,
     plan,
     plan_items,
     too_many_deletions,
 )
-from sync.state import CollectionState, Database, FollowUpRow, PendingHref, SyncItem, as_utc, utcnow
+from sync.state import (
+    CollectionState,
+    Database,
+    FollowUpRow,
+    PendingHref,
+    PendingWrite,
+    SyncItem,
+    as_utc,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +253,11 @@ class SyncPass:
         self.should_stop = should_stop
         self.chunk_size = chunk_size
         self.calendar = calendar or self._connect()
+        self._started = utcnow()
+        #: Unreadable items of the last passes (``sync.unreadable``), read at the pass start.
+        self._pending: dict[str, PendingHref] = {}
+        #: Of those, the ones whose back-off is not over: not fetched, reported as unreadable.
+        self._backed_off: dict[str, str] = {}
         self.options = PlanOptions(
             policy=account.conflict_policy,
             on_server_delete=account.on_server_delete,
@@ -253,29 +271,10 @@ class SyncPass:
         account = self.account
         with self.db.session() as session:
             known = session.get(CollectionState, account.name)
-        url = account.calendar_url or (known.calendar_url if known else None)
-        password = account.password()
-        if url:
-            return DavCalendar.connect(
-                url,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-                max_response_bytes=account.max_response_bytes,
-            )
-        calendar = DavCalendar.discover(
-            account.url,
-            calendar=account.calendar,
-            create=True,
-            username=account.username,
-            password=password,
-            timeout=account.timeout,
-            verify_tls=account.verify_tls,
-            server_kind=account.server_kind,
-            max_response_bytes=account.max_response_bytes,
-        )
+        known_url = known.calendar_url if known else None
+        calendar = open_calendar(account, known_url=known_url, create=True)
+        if account.calendar_url or known_url:
+            return calendar  # no discovery ran: nothing new to remember
         with self.db.sessions.begin() as session:
             state = session.get(CollectionState, account.name)
             if state is None:
@@ -307,6 +306,7 @@ class SyncPass:
         return report
 
     def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
+        self._started = utcnow()
         collection = self._collection()
         state = self._state_entries()
         seen = self._last_modified()
@@ -327,18 +327,33 @@ class SyncPass:
         listing.last_modified = seen
         by_href = {entry.href: entry for entry in state.values()}
         pending = self._pending_hrefs()
+        now = utcnow()
+        self._pending = pending
+        self._backed_off = {
+            href: f"still unreadable after {row.attempts} tries ({row.reason}); next try after "
+            f"{row.retry_at:%Y-%m-%d %H:%M} UTC"
+            for href, row in pending.items()
+            if row.retry_at is not None
+            and unreadable_items.backed_off(row.retry_at, row.etag, listing.etags.get(href), now)
+        }
         wanted = [
             href
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
-        # A pending href a complete listing lacks is gone (deleted after it failed to read):
-        # fetching it again would fail again on every pass. An incremental listing leaves out
-        # what did not change, so there it is retried.
+        # A pending item missing from the listing: one we could not *read* is fetched by
+        # href all the same, even when the listing calls it deleted, because a server hides
+        # what it cannot load itself (``sync.unreadable``; its back-off keeps that cheap).
+        # One we could not *fetch* is gone if a complete listing lacks it; an incremental
+        # listing leaves out what did not change, so there it is retried.
         wanted += [
             href
-            for href in sorted(pending)
-            if href not in listing.etags and href not in listing.deleted and not listing.complete
+            for href, row in sorted(pending.items())
+            if href not in listing.etags
+            and (
+                unreadable_items.was_unreadable(row.reason)
+                or (href not in listing.deleted and not listing.complete)
+            )
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -513,6 +528,7 @@ class SyncPass:
         unreadable: dict[str, str] = {}
         with self.db.session() as session:
             documents = crm_store.load_documents(session, needed, errors=unreadable)
+            intents = self._intents(session, ids)
         ids = [followup_id for followup_id in ids if followup_id not in unreadable]
         missing = {
             followup_id
@@ -531,9 +547,37 @@ class SyncPass:
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
         decided = plan_items(
-            crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
+            crm,
+            server,
+            chunk_state,
+            self.options,
+            ids=ids,
+            synced_hrefs=chunks.by_href,
+            pending=intents,
         )
         return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
+
+    def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
+        """The write intents a pass that died left for some follow-ups (``sync.plan``)."""
+        found: dict[str, WriteIntent] = {}
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), _ROWS):
+            rows = session.scalars(
+                select(PendingWrite).where(
+                    PendingWrite.account == self.account.name,
+                    PendingWrite.followup_id.in_(wanted[start : start + _ROWS]),
+                )
+            )
+            for row in rows:
+                document = load_followup(row.document)
+                found[row.followup_id] = WriteIntent(
+                    row.followup_id,
+                    row.href,
+                    row.if_match,
+                    document,
+                    crm_store.content_hash(document),
+                )
+        return found
 
     def _collection(self) -> CollectionState:
         with self.db.sessions.begin() as session:
@@ -707,7 +751,12 @@ class SyncPass:
 
     def _download(self, hrefs: Sequence[str]) -> list[Resource | FetchError]:
         """One slice of the pass's fetch list, with calendar-multiget in ``batch_size`` batches."""
-        results: list[Resource | FetchError] = []
+        results: list[Resource | FetchError] = [
+            FetchError(href, 0, self._backed_off[href])
+            for href in hrefs
+            if href in self._backed_off
+        ]
+        hrefs = [href for href in hrefs if href not in self._backed_off]
         size = self.account.batch_size
         for start in range(0, len(hrefs), size):
             batch = list(hrefs[start : start + size])
@@ -736,9 +785,7 @@ class SyncPass:
         failed: dict[str, str] = {}
         for result in results:
             if isinstance(result, FetchError):
-                failed[result.href] = (
-                    f"could not be fetched ({result.status or 'missing'}): {result.reason}"
-                )
+                failed[result.href] = self._fetch_failure(result)
                 continue
             known_entry = by_href.get(result.href)
             known = known_docs.get(known_entry.followup_id) if known_entry else None
@@ -750,6 +797,14 @@ class SyncPass:
             for href, reason in failed.items():
                 log.warning("%s: %s: %s", self.account.name, href, reason)
         return docs, failed
+
+    def _fetch_failure(self, error: FetchError) -> str:
+        if error.href in self._backed_off:
+            return error.reason
+        earlier = self._pending.get(error.href)
+        if error.status == 404 and earlier is not None:
+            return unreadable_items.vanished_reason(earlier.reason)
+        return f"{unreadable_items.FETCH_FAILURE} ({error.status or 'missing'}): {error.reason}"
 
     def _fetch_singly(self, hrefs: list[str]) -> list[Resource | FetchError]:
         results: list[Resource | FetchError] = []
@@ -903,19 +958,22 @@ class SyncPass:
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)
 
-    def _pending_hrefs(self) -> set[str]:
+    def _pending_hrefs(self) -> dict[str, PendingHref]:
         with self.db.session() as session:
-            return set(
-                session.scalars(
-                    select(PendingHref.href).where(PendingHref.account == self.account.name)
+            return {
+                row.href: row
+                for row in session.scalars(
+                    select(PendingHref).where(PendingHref.account == self.account.name)
                 )
-            )
+            }
 
     def _finish(
         self, listing: _Listing, failed: dict[str, str], fetched: set[str], report: PassReport
     ) -> None:
         now = utcnow()
         with self.db.sessions.begin() as session:
+            if not report.stopped:
+                self._drop_unlanded_intents(session, failed, fetched)
             collection = session.get(CollectionState, self.account.name)
             assert collection is not None
             # A pass cut short keeps the old token: the server changes it did not apply yet
@@ -955,13 +1013,51 @@ class SyncPass:
                 )
             )
             for href, reason in failed.items():
+                if href in self._backed_off:
+                    continue  # not tried this pass
                 row = session.get(PendingHref, (self.account.name, href))
                 if row is None:
-                    session.add(PendingHref(account=self.account.name, href=href, reason=reason))
+                    row = PendingHref(account=self.account.name, href=href, reason=reason)
+                    row.attempts = 1
+                    session.add(row)
                 else:
                     row.attempts += 1
-                    row.reason = reason
-                    row.last_seen = now
+                    if not reason.startswith("vanished"):
+                        row.reason = reason
+                row.last_seen = now
+                row.etag = listing.etags.get(href)
+                row.retry_at = unreadable_items.retry_at(row.attempts, now)
+
+    def _drop_unlanded_intents(
+        self, session: Session, failed: Collection[str], fetched: Collection[str]
+    ) -> None:
+        """Forget intents from before this pass whose write is known never to have landed.
+
+        A landed write moves its resource's ETag (or makes it exist), so a whole pass
+        fetches it; an intent from an earlier pass whose resource this pass neither read
+        nor failed to read was never carried out. Left in place (its follow-up had nothing
+        to do: the CRM went back to the agreed version), it would be taken for a landed
+        write the day a client edits the resource.
+        """
+        rows = session.execute(
+            select(PendingWrite.followup_id, PendingWrite.href, PendingWrite.created_at).where(
+                PendingWrite.account == self.account.name
+            )
+        ).all()
+        stale = [
+            row.followup_id
+            for row in rows
+            if as_utc(row.created_at) < self._started
+            and row.href not in fetched
+            and row.href not in failed
+        ]
+        if stale:
+            session.execute(
+                delete(PendingWrite).where(
+                    PendingWrite.account == self.account.name,
+                    PendingWrite.followup_id.in_(stale),
+                )
+            )
 
     # --- re-planning one item after a refused write ---------------------------------------------
 

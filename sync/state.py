@@ -18,9 +18,10 @@ SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
 ``meta``            the schema version.
 ``alembic_version`` the migration revision (``followup-sync db upgrade``, sync/migrations).
 
-Every write the sync worker makes to the server is recorded in its own transaction,
-item by item, so a crash loses at most the record of one write, which the next pass
-recognises by UID and content.
+Every write the sync worker makes to the server has its intent recorded before it is
+sent (``PendingWrite``) and is recorded after it, in batches (``sync.apply``): a crash
+loses at most the records of one batch, and the next pass recognises those writes as
+its own by the intents.
 """
 
 from __future__ import annotations
@@ -156,12 +157,40 @@ class DaemonRun(Base):
 
 
 class PendingHref(Base):
+    """A resource that could not be read: retried on a back-off schedule (``sync.unreadable``)."""
+
     __tablename__ = "pending_hrefs"
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
     href: Mapped[str] = mapped_column(String(1024), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The ETag listed when it failed: a new ETag (the client fixed it) is read at once.
+    etag: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: Not fetched again before this moment unless its ETag moves (None: next pass).
+    retry_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class PendingWrite(Base):
+    """A server write we are about to make, recorded before its PUT is sent.
+
+    The state records a write only after the server took it (``sync.apply``), in
+    batches; a crash in between used to leave our own write looking like a calendar
+    edit. With the intent recorded first, the next pass knows what the resource holds
+    if the write landed and uses that as the merge base (``sync.plan``, "Pending
+    writes"). Removed in the transaction that records the write.
+    """
+
+    __tablename__ = "pending_writes"
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    followup_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    href: Mapped[str] = mapped_column(String(1024))
+    #: The ETag the write is conditional on (If-Match); None for a create (If-None-Match: *).
+    if_match: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: The follow-up the write puts on the server (its hash is computed when it is read:
+    #: rarely, and not in the push's hot path).
+    document: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ConflictRecord(Base):

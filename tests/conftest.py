@@ -18,6 +18,9 @@ import pytest
 
 from tests.servers import RunningServer, ServerInfo, _http, running
 
+#: The test CA, TLS fronts and proxies of the sign-in tests (also used by the secrets tests).
+pytest_plugins = ["tests.reach.fixtures"]
+
 SERVERS_ENV = "FOLLOWUP_SYNC_SERVERS"
 ALL_KINDS = ("radicale", "xandikos", "davical", "sogo", "cyrus", "sabredav")
 DEBIAN_KINDS = frozenset({"davical", "sogo", "cyrus", "sabredav"})

@@ -4,8 +4,8 @@ Config subscriptions (``[webhooks.NAME]``) are written here by the daemon at sta
 API ones (``POST /v1/webhooks``) keep their signing key here. ``delivered_through`` is
 the last feed entry the receiver acknowledged (``sync.webhooks``).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

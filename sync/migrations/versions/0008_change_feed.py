@@ -3,8 +3,8 @@
 ``sync.changes`` appends one row per follow-up write, in the write's transaction,
 numbered from the single ``change_feed_head`` row (its lock orders entries by commit).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """``account_controls``: accounts paused over the API, and passes asked for ("sync now");
 ``conflict_resolutions``: conflicts an admin decided (keep CRM, keep calendar, edit).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-04
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
