@@ -216,6 +216,7 @@ def create_app(
     )
     serve_docs_offline(app)
     _install_error_handlers(app)
+    _mount_v1(app, db, settings)
     store = FollowUpStore(db)
     dialog = DialogService(db)
 
@@ -356,6 +357,15 @@ def create_app(
         return result(dialog.delete(followup_id, body.occurrence, body.mode))
 
     return app
+
+
+def _mount_v1(app: FastAPI, db: Database, settings: Settings | None) -> None:
+    """``/v1/...`` (sync.api_v1): pages, ETags and If-Match, the change feed."""
+    from sync import api_v1
+
+    api_v1.install_error_handlers(app)
+    api_v1.describe_local_times(app)
+    app.include_router(api_v1.create_router(db, settings))
 
 
 # --- errors as problem+json --------------------------------------------------------------------

@@ -267,6 +267,7 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
                 style=style,
             )
         Console(width=160).print(table)
+        _print_webhooks(db)
     if any(r.failures for r in rows):
         sys.exit(1)
 
@@ -312,6 +313,29 @@ def health_command(config_path: str | None, ready: bool, timeout: float) -> None
     click.echo(f"{url}: {status}")
     if status != 200:
         sys.exit(1)
+
+
+def _print_webhooks(db: Database) -> None:
+    """One line per webhook subscription that is paused or failing (sync.webhooks)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync import webhooks
+
+    try:
+        with db.session() as session:
+            rows = list(
+                session.scalars(select(webhooks.Subscription).order_by(webhooks.Subscription.id))
+            )
+    except SQLAlchemyError:  # a database from before webhooks existed: nothing to show
+        return
+    for row in rows:
+        if row.paused:
+            click.echo(
+                f"webhook {row.id}: PAUSED after {row.failures} failures ({row.last_error}); "
+                f"POST /v1/webhooks/{row.id}/resume when {row.url} works again"
+            )
+        elif row.failures:
+            click.echo(f"webhook {row.id}: failing ({row.failures}x: {row.last_error})")
 
 
 # --- db ------------------------------------------------------------------------------------------

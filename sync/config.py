@@ -379,8 +379,39 @@ class DaemonSettings(BaseModel):
         return level
 
 
+class FeedSettings(BaseModel):
+    """The ``[feed]`` table: the change feed CRM integrations read (``sync.changes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Entries older than this are dropped (unless a webhook still owes them); a cursor
+    #: from before answers 410 and the client lists the follow-ups again.
+    retention_days: float = Field(default=7.0, gt=0)
+
+
+class WebhookSettings(BaseModel):
+    """One ``[webhooks.NAME]`` table: where every change of the feed is POSTed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    #: Environment variable holding the HMAC-SHA256 key (never the key itself in the file).
+    secret_env: str
+    #: ``followup.created``, ``followup.updated``, ``followup.deleted``, or ``*``.
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+    def secret(self, environ: dict[str, str] | None = None) -> str:
+        value = (os.environ if environ is None else environ).get(self.secret_env, "")
+        if not value:
+            raise ConfigError(f"webhook secret: ${self.secret_env} is not set")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
 
     database: str | None = None
     #: A file holding the database password (a Docker or systemd secret). It is put into
