@@ -63,6 +63,7 @@ from sync.errors import (
     WrongEtag,
     network_failure,
 )
+from sync.tls_probe import server_requests_client_certificate
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -1523,7 +1524,34 @@ def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
             else "; the server may not accept client_cert"
         )
         return f"the server broke off the TLS handshake{hint} ({text})"
+    if transport.cert is None and _hung_up(lowered) and _asked_for_certificate(exc, transport):
+        # TLS 1.3: the refusal of a missing certificate comes after the request went out,
+        # as an alert or, depending on timing, as a bare hang-up; the probe tells which.
+        return (
+            "the server hung up, and its TLS handshake asks for a client certificate: "
+            f"set client_cert; a client certificate may be required ({network_failure(exc)})"
+        )
     return network_failure(exc)  # "connection refused", not the HTTP library's repr
+
+
+def _hung_up(lowered: str) -> bool:
+    """The connection ended without an answer (closed or reset), for whatever reason."""
+    return any(
+        words in lowered
+        for words in ("remote end closed connection", "connection reset", "connection aborted")
+    )
+
+
+def _asked_for_certificate(exc: BaseException, transport: Transport) -> bool:
+    """Whether a fresh handshake with the failed request's server shows CertificateRequest.
+
+    Only a direct connection can be probed: through a proxy the probe would reach
+    someone else, so no hint is given there.
+    """
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if not isinstance(url, str) or transport.proxy:
+        return False
+    return server_requests_client_certificate(url)
 
 
 def _make_client(

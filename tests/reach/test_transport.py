@@ -8,13 +8,17 @@ gateway; and each refusal is checked for an error a user can act on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +116,90 @@ def test_a_front_that_demands_a_client_certificate(
     with pytest.raises(TransportError) as refused:
         open_calendar(without, create=True)
     assert "set client_cert" in str(refused.value), str(refused.value)
+
+
+def _serve_then_hang_up(conn: socket.socket, context: ssl.SSLContext) -> None:
+    """TLS on one connection, then a hang-up without any answer and without any alert.
+
+    OpenSSL would send the "certificate required" alert itself; driving the handshake
+    through memory BIOs lets the front drop it and close after the request arrived, which
+    is what a client sees whenever the connection is gone before the alert is read (the
+    order uvicorn's front gave a plain GET: "Remote end closed connection without
+    response").
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=True)
+    with conn:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                conn.sendall(outgoing.read())
+                data = conn.recv(65536)
+                if not data:
+                    return
+                incoming.write(data)
+            except ssl.SSLError:
+                # Refused. The alert stays in `outgoing`; the front reads the whole request
+                # the client sends right after its half of the TLS 1.3 handshake (headers,
+                # then the PROPFIND body) until the client falls quiet awaiting the answer,
+                # then closes: the client finds the connection gone without a response.
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    while conn.recv(65536):
+                        pass
+                return
+        conn.sendall(outgoing.read())
+        conn.recv(65536)  # the request, left unanswered
+
+
+@pytest.fixture
+def start_hang_up_front(pki: TestPki) -> Iterator[Callable[[bool], str]]:
+    """A TLS front that hangs up instead of answering (and instead of any TLS alert)."""
+    listeners: list[socket.socket] = []
+
+    def start(demand_certificate: bool) -> str:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki.server_cert, pki.server_key)
+        if demand_certificate:
+            context.load_verify_locations(pki.ca_bundle)
+            context.verify_mode = ssl.CERT_REQUIRED
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):  # the listener closed at teardown
+                while True:
+                    _serve_then_hang_up(listener.accept()[0], context)
+
+        threading.Thread(target=accept, daemon=True).start()
+        return f"https://127.0.0.1:{listener.getsockname()[1]}/"
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+def test_a_front_that_demands_a_client_certificate_and_hangs_up_without_its_alert(
+    start_hang_up_front: Callable[[bool], str], pki: TestPki, password_env: str
+) -> None:
+    """The other ordering: the connection is gone before the TLS alert is read."""
+    url = start_hang_up_front(True)
+    without = _account(url, password_env=password_env, ca_bundle=str(pki.ca_bundle))
+    with pytest.raises(TransportError) as refused:
+        open_calendar(without, create=True)
+    assert "set client_cert" in str(refused.value), str(refused.value)
+
+
+def test_a_hang_up_from_a_front_that_wants_no_certificate_is_not_blamed_on_one(
+    start_hang_up_front: Callable[[bool], str], pki: TestPki, password_env: str
+) -> None:
+    url = start_hang_up_front(False)
+    without = _account(url, password_env=password_env, ca_bundle=str(pki.ca_bundle))
+    with pytest.raises(TransportError) as refused:
+        open_calendar(without, create=True)
+    assert "client_cert" not in str(refused.value), str(refused.value)
 
 
 def test_a_pinned_certificate_is_accepted_and_any_other_is_refused_clearly(
