@@ -313,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="max_concurrent_accounts")
     parser.add_argument("--n", type=int, help="total series (run.py's size): sets --series")
     parser.add_argument(
-        "--profile", help="write the one-daemon idle round's cProfile stats to this file"
+        "--profile",
+        help="after the measured rounds, one more one-daemon round (passes one after "
+        "another) profiled into this file",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -351,11 +353,12 @@ def main(argv: list[str] | None = None) -> int:
             }
             settle = round_of("settling round (first pass of each)", db, proxy, spec, 1, tmp)
             print(f"-- {settle}", flush=True)
-            profiled = spec | ({"profile": args.profile} if args.profile else {})
-            one = round_of("idle round, one daemon", db, proxy, profiled, 1, tmp)
+            one = round_of("idle round, one daemon", db, proxy, spec, 1, tmp)
             many = round_of(
                 f"idle round, {args.daemons} daemons", db, proxy, spec, args.daemons, tmp
             )
+            if args.profile:  # a round of its own: profiled passes run one after another
+                round_of("profiled", db, proxy, spec | {"profile": args.profile}, 1, tmp)
             alone = request_alone(server, accounts)
             proxy.close()
             db.close()
