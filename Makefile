@@ -18,9 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The interoperability tier: the integration suites against Radicale, Xandikos, DAViCal
-# and SOGo (Debian packages; the script installs them if missing, which needs root).
-INTEROP_SERVERS ?= radicale,xandikos,davical,sogo
+# The interoperability tier: the integration suites against Radicale, Xandikos, DAViCal,
+# SOGo, Cyrus and SabreDAV (Debian packages; the script installs them if missing, which
+# needs root).
+INTEROP_SERVERS ?= radicale,xandikos,davical,sogo,cyrus,sabredav
 test-interop: $(STAMP)
 	scripts/install-debian-tier.sh
 	FOLLOWUP_SYNC_SERVERS=$(INTEROP_SERVERS) $(BIN)/python -m pytest -q tests/integration

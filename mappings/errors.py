@@ -7,6 +7,9 @@ report exactly what to fix without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class FollowupSyncError(Exception):
     """Root of every error this project raises on purpose."""
@@ -33,3 +36,36 @@ class MappingError(FollowupSyncError):
             where.append(f"field {self.field!r}")
         prefix = ", ".join(where)
         return f"{prefix}: {self.message}" if prefix else self.message
+
+
+#: What the standard library raises on data no validator foresaw: a date pushed past year
+#: 9999 (OverflowError), a number too large for a C integer, a string that cannot be
+#: encoded (UnicodeError is a ValueError), a structure nested too deep. Inside the mapper
+#: these are always about the one item being read or rendered.
+DATA_ERRORS: tuple[type[Exception], ...] = (
+    OverflowError,
+    ArithmeticError,
+    ValueError,
+    TypeError,
+    RecursionError,
+)
+
+
+@contextmanager
+def item_errors(item: str | None, *, doing: str, field: str | None = "document") -> Iterator[None]:
+    """Turn a ``DATA_ERRORS`` exception raised inside into a MappingError naming ``item``.
+
+    ``doing`` says what failed ("cannot be rendered"); a MappingError raised inside gets
+    ``item`` filled in when it has none, and passes through otherwise.
+    """
+    try:
+        yield
+    except MappingError as exc:
+        if exc.item is None:
+            exc.item = item
+        raise
+    except DATA_ERRORS as exc:
+        detail = str(exc) or type(exc).__name__
+        raise MappingError(
+            f"{doing}: {type(exc).__name__}: {detail}", item=item, field=field
+        ) from exc

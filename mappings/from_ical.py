@@ -4,8 +4,11 @@ Whatever a calendar client wrote must come back so that ``parse`` then ``map`` k
 the set of occurrences (start, end, summary) exactly, as recurring-ical-events expands
 both. The strategy is "propose, then prove":
 
-1. Per UID, pick the master (no RECURRENCE-ID) and the overrides; duplicates lose to
-   the highest SEQUENCE.
+1. Per UID, pick the master (no RECURRENCE-ID) and the overrides; of duplicates the
+   newest wins (highest SEQUENCE, then DTSTAMP/LAST-MODIFIED). Of several master copies,
+   the newest is kept with the others' EXDATEs where they do not contradict it, and only
+   the overrides that fit it. A VEVENT/VTODO without UID gets one derived from its
+   content (``mappings.uids``), with a warning naming it.
 2. Propose representations of the rule, best first: the CRM pattern the follow-up we
    last synced used (``known``), the pattern read structurally from the RRULE and its
    equivalents (Daily every workday = Weekly Mon–Fri …), the same with the complete
@@ -29,7 +32,7 @@ import itertools
 import warnings as warnings_module
 import zoneinfo
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -71,6 +74,7 @@ from mappings.superoffice import (
 )
 from mappings.task_status import STATUS_PROPERTY, read_status
 from mappings.to_ical import CALL_CATEGORY, KIND_PROPERTY, followup_components
+from mappings.uids import describe_item, give_uids, newness
 
 __all__ = ["ParseResult", "parse_calendar", "parse_components"]
 
@@ -189,24 +193,26 @@ def parse_calendar(data: bytes | str, *, default_timezone: str = "UTC") -> Parse
     zones: dict[str, str | None] = {}
     found = False
     errors: list[MappingError] = []
-    for cal in parsed:
-        if cal.name != "VCALENDAR":
-            continue
+    warnings: list[str] = []
+    calendars = [cal for cal in parsed if cal.name == "VCALENDAR"]
+    items = [c for cal in calendars for c in cal.subcomponents if c.name in ("VEVENT", "VTODO")]
+    for component, derived in give_uids(items):
+        warnings.append(
+            f"{derived}: the {describe_item(component)} has no UID; "
+            "gave it one derived from its content"
+        )
+    for cal in calendars:
         x_wr = cal.get("X-WR-TIMEZONE")
         for component in cal.subcomponents:
             if component.name not in ("VEVENT", "VTODO"):
                 continue
             found = True
             uid = str(component.get("UID", "")).strip()
-            if not uid:
-                errors.append(MappingError(f"a {component.name} has no UID", field="UID"))
-                continue
             groups.setdefault(uid, []).append(component)
             zones.setdefault(uid, str(x_wr).strip() if x_wr is not None else None)
     if not found:
         raise MappingError("the calendar holds no VEVENT or VTODO")
     followups: list[FollowUp] = []
-    warnings: list[str] = []
     for uid, components in groups.items():
         try:
             followups.extend(
@@ -312,16 +318,18 @@ def _parse_group(
     uid = str(components[0].get("UID", "")).strip()
     for component in components:
         _check_broken(component, uid)
-    master, overrides = _split_master(components, uid, warnings)
+    master, other_masters, overrides = _split_master(components, uid, warnings)
     synthetic = master is None
     if master is None:
         master = _synthetic_master(overrides, uid, warnings)
     series = _read_series(
         master, overrides, components, uid, default_timezone, calendar_timezone, known
     )
+    if other_masters:
+        series = _reconcile_masters(series, other_masters, warnings)
     _report_ignored(master, uid, warnings)
     return _with_participants(
-        _represent(series, known, warnings, synthetic), master, overrides, series, known
+        _represent(series, known, warnings, synthetic), master, series.overrides, series, known
     )
 
 
@@ -529,27 +537,35 @@ def _recurrence_key(component: Component) -> str | None:
 
 def _split_master(
     components: list[Component], uid: str, warnings: list[str]
-) -> tuple[Component | None, list[Component]]:
-    """Master and overrides; of duplicates, the highest SEQUENCE wins (later one on a tie)."""
+) -> tuple[Component | None, list[Component], list[Component]]:
+    """Master, the other copies of the master, and overrides.
+
+    Of two components for one RECURRENCE-ID (or two masters) the newest wins: highest
+    SEQUENCE, then the later DTSTAMP/LAST-MODIFIED, then the later one in the file.
+    """
     chosen: dict[str | None, Component] = {}
+    other_masters: list[Component] = []
     for component in components:
         key = _recurrence_key(component)
         previous = chosen.get(key)
         if previous is not None:
-            keep = component if _sequence(component) >= _sequence(previous) else previous
-            which = "the master" if key is None else f"RECURRENCE-ID {key}"
-            warnings.append(f"{uid}: two components for {which}; kept SEQUENCE {_sequence(keep)}")
+            newer = newness(component) >= newness(previous)
+            keep, lose = (component, previous) if newer else (previous, component)
             chosen[key] = keep
+            if key is None:
+                other_masters.append(lose)  # _reconcile_masters says what was kept
+            else:
+                warnings.append(
+                    f"{uid}: two components for RECURRENCE-ID {key}; "
+                    f"kept SEQUENCE {_sequence(keep)}"
+                )
         else:
             chosen[key] = component
     master = chosen.pop(None, None)
     overrides = sorted(
         chosen.values(), key=lambda c: _instant_text(_moment(c, "RECURRENCE-ID"), None)
     )
-    if master is not None and not _is_recurring_master(master) and overrides:
-        # An override of a single event: RFC-wise only RECURRENCE-ID = DTSTART makes sense.
-        pass
-    return master, overrides
+    return master, other_masters, overrides
 
 
 def _sequence(component: Component) -> int:
@@ -559,8 +575,43 @@ def _sequence(component: Component) -> int:
         return 0
 
 
-def _is_recurring_master(component: Component) -> bool:
-    return bool(_rules(component, "RRULE") or _rules(component, "EXRULE") or component.get("RDATE"))
+def _reconcile_masters(series: _Series, others: list[Component], warnings: list[str]) -> _Series:
+    """One series out of several master copies: the kept one (``series.master``), with the
+    others' EXDATEs where they delete an occurrence it has and nobody edited, and only
+    the overrides of occurrences it has (and does not delete)."""
+    window = _window(replace(series, original=[series.master, *series.overrides]))
+    base = set(_base_rule(series, window).base)
+    deleted = {_key_of(v, series) for v in _values_of(series.master, "EXDATE")}
+    kept: list[Component] = []
+    for override in series.overrides:
+        key = _local(_moment(override, "RECURRENCE-ID"), series.zone, series.all_day)
+        if key in base and key not in deleted:
+            kept.append(override)
+        else:
+            reason = "it deletes that occurrence" if key in deleted else "not an occurrence of it"
+            warnings.append(
+                f"{series.uid}: the override {_show(key)} contradicts the newest master copy "
+                f"({reason}); ignored"
+            )
+    edited = {_local(_moment(o, "RECURRENCE-ID"), series.zone, series.all_day) for o in kept}
+    master = series.master.copy()
+    added: list[Moment] = []
+    for other in others:
+        for value in _values_of(other, "EXDATE"):
+            key = _key_of(value, series)
+            if key in base and key not in deleted and key not in edited and key not in added:
+                master.add("exdate", [value[0] if isinstance(value, tuple) else value])
+                added.append(key)
+    note = f"; took EXDATE {', '.join(_show(k) for k in added)} from the others" if added else ""
+    warnings.append(
+        f"{series.uid}: {len(others) + 1} master copies; kept the newest "
+        f"(SEQUENCE {_sequence(series.master)}){note}"
+    )
+    return replace(series, master=master, overrides=kept, original=[master, *kept])
+
+
+def _key_of(value: Any, series: _Series) -> Moment:
+    return _local(value[0] if isinstance(value, tuple) else value, series.zone, series.all_day)
 
 
 def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str]) -> Component:
@@ -1394,9 +1445,18 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
 def _override_values(component: Component, series: _Series) -> tuple[Moment, Moment]:
     start_prop = component.get("DTSTART") or component.get("DUE")
     raw = start_prop.dt
-    start = _local(raw, series.zone, series.all_day)
-    end = _end_of(component, raw, start, series.zone, series.all_day, series.uid)
+    all_day = series.all_day or _is_all_day_override(component, series)
+    start = _local(raw, series.zone, all_day)
+    end = _end_of(component, raw, start, series.zone, all_day, series.uid)
     return start, end
+
+
+def _is_all_day_override(component: Component, series: _Series) -> bool:
+    """One occurrence of a timed series made all-day by itself: a DATE DTSTART."""
+    start_prop = component.get("DTSTART") or component.get("DUE")
+    return (
+        not series.all_day and start_prop is not None and not isinstance(start_prop.dt, dt.datetime)
+    )
 
 
 def _exception_for(
@@ -1414,15 +1474,17 @@ def _exception_for(
     new_description = _text(component, "DESCRIPTION") or ""
     new_location = _text(component, "LOCATION") or ""
     status, completed_at = _own_status(component, series)
+    all_day = _is_all_day_override(component, series)
     return OccurrenceException(
         original_start=key,
         start=start if start != key else None,
-        end=end if end != start + duration else None,
+        end=end if end != start + (dt.timedelta(days=1) if all_day else duration) else None,
         title=new_title if new_title != title else None,
         description=new_description if new_description != (description or "") else None,
         location=new_location if new_location != (location or "") else None,
         status=status,
         completed_at=completed_at,
+        all_day=all_day or None,
     )
 
 
@@ -1486,7 +1548,7 @@ def _followup(
 def _is_noop(exception: OccurrenceException) -> bool:
     return not exception.cancelled and all(
         getattr(exception, name) is None
-        for name in ("start", "end", "title", "description", "location", "status")
+        for name in ("start", "end", "title", "description", "location", "status", "all_day")
     )
 
 

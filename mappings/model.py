@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
@@ -61,7 +62,7 @@ from pydantic import (
     model_validator,
 )
 
-from mappings.errors import MappingError
+from mappings.errors import DATA_ERRORS, MappingError
 from mappings.superoffice import RecurrenceInfo
 
 #: UIDs we make are ``followup-<id>@followup-sync``; ``parse`` recognises them.
@@ -96,6 +97,11 @@ class OccurrenceException(BaseModel):
 
     ``original_start`` is where the series put it (local time, or a date for all-day
     series); it is the key, like iCalendar's RECURRENCE-ID.
+
+    ``all_day``: one occurrence of a timed series made all-day by itself (Thunderbird
+    and Outlook let a user tick "all day" on one occurrence). Its ``start`` and ``end``
+    are then dates, ``end`` exclusive (one day when left out), while ``original_start``
+    stays the series' date-time. Left out (None) the occurrence is timed like its series.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -110,6 +116,7 @@ class OccurrenceException(BaseModel):
     #: This occurrence's own status (one occurrence of a recurring task ticked off).
     status: FollowUpStatus | None = None
     completed_at: dt.datetime | None = None
+    all_day: bool | None = None
 
     _utc_completed = field_validator("completed_at")(lambda value: _utc(value))
 
@@ -118,6 +125,19 @@ class OccurrenceException(BaseModel):
         if self.cancelled and (self.start is not None or self.end is not None):
             raise ValueError("a cancelled exception has no new start or end")
         _check_completion(self.status, self.completed_at)
+        if self.all_day is False:
+            self.all_day = None  # "as its series" has one spelling, so documents compare equal
+        if self.all_day:
+            if self.cancelled:
+                raise ValueError("a cancelled exception is not all-day")
+            if self.start is None:
+                self.start = _date_of(self.original_start)
+            if self.end is None:
+                self.end = _date_of(self.start) + dt.timedelta(days=1)
+            if type(self.start) is not dt.date or type(self.end) is not dt.date:
+                raise ValueError("an all-day exception takes dates for start and end")
+            if self.end <= self.start:
+                raise ValueError("an all-day exception ends at least one day after it starts")
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end is before start")
         return self
@@ -245,9 +265,11 @@ class FollowUp(BaseModel):
                     item = dict(item)
                     for key in ("original_start", "start", "end"):
                         if item.get(key) is not None:
-                            item[key] = _local(
-                                item[key], zone, all_day, f"exceptions.{index}.{key}"
+                            # An all-day occurrence of a timed series moves by dates.
+                            dates = all_day or (
+                                key != "original_start" and bool(item.get("all_day"))
                             )
+                            item[key] = _local(item[key], zone, dates, f"exceptions.{index}.{key}")
                 fixed.append(item)
             data["exceptions"] = fixed
         return data
@@ -267,6 +289,11 @@ class FollowUp(BaseModel):
         _check_completion(self.status, self.completed_at)
         seen: set[Moment] = set()
         for exception in self.exceptions:
+            if exception.all_day and self.all_day:
+                raise ValueError(
+                    f"exceptions: {exception.original_start} is all-day in an all-day series; "
+                    "leave all_day out"
+                )
             if exception.original_start in seen:
                 raise ValueError(f"exceptions: {exception.original_start} is listed twice")
             seen.add(exception.original_start)
@@ -320,6 +347,10 @@ class FollowUp(BaseModel):
         return data
 
 
+def _date_of(value: Moment) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
 def uid_for_id(followup_id: str) -> str:
     return f"{UID_PREFIX}{followup_id}{UID_SUFFIX}"
 
@@ -353,7 +384,10 @@ def _local(value: Any, zone: ZoneInfo, all_day: bool, field: str) -> Any:
         if not all_day:
             return dt.datetime.combine(value, dt.time())
         return value
-    return value
+    if value is None:
+        return value  # "field required" or "may be null" is the model's to say
+    # A number would otherwise be read as seconds since 1970 (in UTC), then fail far away.
+    raise ValueError(f"{field}: {value!r} is not an ISO date or date-time (give a string)")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -388,6 +422,12 @@ def load_followup(data: Any) -> FollowUp:
     item = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else None
     if not isinstance(data, dict):
         raise MappingError("a follow-up must be a JSON object", item=item)
+    unencodable = _unencodable_text(data)
+    if unencodable is not None:
+        path, text = unencodable
+        raise MappingError(
+            f"holds {text!r}, a lone UTF-16 surrogate, which is not text", item=item, field=path
+        )
     # Checks that need the whole model (patterns, exception keys) live with the recurrence code.
     from mappings.occurrences import validate_followup
 
@@ -400,7 +440,7 @@ def load_followup(data: Any) -> FollowUp:
         if exc.item is None:
             exc.item = item
         raise
-    except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+    except DATA_ERRORS as exc:
         # Found by tests/reliability/test_fuzz.py: a document broken in a way no validator
         # foresaw is still a clear error about this item, never a crash of the import.
         message = f"cannot be read: {type(exc).__name__}: {exc}"
@@ -408,10 +448,47 @@ def load_followup(data: Any) -> FollowUp:
     return followup
 
 
+def _unencodable_text(data: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string (or key) with a lone surrogate, as (field path, the surrogate).
+
+    JSON can spell one (``"\\ud800"``) and Python's parser accepts it, but it is not text:
+    it cannot be stored, hashed or written to a calendar.
+    """
+    if isinstance(data, str):
+        for char in data:
+            if "\ud800" <= char <= "\udfff":
+                return path or "document", char
+        return None
+    if isinstance(data, dict):
+        children: Iterable[tuple[str, Any]] = data.items()
+    elif isinstance(data, list):
+        children = ((str(index), item) for index, item in enumerate(data))
+    else:
+        return None
+    for key, value in children:
+        where = f"{path}.{key}" if path else str(key)
+        found = _unencodable_text(key, where) or _unencodable_text(value, where)
+        if found is not None:
+            return found
+    return None
+
+
 def load_followups(data: Any) -> list[FollowUp]:
-    """One document or an array of them."""
+    """One document or an array of them; one id twice in an array is refused."""
     items: Iterable[Any] = data if isinstance(data, list) else [data]
-    return [load_followup(item) for item in items]
+    followups = [load_followup(item) for item in items]
+    first_at: dict[str, int] = {}
+    for position, followup in enumerate(followups, start=1):
+        earlier = first_at.setdefault(followup.id, position)
+        if earlier != position:
+            # The second would silently replace the first on import.
+            raise MappingError(
+                f"appears twice in this file: follow-ups number {earlier} and {position} "
+                "(counting from 1) have this id",
+                item=followup.id,
+                field="id",
+            )
+    return followups
 
 
 def load_followups_json(text: str | bytes) -> list[FollowUp]:
@@ -423,7 +500,20 @@ def load_followups_json(text: str | bytes) -> list[FollowUp]:
         ) from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise MappingError("not valid JSON: nested too deeply to read") from None
+    except ValueError as exc:
+        # json turns digits into an int; Python refuses more than sys.get_int_max_str_digits().
+        raise MappingError(f"not valid JSON: {_number_error(exc)}") from None
     return load_followups(data)
+
+
+def _number_error(exc: ValueError) -> str:
+    """Python's message for a number with too many digits, without its advice to programmers."""
+    message = str(exc)
+    if "integer string conversion" in message:
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return message
 
 
 def dump_followups_json(followups: Iterable[FollowUp]) -> str:

@@ -217,6 +217,9 @@ def _apply(
         )
     start = exception.start if exception.start is not None else original
     end = exception.end if exception.end is not None else start + duration
+    if exception.all_day:
+        # all_day: start and end are dates (the exception's validator fills them in).
+        start, end = _date_of(start), _date_of(end)
     return Occurrence(
         original,
         start,

@@ -256,8 +256,12 @@ def change_occurrence(
     if mode == "only-this":
         current = _exception(followup, slot.key) or OccurrenceException(original_start=slot.key)
         new_start = start if start is not None else slot.start
-        # Without a new end the occurrence keeps its length.
+        # A new time of day makes an all-day occurrence timed again, like its series.
+        all_day = current.all_day if not isinstance(new_start, dt.datetime) else None
+        # Without a new end the occurrence keeps its length (the series' once it is timed).
         length: dt.timedelta = slot.end - slot.start  # type: ignore[operator]
+        if current.all_day and not all_day:
+            length = followup.duration
         new_end = end if end is not None else new_start + length
         if new_end < new_start:
             raise MappingError("is before the occurrence's start", item=followup.id, field="end")
@@ -265,6 +269,7 @@ def change_occurrence(
             update={
                 "start": new_start,
                 "end": new_end,
+                "all_day": all_day,
                 **({"title": title} if title is not None else {}),
                 **({"description": description} if description is not None else {}),
                 **({"location": location} if location is not None else {}),
@@ -507,11 +512,6 @@ def _tidy(followup: FollowUp, exception: OccurrenceException) -> OccurrenceExcep
     if exception.cancelled:
         return OccurrenceException(original_start=exception.original_start, cancelled=True)
     key = exception.original_start
-    start = exception.start if exception.start is not None and exception.start != key else None
-    actual = start if start is not None else key
-    end = exception.end
-    if end is not None and end == actual + followup.duration:
-        end = None
     title = (
         exception.title
         if exception.title is not None and exception.title != followup.title
@@ -521,6 +521,22 @@ def _tidy(followup: FollowUp, exception: OccurrenceException) -> OccurrenceExcep
         exception.description if _differs(exception.description, followup.description) else None
     )
     location = exception.location if _differs(exception.location, followup.location) else None
+    if exception.all_day:
+        # All-day by itself in a timed series: that alone makes it an exception.
+        return OccurrenceException(
+            original_start=key,
+            all_day=True,
+            start=exception.start,
+            end=exception.end,
+            title=title,
+            description=description,
+            location=location,
+        )
+    start = exception.start if exception.start is not None and exception.start != key else None
+    actual = start if start is not None else key
+    end = exception.end
+    if end is not None and end == actual + followup.duration:
+        end = None
     if start is None and end is None and title is None and description is None and location is None:
         return None
     return OccurrenceException(

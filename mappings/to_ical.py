@@ -153,15 +153,25 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
         components.append(override)
     for key in sorted(answered, key=_sort_key):
         # An occurrence answered on its own but otherwise as the series has it.
-        override = _new_component(followup)
-        _common(override, followup, uid, stamp)
-        override.add("recurrence-id", ical_moment(key, zone))
-        _times(override, followup, key, zone)
-        add_participants(override, followup, key)
-        components.append(override)
+        components.append(unedited_override(followup, key, stamp=stamp))
     if len(components) > 1:
         components[1:] = sorted(components[1:], key=lambda c: _sort_key(_local_key(c, zone)))
     return MappedSeries(followup.id, uid, components)
+
+
+def unedited_override(followup: FollowUp, key: Moment, *, stamp: dt.datetime) -> Component:
+    """An override of occurrence ``key`` that says what the series says about it.
+
+    It is the frame for what is the occurrence's own but not the mapper's: one
+    participant's answer, or what a client added to it (``mappings.resource``).
+    """
+    zone = followup.zone
+    override = _new_component(followup)
+    _common(override, followup, followup.effective_uid, stamp)
+    override.add("recurrence-id", ical_moment(key, zone))
+    _times(override, followup, key, zone)
+    add_participants(override, followup, key)
+    return override
 
 
 def add_participants(component: Component, followup: FollowUp, occurrence: Moment | None) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -47,7 +48,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
-from sync.config import Account, Settings
+from mappings.resource import check_renderable
+from sync.config import DEFAULT_MAX_BODY_BYTES, Account, Settings
 from sync.dialog import (
     DateInfo,
     DialogService,
@@ -157,6 +159,8 @@ def _load(body: FollowUp) -> FollowUp:
 
     ``timezone`` is checked once more here: the model lets an empty name through (it is
     read as UTC while normalising, then kept), which would fail later as a bare ValueError.
+    Then ``check_renderable``, the store's own check: what every route computes from the
+    body (dates, a calendar resource) can be computed.
     """
     followup = load_followup(body.to_json_dict())
     try:
@@ -167,11 +171,22 @@ def _load(body: FollowUp) -> FollowUp:
             item=followup.id,
             field="timezone",
         ) from None
+    check_renderable(followup)
     return followup
 
 
-def create_app(db: Database, *, token: str, settings: Settings | None = None) -> FastAPI:
-    """The API on one database; ``settings`` give the calendars conflicts are checked in."""
+def create_app(
+    db: Database,
+    *,
+    token: str,
+    settings: Settings | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The API on one database; ``settings`` give the calendars conflicts are checked in.
+
+    A request body over ``max_body_bytes`` is answered 413 before it is read (FastAPI's
+    ``max_body_size``); the read timeouts are the server's (sync.http_limits).
+    """
     if not token:
         raise ConfigError("the API needs a non-empty token")
     bearer = HTTPBearer(auto_error=False, description="The token given to `followup-sync api`.")
@@ -194,6 +209,7 @@ def create_app(db: Database, *, token: str, settings: Settings | None = None) ->
         dependencies=[Depends(authorised)],
         responses=_ERRORS,
         redoc_url=None,
+        max_body_size=max_body_bytes,
     )
     _install_error_handlers(app)
     store = FollowUpStore(db)
@@ -370,6 +386,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Request body too large",
     422: "Invalid input",
 }
 
@@ -386,6 +403,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
+        if errors and errors[0].get("type") == "json_invalid":
+            detail = _json_error_detail(errors[0], exc.body)
+            return problem(422, "Invalid input", detail, field="body")
         field, message = _field_of(errors[0]) if errors else (None, "invalid request")
         return problem(422, "Invalid input", message, field=field)
 
@@ -393,6 +413,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
+        unreadable = _unreadable_body(exc)
+        if unreadable is not None:
+            return problem(400, title, unreadable, field="body")
         return problem(exc.status_code, title, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(ConfigError)
@@ -408,6 +431,40 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
         # The calendar server failed us (conflict checks): not the caller's fault, nor ours.
         return problem(502, "Calendar server error", str(exc))
+
+
+def _json_error_detail(error: Any, body: Any) -> str:
+    """FastAPI reports a JSON syntax error at a character offset: say line and column."""
+    reason = str((error.get("ctx") or {}).get("error") or "invalid")
+    offsets = error.get("loc", ())[1:]
+    where = ""
+    if offsets and isinstance(offsets[0], int) and isinstance(body, str | bytes):
+        text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+        offset = offsets[0]
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        where = f" at line {line} column {column}"
+    return f"the request body is not valid JSON: {reason}{where}"
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> str | None:
+    """What made FastAPI's "There was an error parsing the body" (a 400 with no reason).
+
+    FastAPI chains the parser's exception: a structure nested deeper than the parser's
+    recursion limit, a number with more digits than Python converts, bytes that are not
+    UTF-8. Say which, instead of a generic message.
+    """
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, RecursionError):
+        return "the request body is not valid JSON: nested too deeply to read"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid JSON: not UTF-8 at byte {cause.start}"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        digits = sys.get_int_max_str_digits()
+        return f"the request body is not valid JSON: a number has more than {digits} digits"
+    return None
 
 
 def _field_of(error: Any) -> tuple[str | None, str]:

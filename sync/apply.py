@@ -4,6 +4,15 @@ Order inside an action is always "server first, then record": if the process die
 between, the next pass finds the server ahead of the state and recognises its own
 write by UID and content (``plan._adopt``), instead of writing it a second time.
 
+What makes that recognition safe is the *intent*: before the first PUT of a chunk, one
+transaction records, for every server write the chunk plans, the document it puts on
+the server and the ETag it is conditional on (``PendingWrite``); the transaction that
+records a write removes its intent. A pass that dies in between leaves the intent, and
+the next pass knows what the resource holds if our write landed: that is the merge
+base, so our own write never looks like a calendar edit (``sync.plan``, "Pending
+writes"). One insert per chunk keeps the push as fast as before; a write the chunk did
+not plan (a re-plan after a 412) records its own intent just before it is sent.
+
 That recovery is also why our own server writes (creates and updates) are recorded in
 batches of ``RECORD_BATCH`` per transaction rather than one each: a crash loses at most
 one batch of records, which the next pass adopts with one multiget, never a duplicate;
@@ -30,13 +39,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp
-from mappings.resource import render
+from mappings.resource import Rendered, render_resource
 from sync import followups as crm_store
 from sync.dav import DavCalendar, FetchError
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
@@ -56,7 +65,7 @@ from sync.plan import (
     UpdateOnServer,
     describe,
 )
-from sync.state import ConflictRecord, Database, FollowUpRow, SyncItem, utcnow
+from sync.state import ConflictRecord, Database, FollowUpRow, PendingWrite, SyncItem, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,9 @@ class ApplyReport:
     done: dict[str, int] = field(default_factory=dict)  # "server create" -> n
     conflicts: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
+    #: What a user should know although nothing failed (item, message): a client's
+    #: override dropped with its occurrence by a CRM write-back.
+    notes: list[tuple[str, str]] = field(default_factory=list)
     #: The run was asked to stop (daemon shutdown) before every action was applied.
     stopped: bool = False
 
@@ -123,12 +135,12 @@ class _RenderAhead:
         self,
         pool: ThreadPoolExecutor,
         actions: Sequence[Action],
-        job: Callable[[Action], Callable[[], bytes | None] | None],
+        job: Callable[[Action], Callable[[], Rendered] | None],
     ) -> None:
         self._pool = pool
         self._actions = actions
         self._job = job
-        self._futures: dict[int, Future[bytes | None]] = {}
+        self._futures: dict[int, Future[Rendered]] = {}
         self._submitted = 0
 
     def advance(self, index: int) -> None:
@@ -143,7 +155,7 @@ class _RenderAhead:
                 self._futures[self._submitted] = self._pool.submit(job)
             self._submitted += 1
 
-    def take(self, index: int, action: Action) -> Future[bytes | None] | None:
+    def take(self, index: int, action: Action) -> Future[Rendered] | None:
         if index < len(self._actions) and self._actions[index] is action:
             return self._futures.pop(index, None)
         return None
@@ -178,9 +190,12 @@ class Applier:
         self._unrecorded: list[Written] = []
         self._ahead: _RenderAhead | None = None
         self._index = -1
+        #: Follow-up id -> the server write (by identity) whose intent is recorded now.
+        self._intended: dict[str, int] = {}
 
     def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
         actions = plan.actions
+        self._intend(actions)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead") as pool:
             self._ahead = _RenderAhead(pool, actions, self._render_job)
             try:
@@ -278,7 +293,59 @@ class Applier:
 
     # --- server writes -------------------------------------------------------------------
 
-    def _render_job(self, action: Action) -> Callable[[], bytes | None] | None:
+    def _intend(self, actions: Sequence[Action]) -> None:
+        """Record the intent of every server write among ``actions``, in one transaction.
+
+        Replaces what an earlier pass left for those follow-ups: this pass planned them
+        with it, so it has done its job.
+        """
+        rows: list[dict[str, object]] = []
+        for action in actions:
+            if isinstance(action, CreateOnServer):
+                href, if_match = self.calendar.href_for_uid(action.uid), None
+            elif isinstance(action, UpdateOnServer):
+                href, if_match = action.href, action.etag
+            else:
+                continue
+            rows.append(
+                {
+                    "account": self.account,
+                    "followup_id": action.followup_id,
+                    "href": href,
+                    "if_match": if_match,
+                    "document": action.document.to_json_dict(),
+                    "created_at": utcnow(),
+                }
+            )
+        if not rows:
+            return
+        with self.db.sessions.begin() as session:
+            ids = sorted({str(row["followup_id"]) for row in rows})
+            self._clear_intents(session, ids)
+            # Two writes for one follow-up in one chunk (a split head, then its update):
+            # the later one is the one that stands.
+            latest = {row["followup_id"]: row for row in rows}
+            session.execute(insert(PendingWrite), list(latest.values()))
+        for action in actions:
+            if isinstance(action, (CreateOnServer, UpdateOnServer)):
+                self._intended[action.followup_id] = id(action)
+
+    def _ensure_intended(self, action: CreateOnServer | UpdateOnServer) -> None:
+        if self._intended.get(action.followup_id) != id(action):
+            self._intend([action])
+
+    def _clear_intents(self, session: Session, ids: Sequence[str]) -> None:
+        for followup_id in ids:
+            self._intended.pop(followup_id, None)
+        for start in range(0, len(ids), RECORD_BATCH):
+            session.execute(
+                delete(PendingWrite).where(
+                    PendingWrite.account == self.account,
+                    PendingWrite.followup_id.in_(ids[start : start + RECORD_BATCH]),
+                )
+            )
+
+    def _render_job(self, action: Action) -> Callable[[], Rendered] | None:
         """The render of a server write as a call with every input fixed now, or None."""
         if isinstance(action, CreateOnServer):
             base = None
@@ -287,24 +354,28 @@ class Applier:
         else:
             return None
         document, stamp, agent = action.document, self.clock(), self.schedule_agent(action.document)
-        return lambda: render(document, stamp=stamp, base=base, schedule_agent=agent)
+        return lambda: render_resource(document, stamp=stamp, base=base, schedule_agent=agent)
 
-    def _rendered(
-        self, action: CreateOnServer | UpdateOnServer, base: bytes | None
-    ) -> bytes | None:
-        """This action's resource bytes: rendered ahead if it was, else now."""
+    def _rendered(self, action: CreateOnServer | UpdateOnServer, base: bytes | None) -> Rendered:
+        """This action's resource: rendered ahead if it was, else now."""
         ahead = self._ahead.take(self._index, action) if self._ahead is not None else None
         if ahead is not None:
             return ahead.result()
-        return render(
+        return render_resource(
             action.document,
             stamp=self.clock(),
             base=base,
             schedule_agent=self.schedule_agent(action.document),
         )
 
+    def _note_dropped(self, followup_id: str, rendered: Rendered) -> None:
+        """Say in the pass report which client overrides left with their occurrence."""
+        for line in rendered.dropped_lines():
+            log.warning("%s: %s", followup_id, line)
+            self.report.notes.append((followup_id, line))
+
     def _create_on_server(self, action: CreateOnServer) -> None:
-        data = self._rendered(action, None)
+        data = self._rendered(action, None).data
         if data is None:
             log.info(
                 "%s: every occurrence is deleted; nothing to put on the calendar",
@@ -312,6 +383,7 @@ class Applier:
             )
             return
         href = self.calendar.href_for_uid(action.uid)
+        self._ensure_intended(action)
         try:
             etag = self.calendar.create(href, data)
         except AlreadyExists:
@@ -327,11 +399,14 @@ class Applier:
             if action.base_data is not None
             else self._server_data(action.followup_id)
         )
-        data = self._rendered(action, base)
+        rendered = self._rendered(action, base)
+        data = rendered.data
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
             return
+        self._ensure_intended(action)
         etag = self.calendar.update(action.href, data, action.etag)
+        self._note_dropped(action.followup_id, rendered)
         self._written(Written(action.followup_id, action.href, etag, action.document, data))
         self._done(action, "server update")
 
@@ -348,18 +423,19 @@ class Applier:
     def _merge(self, action: Merge) -> None:
         etag, data = action.etag, action.server_data
         if action.push:
-            rendered = render(
+            rendered = render_resource(
                 action.document,
                 stamp=self.clock(),
                 base=action.server_data,
                 schedule_agent=self.schedule_agent(action.document),
             )
-            if rendered is None:
+            if rendered.data is None:
                 raise MappingError(
                     "the merged series has no occurrences left", item=action.followup_id
                 )
-            etag = self.calendar.update(action.href, rendered, action.etag)
-            data = rendered
+            etag = self.calendar.update(action.href, rendered.data, action.etag)
+            data = rendered.data
+            self._note_dropped(action.followup_id, rendered)
         with self.db.sessions.begin() as session:
             if action.pull:
                 crm_store.save(session, action.document)
@@ -409,6 +485,7 @@ class Applier:
                     )
                 )
                 existing = {row.followup_id: row for row in rows}
+                self._clear_intents(session, ids)
                 for written in batch:
                     self._record(
                         session, written, existing.get(written.followup_id), looked_up=True
@@ -435,6 +512,8 @@ class Applier:
         """Remember what both sides agree on; ``looked_up``: ``item`` is the row, or None if new."""
         if item is None and not looked_up:
             item = session.get(SyncItem, (self.account, agreed.followup_id))
+        if not looked_up:  # a batch (``flush``) clears its intents at once
+            self._clear_intents(session, [agreed.followup_id])
         if item is None:
             item = SyncItem(account=self.account, followup_id=agreed.followup_id)
             session.add(item)
@@ -442,13 +521,15 @@ class Applier:
         item.uid = document.effective_uid
         item.href = agreed.href
         item.etag = agreed.etag
-        item.synced_hash = crm_store.content_hash(document)
-        item.synced_document = document.to_json_dict()
+        synced = document.to_json_dict()
+        item.synced_hash = crm_store.json_hash(synced)
+        item.synced_document = synced
         item.server_data = agreed.data
         item.updated_at = utcnow()
         item.detached = False
 
     def _forget(self, session: Session, followup_id: str) -> None:
+        self._clear_intents(session, [followup_id])
         session.execute(
             delete(SyncItem).where(
                 SyncItem.account == self.account, SyncItem.followup_id == followup_id

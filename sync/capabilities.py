@@ -13,6 +13,7 @@ instead of testing ``kind == "sogo"``, so a new server is one new row.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -30,8 +31,8 @@ __all__ = [
     "detect_server_kind",
 ]
 
-ServerKind = Literal["radicale", "xandikos", "davical", "sogo", "generic"]
-SameUidOtherHref = Literal["409", "412", "accepted"]
+ServerKind = Literal["radicale", "xandikos", "davical", "sogo", "cyrus", "sabredav", "generic"]
+SameUidOtherHref = Literal["409", "412", "403", "accepted"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,11 @@ class Capabilities:
     #: free-busy-query REPORT works; when False use a time-range calendar-query.
     free_busy_query: bool
     #: What a PUT of a UID that already lives under another href gets: "409"
-    #: (no-uid-conflict), "412", or "accepted" (a duplicate is created!).
+    #: (no-uid-conflict), "412", "accepted" (a duplicate is created!), or "403" with
+    #: CALDAV:unique-scheduling-object-resource naming where the UID lives (Cyrus), which a
+    #: server also answers when that href is in ANOTHER calendar of the same user (a UID
+    #: lives once per user). DavCalendar.create reads the href from the answer: in this
+    #: calendar it is AlreadyExists (re-planned against it), elsewhere UidInOtherCalendar.
     same_uid_other_href: SameUidOtherHref
     #: A strong ETag header on a PUT answer can be trusted as the stored version's etag.
     #: When False, DavCalendar re-reads the etag with a PROPFIND Depth 0 after every write.
@@ -85,6 +90,14 @@ class Capabilities:
     #: pass then asks only for it (``sync.runner``) instead of the sync-collection REPORT,
     #: which Radicale answers by reading every item (0.5 s at 5,000; getlastmodified 0.04 s).
     lastmodified_covers_members: bool = False
+    #: A calendar-multiget naming an href that does not exist answers the others and
+    #: reports that one (404 in the multistatus, or leaves it out). SabreDAV 1.8 answers the
+    #: whole REPORT 404 instead; DavCalendar.get_multi then asks for each href alone.
+    multiget_reports_missing_href: bool = True
+    #: A timed VEVENT that ends when it starts (DTEND = DTSTART, DURATION:PT0S or no end,
+    #: all allowed by RFC 5545) is stored. Cyrus refuses all three with 403; DavCalendar
+    #: then writes such events one second long and reads them back (sync.zero_length).
+    zero_length_events: bool = True
 
     def replace(self, **changes: object) -> Capabilities:
         """A copy with some fields overridden (config, or a probe result)."""
@@ -185,7 +198,63 @@ _TABLE: dict[str, Capabilities] = {
         sends_schedule_tag=False,
         etag_is_content_hash=False,
     ),
-    # Anything else (Nextcloud/Baikal/Cyrus/... or an undetected Radicale/Xandikos): RFC
+    # Cyrus IMAP 3.6.1's CalDAV (Debian bookworm), measured by tests/integration/test_interop.py,
+    # the sync suite (make test-interop) and shared/reference/server-cyrus.md: token
+    # data:,<uidvalidity>-<modseq>; a bogus token -> 403 valid-sync-token; deltas list only
+    # the changed href, a deletion as 404; If-None-Match on existing, stale If-Match,
+    # If-Match on a missing href -> 412; DELETE with a stale If-Match -> 412; a UID lives once
+    # PER USER: a second one, in this calendar or another, -> 403
+    # unique-scheduling-object-resource with the existing href; a VEVENT whose end is not
+    # after its start (DTEND = DTSTART, DURATION:PT0S, or neither; an all-day one without
+    # DTEND and a VTODO with DUE = DTSTART are fine) -> 403 valid-calendar-data "DTEND must
+    # occur after DTSTART", as is an end before the start, a bad RRULE, a property twice
+    # (but an undefined TZID is stored); PUT answers 201 with a strong ETag
+    # (sha1 of the content); free-busy-query answers; Schedule-Tag on organizer events.
+    "cyrus": Capabilities(
+        kind="cyrus",
+        sync_token=True,
+        sync_token_trustworthy=True,
+        sync_token_seconds=False,
+        sync_delta_minimal=True,
+        if_none_match_honoured=True,
+        if_match_star_honoured=True,
+        if_match_missing_refused=True,
+        if_match_honoured_on_delete=True,
+        free_busy_query=True,
+        same_uid_other_href="403",
+        etag_on_put=True,
+        sends_schedule_tag=True,
+        etag_is_content_hash=True,
+        zero_length_events=False,
+    ),
+    # SabreDAV 1.8.12 (Debian bookworm php-sabre-dav; the example CalDAV server on SQLite),
+    # measured the same way: NO sync-collection (REPORT -> 403 supported-report, naming
+    # <s:sabredav-version>1.8.12; X-Sabre-Version only on OPTIONS) and no DAV:sync-token
+    # or getlastmodified on the collection, so every pass lists href/ETag
+    # with one PROPFIND Depth 1; If-None-Match on existing, stale If-Match, If-Match on a
+    # missing href, DELETE with a stale If-Match -> 412; same UID under another href ->
+    # 201, a duplicate; PUT answers 201 with ETag (md5 of the content); free-busy-query ok;
+    # a calendar-multiget naming one missing href -> 404 for the whole REPORT.
+    # SabreDAV 2+ (Baikal, Nextcloud) has sync-collection: this row is the 1.x line only
+    # (recognised by its refusal of sync-collection); use "generic" for the newer ones.
+    "sabredav": Capabilities(
+        kind="sabredav",
+        sync_token=False,
+        sync_token_trustworthy=False,
+        sync_token_seconds=False,
+        sync_delta_minimal=False,
+        if_none_match_honoured=True,
+        if_match_star_honoured=True,
+        if_match_missing_refused=True,
+        if_match_honoured_on_delete=True,
+        free_busy_query=True,
+        same_uid_other_href="accepted",
+        etag_on_put=True,
+        sends_schedule_tag=False,
+        etag_is_content_hash=True,
+        multiget_reports_missing_href=False,
+    ),
+    # Anything else (Nextcloud/Baikal/... or an undetected Radicale/Xandikos): RFC
     # behaviour for preconditions and PUT ETags (a strong ETag on PUT means "stored as sent",
     # RFC 4791 5.3.4), which every server we measured except SOGo follows. Tokens are used but
     # not trusted to report deletions, so reconciliation stays scheduled; duplicates by UID
@@ -209,6 +278,7 @@ _TABLE: dict[str, Capabilities] = {
 }
 
 KNOWN_KINDS: frozenset[str] = frozenset(_TABLE)
+_CYRUS_TOKEN = re.compile(r"data:,\d+-\d+")
 
 _FIELD_TYPES: dict[str, type] = {
     f.name: (str if f.name in ("kind", "same_uid_other_href") else bool)
@@ -239,8 +309,8 @@ def capabilities_for(
             raise ConfigError(f"unknown server capability {key!r}")
         if not isinstance(value, expected):
             raise ConfigError(f"server capability {key!r} must be {expected.__name__}")
-        if key == "same_uid_other_href" and value not in ("409", "412", "accepted"):
-            raise ConfigError("same_uid_other_href must be '409', '412' or 'accepted'")
+        if key == "same_uid_other_href" and value not in ("409", "412", "403", "accepted"):
+            raise ConfigError("same_uid_other_href must be '409', '412', '403' or 'accepted'")
         changes[key] = value
     return caps.replace(**changes)
 
@@ -258,6 +328,10 @@ def detect_server_kind(headers: Mapping[str, str] | None = None, url: str | None
         return "davical"
     if "sogo" in server:
         return "sogo"
+    if "cyrus-http" in server:
+        return "cyrus"
+    if lowered.get("x-sabre-version", "").startswith("1."):
+        return "sabredav"
     if "xandikos" in server:
         return "xandikos"
     if "radicale" in server:
@@ -275,6 +349,8 @@ def detect_kind_from_token(token: str) -> str | None:
     """Some servers are recognisable by their sync-token format alone."""
     if token.startswith("http://radicale.org/ns/sync/"):
         return "radicale"
+    if _CYRUS_TOKEN.fullmatch(token):  # data:,<uidvalidity>-<modseq>
+        return "cyrus"
     if token.startswith("data:,"):
         return "davical"
     return None

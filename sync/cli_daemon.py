@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from sync.cli_sync import config_option, database_option
 from sync.config import Account, Settings, load_settings
-from sync.dav import DavCalendar
+from sync.connect import check_sign_in, open_calendar
 from sync.errors import ConfigError, FollowupSyncError, NotFound
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
@@ -46,9 +46,12 @@ def _settings(config_path: str | None, *, required: bool = False) -> Settings:
     return load_settings(config_path)
 
 
-def _database(settings: Settings, database: str | None) -> Database:
-    """Open without creating or migrating: these commands must see the schema as it is."""
-    return Database(database_url(database or settings.database))
+def _database(settings: Settings, database: str | None, *, create: bool = False) -> Database:
+    """Open without migrating: these commands must see the schema as it is.
+
+    Only ``db upgrade`` may ``create`` a SQLite file that does not exist yet.
+    """
+    return Database(database_url(database or settings.database), create=create)
 
 
 # --- daemon -------------------------------------------------------------------------------------
@@ -100,7 +103,7 @@ def daemon_command(
         raise ConfigError("no enabled account in the config: nothing to run")
     for account in settings.accounts.values():
         if account.enabled:
-            account.password()  # a missing secret is a start-up error, not a failure every interval
+            check_sign_in(account)  # a missing secret is a start-up error, not one every interval
     db = _database(settings, database)
     check_current(db)
     daemon = Daemon(settings, db)
@@ -120,7 +123,12 @@ def daemon_command(
     daemon.start()
     try:
         if ds.http_port:
-            http = HttpServer(create_service_app(daemon), ds.http_host, ds.http_port)
+            http = HttpServer(
+                create_service_app(daemon),
+                ds.http_host,
+                ds.http_port,
+                read_timeout=ds.http_read_timeout_seconds,
+            )
             try:
                 http.start()
             except RuntimeError as exc:
@@ -212,7 +220,7 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
     import json
 
     settings = _settings(config_path)
-    db = _database(settings, database)
+    db = Database.open(database or settings.database, create=False)
     rows = collect_status(settings, db)
     if as_json:
         click.echo(
@@ -266,7 +274,7 @@ def db_group() -> None:
 def db_upgrade_command(config_path: str | None, database: str | None) -> None:
     """Create the tables or apply pending migrations. Safe to run again."""
     settings = _settings(config_path)
-    db = _database(settings, database)
+    db = _database(settings, database, create=True)
     before, after = upgrade(db)
     if before == after:
         click.echo(f"database is current (revision {after})")
@@ -310,30 +318,9 @@ def check_account(account: Account) -> CheckResult:
     """Log in, find the calendar (never create it), read what the server supports."""
     name = account.name
     try:
-        password = account.password()
+        calendar = open_calendar(account, create=False)
     except ConfigError as exc:
-        return CheckResult(name, f"no secret: {exc}", "-", "-", "-", False)
-    try:
-        if account.calendar_url:
-            calendar = DavCalendar.connect(
-                account.calendar_url,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-            )
-        else:
-            calendar = DavCalendar.discover(
-                account.url,
-                calendar=account.calendar,
-                create=False,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-            )
+        return CheckResult(name, f"not configured: {exc}", "-", "-", "-", False)
     except NotFound:
         # Discovery got as far as the calendar home, so the login works; the first sync
         # creates a missing calendar (make_calendar), which is what a new account needs.

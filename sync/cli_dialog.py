@@ -25,7 +25,7 @@ from rich.table import Table
 from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment, load_followups_json
 from sync.cli_sync import config_option, database_option, open_database, print_report
-from sync.config import Settings, load_settings
+from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings, load_settings
 from sync.dialog import DateInfo, DialogService, OperationResult, account_for, calculate_dates
 from sync.errors import ConfigError
 from sync.runner import run_pass
@@ -140,7 +140,11 @@ def dates_command(
     warnings, as in the CRM.
     """
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database) if (conflicts or not Path(target).is_file()) else None
+    db = (
+        open_database(settings, database, create=False)
+        if (conflicts or not Path(target).is_file())
+        else None
+    )
     followup = _target_followup(target, pick, db)
     account = None
     if conflicts and settings is not None and settings.accounts:
@@ -439,10 +443,25 @@ def _done(
     "--token-env", default=DEFAULT_TOKEN_ENV, show_default=True, metavar="VAR",
     help="Environment variable holding the bearer token clients must send.",
 )  # fmt: skip
+@click.option(
+    "--max-body-bytes", default=DEFAULT_MAX_BODY_BYTES, show_default=True,
+    type=click.IntRange(min=1), help="Larger request bodies are refused with 413.",
+)  # fmt: skip
+@click.option(
+    "--read-timeout", default=DEFAULT_READ_TIMEOUT, show_default=True,
+    type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+    help="A client must send a whole request (headers and body) within this time.",
+)  # fmt: skip
 @database_option
 @config_option
 def api_command(
-    host: str, port: int, token_env: str, database: str | None, config_path: str | None
+    host: str,
+    port: int,
+    token_env: str,
+    max_body_bytes: int,
+    read_timeout: float,
+    database: str | None,
+    config_path: str | None,
 ) -> None:
     """Serve the HTTP API (follow-ups and the dialog operations) with uvicorn.
 
@@ -453,12 +472,13 @@ def api_command(
     import uvicorn
 
     from sync.api import create_app
+    from sync.http_limits import server_config
 
     token = os.environ.get(token_env)
     if not token:
         raise ConfigError(f"environment variable {token_env} (--token-env) is not set or empty")
     settings = load_settings(config_path) if config_path else None
     db = open_database(settings, database)
-    uvicorn.run(
-        create_app(db, token=token, settings=settings), host=host, port=port, log_level="info"
-    )
+    app = create_app(db, token=token, settings=settings, max_body_bytes=max_body_bytes)
+    config = server_config(app, host=host, port=port, read_timeout=read_timeout, log_level="info")
+    uvicorn.Server(config).run()

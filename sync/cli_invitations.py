@@ -48,7 +48,7 @@ def invitations_group(
     """Invitations to participants: answers, sending (SMTP) and replies (IMAP)."""
     if ctx.invoked_subcommand is not None:
         return
-    db = open_database(_settings(config_path) if config_path else None, database)
+    db = open_database(_settings(config_path) if config_path else None, database, create=False)
     rows = invitations.answers(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -132,7 +132,7 @@ def _decide(
 @config_option
 def outbox_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Every invitation message recorded, and whether it was sent."""
-    db = open_database(_settings(config_path) if config_path else None, database)
+    db = open_database(_settings(config_path) if config_path else None, database, create=False)
     rows = invitations.outbox(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -166,7 +166,7 @@ def _mail(settings: Settings) -> MailSettings:
 def send_command(database: str | None, config_path: str | None) -> None:
     """Send the invitation messages the sync passes recorded."""
     settings = _settings(config_path)
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     report = invitations.send_pending(_mail(settings), db)
     click.echo(
         f"sent {len(report.sent)}, failed {len(report.failed)}, uncertain {len(report.uncertain)}"
@@ -184,7 +184,7 @@ def send_command(database: str | None, config_path: str | None) -> None:
 def resend_command(ids: tuple[int, ...], database: str | None, config_path: str | None) -> None:
     """Send messages again on purpose (an 'uncertain' one after a crash): the identical message."""
     settings = _settings(config_path)
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     report = invitations.send_pending(_mail(settings), db, only=ids)
     click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}")
 
@@ -196,7 +196,7 @@ def resend_command(ids: tuple[int, ...], database: str | None, config_path: str 
 def fetch_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Read iTIP replies from [mail.imap] and update the participants' answers."""
     settings = _settings(config_path)
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     outcomes = invitations.fetch_replies(_mail(settings), db)
     if as_json:
         click.echo(json.dumps([o.__dict__ for o in outcomes], indent=2, ensure_ascii=False))

@@ -3,15 +3,17 @@
 They share where the state lives (``--database``, default ``followup-sync.sqlite`` or
 ``$FOLLOWUP_SYNC_DATABASE``) and which account to use: from ``--config FILE`` (TOML,
 see ``config/followup-sync.example.toml``) with ``--account NAME``, or given directly
-with ``--url`` and friends for a one-off run. Passwords come from an environment
-variable or a file, never from the command line, where ``ps`` would show them.
+with ``--url`` and friends for a one-off run (``sync.cli_signin`` adds the sign-in and TLS
+flags). Passwords come from an environment variable, a file or a command, never from the
+command line, where ``ps`` would show them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import click
@@ -21,8 +23,11 @@ from rich.table import Table
 from sqlalchemy import select
 
 from mappings.model import dump_followups_json, load_followups_json
+from sync.cli_signin import apply_sign_in, sign_in_options
 from sync.config import Account, Settings, load_settings
+from sync.errors import AccountBusy
 from sync.followups import FollowUpStore
+from sync.locks import SqliteFileLock, cluster_lock_for
 from sync.plan import describe
 from sync.runner import PassReport, run_pass
 from sync.state import ConflictRecord, Database
@@ -57,8 +62,15 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def open_database(settings: Settings | None, database: str | None) -> Database:
-    return Database.open(database or (settings.database if settings else None))
+def open_database(
+    settings: Settings | None, database: str | None, *, create: bool = True
+) -> Database:
+    """The state database, never migrated (``db upgrade`` does that).
+
+    ``create=False`` for commands that only read: a missing or empty database is an
+    error (exit 2) instead of a new empty file and an empty answer.
+    """
+    return Database.open(database or (settings.database if settings else None), create=create)
 
 
 @click.command(
@@ -91,7 +103,7 @@ def import_command(file: IO[bytes], database: str | None, config_path: str | Non
 def export_command(ids: tuple[str, ...], database: str | None, config_path: str | None) -> None:
     """Print the stored follow-ups as a JSON array (the document 'import' and 'map' take)."""
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     followups = FollowUpStore(db).all()
     if ids:
         followups = [f for f in followups if f.id in set(ids)]
@@ -119,6 +131,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
 @click.option("--username", help="CalDAV user name.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the password.")
 @click.option("--password-file", metavar="PATH", help="File holding the password.")
+@sign_in_options
 @click.option(
     "--calendar",
     default="followups",
@@ -157,6 +170,7 @@ def sync_command(
     full: bool,
     force_delete: bool,
     database: str | None,
+    **sign_in: Any,
 ) -> None:
     """Reconcile the follow-ups with a CalDAV calendar, both ways.
 
@@ -181,6 +195,7 @@ def sync_command(
         )
     else:
         account = settings.account(account_name)
+    account = apply_sign_in(account, sign_in)
     if import_new is not None:
         account = account.model_copy(update={"import_new": import_new})
     db = open_database(settings, database)
@@ -204,12 +219,43 @@ def sync_command(
                 task = bar.add_task(f"syncing {account.name}", total=total)
             bar.update(task, completed=done)
 
-        report = run_pass(
-            account, db, dry_run=dry_run, full=full, force_delete=force_delete, progress=progress
-        )
+        with account_lock(db, account.name, dry_run=dry_run):
+            report = run_pass(
+                account,
+                db,
+                dry_run=dry_run,
+                full=full,
+                force_delete=force_delete,
+                progress=progress,
+            )
     print_report(report)
     if not report.ok:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def account_lock(db: Database, account: str, *, dry_run: bool) -> Iterator[None]:
+    """Hold the account's cross-process lock for a pass (``sync.locks``); refuse if taken.
+
+    Two passes on one account would each take the other's fresh writes for calendar
+    edits. A dry run changes nothing and takes no lock.
+    """
+    if dry_run:
+        yield
+        return
+    lock = cluster_lock_for(db.url)
+    try:
+        with lock.hold(account) as held:
+            if held is None:
+                holder = lock.holder(account) if isinstance(lock, SqliteFileLock) else None
+                who = f" (pid {holder})" if holder else ""
+                raise AccountBusy(
+                    f"account {account!r} is being synced by another process{who}; "
+                    "nothing was done: run again when that pass has finished"
+                )
+            yield
+    finally:
+        lock.close()
 
 
 def print_report(report: PassReport) -> None:
@@ -236,6 +282,8 @@ def print_report(report: PassReport) -> None:
         click.echo(f"  skipped {item}: {reason}", err=True)
     for item, text in plan.notices:
         click.echo(f"  note {item}: {text}", err=True)
+    for item, message in report.applied.notes:
+        click.echo(f"  note {item}: {message}", err=True)
     for item, message in report.errors:
         click.echo(f"  error {item}: {message}", err=True)
 
@@ -250,7 +298,7 @@ def conflicts_command(
 ) -> None:
     """List conflicts: both sides changed the same part; the losing value is kept here."""
     settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(settings, database, create=False)
     with db.session() as session:
         query = select(ConflictRecord).order_by(ConflictRecord.occurred_at)
         if account_name:

@@ -11,14 +11,16 @@ The file (``config/followup-sync.example.toml`` documents every key)::
     [accounts.alice]
     url = "https://dav.example.com/"
     username = "alice"
-    password_env = "ALICE_DAV_PASSWORD"      # or password_file / password_keyring
+    password_env = "ALICE_DAV_PASSWORD"      # or password_file/_keyring/_command
     calendar = "Follow-ups"                  # display name or id; created if missing
     owners = ["alice"]                       # which follow-ups go to this calendar
     interval_seconds = 300
 
 Secrets never live in the file itself: a password comes from an environment variable,
-a file or the system keyring, so the config can be committed and shown. Every problem
-is reported at once, each naming the key and, where the file has it, the line (or the
+a file, the system keyring or a command, so the config can be committed and shown.
+Sign-in (``auth``: basic, digest, bearer, oauth2), TLS trust (``ca_bundle``, ``client_cert``,
+``pin_sha256``) and ``proxy`` are per account; ``docs/servers-and-sign-in.md`` shows them.
+Every problem is reported at once, each naming the key and, where the file has it, the line (or the
 environment variable that set it).
 
 Environment overrides follow the file's structure with ``__`` between levels, so a
@@ -48,12 +50,78 @@ from sync.errors import ConfigError
 from sync.mail_config import MailSettings
 from sync.merge import ConflictPolicy
 from sync.plan import OnServerDelete
+from sync.secret_sources import read_secret
 
 ENV_PREFIX = "FOLLOWUP_SYNC_"
 #: Separates levels in an override's name: FOLLOWUP_SYNC_ACCOUNTS__ALICE__URL.
 ENV_NESTING = "__"
 #: FOLLOWUP_SYNC_* variables that are not settings (the CLI reads them itself).
 ENV_NOT_SETTINGS = frozenset({"CONFIG", "API_TOKEN"})
+_PASSWORD_SOURCES = ("password_env", "password_file", "password_keyring", "password_command")
+
+
+class SecretRef(BaseModel):
+    """Where one secret comes from: exactly one of ``env``, ``file``, ``keyring``, ``command``.
+
+    In TOML an inline table: ``refresh_token = { command = ["pass", "show", "google/caldav"] }``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str | None = None
+    file: str | None = None
+    #: ``"service:user"`` in the system keyring.
+    keyring: str | None = None
+    #: A program and its arguments (no shell); the first line it prints is the secret.
+    command: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        given = [k for k in ("env", "file", "keyring", "command") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of env, file, keyring, command")
+        return self
+
+    def read(self, owner: str, key: str) -> str:
+        value = read_secret(
+            owner, key, env=self.env, file=self.file, keyring=self.keyring, command=self.command
+        )
+        if value is None:  # pragma: no cover - the validator requires one source
+            raise ConfigError(f"{owner}: {key} has no source")
+        return value
+
+
+class OAuth2Settings(BaseModel):
+    """OAuth 2.0 with a refresh token (RFC 6749 section 6): the ``[accounts.NAME.oauth2]`` table.
+
+    The access token is fetched from ``token_url`` when needed, refreshed shortly before
+    it expires and after a 401, and kept in memory only.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_url: str
+    #: Not a secret for most providers, so it may be written as is; or a SecretRef.
+    client_id: str | SecretRef
+    client_secret: SecretRef | None = None
+    refresh_token: SecretRef
+    #: Space-separated scopes to ask for; None keeps the scopes of the original grant.
+    scope: str | None = None
+    #: How the client authenticates at the token endpoint (RFC 6749 2.3.1): HTTP Basic,
+    #: or client_id/client_secret in the form body (what Google's documentation shows).
+    client_auth: Literal["basic", "body"] = "body"
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("must start with https:// (or http:// on a trusted network)")
+        return value
+
+    def client_id_value(self, owner: str) -> str:
+        if isinstance(self.client_id, str):
+            return self.client_id
+        return self.client_id.read(owner, "oauth2.client_id")
 
 
 class Account(BaseModel):
@@ -69,6 +137,23 @@ class Account(BaseModel):
     #: ``"service:user"`` in the system keyring (``keyring`` package); ``"service"`` alone
     #: uses ``username`` as the keyring user.
     password_keyring: str | None = None
+    #: A program and its arguments whose first output line is the password (pass, secret-tool).
+    password_command: list[str] | None = Field(default=None, min_length=1)
+    #: How to sign in: "basic" and "digest" send username and password; "bearer" sends the
+    #: password as a bearer token; "oauth2" gets tokens as the ``oauth2`` table says.
+    auth: Literal["basic", "digest", "bearer", "oauth2"] = "basic"
+    oauth2: OAuth2Settings | None = None
+    #: PEM file of the certificate authorities to trust instead of the system's.
+    ca_bundle: str | None = None
+    #: PEM client certificate (and its key, unless the same file holds both).
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: SHA-256 fingerprint of the server's certificate (hex, colons allowed): only that
+    #: exact certificate is accepted, whoever signed it.
+    pin_sha256: str | None = None
+    #: ``http://host:port`` of an HTTP(S) proxy for this account; without it the standard
+    #: HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply.
+    proxy: str | None = None
     calendar: str = "followups"
     #: A full calendar collection URL skips discovery.
     calendar_url: str | None = None
@@ -113,8 +198,35 @@ class Account(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://", value):
-            raise ValueError("must start with http:// or https://")
+        if re.match(r"^https?://", value):
+            return value
+        # A bare host or an e-mail-style account: found by RFC 6764 discovery.
+        if re.fullmatch(r"([^@/\s]+@)?[A-Za-z0-9.-]+(:\d+)?", value):
+            return value
+        raise ValueError(
+            "must start with http:// or https://, or be a host name or user@domain (discovery)"
+        )
+
+    @field_validator("pin_sha256")
+    @classmethod
+    def _pin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(":", "").strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise ValueError("must be a SHA-256 fingerprint: 64 hex digits, colons allowed")
+        return digits
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/]+/?$", value):
+            raise ValueError("must be a proxy URL such as http://proxy.example.com:3128")
+        if value is not None and "@" in value:
+            raise ValueError(
+                "must not hold credentials (the file is not for secrets); put a proxy "
+                "that needs a login in the HTTPS_PROXY environment variable"
+            )
         return value
 
     @field_validator("password_keyring")
@@ -126,11 +238,23 @@ class Account(BaseModel):
 
     @model_validator(mode="after")
     def _one_secret(self) -> Account:
-        given = [
-            k for k in ("password_env", "password_file", "password_keyring") if getattr(self, k)
-        ]
+        given = [k for k in _PASSWORD_SOURCES if getattr(self, k)]
         if len(given) > 1:
             raise ValueError(f"give only one of {', '.join(given)}")
+        return self
+
+    @model_validator(mode="after")
+    def _sign_in_is_complete(self) -> Account:
+        if self.auth == "oauth2" and self.oauth2 is None:
+            raise ValueError('auth = "oauth2" needs an [accounts.NAME.oauth2] table')
+        if self.oauth2 is not None and self.auth != "oauth2":
+            raise ValueError('an oauth2 table is only used with auth = "oauth2"')
+        if self.client_key and not self.client_cert:
+            raise ValueError("client_key needs client_cert")
+        if not self.verify_tls and (self.ca_bundle or self.pin_sha256):
+            raise ValueError("verify_tls = false contradicts ca_bundle / pin_sha256")
+        if self.ca_bundle and self.pin_sha256:
+            raise ValueError("give ca_bundle or pin_sha256, not both (a pin replaces the CAs)")
         return self
 
     @property
@@ -140,48 +264,15 @@ class Account(BaseModel):
 
     def password(self) -> str | None:
         """Read the secret when it is needed, never store it on the model."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(
-                    f"account {self.name!r}: environment variable {self.password_env} "
-                    "(password_env) is not set"
-                )
-            return value
-        if self.password_file:
-            path = Path(self.password_file).expanduser()
-            try:
-                return path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"account {self.name!r}: cannot read password_file {path}: {exc.strerror}"
-                ) from None
-        if self.password_keyring:
-            return self._keyring_password(self.password_keyring)
-        return None
-
-    def _keyring_password(self, reference: str) -> str:
-        service, _, user = reference.partition(":")
-        user = user or (self.username or "")
-        try:
-            import keyring
-            from keyring.errors import KeyringError
-        except ImportError:  # pragma: no cover - keyring is a declared dependency
-            raise ConfigError(
-                f"account {self.name!r}: password_keyring needs the 'keyring' package"
-            ) from None
-        try:
-            value = keyring.get_password(service, user)
-        except KeyringError as exc:
-            raise ConfigError(
-                f"account {self.name!r}: keyring lookup {service}:{user} failed: {exc}"
-            ) from None
-        if value is None:
-            raise ConfigError(
-                f"account {self.name!r}: no password for {service}:{user} in the keyring "
-                "(password_keyring)"
-            )
-        return value
+        return read_secret(
+            f"account {self.name!r}",
+            "password",
+            env=self.password_env,
+            file=self.password_file,
+            keyring=self.password_keyring,
+            command=self.password_command,
+            keyring_user=self.username,
+        )
 
     def selects(self, *, followup_id: str, owner: str | None, kind: str) -> bool:
         if self.ids and followup_id not in self.ids:
@@ -194,6 +285,12 @@ class Account(BaseModel):
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
+
+
+#: A follow-up document is a few KiB; a long series with many exceptions stays far below.
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+#: Seconds an HTTP client has to send one whole request once it started (sync.http_limits).
+DEFAULT_READ_TIMEOUT = 10.0
 
 
 class DaemonSettings(BaseModel):
@@ -211,6 +308,10 @@ class DaemonSettings(BaseModel):
     log_level: str = "INFO"
     #: Environment variable holding the bearer token of the follow-up REST API.
     api_token_env: str = "FOLLOWUP_SYNC_API_TOKEN"
+    #: Larger request bodies are refused with 413 before they are read (sync.http_limits).
+    api_max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
+    #: A client must send a whole request (headers and body) within this many seconds.
+    http_read_timeout_seconds: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0)
     #: How often the store is polled for follow-ups changed by the CRM.
     crm_poll_seconds: float = Field(default=2.0, gt=0)
     #: Wait this long after the last CRM change before syncing (a burst of writes, one pass).

@@ -44,6 +44,7 @@ from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
 from lxml import etree
 
+from sync import zero_length
 from sync.capabilities import (
     Capabilities,
     capabilities_for,
@@ -54,8 +55,11 @@ from sync.errors import (
     AlreadyExists,
     InvalidSyncToken,
     NotFound,
+    Refused,
     StoreError,
+    SyncCollectionUnsupported,
     TransportError,
+    UidInOtherCalendar,
     WrongEtag,
 )
 
@@ -70,6 +74,8 @@ __all__ = [
     "Resource",
     "ResponseTooLarge",
     "RetryPolicy",
+    "Transport",
+    "describe_transport_failure",
 ]
 
 log = logging.getLogger(__name__)
@@ -165,6 +171,26 @@ class LastModified:
 
     value: datetime
     server_time: datetime
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How requests reach the server, beyond the URL: sign-in, TLS trust, client certificate, proxy.
+
+    ``verify`` is niquests' ``verify``: True (the system's CAs), False, the path of a CA
+    bundle, or ``"sha256_<hex>"`` to accept exactly one certificate (pinning). ``auth`` is a
+    niquests auth object; None means Basic from the username and password, as before.
+    ``proxy`` None leaves the standard proxy environment variables in charge.
+    """
+
+    auth: Any = None
+    verify: bool | str = True
+    cert: tuple[str, str] | str | None = None
+    proxy: str | None = None
+
+    @property
+    def proxies(self) -> dict[str, str] | None:
+        return {"http": self.proxy, "https": self.proxy} if self.proxy else None
 
 
 def _http_date(text: str | None) -> datetime | None:
@@ -288,6 +314,26 @@ def _status_code(text: str | None, where: str) -> int:
     raise TransportError(f"unreadable DAV:status {text!r} in {where}")
 
 
+def _too_large(action: str, key: str, data: bytes, status: int) -> Refused:
+    size = f"{len(data):,} bytes"
+    reason = (
+        "larger than the server accepts"
+        if status == 413
+        else "refused although its condition held (412): most likely over the server's size "
+        "limit (Radicale: max_resource_size, 10 MB by default)"
+    )
+    return Refused(f"{action} {key}: the resource ({size}) was {reason}", href=key, status=status)
+
+
+def _same_etag(a: str, b: str) -> bool:
+    """ETags compared as RFC 9110 weak comparison does (``W/`` and the quotes aside)."""
+
+    def bare(value: str) -> str:
+        return value.strip().removeprefix("W/").strip('"')
+
+    return bare(a) == bare(b)
+
+
 def _has_error(body: bytes, name: str) -> bool:
     """True when a DAV:error body names the given precondition (valid-sync-token, ...)."""
     if not body:
@@ -297,6 +343,24 @@ def _has_error(body: bytes, name: str) -> bool:
     except etree.XMLSyntaxError:
         return name.encode() in body
     return any(isinstance(el.tag, str) and etree.QName(el).localname == name for el in root.iter())
+
+
+#: How SabreDAV 1.x names itself in an error body (<s:sabredav-version>1.8.12</...>).
+_SABRE_1_VERSION = re.compile(rb"sabredav-version>\s*1\.")
+
+
+def _error_href(body: bytes, name: str) -> str | None:
+    """The DAV:href inside a DAV:error body's ``name`` precondition element, if any."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    for el in root.iter():
+        if isinstance(el.tag, str) and etree.QName(el).localname == name:
+            href = el.find(_tag(DAV, "href"))
+            if href is not None and (href.text or "").strip():
+                return str(href.text).strip()
+    return None
 
 
 def _last_segment(url: str) -> str:
@@ -347,6 +411,7 @@ class DavCalendar:
         max_sync_pages: int = 1000,
         sleep: Callable[[float], None] = time.sleep,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> None:
         """Prefer ``connect``/``discover``; this takes an already-counting caldav client."""
         if not calendar_url.endswith("/"):
@@ -359,12 +424,13 @@ class DavCalendar:
         self._client = client
         self._session = client.session
         self._timeout = timeout
-        self._verify = verify_tls
+        self._transport = transport or Transport(verify=verify_tls)
+        self._verify = self._transport.verify
         self._retry = retry or RetryPolicy()
         self._max_sync_pages = max_sync_pages
         self._sleep = sleep
         self._max_response_bytes = max_response_bytes
-        if not verify_tls:
+        if not verify_tls or self._verify is False:
             log.warning(
                 "TLS certificate verification is OFF for %s (verify_tls = false): "
                 "anyone on the network path can read and change this calendar",
@@ -391,10 +457,12 @@ class DavCalendar:
         capability_overrides: Mapping[str, object] | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> DavCalendar:
         """A calendar whose URL is known: no request is sent until a method is called."""
         stats = RequestStats()
-        client = _make_client(calendar_url, username, password, timeout, verify_tls, stats)
+        transport = transport or Transport(verify=verify_tls)
+        client = _make_client(calendar_url, username, password, timeout, transport, stats)
         return cls(
             client,
             calendar_url,
@@ -405,6 +473,7 @@ class DavCalendar:
             verify_tls=verify_tls,
             retry=retry,
             max_response_bytes=max_response_bytes,
+            transport=transport,
         )
 
     @classmethod
@@ -422,6 +491,7 @@ class DavCalendar:
         capability_overrides: Mapping[str, object] | None = None,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: Transport | None = None,
     ) -> DavCalendar:
         """Principal -> calendar home -> the calendar whose id or display name is ``calendar``.
 
@@ -429,7 +499,8 @@ class DavCalendar:
         store the resulting ``url`` and use ``connect`` afterwards.
         """
         stats = RequestStats()
-        client = _make_client(base_url, username, password, timeout, verify_tls, stats)
+        transport = transport or Transport(verify=verify_tls)
+        client = _make_client(base_url, username, password, timeout, transport, stats)
         try:
             principal = client.get_principal()
             # A sync client returns plain values; caldav's hints also allow coroutines.
@@ -447,10 +518,24 @@ class DavCalendar:
             calendar_url = str(found.url)
         except (http.exceptions.RequestException, OSError) as exc:
             client.close()
-            raise TransportError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+            raise TransportError(
+                f"discovery at {base_url} failed: {describe_transport_failure(exc, transport)}",
+                href=base_url,
+            ) from exc
+        except caldav_error.AuthorizationError as exc:
+            client.close()
+            raise StoreError(
+                f"discovery at {base_url} failed: {exc}: authentication failed; check the "
+                "account's sign-in (auth, username, password or token)",
+                href=base_url,
+                status=401 if "Unauthorized" in str(exc) else 403,
+            ) from exc
         except caldav_error.DAVError as exc:
             client.close()
             raise StoreError(f"discovery at {base_url} failed: {exc}", href=base_url) from exc
+        except BaseException:
+            client.close()
+            raise
         return cls(
             client,
             calendar_url,
@@ -461,6 +546,7 @@ class DavCalendar:
             verify_tls=verify_tls,
             retry=retry,
             max_response_bytes=max_response_bytes,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -559,6 +645,10 @@ class DavCalendar:
                 "<D:prop><D:getetag/></D:prop></D:sync-collection>"
             )
             reply = self._request("REPORT", self.url, body.encode(), {"Depth": "0"})
+            if reply.status == 501 or (
+                reply.status == 403 and _has_error(reply.body, "supported-report")
+            ):
+                raise self._no_sync_collection(reply)
             if (
                 reply.status in (403, 409, 412)
                 and current is not None
@@ -600,6 +690,23 @@ class DavCalendar:
         raise TransportError(
             f"{self.path}: sync-collection still truncated after {self._max_sync_pages} pages",
             href=self.path,
+        )
+
+    def _no_sync_collection(self, reply: _Reply) -> SyncCollectionUnsupported:
+        """Learn from a refused sync-collection that this server has none (SabreDAV 1.8).
+
+        The capabilities say so from now on (no further REPORT is tried on this calendar);
+        an unconfigured kind becomes "sabredav" when the refusal names SabreDAV 1.x, the
+        only place that version shows itself outside an OPTIONS answer.
+        """
+        guessed = self._kind_guessed and self.capabilities.kind == "generic"
+        if guessed and _SABRE_1_VERSION.search(reply.body):
+            self.capabilities = capabilities_for("sabredav", self._overrides)
+        self.capabilities = self.capabilities.replace(sync_token=False)
+        return SyncCollectionUnsupported(
+            f"{self.path}: the server has no sync-collection REPORT (answered {reply.status})",
+            href=self.path,
+            status=reply.status,
         )
 
     def list_etags(self) -> dict[str, str]:
@@ -653,6 +760,9 @@ class DavCalendar:
                 f"{href_xml}</C:calendar-multiget>"
             )
             reply = self._request("REPORT", self.url, body.encode(), {"Depth": "1"})
+            if reply.status == 404 and not self.capabilities.multiget_reports_missing_href:
+                yield from self._multiget_one_by_one(batch, label)
+                continue
             responses = self._multistatus(reply, label)
             seen: set[str] = set()
             for resp in responses:
@@ -665,7 +775,7 @@ class DavCalendar:
                     yield Resource(
                         href=resp.href,
                         etag=str(etag_el.text or "").strip() if etag_el is not None else "",
-                        data=str(data_el.text or "").encode("utf-8"),
+                        data=self._incoming(str(data_el.text or "").encode("utf-8")),
                     )
                 else:
                     status = resp.status or resp.prop_status or 0
@@ -673,6 +783,22 @@ class DavCalendar:
             for href in batch:
                 if href not in seen:
                     yield FetchError(href, 0, f"{label}: missing from the server's answer")
+
+    def _multiget_one_by_one(self, batch: list[str], label: str) -> Iterator[Resource | FetchError]:
+        """A batch answered 404 as a whole: ask for each href alone, so only the gone ones fail.
+
+        Quirk workaround (``capabilities.multiget_reports_missing_href`` False, SabreDAV
+        1.8): one href that no longer exists (a client deleted it after our listing) makes
+        the server answer the whole calendar-multiget 404 "Calendar object not found",
+        which would otherwise read as "this calendar does not exist". Costs one REPORT per
+        href of that batch, only when something in it is gone.
+        """
+        if len(batch) == 1:
+            yield FetchError(batch[0], 404, f"{label}: server answered 404")
+            return
+        log.info("%s: answered 404 as a whole; fetching its %d hrefs one by one", label, len(batch))
+        for href in batch:
+            yield from self.get_multi([href], batch_size=1)
 
     def find_by_uid(
         self, uid: str, components: tuple[str, ...] = ("VEVENT", "VTODO")
@@ -703,7 +829,7 @@ class DavCalendar:
                     continue
                 etag_el = resp.props.get(_tag(DAV, "getetag"))
                 etag = str(etag_el.text or "").strip() if etag_el is not None else ""
-                return Resource(href=resp.href, etag=etag, data=data)
+                return Resource(href=resp.href, etag=etag, data=self._incoming(data))
         return None
 
     # ----------------------------------------------------------------- busy time
@@ -808,9 +934,10 @@ class DavCalendar:
             server_kind=self.capabilities.kind,
             capability_overrides={**self._overrides, **(capability_overrides or {})},
             timeout=self._timeout,
-            verify_tls=self._verify,
+            verify_tls=self._verify is not False,
             retry=self._retry,
             max_response_bytes=self._max_response_bytes,
+            transport=self._transport,
         )
 
     def _calendar_home(self) -> str:
@@ -861,7 +988,7 @@ class DavCalendar:
         if caps.same_uid_other_href == "accepted":
             self._check_uid_free(key, data)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_CONTENT_TYPE}
-        reply = self._request("PUT", self._url_for(key), data, headers)
+        reply = self._request("PUT", self._url_for(key), self._outgoing(data), headers)
         if 200 <= reply.status < 300:
             if not caps.if_none_match_honoured and reply.status != 201:
                 log.warning(
@@ -875,6 +1002,8 @@ class DavCalendar:
                     status=reply.status,
                 )
             return self._etag_after_write(key, reply)
+        if reply.status == 412 and not _has_error(reply.body, "no-uid-conflict"):
+            raise self._create_refused(key, data)
         if reply.status in (409, 412):
             what = (
                 "a resource with the same UID exists under another href"
@@ -882,7 +1011,34 @@ class DavCalendar:
                 else "something already exists there"
             )
             raise AlreadyExists(f"create {key}: {what}", href=key, status=reply.status)
+        if reply.status == 413:
+            raise _too_large("create", key, data, 413)
+        if (
+            reply.status == 403
+            and caps.same_uid_other_href == "403"
+            and _has_error(reply.body, "unique-scheduling-object-resource")
+        ):
+            raise self._uid_taken(key, reply)
         raise self._unexpected(reply, "PUT", key)
+
+    def _create_refused(self, key: str, data: bytes) -> StoreError:
+        """What a 412 to ``If-None-Match: *`` meant: taken, or refused for what it is.
+
+        Something at the href, or the UID under another href (Xandikos says 412 for
+        that), is AlreadyExists. Neither (one PROPFIND, one calendar-query) means the
+        condition held and the server refused the bytes: Radicale's answer to a
+        resource over its ``max_resource_size``.
+        """
+        if self._etag_of(key) is not None:
+            return AlreadyExists(
+                f"create {key}: something already exists there", href=key, status=412
+            )
+        try:
+            self._check_uid_free(key, data)
+        except AlreadyExists as exc:
+            exc.status = 412
+            return exc
+        return _too_large("create", key, data, 412)
 
     def update(self, href: str, data: bytes, etag: str) -> str:
         """PUT with If-Match (never If-Schedule-Tag-Match) and return the new etag.
@@ -898,7 +1054,7 @@ class DavCalendar:
         """
         key = self.normalise_href(href)
         headers = {"If-Match": etag, "Content-Type": _ICS_CONTENT_TYPE}
-        reply = self._request("PUT", self._url_for(key), data, headers)
+        reply = self._request("PUT", self._url_for(key), self._outgoing(data), headers)
         if reply.status == 201 and not self.capabilities.if_match_missing_refused:
             log.warning(
                 "update %s: %s created the resource although If-Match named an etag "
@@ -911,11 +1067,13 @@ class DavCalendar:
         if reply.status == 404:
             raise NotFound(f"update {key}: gone", href=key, status=404)
         if reply.status == 412:
-            raise self._precondition_failed("update", key)
+            raise self._precondition_failed("update", key, sent=etag, data=data)
         if reply.status == 409 and _has_error(reply.body, "no-uid-conflict"):
             raise AlreadyExists(
                 f"update {key}: the new UID exists under another href", href=key, status=409
             )
+        if reply.status == 413:
+            raise _too_large("update", key, data, 413)
         raise self._unexpected(reply, "PUT", key)
 
     def delete(self, href: str, etag: str) -> None:
@@ -955,6 +1113,43 @@ class DavCalendar:
                     href=found.href,
                     status=409,
                 )
+
+    def _outgoing(self, data: bytes) -> bytes:
+        """What goes into a PUT: zero-length events lengthened where the server refuses them.
+
+        Quirk workaround (``capabilities.zero_length_events`` False, Cyrus): see
+        sync.zero_length; ``_incoming`` undoes it on every read.
+        """
+        return data if self.capabilities.zero_length_events else zero_length.lengthen(data)
+
+    def _incoming(self, data: bytes) -> bytes:
+        return data if self.capabilities.zero_length_events else zero_length.shorten(data)
+
+    def _uid_taken(self, key: str, reply: _Reply) -> StoreError:
+        """What a 403 unique-scheduling-object-resource to our create means (RFC 6638 3.2.4.1).
+
+        Quirk workaround (``capabilities.same_uid_other_href`` "403", Cyrus): the server
+        keeps a UID once per *user* and refuses a second one with 403, naming the href that
+        holds it. In this calendar that is AlreadyExists, which the sync re-plans against
+        the resource found there (no duplicate, nothing overwritten). In another calendar
+        of the same user nothing here can resolve it: UidInOtherCalendar says where it is,
+        and the item is tried again next pass (it goes through once the other calendar
+        lets go of the UID, e.g. when its own account's pass removes it).
+        """
+        holder = _error_href(reply.body, "unique-scheduling-object-resource")
+        where = self._from_server(holder) if holder else None
+        if where is None or where.rsplit("/", 1)[0] + "/" == self.path:
+            return AlreadyExists(
+                f"create {key}: the UID already lives at {where or 'another href'}",
+                href=where or key,
+                status=403,
+            )
+        return UidInOtherCalendar(
+            f"create {key}: the server keeps each UID once per user, and this one already "
+            f"lives in another calendar, at {where}; it is written here once it is gone there",
+            href=where,
+            status=403,
+        )
 
     def _etag_after_write(self, key: str, reply: _Reply) -> str:
         """The etag to record for what we just wrote; "" when the server stored something else.
@@ -1005,9 +1200,15 @@ class DavCalendar:
                 return reply, str(el.text).strip()
         return reply, None
 
-    def _precondition_failed(self, action: str, key: str) -> StoreError:
-        if self._etag_of(key) is None:
+    def _precondition_failed(
+        self, action: str, key: str, *, sent: str | None = None, data: bytes | None = None
+    ) -> StoreError:
+        """NotFound if gone, WrongEtag if changed; Refused if our etag (``sent``) still holds."""
+        current = self._etag_of(key)
+        if current is None:
             return NotFound(f"{action} {key}: gone", href=key, status=412)
+        if sent is not None and data is not None and _same_etag(current, sent):
+            return _too_large(action, key, data, 412)
         return WrongEtag(f"{action} {key}: changed on the server", href=key, status=412)
 
     def _unexpected(self, reply: _Reply, method: str, key: str) -> StoreError:
@@ -1122,28 +1323,12 @@ class DavCalendar:
             all_headers.update(_XML_HEADERS)
         all_headers.update(headers)
         href = unquote(urlsplit(url).path)
-        started = time.perf_counter()
-        try:
-            resp = self._session.request(
-                method,
-                url,
-                data=body,
-                headers=all_headers,
-                auth=self._client.auth,
-                timeout=self._timeout,
-                verify=self._verify,
-                stream=True,  # read by _read_body, which stops at max_response_bytes
-            )
-            try:
-                content = self._read_body(resp, method, href)
-            finally:
-                resp.close()
-        except (http.exceptions.RequestException, OSError) as exc:
-            raise _Retryable(f"{method} {href}: {type(exc).__name__}: {exc}", href=href) from exc
-        finally:
-            self.stats.seconds += time.perf_counter() - started
-        self.stats.bytes_received += len(content)
-        status = int(resp.status_code or 0)
+        status, resp, content = self._exchange(method, url, body, all_headers, href)
+        renew = getattr(self._client.auth, "renew_after_401", None)
+        if status == 401 and callable(renew) and renew():
+            # An access token the server no longer takes (revoked, clock skew): one new
+            # token, one repeat; a second 401 is a real refusal.
+            status, resp, content = self._exchange(method, url, body, all_headers, href)
         resp_headers = {k.lower(): v for k, v in resp.headers.items()}
         log.debug("%s %s -> %s (%d bytes)", method, href, status, len(content))
         self._refine_kind_from_headers(resp_headers)
@@ -1160,11 +1345,51 @@ class DavCalendar:
             )
         if status == 401:
             raise StoreError(
-                f"{method} {href}: authentication failed (401); check username/password",
+                f"{method} {href}: authentication failed (401); check the account's sign-in "
+                "(auth, username, password or token)",
                 href=href,
                 status=401,
             )
         return _Reply(status=status, headers=resp_headers, body=content, url=url)
+
+    def _exchange(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], href: str
+    ) -> tuple[int, Any, bytes]:
+        """One HTTP exchange on the account's transport: status, response, body."""
+        started = time.perf_counter()
+        transport = self._transport
+        try:
+            resp = self._session.request(
+                method,
+                url,
+                data=body,
+                headers=dict(headers),
+                auth=self._client.auth,
+                timeout=self._timeout,
+                verify=transport.verify,
+                cert=transport.cert,
+                proxies=transport.proxies,
+                stream=True,  # read by _read_body, which stops at max_response_bytes
+            )
+            try:
+                content = self._read_body(resp, method, href)
+            finally:
+                resp.close()
+        except http.exceptions.SSLError as exc:
+            # A certificate problem does not go away by asking again.
+            raise TransportError(
+                f"{method} {href}: {describe_transport_failure(exc, transport)}", href=href
+            ) from exc
+        except (http.exceptions.RequestException, OSError) as exc:
+            reason = describe_transport_failure(exc, transport)
+            raise _Retryable(
+                f"{method} {href}: {type(exc).__name__}: {reason}",
+                href=href,
+            ) from exc
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        self.stats.bytes_received += len(content)
+        return int(resp.status_code or 0), resp, content
 
     def _read_body(self, resp: Any, method: str, href: str) -> bytes:
         """The body, refused (ResponseTooLarge) as soon as it passes ``max_response_bytes``."""
@@ -1269,26 +1494,61 @@ def _utc(value: date | datetime, zone: tzinfo) -> datetime:
     return value.astimezone(UTC)
 
 
+def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
+    """A transport failure in words a user can act on; names settings, never secrets."""
+    text = str(exc)
+    lowered = text.lower()
+    pinned = isinstance(transport.verify, str) and transport.verify.startswith("sha256_")
+    if pinned and "fingerprint" in lowered:
+        return (
+            "the server's TLS certificate does not match pin_sha256 "
+            f"({str(transport.verify).removeprefix('sha256_')}); refusing to connect. "
+            f"Detail: {text}"
+        )
+    if "certificate verify failed" in lowered or "certificate_verify_failed" in lowered:
+        where = (
+            f"the CA bundle {transport.verify}"
+            if isinstance(transport.verify, str)
+            else "the system's certificate authorities"
+        )
+        return f"the server's TLS certificate is not trusted by {where} ({text})"
+    if "certificate required" in lowered or "alert_certificate_required" in lowered:
+        return f"the server requires a client certificate (client_cert) ({text})"
+    if "eof occurred in violation of protocol" in lowered or "unexpected_eof" in lowered:
+        hint = (
+            "; a server that wants a client certificate does this: set client_cert"
+            if transport.cert is None
+            else "; the server may not accept client_cert"
+        )
+        return f"the server broke off the TLS handshake{hint} ({text})"
+    return text
+
+
 def _make_client(
     url: str,
     username: str | None,
     password: str | None,
     timeout: float,
-    verify_tls: bool,
+    transport: Transport,
     stats: RequestStats,
 ) -> DAVClient:
-    """A caldav client with Basic auth pre-set and a counting session.
+    """A caldav client on the account's transport, with a counting session.
 
-    ``auth_type="basic"`` avoids the 401 round trip caldav otherwise makes before every
-    first request; counting is done on the session so caldav's own requests show too.
+    Without an auth object, ``auth_type="basic"`` avoids the 401 round trip caldav otherwise
+    makes before every first request; counting is done on the session so caldav's own
+    requests show too. RFC 6764 discovery is ours (``sync.discovery``): caldav's would
+    ignore the CA bundle, the client certificate and the proxy.
     """
     client = DAVClient(
         url=url,
         username=username,
         password=password,
-        auth_type="basic" if password is not None else None,
+        auth=transport.auth,
+        auth_type="basic" if transport.auth is None and password is not None else None,
         timeout=math.ceil(timeout),
-        ssl_verify_cert=verify_tls,
+        ssl_verify_cert=transport.verify,
+        ssl_cert=transport.cert,
+        proxy=transport.proxy,
         enable_rfc6764=False,
     )
     _count_requests(client.session, stats)

@@ -51,6 +51,7 @@ from mappings.operations import (
     move_date,
     stop_repeating,
 )
+from sync import connect
 from sync import followups as crm_store
 from sync.config import Account, Settings
 from sync.dav import BusyPeriod, DavCalendar
@@ -430,17 +431,9 @@ def open_calendar(account: Account, db: Database) -> DavCalendar:
     """The account's calendar: its configured URL, the one a sync pass found, or discovery."""
     with db.session() as session:
         known = session.get(CollectionState, account.name)
-    url = account.calendar_url or (known.calendar_url if known else None)
-    common: dict[str, Any] = {
-        "username": account.username,
-        "password": account.password(),
-        "timeout": account.timeout,
-        "verify_tls": account.verify_tls,
-        "server_kind": account.server_kind,
-    }
-    if url:
-        return DavCalendar.connect(url, **common)
-    return DavCalendar.discover(account.url, calendar=account.calendar, create=False, **common)
+    return connect.open_calendar(
+        account, known_url=known.calendar_url if known else None, create=False
+    )
 
 
 # --- stored edits -----------------------------------------------------------------------------

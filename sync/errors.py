@@ -2,10 +2,14 @@
 
     FollowupSyncError
     ├── ConfigError            user-facing; message only, no traceback (bad config, missing secret)
+    ├── AccountBusy            another process is syncing this account right now (sync.locks)
     ├── MappingError           (mappings.errors) one item could not be mapped; skip it, report it
     ├── StoreError             the CalDAV side failed
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
     │   ├── InvalidSyncToken   the server no longer knows our token: do a full listing
+    │   ├── Refused            the server will not store these bytes (too large): no retry
+    │   ├── UidInOtherCalendar the UID lives in another calendar of the same user (Cyrus)
+    │   ├── SyncCollectionUnsupported  no sync-collection REPORT (SabreDAV 1.8): list ETags
     │   └── PreconditionFailed the server refused a conditional write (412/409): re-read, re-plan
     │       ├── AlreadyExists  If-None-Match: * failed, something lives at that href or UID
     │       ├── WrongEtag      If-Match failed, someone changed the resource since we read it
@@ -23,6 +27,7 @@ from __future__ import annotations
 from mappings.errors import FollowupSyncError, MappingError
 
 __all__ = [
+    "AccountBusy",
     "AlreadyExists",
     "ConfigError",
     "FollowupSyncError",
@@ -30,17 +35,24 @@ __all__ = [
     "MappingError",
     "NotFound",
     "PreconditionFailed",
+    "Refused",
     "SafetyStop",
     "SideEmpty",
     "StoreError",
+    "SyncCollectionUnsupported",
     "TooManyDeletes",
     "TransportError",
+    "UidInOtherCalendar",
     "WrongEtag",
 ]
 
 
 class ConfigError(FollowupSyncError):
     """Bad configuration or a secret that cannot be read. Shown to the user as is."""
+
+
+class AccountBusy(FollowupSyncError):
+    """Another process holds the account's lock (``sync.locks``): nothing was done."""
 
 
 class StoreError(FollowupSyncError):
@@ -58,6 +70,28 @@ class TransportError(StoreError):
 
 class InvalidSyncToken(StoreError):
     """The server rejected our sync token (RFC 6578 valid-sync-token): list everything."""
+
+
+class Refused(StoreError):
+    """The server refused a write for what it is, not for the state it found.
+
+    A resource over the server's size limit: a 413, or a 412 to a write whose condition
+    held (nothing at the href nor with the UID for a create, our etag still current for
+    an update), which is how Radicale answers one over ``max_resource_size``. Writing the
+    same bytes again cannot succeed, so this is the item's error, with no re-read.
+    """
+
+
+class SyncCollectionUnsupported(StoreError):
+    """The server answered a sync-collection REPORT with "not supported": list ETags instead."""
+
+
+class UidInOtherCalendar(StoreError):
+    """A create was refused: the server keeps a UID once per user and another calendar has it.
+
+    Not a PreconditionFailed: re-reading this calendar cannot resolve it. The item is
+    reported and tried again next pass.
+    """
 
 
 class PreconditionFailed(StoreError):

@@ -20,15 +20,20 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
+from mappings.resource import check_renderable
 from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 
 def content_hash(followup: FollowUp) -> str:
     """Stable across runs and processes: canonical JSON of the document."""
-    canonical = json.dumps(
-        followup.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json_hash(followup.to_json_dict())
+
+
+def json_hash(document: dict[str, object]) -> str:
+    """``content_hash`` of a document already turned into JSON data (``to_json_dict``)."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -56,9 +61,13 @@ class FollowUpStore:
         self.db = db
 
     def import_followups(self, followups: Iterable[FollowUp]) -> ImportResult:
+        """Store every follow-up or none: each is checked first (``check_renderable``)."""
         created: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        followups = list(followups)
+        for followup in followups:
+            check_renderable(followup)
         with self.db.sessions.begin() as session:
             for followup in followups:
                 outcome = save(session, followup)
@@ -86,6 +95,7 @@ class FollowUpStore:
             return tombstone(session, followup_id)
 
     def put(self, followup: FollowUp) -> str:
+        check_renderable(followup)
         with self.db.sessions.begin() as session:
             return save(session, followup)
 
@@ -149,11 +159,23 @@ def crm_entries(session: Session, ids: Sequence[str] | None = None) -> dict[str,
     }
 
 
-def load_documents(session: Session, ids: Iterable[str]) -> dict[str, FollowUp]:
+def load_documents(
+    session: Session, ids: Iterable[str], *, errors: dict[str, str] | None = None
+) -> dict[str, FollowUp]:
+    """The stored documents of ``ids``.
+
+    With ``errors``, a document that no longer validates (stored by an older version, or
+    edited in the database) is reported there by id instead of failing every other one.
+    """
     wanted = list(ids)
     result: dict[str, FollowUp] = {}
     for chunk_start in range(0, len(wanted), 500):
         chunk = wanted[chunk_start : chunk_start + 500]
         for row in session.scalars(select(FollowUpRow).where(FollowUpRow.id.in_(chunk))):
-            result[row.id] = load_followup(row.document)
+            try:
+                result[row.id] = load_followup(row.document)
+            except MappingError as exc:
+                if errors is None:
+                    raise
+                errors[row.id] = str(exc)
     return result

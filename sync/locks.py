@@ -20,18 +20,28 @@ keepalives, so a vanished peer is detected within about a minute. If that connec
 breaks during a pass, the lock may already be someone else's: ``still_held`` lets the
 pass stop after its current item.
 
-SQLite (one machine, one daemon) gets ``LocalOnly``: cross-process exclusion there is
-the operator's job (run one daemon), as the README says.
+SQLite (one machine) gets ``SqliteFileLock``: an exclusive ``flock`` on one small file
+per account in a directory beside the database file (``<database>.locks/``). The kernel
+drops such a lock when its holder exits, however it exits, so it needs no expiry
+either; ``try`` never waits, like the PostgreSQL lock. A second ``sync`` on the same
+account is refused with a message naming the process that holds it, and a daemon skips
+the account until the holder has finished. Without it, two passes on one account each
+took the other's writes for calendar edits (issue #15). An in-memory database is one
+process's alone: ``LocalOnly``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import create_engine, text
@@ -73,7 +83,7 @@ class ClusterLock(Protocol):
 
 
 class LocalOnly:
-    """No cross-process exclusion (SQLite): every try succeeds."""
+    """No cross-process exclusion (an in-memory database): every try succeeds."""
 
     @contextlib.contextmanager
     def hold(self, account: str) -> Iterator[Held | None]:
@@ -198,5 +208,52 @@ class PgAdvisoryLock:
         self.engine.dispose()
 
 
+class SqliteFileLock:
+    """An exclusive ``flock`` per account beside a SQLite database (module docstring)."""
+
+    def __init__(self, database: Path) -> None:
+        self.directory = database.with_name(database.name + ".locks")
+
+    def path_for(self, account: str) -> Path:
+        return self.directory / f"{advisory_key(account) & 0xFFFFFFFFFFFFFFFF:016x}.lock"
+
+    @contextlib.contextmanager
+    def hold(self, account: str) -> Iterator[Held | None]:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.path_for(account)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, stat.S_IRUSR | stat.S_IWUSR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield None
+                return
+            # Who holds it, for the message the next process gives (read by ``holder``).
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield _Always()
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def holder(self, account: str) -> str | None:
+        """The process id written by the current holder, if it could be read."""
+        try:
+            return self.path_for(account).read_text().strip() or None
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        pass
+
+
 def cluster_lock_for(url: str) -> ClusterLock:
-    return PgAdvisoryLock(url) if url.startswith("postgresql") else LocalOnly()
+    if url.startswith("postgresql"):
+        return PgAdvisoryLock(url)
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and path and path != ":memory:":
+        return SqliteFileLock(Path(path))
+    return LocalOnly()

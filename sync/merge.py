@@ -7,6 +7,11 @@ different values is a conflict, decided by the policy, and the losing value is r
 so the conflict log keeps it. So a user who moves Tuesday's meeting in Thunderbird
 while someone renames the series in the CRM gets both changes, and no conflict.
 
+``alt_base``: a second version the server may still hold unchanged. After a crash
+between a write and its record the base is what we wrote (``sync.plan``, pending
+writes), but the write may not have landed: a server part equal to either version is
+no edit of the calendar's, so the CRM's value stands.
+
 Policies: ``crm-wins``, ``server-wins``, ``newest-wins`` (the side modified last; the
 CRM when the server gives no LAST-MODIFIED).
 """
@@ -25,6 +30,9 @@ from mappings.equivalence import (
 )
 from mappings.errors import MappingError
 from mappings.model import FollowUp, OccurrenceException, load_followup
+
+#: ``pick``'s "no alternative base" marker (None is a real value of a part).
+_NO_ALT: Any = object()
 
 SERIES_FIELDS = ("start", "end", "timezone", "all_day", "recurrence", "ical_recurrence")
 
@@ -64,22 +72,38 @@ def merge(
     *,
     policy: ConflictPolicy,
     crm_is_newer: bool | None,
+    alt_base: FollowUp | None = None,
 ) -> MergeResult:
     """Merge ``crm`` and ``server`` against ``base``.
 
     ``base`` None means no common ancestor: every difference is a conflict.
+    ``alt_base`` (with a ``base``): see the module docstring.
     """
     winner = winner_side(policy, crm_is_newer)
     conflicts: list[Conflict] = []
     result: dict[str, Any] = crm.to_json_dict()
     crm_doc, server_doc = crm.to_json_dict(), server.to_json_dict()
     base_doc = base.to_json_dict() if base is not None else None
+    alt = alt_base if base is not None else None
+    alt_doc = alt.to_json_dict() if alt is not None else None
 
     def pick(
-        part: str, b: Any, c: Any, s: Any, *, same: bool, shown: tuple[Any, Any] | None = None
+        part: str,
+        b: Any,
+        c: Any,
+        s: Any,
+        *,
+        same: bool,
+        shown: tuple[Any, Any] | None = None,
+        a: Any = _NO_ALT,
     ) -> str:
-        """Which side's value this part takes; ``shown``: the (crm, server) values to log."""
+        """Which side's value this part takes; ``shown``: the (crm, server) values to log.
+
+        ``a``: the part's value in ``alt_base``, if there is one.
+        """
         if same:
+            return "crm"
+        if a is not _NO_ALT and s == a:
             return "crm"
         if base_doc is not None and c == b:
             return "server"
@@ -93,7 +117,8 @@ def merge(
     for name in PLAIN_FIELDS:
         b = base_doc.get(name) if base_doc else None
         c, s = crm_doc.get(name), server_doc.get(name)
-        side = pick(name, b or None, c or None, s or None, same=(c or None) == (s or None))
+        a = (alt_doc.get(name) or None) if alt_doc is not None else _NO_ALT
+        side = pick(name, b or None, c or None, s or None, same=(c or None) == (s or None), a=a)
         _set(result, name, (crm_doc if side == "crm" else server_doc).get(name))
         if name == "status":  # when it was completed goes with the status it belongs to
             _set(
@@ -113,6 +138,7 @@ def merge(
         server_series,
         same=crm_series == server_series,
         shown=(_series_fields(crm_doc), _series_fields(server_doc)),
+        a=series_signature(alt) if alt is not None else _NO_ALT,
     )
     if series_side == "server":
         for name in SERIES_FIELDS:
@@ -120,11 +146,13 @@ def merge(
 
     base_exc = exception_map(base) if base is not None else {}
     crm_exc, server_exc = exception_map(crm), exception_map(server)
+    alt_exc = exception_map(alt) if alt is not None else None
     whole = {"crm": exception_documents(crm), "server": exception_documents(server)}
     merged_exc: list[dict[str, Any]] = []
     for key in sorted(set(base_exc) | set(crm_exc) | set(server_exc)):
         b, c, s = base_exc.get(key), crm_exc.get(key), server_exc.get(key)
-        side = pick(f"exception {key}", b, c, s, same=c == s)
+        a = alt_exc.get(key) if alt_exc is not None else _NO_ALT
+        side = pick(f"exception {key}", b, c, s, same=c == s, a=a)
         value = whole[side].get(key)
         if value is not None:
             merged_exc.append(value)

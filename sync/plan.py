@@ -34,6 +34,21 @@ the plan's ``notices`` telling how the tail can be imported.
 (``mappings.equivalence``): servers rewrite ETags and clients add alarms, neither of
 which is an edit of the follow-up.
 
+Pending writes (crash safety): every server write is recorded as a ``WriteIntent``
+(the document it puts there, the ETag it is conditional on) before its PUT, and
+the intent is removed when the write is recorded. An intent still there means the
+last pass died between the two, so the write may or may not have landed:
+
+* a resource with the intent's href whose ETag moved and that means the intended
+  document: the write landed; the intended document is the merge base (a later CRM
+  edit is pushed, nothing is a conflict);
+* one that means something else: the write landed and a client edited it since, or it
+  never landed and a client edited the old version. The merge takes the intended
+  document as base and the old agreed one as ``alt_base``: only a part the client
+  changed away from both is the client's edit;
+* a resource whose ETag is still the one the write was conditional on, or no resource
+  for an intended create: the write never happened; planned as if there were no intent.
+
 Safety (vdirsyncer's StorageEmpty, OCS's mass-deletion reports): a full listing that
 comes back empty while the state remembers items, or a CRM side that is suddenly empty,
 stops the pass; so does a plan that deletes more than ``max_delete_percent`` of a
@@ -52,6 +67,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mappings.equivalence import same_meaning
+from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp, id_for_uid
 from mappings.occurrences import is_recurring
 from mappings.operations import split_id
@@ -77,6 +93,17 @@ class StateEntry:
     synced_hash: str
     #: Loaded only for items the server changed (the merge base); None otherwise.
     synced_document: FollowUp | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIntent:
+    """A server write recorded before its PUT and not recorded as done (see the docstring)."""
+
+    followup_id: str
+    href: str
+    if_match: str | None  # None: a create
+    document: FollowUp
+    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,9 @@ class Plan:
     actions: tuple[Action, ...]
     skipped: tuple[tuple[str, str], ...]  # (item, reason): unreadable or ignored items
     notices: tuple[tuple[str, str], ...] = ()  # (item, text): done, but worth telling a user
+    #: (follow-up id, message): items whose decision failed (a document that cannot be
+    #: mapped or compared); errors of the pass, while every other item is decided.
+    failed: tuple[tuple[str, str], ...] = ()
 
     def count(self, side: str, verb: str) -> int:
         return sum(1 for a in self.actions if a.side == side and a.verb == verb)
@@ -323,10 +353,14 @@ def describe(action: Action | Planned) -> str:
 
 
 def plan(
-    crm: CrmView, server: ServerView, state: Mapping[str, StateEntry], options: PlanOptions
+    crm: CrmView,
+    server: ServerView,
+    state: Mapping[str, StateEntry],
+    options: PlanOptions,
+    pending: Mapping[str, WriteIntent] | None = None,
 ) -> Plan:
     check_sides_not_empty(crm, server, state, options)
-    result = plan_items(crm, server, state, options)
+    result = plan_items(crm, server, state, options, pending=pending)
     check_deletions(result.deletions(), len(state), options)
     return result
 
@@ -339,6 +373,7 @@ def plan_items(
     *,
     ids: Iterable[str] | None = None,
     synced_hrefs: Collection[str] | None = None,
+    pending: Mapping[str, WriteIntent] | None = None,
 ) -> Plan:
     """``plan()``'s decisions without its whole-pass safety checks, for some follow-ups.
 
@@ -349,34 +384,40 @@ def plan_items(
     every href of the pass's state, which is never such an unrecorded resource (default:
     the hrefs of ``state``). A pass planned in chunks (``Chunker``) passes the whole
     listing, ``crm.entries`` and ``crm.uids`` to every chunk, with the documents, state
-    entries and fetched resources of that chunk only.
+    entries and fetched resources of that chunk only. ``pending``: the write intents a
+    pass that died left (module docstring), by follow-up id.
     """
+    intents = pending or {}
     actions: list[Action] = []
     skipped: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     by_href = synced_hrefs if synced_hrefs is not None else {entry.href for entry in state.values()}
     claimed_hrefs: set[str] = set()
     cuts: dict[str, _Cut] = {}
 
     for followup_id in sorted(set(state) | set(crm.entries)) if ids is None else ids:
-        entry = crm.entries.get(followup_id)
-        known = state.get(followup_id)
-        if known is not None:
-            claimed_hrefs.add(known.href)
-            if known.href in server.failed:
-                skipped.append((followup_id, server.failed[known.href]))
-                continue
-            actions.extend(_known_item(followup_id, entry, known, crm, server, options))
-            cut = _cut_short(followup_id, known, server)
-            if cut is not None:
-                cuts[followup_id] = cut
-        elif entry is not None and not entry.deleted:
-            doc = crm.documents[followup_id]
-            found = _server_doc_for_uid(server, doc.effective_uid, exclude=by_href)
-            if found is not None:
-                claimed_hrefs.add(found.href)
-                actions.extend(_adopt(doc, entry, found, options))
-            else:
-                actions.append(CreateOnServer(followup_id, doc.effective_uid, doc))
+        try:
+            with item_errors(followup_id, doing="cannot be planned"):
+                decided = _decide_item(
+                    followup_id, crm, server, state, options, by_href, intents.get(followup_id)
+                )
+                known = state.get(followup_id)
+                cut = (
+                    _cut_short(followup_id, known, server)
+                    if known is not None and decided.skipped is None
+                    else None
+                )
+        except MappingError as exc:
+            # A document that cannot be mapped or compared fails alone; the others go on.
+            failed.append((followup_id, str(exc)))
+            continue
+        if decided.claimed is not None:
+            claimed_hrefs.add(decided.claimed)
+        if decided.skipped is not None:
+            skipped.append((followup_id, decided.skipped))
+        actions.extend(decided.actions)
+        if cut is not None:
+            cuts[followup_id] = cut
 
     for href, resource in sorted(server.docs.items()):
         if href in claimed_hrefs or href in by_href:
@@ -407,7 +448,7 @@ def plan_items(
         for followup_id, cut in sorted(cuts.items())
         if not cut.tied
     ]
-    return Plan(tuple(actions), tuple(skipped), tuple(notices))
+    return Plan(tuple(actions), tuple(skipped), tuple(notices), tuple(failed))
 
 
 # --- "this and following" as two series (Google's way) -----------------------------------
@@ -484,6 +525,40 @@ def _owner_by_uid(resource: ServerDoc, crm: CrmView) -> str | None:
         if entry is not None and not entry.deleted:
             return owner_id
     return None
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One follow-up's decision: its actions, or why it was skipped, and the href it claims."""
+
+    actions: Sequence[Action] = ()
+    skipped: str | None = None
+    claimed: str | None = None
+
+
+def _decide_item(
+    followup_id: str,
+    crm: CrmView,
+    server: ServerView,
+    state: Mapping[str, StateEntry],
+    options: PlanOptions,
+    synced_hrefs: Collection[str],
+    intent: WriteIntent | None = None,
+) -> _Decided:
+    entry = crm.entries.get(followup_id)
+    known = state.get(followup_id)
+    if known is not None:
+        if known.href in server.failed:
+            return _Decided(skipped=server.failed[known.href], claimed=known.href)
+        actions = _known_item(followup_id, entry, known, crm, server, options, intent)
+        return _Decided(actions, claimed=known.href)
+    if entry is None or entry.deleted:
+        return _Decided()
+    doc = crm.documents[followup_id]
+    found = _server_doc_for_uid(server, doc.effective_uid, exclude=synced_hrefs)
+    if found is not None:
+        return _Decided(_adopt(doc, entry, found, options, intent), claimed=found.href)
+    return _Decided([CreateOnServer(followup_id, doc.effective_uid, doc)])
 
 
 # --- planning a pass in chunks -----------------------------------------------------------
@@ -628,13 +703,25 @@ def _known_item(
     crm: CrmView,
     server: ServerView,
     options: PlanOptions,
+    intent: WriteIntent | None = None,
 ) -> list[Action]:
+    doc = server.docs.get(known.href)
+    alt_base: FollowUp | None = None
+    if intent is not None and doc is not None and doc.etag != intent.if_match:
+        # Our write may have landed before the pass died (module docstring).
+        landed = len(doc.followups) == 1 and same_meaning(doc.followups[0], intent.document)
+        alt_base = None if landed else known.synced_document
+        known = replace(
+            known,
+            etag="" if landed else known.etag,
+            synced_hash=intent.content_hash,
+            synced_document=intent.document,
+        )
     crm_state = (
         "deleted"
         if entry is None or entry.deleted
         else ("changed" if entry.content_hash != known.synced_hash else "unchanged")
     )
-    doc = server.docs.get(known.href)
     if doc is not None and doc.etag != known.etag:
         base = known.synced_document
         cosmetic = (
@@ -648,7 +735,25 @@ def _known_item(
         doc = None
 
     crm_doc = crm.documents.get(followup_id)
+    if crm_doc is None and intent is not None and crm_state == "unchanged":
+        crm_doc = intent.document
     crm_is_newer = _crm_is_newer(entry, doc)
+
+    if alt_base is not None and server_state == "changed" and crm_state != "deleted":
+        # A client edit on top of a write that may or may not have landed: only what the
+        # client changed away from both versions is its edit.
+        assert doc is not None and crm_doc is not None
+        return [
+            _merge(
+                followup_id,
+                known.synced_document,
+                crm_doc,
+                doc,
+                options,
+                crm_is_newer,
+                alt_base=alt_base,
+            )
+        ]
 
     if crm_state == "unchanged":
         if server_state == "unchanged":
@@ -729,9 +834,21 @@ def _merge(
     doc: ServerDoc,
     options: PlanOptions,
     crm_is_newer: bool | None,
+    *,
+    alt_base: FollowUp | None = None,
 ) -> Merge:
-    server_doc = doc.followups[0].model_copy(update={"id": followup_id, "uid": crm_doc.uid})
-    result = merge(base, crm_doc, server_doc, policy=options.policy, crm_is_newer=crm_is_newer)
+    # The owner is the CRM's alone (no calendar property holds it): never a difference.
+    server_doc = doc.followups[0].model_copy(
+        update={"id": followup_id, "uid": crm_doc.uid, "owner": crm_doc.owner}
+    )
+    result = merge(
+        base,
+        crm_doc,
+        server_doc,
+        policy=options.policy,
+        crm_is_newer=crm_is_newer,
+        alt_base=alt_base,
+    )
     merged = result.document
     pull = not same_meaning(merged, crm_doc)
     if not pull:
@@ -751,12 +868,31 @@ def _merge(
     )
 
 
-def _adopt(doc: FollowUp, entry: CrmEntry, found: ServerDoc, options: PlanOptions) -> list[Action]:
-    """A resource with our UID exists although we never recorded it (a crash after the write)."""
-    server_doc = found.followups[0].model_copy(update={"id": doc.id, "uid": doc.uid})
+def _adopt(
+    doc: FollowUp,
+    entry: CrmEntry,
+    found: ServerDoc,
+    options: PlanOptions,
+    intent: WriteIntent | None,
+) -> list[Action]:
+    """A resource with our UID exists although we never recorded it (a crash after the write).
+
+    With the intent of our create at that href, the resource is our write (If-None-Match
+    let nobody else's in first): what we wrote is the merge base, so a client's edit
+    since is an edit and a CRM change since is a change, neither a conflict. Without
+    one (a state lost or restored from a backup) there is no base.
+    """
+    server_doc = found.followups[0].model_copy(
+        update={"id": doc.id, "uid": doc.uid, "owner": doc.owner}
+    )
     if same_meaning(server_doc, doc):
         return [RecordState(doc.id, found.href, found.etag, doc, found.data)]
-    return [_merge(doc.id, None, doc, found, options, _crm_is_newer(entry, found))]
+    crm_is_newer = _crm_is_newer(entry, found)
+    if intent is None or intent.if_match is not None or intent.href != found.href:
+        return [_merge(doc.id, None, doc, found, options, crm_is_newer)]
+    if same_meaning(server_doc, intent.document):
+        return [UpdateOnServer(doc.id, found.href, found.etag, doc, found.data)]
+    return [_merge(doc.id, intent.document, doc, found, options, crm_is_newer)]
 
 
 def _server_doc_for_uid(

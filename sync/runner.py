@@ -43,6 +43,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.from_ical import parse_components
@@ -50,10 +51,17 @@ from mappings.model import FollowUp, id_for_uid, load_followup
 from mappings.resource import read
 from sync import followups as crm_store
 from sync import invitations
+from sync import unreadable as unreadable_items
 from sync.apply import Applier, ApplyReport, fetch_one
 from sync.config import Account
+from sync.connect import open_calendar
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
-from sync.errors import InvalidSyncToken, StoreError, TransportError
+from sync.errors import (
+    InvalidSyncToken,
+    StoreError,
+    SyncCollectionUnsupported,
+    TransportError,
+)
 from sync.followups import CrmEntry
 from sync.plan import (
     Action,
@@ -67,6 +75,7 @@ from sync.plan import (
     ServerDoc,
     ServerView,
     StateEntry,
+    WriteIntent,
     check_deletions,
     check_sides_not_empty,
     plan,
@@ -78,6 +87,7 @@ from sync.state import (
     Database,
     FollowUpRow,
     PendingHref,
+    PendingWrite,
     SyncItem,
     as_utc,
     revision_of,
@@ -164,6 +174,8 @@ class _Sweep:
     deletions: int = 0
     fetched: set[str] = field(default_factory=set)  # hrefs read
     failed: dict[str, str] = field(default_factory=dict)  # href -> why it could not be read
+    #: follow-up id -> why it could not be loaded or planned (the pass went on without it)
+    unplanned: dict[str, str] = field(default_factory=dict)
     applied: ApplyReport = field(default_factory=ApplyReport)
 
     def report(self, account: str, mode: str, *, dry_run: bool) -> PassReport:
@@ -173,7 +185,7 @@ class _Sweep:
             dry_run,
             PlanSummary(tuple(self.planned), tuple(self.skipped), tuple(self.notices)),
             fetched=len(self.fetched),
-            read_errors=sorted(self.failed.items()),
+            read_errors=sorted(self.failed.items()) + sorted(self.unplanned.items()),
             applied=self.applied,
         )
 
@@ -224,6 +236,7 @@ def _add_up(total: ApplyReport, part: ApplyReport) -> None:
         total.done[key] = total.done.get(key, 0) + count
     total.conflicts += part.conflicts
     total.errors.extend(part.errors)
+    total.notes.extend(part.notes)
     total.stopped = total.stopped or part.stopped
 
 
@@ -246,6 +259,11 @@ class SyncPass:
         self.should_stop = should_stop
         self.chunk_size = chunk_size
         self.calendar = calendar or self._connect()
+        self._started = utcnow()
+        #: Unreadable items of the last passes (``sync.unreadable``), read at the pass start.
+        self._pending: dict[str, PendingHref] = {}
+        #: Of those, the ones whose back-off is not over: not fetched, reported as unreadable.
+        self._backed_off: dict[str, str] = {}
         self.options = PlanOptions(
             policy=account.conflict_policy,
             on_server_delete=account.on_server_delete,
@@ -259,29 +277,10 @@ class SyncPass:
         account = self.account
         with self.db.session() as session:
             known = session.get(CollectionState, account.name)
-        url = account.calendar_url or (known.calendar_url if known else None)
-        password = account.password()
-        if url:
-            return DavCalendar.connect(
-                url,
-                username=account.username,
-                password=password,
-                timeout=account.timeout,
-                verify_tls=account.verify_tls,
-                server_kind=account.server_kind,
-                max_response_bytes=account.max_response_bytes,
-            )
-        calendar = DavCalendar.discover(
-            account.url,
-            calendar=account.calendar,
-            create=True,
-            username=account.username,
-            password=password,
-            timeout=account.timeout,
-            verify_tls=account.verify_tls,
-            server_kind=account.server_kind,
-            max_response_bytes=account.max_response_bytes,
-        )
+        known_url = known.calendar_url if known else None
+        calendar = open_calendar(account, known_url=known_url, create=True)
+        if account.calendar_url or known_url:
+            return calendar  # no discovery ran: nothing new to remember
         with self.db.sessions.begin() as session:
             state = session.get(CollectionState, account.name)
             if state is None:
@@ -313,6 +312,7 @@ class SyncPass:
         return report
 
     def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
+        self._started = utcnow()
         collection, revision, pending = self._collection()
         loaded: list[dict[str, StateEntry]] = []
 
@@ -325,9 +325,17 @@ class SyncPass:
         if not full and self._server_unchanged(collection, seen):
             listing = _Listing(False, {}, frozenset(), collection.sync_token)
         else:
-            listing = self._list(
-                collection.sync_token if not full else None, recorded, collection.last_run_at
-            )
+            token = collection.sync_token if not full else None
+            try:
+                listing = self._list(token, recorded, collection.last_run_at)
+            except SyncCollectionUnsupported:
+                # No server_kind, or a wrong one: the server said so, and the calendar's
+                # capabilities now say so too, so the second try lists ETags.
+                log.info(
+                    "%s: the server has no sync-collection; comparing the full href/ETag listing",
+                    self.account.name,
+                )
+                listing = self._list(token, recorded, collection.last_run_at)
         listing.last_modified = seen
         if (
             not full
@@ -343,15 +351,33 @@ class SyncPass:
             return report
         state = recorded()
         by_href = {entry.href: entry for entry in state.values()}
+        now = utcnow()
+        self._pending = pending
+        self._backed_off = {
+            href: f"still unreadable after {row.attempts} tries ({row.reason}); next try after "
+            f"{row.retry_at:%Y-%m-%d %H:%M} UTC"
+            for href, row in pending.items()
+            if row.retry_at is not None
+            and unreadable_items.backed_off(row.retry_at, row.etag, listing.etags.get(href), now)
+        }
         wanted = [
             href
             for href, etag in sorted(listing.etags.items())
             if href not in by_href or not etag or etag != by_href[href].etag or href in pending
         ]
+        # A pending item missing from the listing: one we could not *read* is fetched by
+        # href all the same, even when the listing calls it deleted, because a server hides
+        # what it cannot load itself (``sync.unreadable``; its back-off keeps that cheap).
+        # One we could not *fetch* is gone if a complete listing lacks it; an incremental
+        # listing leaves out what did not change, so there it is retried.
         wanted += [
             href
-            for href in sorted(pending)
-            if href not in listing.etags and href not in listing.deleted
+            for href, row in sorted(pending.items())
+            if href not in listing.etags
+            and (
+                unreadable_items.was_unreadable(row.reason)
+                or (href not in listing.deleted and not listing.complete)
+            )
         ]
         crm = self._crm_view(state)
         server = ServerView(listing.complete, listing.etags, listing.deleted)
@@ -447,6 +473,7 @@ class SyncPass:
                 out.notices.extend(the_plan.notices)
                 for item, text in the_plan.notices:
                     log.warning("%s: %s: %s", self.account.name, item, text)
+                out.unplanned.update(the_plan.failed)
             if not apply or not the_plan.actions:
                 return True
             applier = Applier(
@@ -522,9 +549,16 @@ class SyncPass:
             and not entry.deleted
             and (followup_id not in state or state[followup_id].synced_hash != entry.content_hash)
         ]
+        unreadable: dict[str, str] = {}
         with self.db.session() as session:
-            documents = crm_store.load_documents(session, needed)
-        missing = {followup_id for followup_id in needed if followup_id not in documents}
+            documents = crm_store.load_documents(session, needed, errors=unreadable)
+            intents = self._intents(session, ids)
+        ids = [followup_id for followup_id in ids if followup_id not in unreadable]
+        missing = {
+            followup_id
+            for followup_id in needed
+            if followup_id not in documents and followup_id not in unreadable
+        }
         if missing:
             # Purged since the pass listed the CRM (another account's pass finished its
             # delete): nothing to decide now; the next pass sees what is left.
@@ -536,12 +570,41 @@ class SyncPass:
         server = ServerView(
             chunks.server.complete, chunks.server.etags, chunks.server.deleted, docs, failed
         )
-        return plan_items(
-            crm, server, chunk_state, self.options, ids=ids, synced_hrefs=chunks.by_href
+        decided = plan_items(
+            crm,
+            server,
+            chunk_state,
+            self.options,
+            ids=ids,
+            synced_hrefs=chunks.by_href,
+            pending=intents,
         )
+        return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
-    def _collection(self) -> tuple[CollectionState, int | None, set[str]]:
-        """The collection's record, the change counter and the hrefs waiting for a retry.
+    def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
+        """The write intents a pass that died left for some follow-ups (``sync.plan``)."""
+        found: dict[str, WriteIntent] = {}
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), _ROWS):
+            rows = session.scalars(
+                select(PendingWrite).where(
+                    PendingWrite.account == self.account.name,
+                    PendingWrite.followup_id.in_(wanted[start : start + _ROWS]),
+                )
+            )
+            for row in rows:
+                document = load_followup(row.document)
+                found[row.followup_id] = WriteIntent(
+                    row.followup_id,
+                    row.href,
+                    row.if_match,
+                    document,
+                    crm_store.content_hash(document),
+                )
+        return found
+
+    def _collection(self) -> tuple[CollectionState, int | None, dict[str, PendingHref]]:
+        """The collection's record, the change counter and the items waiting for a retry.
 
         Read in one session: an idle pass should cost the database as few round trips
         as it costs the server.
@@ -552,12 +615,29 @@ class SyncPass:
                 state = CollectionState(account=self.account.name, calendar_url=self.calendar.url)
                 session.add(state)
             revision = revision_of(session)
-            pending = set(
-                session.scalars(
-                    select(PendingHref.href).where(PendingHref.account == self.account.name)
+            pending = {
+                row.href: row
+                for row in session.scalars(
+                    select(PendingHref).where(PendingHref.account == self.account.name)
                 )
-            )
+            }
             return state, revision, pending
+
+    def _scope(self) -> str:
+        """A digest of everything besides the rows that decides what a pass plans."""
+        settings = self.account.model_dump_json() + repr(self.options)
+        return hashlib.sha256(settings.encode()).hexdigest()
+
+    def _crm_unchanged(self, collection: CollectionState, revision: int | None) -> bool:
+        """True when no follow-up or sync record was written since a pass found nothing to do.
+
+        The change counter (``sync.state.ChangeCounter``) moves with every committed
+        write to the follow-ups, the sync records or the write intents, whichever process
+        or account made it; the account's settings must be the same too.
+        """
+        if revision is None or collection.crm_revision_seen != revision:
+            return False
+        return collection.crm_scope_seen == self._scope()
 
     def _last_modified(self) -> LastModified | None:
         """The collection's getlastmodified, on servers where it covers every member."""
@@ -590,22 +670,6 @@ class SyncPass:
             "%s: getlastmodified unchanged since the token; nothing to list", self.account.name
         )
         return True
-
-    def _scope(self) -> str:
-        """A digest of everything besides the rows that decides what a pass plans."""
-        settings = self.account.model_dump_json() + repr(self.options)
-        return hashlib.sha256(settings.encode()).hexdigest()
-
-    def _crm_unchanged(self, collection: CollectionState, revision: int | None) -> bool:
-        """True when no follow-up or sync record was written since a pass found nothing to do.
-
-        The change counter (``sync.state.ChangeCounter``) moves with every committed
-        write to either table, whichever process or account made it; the account's
-        settings must be the same too.
-        """
-        if revision is None or collection.crm_revision_seen != revision:
-            return False
-        return collection.crm_scope_seen == self._scope()
 
     def _list(
         self,
@@ -644,8 +708,8 @@ class SyncPass:
                     return _Listing(True, self.calendar.list_etags(), frozenset(), delta.token)
             delta = self.calendar.changes_since(None)
             return _Listing(True, delta.changed, frozenset(), delta.token)
-        token = self.calendar.sync_token()
-        return _Listing(True, self.calendar.list_etags(), frozenset(), token)
+        # No sync-collection (SabreDAV 1.8): every pass compares the full href/ETag listing.
+        return _Listing(True, self.calendar.list_etags(), frozenset(), None)
 
     def _may_be_full_listing(
         self,
@@ -748,7 +812,12 @@ class SyncPass:
 
     def _download(self, hrefs: Sequence[str]) -> list[Resource | FetchError]:
         """One slice of the pass's fetch list, with calendar-multiget in ``batch_size`` batches."""
-        results: list[Resource | FetchError] = []
+        results: list[Resource | FetchError] = [
+            FetchError(href, 0, self._backed_off[href])
+            for href in hrefs
+            if href in self._backed_off
+        ]
+        hrefs = [href for href in hrefs if href not in self._backed_off]
         size = self.account.batch_size
         for start in range(0, len(hrefs), size):
             batch = list(hrefs[start : start + size])
@@ -777,9 +846,7 @@ class SyncPass:
         failed: dict[str, str] = {}
         for result in results:
             if isinstance(result, FetchError):
-                failed[result.href] = (
-                    f"could not be fetched ({result.status or 'missing'}): {result.reason}"
-                )
+                failed[result.href] = self._fetch_failure(result)
                 continue
             known_entry = by_href.get(result.href)
             known = known_docs.get(known_entry.followup_id) if known_entry else None
@@ -792,6 +859,14 @@ class SyncPass:
                 log.warning("%s: %s: %s", self.account.name, href, reason)
         return docs, failed
 
+    def _fetch_failure(self, error: FetchError) -> str:
+        if error.href in self._backed_off:
+            return error.reason
+        earlier = self._pending.get(error.href)
+        if error.status == 404 and earlier is not None:
+            return unreadable_items.vanished_reason(earlier.reason)
+        return f"{unreadable_items.FETCH_FAILURE} ({error.status or 'missing'}): {error.reason}"
+
     def _fetch_singly(self, hrefs: list[str]) -> list[Resource | FetchError]:
         results: list[Resource | FetchError] = []
         for href in hrefs:
@@ -803,9 +878,15 @@ class SyncPass:
 
     def _read(self, resource: Resource, known: FollowUp | None) -> ServerDoc:
         parsed = read(resource.data)
+        warnings = list(parsed.warnings)
         followups = parse_components(
-            parsed.components, default_timezone=self.account.default_timezone, known=known
+            parsed.components,
+            default_timezone=self.account.default_timezone,
+            known=known,
+            warnings=warnings,
         )
+        for warning in warnings:
+            log.warning("%s: %s: %s", self.account.name, resource.href, warning)
         if known is not None:
             followups[0] = followups[0].model_copy(
                 update={"id": known.id, "uid": known.uid, "owner": known.owner}
@@ -948,6 +1029,8 @@ class SyncPass:
     ) -> None:
         now = utcnow()
         with self.db.sessions.begin() as session:
+            if not report.stopped:
+                self._drop_unlanded_intents(session, failed, fetched)
             collection = session.get(CollectionState, self.account.name)
             assert collection is not None
             # Only a pass that found nothing at all to do vouches for the rows it read: one
@@ -958,6 +1041,7 @@ class SyncPass:
                 and not report.plan.actions
                 and not report.plan.skipped
                 and not report.plan.notices
+                and not failed
                 and listing.token is not None
             )
             collection.crm_revision_seen = revision if idle else None
@@ -981,19 +1065,69 @@ class SyncPass:
                 collection.last_result = (
                     "ok" if report.ok else f"{len(report.errors)} item(s) failed"
                 )
+            gone = (
+                {
+                    row.href
+                    for row in session.scalars(
+                        select(PendingHref).where(PendingHref.account == self.account.name)
+                    )
+                    if row.href not in listing.etags
+                }
+                if listing.complete
+                else set()
+            )
             session.execute(
                 delete(PendingHref).where(
-                    PendingHref.account == self.account.name, PendingHref.href.in_(fetched)
+                    PendingHref.account == self.account.name,
+                    PendingHref.href.in_(fetched | gone),
                 )
             )
             for href, reason in failed.items():
+                if href in self._backed_off:
+                    continue  # not tried this pass
                 row = session.get(PendingHref, (self.account.name, href))
                 if row is None:
-                    session.add(PendingHref(account=self.account.name, href=href, reason=reason))
+                    row = PendingHref(account=self.account.name, href=href, reason=reason)
+                    row.attempts = 1
+                    session.add(row)
                 else:
                     row.attempts += 1
-                    row.reason = reason
-                    row.last_seen = now
+                    if not reason.startswith("vanished"):
+                        row.reason = reason
+                row.last_seen = now
+                row.etag = listing.etags.get(href)
+                row.retry_at = unreadable_items.retry_at(row.attempts, now)
+
+    def _drop_unlanded_intents(
+        self, session: Session, failed: Collection[str], fetched: Collection[str]
+    ) -> None:
+        """Forget intents from before this pass whose write is known never to have landed.
+
+        A landed write moves its resource's ETag (or makes it exist), so a whole pass
+        fetches it; an intent from an earlier pass whose resource this pass neither read
+        nor failed to read was never carried out. Left in place (its follow-up had nothing
+        to do: the CRM went back to the agreed version), it would be taken for a landed
+        write the day a client edits the resource.
+        """
+        rows = session.execute(
+            select(PendingWrite.followup_id, PendingWrite.href, PendingWrite.created_at).where(
+                PendingWrite.account == self.account.name
+            )
+        ).all()
+        stale = [
+            row.followup_id
+            for row in rows
+            if as_utc(row.created_at) < self._started
+            and row.href not in fetched
+            and row.href not in failed
+        ]
+        if stale:
+            session.execute(
+                delete(PendingWrite).where(
+                    PendingWrite.account == self.account.name,
+                    PendingWrite.followup_id.in_(stale),
+                )
+            )
 
     # --- re-planning one item after a refused write ---------------------------------------------
 

@@ -1,15 +1,16 @@
 """Schema migrations: Alembic revisions in ``sync/migrations``, applied in code.
 
-Two ways in, on purpose:
+Only ``followup-sync db upgrade`` (``upgrade``) migrates. Every other command opens the
+database as it is, so a newer command-line tool on a laptop pointed at a shared
+PostgreSQL never changes the schema under the daemons still running the old code:
 
-* ``followup-sync db upgrade`` (``upgrade``) applies every pending revision. Production
-  databases (PostgreSQL shared by several daemons) change only this way, at a moment
-  the operator picks, and the daemon refuses to start until it has been done
-  (``check_current``), instead of several processes racing to migrate at start-up.
-* ``Database.open`` (every one-shot command) calls ``ensure_schema``: an empty database
-  gets the tables straight from the models and is stamped at the head revision; an
-  older one is upgraded. That keeps ``followup-sync sync`` on a fresh SQLite file a
-  one-command quick start.
+* the daemon refuses to start until the schema is current (``check_current``);
+* ``Database.open`` (every one-shot command) calls ``require_current``: an older schema
+  is an error naming ``db upgrade``, a newer one (a revision this code does not know)
+  an error asking for a newer followup-sync. A missing or empty database gets the tables
+  straight from the models, stamped at the head revision, only for the commands that
+  write (``import``, ``sync``: the one-command quick start); the commands that only read
+  refuse it instead of creating state.
 
 A database made before migrations existed (tables, no ``alembic_version``) is taken to
 be at the first revision, which matches the tables of that time exactly.
@@ -44,9 +45,17 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: The revision this code needs; tests check it is the script directory's head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 #: The revision whose tables a pre-Alembic database already has.
 BASE_REVISION = "0001"
+
+
+class SchemaTooNew(ConfigError):
+    """The database was migrated by a newer version of followup-sync than this one."""
+
+
+class DatabaseEmpty(ConfigError):
+    """A command that only reads found no followup-sync tables in the database."""
 
 
 #: Modules that define tables on ``Base``: imported before comparing models and migrations.
@@ -108,6 +117,8 @@ def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | Non
 
     with db.engine.begin() as connection:
         before = MigrationContext.configure(connection).get_current_revision()
+        if before is not None and not _known_revision(before):
+            raise _not_current(db, before)
         if before is None and _has_tables(connection):
             # Created by create_all before migrations existed: those are revision 0001's tables.
             command.stamp(alembic_config(db, connection), BASE_REVISION)
@@ -118,36 +129,71 @@ def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | Non
     return before, after
 
 
-def ensure_schema(db: Database) -> None:
-    """Quick-start path (``Database.open``): create an empty database, migrate an old one."""
+def require_current(db: Database, *, create: bool) -> None:
+    """``Database.open``: the schema as this code needs it, or an error; never a migration.
+
+    ``create``: a database without our tables (a new SQLite file, an empty PostgreSQL
+    database) gets them from the models, stamped at the head revision.
+    """
     current = current_revision(db)
     if current == HEAD_REVISION:
-        # Tables of models that have no revision yet (see the module docstring).
-        db.create_tables()
+        if create:
+            # Tables of models that have no revision yet (see the module docstring).
+            db.create_tables()
         return
-    with db.engine.connect() as connection:
-        fresh = not _has_tables(connection)
-    if current is None and fresh:
-        from alembic import command
+    if current is None and not _table_exists(db):
+        if not create:
+            raise DatabaseEmpty(
+                f"database {_safe_url(db.url)} holds no followup-sync data yet: check "
+                "--database (to start one: 'followup-sync db upgrade', or 'import' or 'sync')"
+            )
+        _create_at_head(db)
+        return
+    raise _not_current(db, current)
 
-        db.create_tables()
-        with db.engine.begin() as connection:
-            command.stamp(alembic_config(db, connection), "head")
-        _write_meta(db)
-        return
-    upgrade(db)
+
+def _create_at_head(db: Database) -> None:
+    from alembic import command
+
+    db.create_tables()
+    with db.engine.begin() as connection:
+        command.stamp(alembic_config(db, connection), "head")
+    _write_meta(db)
 
 
 def check_current(db: Database) -> str:
     """Raise SchemaNotCurrent unless the database is at HEAD_REVISION; returns the revision."""
     current = current_revision(db)
     if current != HEAD_REVISION:
-        shown = current or ("empty" if not _table_exists(db) else "from before migrations")
-        raise SchemaNotCurrent(
-            f"database schema is {shown}, this version needs revision {HEAD_REVISION}: "
-            f"run 'followup-sync db upgrade' first (database {_safe_url(db.url)})"
-        )
+        raise _not_current(db, current)
     return current
+
+
+def _not_current(db: Database, current: str | None) -> ConfigError:
+    """The error for a schema other than HEAD_REVISION: older (upgrade it) or newer."""
+    where = f"database {_safe_url(db.url)}"
+    if current is not None and not _known_revision(current):
+        return SchemaTooNew(
+            f"{where} has schema revision {current}, newer than this version of "
+            f"followup-sync knows (it needs {HEAD_REVISION}): use a newer followup-sync; "
+            "nothing was changed"
+        )
+    shown = current or ("empty" if not _table_exists(db) else "from before migrations")
+    return SchemaNotCurrent(
+        f"database schema is {shown}, this version needs revision {HEAD_REVISION}: "
+        f"run 'followup-sync db upgrade' first ({where})"
+    )
+
+
+def _known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config(None))
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def _table_exists(db: Database) -> bool:

@@ -24,7 +24,9 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from sync.config import DEFAULT_READ_TIMEOUT
 from sync.daemon import Daemon
+from sync.http_limits import server_config
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,13 @@ def mount_followup_api(app: FastAPI, daemon: Daemon) -> bool:
         log.warning("follow-up API not available: %s", exc)
         return False
     # Mounted last, at the root: the routes above win, everything else goes to the API.
-    app.mount("/", create_app(daemon.db, token=token, settings=daemon.settings))
+    api = create_app(
+        daemon.db,
+        token=token,
+        settings=daemon.settings,
+        max_body_bytes=daemon.daemon_settings.api_max_body_bytes,
+    )
+    app.mount("/", api)
     log.info("follow-up API served with the daemon (token from $%s)", token_env)
     return True
 
@@ -70,9 +78,17 @@ def mount_followup_api(app: FastAPI, daemon: Daemon) -> bool:
 class HttpServer:
     """uvicorn in a thread; ``stop`` asks it to exit and waits."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, read_timeout: float = DEFAULT_READ_TIMEOUT
+    ) -> None:
+        config = server_config(
+            app,
+            host=host,
+            port=port,
+            read_timeout=read_timeout,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)

@@ -21,9 +21,10 @@ SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
                     instead of reading every row (``revision_of``).
 ``alembic_version`` the migration revision (``followup-sync db upgrade``, sync/migrations).
 
-Every write the sync worker makes to the server is recorded in its own transaction,
-item by item, so a crash loses at most the record of one write, which the next pass
-recognises by UID and content.
+Every write the sync worker makes to the server has its intent recorded before it is
+sent (``PendingWrite``) and is recorded after it, in batches (``sync.apply``): a crash
+loses at most the records of one batch, and the next pass recognises those writes as
+its own by the intents.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from sync.errors import ConfigError
 
 SCHEMA_VERSION = 1
 DEFAULT_DATABASE = "followup-sync.sqlite"
@@ -169,7 +172,7 @@ _CRM_COUNTER = "crm"
 def _note_watched_writes(session: Session, _context: object, _instances: object) -> None:
     """Remember that this transaction writes a follow-up or a sync record."""
     for row in (*session.new, *session.dirty, *session.deleted):
-        if isinstance(row, FollowUpRow | SyncItem):
+        if isinstance(row, FollowUpRow | SyncItem | PendingWrite):
             session.info["crm_changed"] = True
             return
 
@@ -224,12 +227,40 @@ class DaemonRun(Base):
 
 
 class PendingHref(Base):
+    """A resource that could not be read: retried on a back-off schedule (``sync.unreadable``)."""
+
     __tablename__ = "pending_hrefs"
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
     href: Mapped[str] = mapped_column(String(1024), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The ETag listed when it failed: a new ETag (the client fixed it) is read at once.
+    etag: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: Not fetched again before this moment unless its ETag moves (None: next pass).
+    retry_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class PendingWrite(Base):
+    """A server write we are about to make, recorded before its PUT is sent.
+
+    The state records a write only after the server took it (``sync.apply``), in
+    batches; a crash in between used to leave our own write looking like a calendar
+    edit. With the intent recorded first, the next pass knows what the resource holds
+    if the write landed and uses that as the merge base (``sync.plan``, "Pending
+    writes"). Removed in the transaction that records the write.
+    """
+
+    __tablename__ = "pending_writes"
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    followup_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    href: Mapped[str] = mapped_column(String(1024))
+    #: The ETag the write is conditional on (If-Match); None for a create (If-None-Match: *).
+    if_match: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: The follow-up the write puts on the server (its hash is computed when it is read:
+    #: rarely, and not in the push's hot path).
+    document: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ConflictRecord(Base):
@@ -248,27 +279,31 @@ class ConflictRecord(Base):
 class Database:
     """Owns the engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False``: a SQLite file that does not exist is an error, not a new file."""
         self.url = url
-        self.engine: Engine = _make_engine(url)
+        self.engine: Engine = _make_engine(url, create_file=create)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str | None = None) -> Database:
-        """Open (and create or migrate if needed) the database; a bare path means a SQLite file.
+    def open(cls, url: str | None = None, *, create: bool = True) -> Database:
+        """Open the database of a one-shot command; a bare path means a SQLite file.
 
-        This is the quick-start path every one-shot command takes. The daemon instead
-        opens ``Database(url)`` and refuses to start on an old schema (sync.schema), so a
-        production database is only ever migrated by ``followup-sync db upgrade``.
+        Never migrates: an older schema is an error naming ``followup-sync db upgrade``,
+        a newer one an error too (sync.schema.require_current). ``create``: a missing or
+        empty database gets the tables (the one-command quick start of ``import`` and
+        ``sync``); without it, the commands that only read refuse it, so a mistyped
+        ``--database`` never leaves an empty file behind.
         """
-        db = cls(database_url(url))
-        db.create_schema()
+        from sync.schema import require_current  # sync.schema imports this module
+
+        db = cls(database_url(url), create=create)
+        try:
+            require_current(db, create=create)
+        except BaseException:
+            db.close()
+            raise
         return db
-
-    def create_schema(self) -> None:
-        from sync.schema import ensure_schema  # sync.schema imports this module
-
-        ensure_schema(self)
 
     def create_tables(self) -> None:
         """The tables as the models say, plus the schema_version row (no migration bookkeeping)."""
@@ -298,9 +333,19 @@ def database_url(value: str | None) -> str:
     return f"sqlite:///{Path(value).expanduser()}"
 
 
-def _make_engine(url: str) -> Engine:
+class DatabaseMissing(ConfigError):
+    """A command that only reads was pointed at a SQLite file that does not exist."""
+
+
+def _make_engine(url: str, *, create_file: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:" and not Path(path).exists() and not create_file:
+            raise DatabaseMissing(
+                f"no database at {path}: check --database, $FOLLOWUP_SYNC_DATABASE or the "
+                "config's 'database' (to start one: 'followup-sync db upgrade', or 'import'"
+                " or 'sync')"
+            )
         if path and path != ":memory:" and not Path(path).exists():
             # The store holds calendar data and server ETags: readable by the owner only.
             Path(path).parent.mkdir(parents=True, exist_ok=True)

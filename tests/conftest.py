@@ -2,23 +2,30 @@
 
 ``FOLLOWUP_SYNC_SERVERS`` picks the kinds every ``dav_server`` test runs against
 (default ``radicale,xandikos``: pip-only, so ``make test`` needs nothing but python3).
-``make test-interop`` sets it to ``radicale,xandikos,davical,sogo``; DAViCal and SOGo
-come from Debian packages (tests/servers_debian.py, scripts/install-debian-tier.sh).
+``make test-interop`` sets it to ``radicale,xandikos,davical,sogo,cyrus,sabredav``; the
+last four come from Debian packages (tests/servers_debian.py,
+tests/servers_cyrus_sabredav.py, scripts/install-debian-tier.sh).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import RunningServer, ServerInfo, running
+from tests.servers import RunningServer, ServerInfo, _http, running
+
+#: The test CA, TLS fronts and proxies of the sign-in tests (also used by the secrets tests).
+pytest_plugins = ["tests.reach.fixtures"]
 
 SERVERS_ENV = "FOLLOWUP_SYNC_SERVERS"
-ALL_KINDS = ("radicale", "xandikos", "davical", "sogo")
-DEBIAN_KINDS = frozenset({"davical", "sogo"})
+ALL_KINDS = ("radicale", "xandikos", "davical", "sogo", "cyrus", "sabredav")
+DEBIAN_KINDS = frozenset({"davical", "sogo", "cyrus", "sabredav"})
+#: Servers where a UID may live only once among all of a user's calendars.
+UID_PER_USER_KINDS = frozenset({"cyrus"})
 
 
 def _selected_kinds() -> list[str]:
@@ -39,9 +46,10 @@ def _start(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
     if kind in DEBIAN_KINDS:
         if kind not in SERVER_KINDS:
             pytest.skip(f"{kind}: interop tier only (set {SERVERS_ENV} or run make test-interop)")
-        from tests.servers_debian import missing
+        from tests import servers_cyrus_sabredav, servers_debian
 
-        absent = missing(kind)
+        module = servers_debian if kind in ("davical", "sogo") else servers_cyrus_sabredav
+        absent = module.missing(kind)
         if absent:
             # Asked for explicitly, so a missing package is an error, not a silent skip.
             pytest.fail(
@@ -73,6 +81,16 @@ def sogo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     yield from _start("sogo", tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def cyrus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from _start("cyrus", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def sabredav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from _start("sabredav", tmp_path_factory)
+
+
 @pytest.fixture(params=SERVER_KINDS)
 def dav_server(request: pytest.FixtureRequest) -> ServerInfo:
     """One server kind per parametrization; the server itself lives for the whole session."""
@@ -81,7 +99,48 @@ def dav_server(request: pytest.FixtureRequest) -> ServerInfo:
 
 
 @pytest.fixture
-def calendar_url(dav_server: ServerInfo, request: pytest.FixtureRequest) -> str:
-    """A fresh, empty calendar on ``dav_server``, named after the test so data never mixes."""
+def calendar_url(dav_server: ServerInfo, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty calendar on ``dav_server``, named after the test so data never mixes.
+
+    On a server that keeps a UID once per user (Cyrus), the calendar is deleted after the
+    test: every test pushes the same follow-ups, and their UIDs would otherwise be taken.
+    """
+    url = dav_server.calendar_url_factory(_calendar_name(request))
+    yield url
+    if dav_server.kind in UID_PER_USER_KINDS:
+        _delete_calendar(request.getfixturevalue(f"{dav_server.kind}_server"), url)
+
+
+@pytest.fixture
+def second_calendar(
+    dav_server: ServerInfo, request: pytest.FixtureRequest
+) -> Iterator[tuple[ServerInfo, str]]:
+    """Another fresh calendar for the same follow-ups (a second CRM syncing them).
+
+    Where a UID lives once per user (Cyrus) it belongs to a second user, bob, since the
+    first user's calendar already holds those UIDs; elsewhere to the same user.
+    """
+    if dav_server.kind not in UID_PER_USER_KINDS:
+        yield dav_server, dav_server.calendar_url_factory(_calendar_name(request))
+        return
+    alice: RunningServer = request.getfixturevalue(f"{dav_server.kind}_server")
+    bob = dataclasses.replace(
+        alice,
+        username="bob",
+        password=alice.password,  # the fixtures give every user the same one
+        home_path=alice.home_path.replace(f"/{alice.username}/", "/bob/"),
+        _log_file=None,
+    )
+    url = bob.make_calendar(_calendar_name(request))
+    yield dataclasses.replace(bob.info(), url=dav_server.url), url
+    _delete_calendar(bob, url)
+
+
+def _calendar_name(request: pytest.FixtureRequest) -> str:
     safe = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
-    return dav_server.calendar_url_factory(f"{safe}-{uuid.uuid4().hex[:8]}")
+    return f"{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def _delete_calendar(server: RunningServer, url: str) -> None:
+    status = _http(server, "DELETE", url, None, {})
+    assert status in (200, 204, 404), f"DELETE {url} answered {status}"

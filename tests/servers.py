@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
@@ -176,8 +176,11 @@ def _with_port_retry(start: Callable[[int], _Started]) -> _Started:
     raise last
 
 
-def start_radicale(tmp: Path) -> RunningServer:
-    """Radicale 3 with htpasswd plain auth (alice/secret) and owner_only rights."""
+def start_radicale(tmp: Path, extra_args: Sequence[str] = ()) -> RunningServer:
+    """Radicale 3 with htpasswd plain auth (alice/secret) and owner_only rights.
+
+    ``extra_args``: more Radicale options (a test of its size limits sets them small).
+    """
     users = tmp / "users"
     users.write_text(f"{USERNAME}:{PASSWORD}\n")
 
@@ -192,6 +195,7 @@ def start_radicale(tmp: Path) -> RunningServer:
             "--auth-htpasswd-encryption", "plain",
             "--rights-type", "owner_only",
             "--logging-level", "warning",
+            *extra_args,
         ]  # fmt: skip
         server = _launch("radicale", argv, port, tmp, f"/{USERNAME}/", auth=True)
         # Radicale creates the principal collection on the owner's first PROPFIND.
@@ -229,10 +233,11 @@ STARTERS: dict[str, Callable[[Path], RunningServer]] = {
 def running(kind: str, tmp: Path) -> Iterator[RunningServer]:
     if kind in STARTERS:
         start = STARTERS[kind]
-    else:  # DAViCal/SOGo (interop tier): Debian packages, imported only when asked for
+    else:  # interop tier: Debian packages, imported only when asked for
+        from tests.servers_cyrus_sabredav import STARTERS as MORE_STARTERS
         from tests.servers_debian import STARTERS as DEBIAN_STARTERS
 
-        start = DEBIAN_STARTERS[kind]
+        start = {**DEBIAN_STARTERS, **MORE_STARTERS}[kind]
     server = start(tmp)
     try:
         yield server

@@ -401,3 +401,38 @@ def test_find_occurrence_by_date_prefers_the_one_taking_place_that_day() -> None
     moved = move_date(weekly(), D(2026, 3, 9), days=1)
     slot = find_occurrence(moved, D(2026, 3, 10))
     assert slot.key == T(2026, 3, 9, 10) and slot.start == T(2026, 3, 10, 10)
+
+
+# --- an occurrence all-day by itself -------------------------------------------------------
+
+
+def with_all_day_occurrence() -> FollowUp:
+    return weekly(
+        exceptions=[{"original_start": "2026-03-09T10:00:00", "all_day": True, "title": "Offsite"}]
+    )
+
+
+def test_an_operation_elsewhere_keeps_an_all_day_occurrence_all_day() -> None:
+    result = delete_occurrence(with_all_day_occurrence(), T(2026, 3, 16, 10))
+    assert isinstance(result, FollowUp)
+    offsite = next(o for o in occurrences(result) if o.original_start.day == 9)
+    assert (offsite.start, offsite.end, offsite.title) == (D(2026, 3, 9), D(2026, 3, 10), "Offsite")
+
+
+def test_retitling_an_all_day_occurrence_keeps_it_all_day() -> None:
+    result = change_occurrence(with_all_day_occurrence(), T(2026, 3, 9, 10), title="Offsite day")
+    assert isinstance(result, FollowUp)
+    [exception] = result.exceptions
+    assert exception.all_day and exception.title == "Offsite day"
+    assert (exception.start, exception.end) == (D(2026, 3, 9), D(2026, 3, 10))
+
+
+def test_giving_an_all_day_occurrence_a_time_makes_it_timed_for_the_series_length() -> None:
+    result = change_occurrence(
+        with_all_day_occurrence(), T(2026, 3, 9, 10), start=T(2026, 3, 9, 13)
+    )
+    assert isinstance(result, FollowUp)
+    moved = next(o for o in occurrences(result) if o.original_start.day == 9)
+    assert moved.start.replace(tzinfo=None) == T(2026, 3, 9, 13)  # type: ignore[union-attr]
+    assert moved.end - moved.start == dt.timedelta(hours=1)  # type: ignore[operator]
+    assert not result.exceptions[0].all_day

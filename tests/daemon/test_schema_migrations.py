@@ -41,7 +41,8 @@ def test_database_open_quick_start_is_stamped_current(tmp_path: Path) -> None:
 
 
 def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) -> None:
-    """Tables as the first release created them (revision 0001), data kept, new columns added."""
+    """Tables as the first release created them (revision 0001): ``db upgrade`` keeps the data
+    and adds the new columns; ``Database.open`` refuses until then."""
     db = Database(f"sqlite:///{tmp_path / 'old.sqlite'}")
     schema.upgrade(db, "0001")
     with db.engine.begin() as connection:
@@ -51,6 +52,9 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
             "VALUES ('alice', 'http://x/', 'ok')"
         )
     assert schema.current_revision(db) is None
+    with pytest.raises(schema.SchemaNotCurrent, match="db upgrade"):
+        Database.open(str(tmp_path / "old.sqlite"))  # opening never migrates (issue #15.7)
+    assert schema.upgrade(db) == (schema.BASE_REVISION, schema.HEAD_REVISION)
     reopened = Database.open(str(tmp_path / "old.sqlite"))
     assert schema.check_current(reopened) == schema.HEAD_REVISION
     with reopened.session() as session:

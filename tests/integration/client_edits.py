@@ -471,16 +471,154 @@ def new_event(
     return bytes(cal.to_ical())
 
 
-def break_resource(data: bytes) -> bytes:
-    """A buggy client writes an end before the start: servers store it, we cannot read it.
+#: Servers that check calendar data on PUT and refuse an end before the start (403
+#: valid-calendar-data): Cyrus. They store a time zone nobody defines, though.
+VALIDATING_SERVERS = frozenset({"cyrus"})
 
-    As a negative DURATION: SOGo "repairs" a DTEND before DTSTART on PUT (it stores a
-    sane event), while all four test servers store ``DURATION:-PT1H`` as sent.
+
+def break_resource(data: bytes, *, server_kind: str = "") -> bytes:
+    """A buggy client writes something the server stores and we cannot read.
+
+    An end before the start, as a negative DURATION: SOGo "repairs" a DTEND before
+    DTSTART on PUT (it stores a sane event), while Radicale, Xandikos, DAViCal and
+    SabreDAV store ``DURATION:-PT1H`` as sent. Cyrus refuses both; on it the start and
+    end get a TZID that is neither an IANA name nor defined by a VTIMEZONE.
     """
     cal = Calendar.from_ical(data)
     master = master_of(cal)
-    master.pop("DTEND", None)
-    master.pop("DURATION", None)
-    master.add("duration", -dt.timedelta(hours=1))
+    if server_kind in VALIDATING_SERVERS:
+        for name in ("DTSTART", "DTEND"):
+            master[name].params["TZID"] = "Mars/Olympus"
+    else:
+        master.pop("DTEND", None)
+        master.pop("DURATION", None)
+        master.add("duration", -dt.timedelta(hours=1))
     _touch(master)
+    return bytes(cal.to_ical())
+
+
+# --- one occurrence's own state, as the clients write it ------------------------------------
+
+
+def _plain_override(cal: Calendar, original: dt.datetime) -> Component:
+    """The override a client adds for "this occurrence only": a copy of the master at that
+    occurrence (SUMMARY, LOCATION … as the master has them), or the one already there."""
+    existing = override_of(cal, original)
+    if existing is not None:
+        return existing
+    master = master_of(cal)
+    override = Todo() if master.name == "VTODO" else Event()
+    override.add("uid", str(master["UID"]))
+    override.add("recurrence-id", original)
+    for name in ("SUMMARY", "DESCRIPTION", "LOCATION", "CATEGORIES", "X-FOLLOWUP-KIND"):
+        if name in master:
+            override.add(name, master[name], encode=False)
+    span = master["DTEND" if "DTEND" in master else "DUE"].dt - master["DTSTART"].dt
+    override.add("dtstart", original)
+    override.add("due" if master.name == "VTODO" else "dtend", original + span)
+    cal.add_component(override)
+    return override
+
+
+def alarm_for_one_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """iOS "this event only": a reminder on one occurrence; iOS adds its alarm UID and
+    acknowledgement, and marks the occurrence free (TRANSP) if the user said so."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    alarm = _alarm(45)
+    alarm.add("uid", "8C4E2A53-7D39-4F7B-9E42-ONE-OCCURRENCE")
+    alarm.add("x-wr-alarmuid", "8C4E2A53-7D39-4F7B-9E42-ONE-OCCURRENCE")
+    override.add_component(alarm)
+    override.add("transp", "TRANSPARENT")
+    override.add("x-apple-travel-advisory-behavior", "AUTOMATIC")
+    _touch(override)
+    return bytes(cal.to_ical())
+
+
+def complete_task_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """Thunderbird ticks one occurrence of a recurring task done."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    done = _now()
+    override.add("status", "COMPLETED")
+    override.add("completed", done)
+    override.add("percent-complete", 100)
+    override.add("x-moz-generation", "2")
+    _touch(override, modified=done)
+    return bytes(cal.to_ical())
+
+
+def answer_and_classify_occurrence(data: bytes, original: dt.datetime) -> bytes:
+    """Outlook: one occurrence made private, with the client's own attendee marked as
+    tentative for that occurrence only (an ATTENDEE the follow-up does not have)."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    attendee = vCalAddress("mailto:carol@example.com")
+    attendee.params["CN"] = "Carol Example"
+    attendee.params["PARTSTAT"] = "TENTATIVE"
+    override.add("attendee", attendee, encode=False)
+    override.add("class", "PRIVATE")
+    override.add("x-microsoft-cdo-busystatus", "TENTATIVE")
+    _touch(override)
+    return bytes(cal.to_ical())
+
+
+def all_day_occurrence(
+    data: bytes, original: dt.datetime, day: dt.date, *, style: str = "thunderbird"
+) -> bytes:
+    """Thunderbird/Outlook tick "all day" on one occurrence of a timed series: the override's
+    DTSTART/DTEND become DATEs (the end exclusive) while the master keeps its DATE-TIMEs."""
+    cal = Calendar.from_ical(data)
+    override = _plain_override(cal, original)
+    for name in ("DTSTART", "DTEND", "DUE", "DURATION"):
+        override.pop(name, None)
+    override.add("dtstart", day)
+    override.add("dtend", day + dt.timedelta(days=1))
+    if style == "outlook":
+        override.add("x-microsoft-cdo-alldayevent", "TRUE")
+        override.add("transp", "TRANSPARENT")
+    else:
+        override.add("x-moz-generation", "4")
+    _touch(override)
+    _touch(master_of(cal))
+    return bytes(cal.to_ical())
+
+
+# --- files some tools write and some servers keep ------------------------------------------
+
+
+def without_uid(summary: str, start: dt.datetime, end: dt.datetime) -> bytes:
+    """An event exported without UID (RFC 5545 requires one; some exporters leave it out)."""
+    cal = Calendar()
+    cal.add("prodid", "-//Example Corp.//Legacy Exporter 2.1//EN")
+    cal.add("version", "2.0")
+    event = Event()
+    event.add("dtstamp", _now())
+    event.add("summary", summary)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("rrule", vRecur.from_ical("FREQ=WEEKLY;COUNT=4"))
+    cal.add_component(event)
+    cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+def second_master_copy(
+    data: bytes, *, summary: str, old_copy_exdate: dt.datetime | None = None
+) -> bytes:
+    """A client that appends an edited master instead of replacing it: two masters of one
+    UID, the new one with a higher SEQUENCE; the old copy may carry an EXDATE of its own."""
+    cal = Calendar.from_ical(data)
+    old = master_of(cal)
+    new = old.copy()
+    for sub in old.subcomponents:
+        new.add_component(sub)
+    new.pop("SUMMARY", None)
+    new.add("summary", summary)
+    _touch(new)
+    new.pop("SEQUENCE", None)
+    new.add("sequence", int(old.get("SEQUENCE", 0)) + 2)
+    if old_copy_exdate is not None:
+        old.add("exdate", [old_copy_exdate])
+    cal.add_component(new)
     return bytes(cal.to_ical())

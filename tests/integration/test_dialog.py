@@ -122,13 +122,17 @@ def _side(server: ServerInfo, calendar_url: str, db_path: Path) -> Side:
 
 @pytest.fixture
 def sides(
-    dav_server: ServerInfo, calendar_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dav_server: ServerInfo,
+    calendar_url: str,
+    second_calendar: tuple[ServerInfo, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Side, Side]]:
     """Two copies of the series in two calendars: one for our operation, one for a client."""
     if dav_server.password is not None:
         monkeypatch.setenv(PASSWORD_ENV, dav_server.password)
     ours = _side(dav_server, calendar_url, tmp_path / "ours.sqlite")
-    theirs = _side(dav_server, dav_server.calendar_url_factory(None), tmp_path / "theirs.sqlite")
+    theirs = _side(*second_calendar, tmp_path / "theirs.sqlite")
     for side in (ours, theirs):
         side.store.put(load_followup(SERIES))
         side.sync()

@@ -1,19 +1,21 @@
 # ruff: noqa: F811  (pytest fixtures imported from test_sync are parameters here)
 """The quirk workarounds of sync/capabilities.py, each against the server that has the quirk.
 
-Interop tier: these need DAViCal or SOGo (``make test-interop``, or
-``FOLLOWUP_SYNC_SERVERS=...,davical,sogo``); elsewhere they are skipped, except one that
-makes Radicale answer like DAViCal and so runs in ``make test`` as well. Every test
-shows the workaround working AND, with the capability flag switched to what the server
-does not do (the workaround off), the bad outcome it prevents, so a test that passes
-cannot be one that would pass without the workaround.
+Interop tier: these need DAViCal, SOGo, Cyrus or SabreDAV (``make test-interop``, or
+``FOLLOWUP_SYNC_SERVERS=...,davical,sogo,cyrus,sabredav``); elsewhere they are skipped,
+except one that makes Radicale answer like DAViCal and so runs in ``make test`` as well.
+Every test shows the workaround working AND, with the capability flag switched to what
+the server does not do (the workaround off), the bad outcome it prevents, so a test that
+passes cannot be one that would pass without the workaround.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,25 +24,34 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from mappings.model import uid_for_id
-from sync.dav import DavCalendar, Delta
-from sync.errors import AlreadyExists, NotFound, StoreError, WrongEtag
+from sync.dav import DavCalendar, Delta, FetchError, Resource
+from sync.errors import (
+    AlreadyExists,
+    NotFound,
+    StoreError,
+    SyncCollectionUnsupported,
+    WrongEtag,
+)
 from sync.runner import PassReport, run_pass
 from sync.state import CollectionState, SyncItem
 from tests.integration import client_edits as ce
 from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
     CALL,
+    WEEKLY,
     Env,
     env,
     followup_set,
     synced,
 )
-from tests.servers import RunningServer, ServerInfo
+from tests.servers import RunningServer, ServerInfo, _http
 
 pytestmark = pytest.mark.server
 
 davical_only = pytest.mark.parametrize("dav_server", ["davical"], indirect=True)
 sogo_only = pytest.mark.parametrize("dav_server", ["sogo"], indirect=True)
 untrusted_token_servers = pytest.mark.parametrize("dav_server", ["davical", "sogo"], indirect=True)
+cyrus_only = pytest.mark.parametrize("dav_server", ["cyrus"], indirect=True)
+sabredav_only = pytest.mark.parametrize("dav_server", ["sabredav"], indirect=True)
 
 
 def connect(env: Env, **overrides: Any) -> DavCalendar:
@@ -328,7 +339,7 @@ def test_create_finds_the_uid_under_another_href_instead_of_duplicating(
     assert uids_at(client) == [uid, uid]
 
 
-@davical_only
+@pytest.mark.parametrize("dav_server", ["davical", "cyrus"], indirect=True)
 def test_sync_links_a_series_found_under_another_href(synced: Env) -> None:
     """End to end: a lost state row and the event under another name -> no duplicate."""
     move_to_other_href(synced, CALL)
@@ -348,6 +359,261 @@ def ce_path(url: str) -> str:
     from urllib.parse import unquote, urlsplit
 
     return unquote(urlsplit(url).path)
+
+
+# ================================================================ Cyrus: one UID per user, 403
+
+
+@cyrus_only
+def test_create_finds_the_uid_the_server_refuses_with_403(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    """Cyrus refuses a second resource with a UID it has (403 unique-scheduling-object-resource).
+
+    The refusal names the href holding the UID; read as AlreadyExists the sync re-plans
+    against that resource. Read as any other 403 the item fails on every pass.
+    """
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    uid = uid_for_id("9006")
+    other = client.create("restored-from-backup.ics", vevent(uid, "Restored"))
+
+    with pytest.raises(AlreadyExists) as refused:
+        cal.create(cal.href_for_uid(uid), vevent(uid, "Ours"))
+    assert refused.value.href == ce_path(other)
+
+    with (
+        connect_to(dav_server, calendar_url, same_uid_other_href="409") as unaware,
+        pytest.raises(StoreError, match="unexpected answer 403") as bare,
+    ):
+        unaware.create(unaware.href_for_uid(uid), vevent(uid, "Ours"))
+    assert not isinstance(bare.value, AlreadyExists)
+    assert uids_at(client) == [uid]
+
+
+@cyrus_only
+@pytest.mark.parametrize("workaround", [True, False])
+def test_series_a_client_stored_meanwhile_under_another_name_is_linked(
+    synced: Env, monkeypatch: pytest.MonkeyPatch, workaround: bool
+) -> None:
+    """Between our plan and our create, another device stores the series under its own name.
+
+    Cyrus refuses our create with 403 naming that href: read as "already exists" the item
+    is re-planned against it in the same pass; read as any 403 the item fails (and only
+    the next pass's listing links it).
+    """
+    resource = synced.resource(CALL)
+    synced.client.delete(resource.url, resource.etag)
+    forget_state(synced, CALL)  # so the pass creates it again
+    original = DavCalendar.create
+
+    def another_device_first(self: DavCalendar, href: str, data: bytes) -> str:
+        synced.client.create("from-another-device.ics", resource.data)
+        monkeypatch.setattr(DavCalendar, "create", original)
+        return original(self, href, data)
+
+    monkeypatch.setattr(DavCalendar, "create", another_device_first)
+    overrides = {} if workaround else {"same_uid_other_href": "409"}
+    report = sync_with(synced, **overrides)
+    if workaround:
+        assert report.ok, report.errors
+    else:
+        assert [fid for fid, _ in report.applied.errors] == [CALL]
+        assert "unexpected answer 403" in report.applied.errors[0][1]
+        synced.sync()  # the next pass finds it in its listing
+    assert synced.uids_on_server().count(uid_for_id(CALL)) == 1
+    assert synced.sync().plan.actions == ()
+
+
+@cyrus_only
+@pytest.mark.parametrize("workaround", [True, False])
+def test_uid_held_by_another_calendar_of_the_user_is_named_and_written_once_gone(
+    synced: Env, cyrus_server: RunningServer, workaround: bool
+) -> None:
+    """Two accounts of one Cyrus user select the same follow-ups (say, one just moved).
+
+    The second calendar cannot hold a UID while the first does. The pass says where each
+    lives, with one PUT per item (re-reading this calendar cannot help, so no re-plans),
+    and writes the item once the first calendar lets go of it.
+    """
+    other_url = cyrus_server.make_calendar(f"other-{uuid.uuid4().hex[:8]}")
+    try:
+        other = dataclasses.replace(
+            synced,
+            calendar_url=other_url,
+            account=synced.account.model_copy(update={"name": "other", "calendar_url": other_url}),
+            client=ce.PlainClient(other_url, synced.server.username, synced.server.password),
+        )
+        overrides = {} if workaround else {"same_uid_other_href": "409"}
+        with connect(other, **overrides) as calendar:
+            report = run_pass(other.account, other.db, calendar=calendar)
+            puts = calendar.stats.by_method.get("PUT", 0)
+        assert sorted(fid for fid, _ in report.applied.errors) == sorted(
+            f.id for f in synced.store.all()
+        )
+        assert puts == len(report.applied.errors)
+        message = dict(report.applied.errors)[CALL]
+        if workaround:
+            assert "another calendar" in message
+            assert ce_path(synced.resource(CALL).url) in message
+        else:
+            assert "unexpected answer 403" in message
+
+        call = synced.resource(CALL)
+        synced.client.delete(call.url, call.etag)  # the first calendar lets go of it
+        report = sync_with(other, **overrides)
+        assert report.applied.done.get("server create") == 1
+        assert ce.uid_of(other.resource(CALL).data) == uid_for_id(CALL)
+    finally:
+        _http(cyrus_server, "DELETE", other_url, None, {})
+
+
+# ================================================================ Cyrus: no zero-length events
+
+
+@cyrus_only
+@pytest.mark.parametrize("workaround", [True, False])
+def test_call_without_a_length_is_stored_and_keeps_none(synced: Env, workaround: bool) -> None:
+    """A CRM call whose end is its start: Cyrus refuses DTEND = DTSTART (403).
+
+    Written one second long instead, it shows in a client as a point in time, and comes
+    back to the CRM without a length, through a client's edit as well.
+    """
+    start = synced.followup(CALL).start
+    synced.edit_in_crm(CALL, end=start.isoformat())
+    overrides = {} if workaround else {"zero_length_events": True}
+    report = sync_with(synced, **overrides)
+    if not workaround:
+        assert [fid for fid, _ in report.applied.errors] == [CALL]
+        assert "403" in report.applied.errors[0][1]
+        return
+    assert report.ok, report.errors
+    (event,) = ce.components(synced.resource(CALL).data)
+    assert event["DURATION"].dt == dt.timedelta(seconds=1)
+    assert sync_with(synced).plan.actions == ()
+
+    resource = synced.resource(CALL)
+    synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (renamed)"))
+    assert sync_with(synced).applied.done == {"crm update": 1}
+    call = synced.followup(CALL)
+    assert (call.title, call.end) == ("Call (renamed)", start)
+    assert sync_with(synced).plan.actions == ()
+
+
+# ================================================================ SabreDAV 1.8: no sync-collection
+
+
+@sabredav_only
+def test_changes_since_is_refused_where_there_is_no_sync_collection(cal: DavCalendar) -> None:
+    """No silent fallback: the caller must list ETags, and is told so."""
+    created = {}
+    for i in range(2):
+        href = cal.href_for_uid(f"listed-{i}")
+        created[href] = cal.create(href, vevent(f"listed-{i}", f"event {i}"))
+    with pytest.raises(StoreError, match="no sync-collection"):
+        cal.changes_since(None)
+    cal.capabilities = cal.capabilities.replace(sync_token=True)
+    with pytest.raises(SyncCollectionUnsupported):
+        cal.changes_since(None)  # what the server answers when asked anyway
+    assert cal.capabilities.sync_token is False, "learnt from the answer"
+    assert cal.list_etags() == created
+    assert cal.sync_token() is None
+
+
+@sabredav_only
+def test_sync_lists_etags_where_there_is_no_sync_collection(synced: Env) -> None:
+    """SabreDAV 1.8 has no sync-collection: every pass compares the href/ETag listing.
+
+    A client's edit and deletion are both seen; an idle pass is one PROPFIND.
+    """
+    resource = synced.resource(CALL)
+    synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (moved)"))
+    other = synced.resource(WEEKLY)
+    synced.client.delete(other.url, other.etag)
+
+    report = synced.sync()
+    assert report.mode == "full"
+    assert report.applied.done == {"crm update": 1, "crm delete": 1}
+    assert synced.followup(CALL).title == "Call (moved)"
+    assert idle_requests(synced) == {"PROPFIND": 1}
+
+    # Claimed sync-collection (or an unconfigured kind): the REPORT is refused, and the
+    # pass falls back to the same listing, one wasted request later, every pass.
+    assert idle_requests(synced, sync_token=True) == {"REPORT": 1, "PROPFIND": 1}
+
+
+# ================================================================ SabreDAV 1.8: multiget 404
+
+
+@sabredav_only
+def test_multiget_naming_a_gone_href_still_returns_the_others(
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
+) -> None:
+    """SabreDAV 1.8 answers a calendar-multiget with one missing href 404 as a whole."""
+    hrefs = [cal.href_for_uid(f"multi-{i}") for i in range(3)]
+    for i, href in enumerate(hrefs):
+        cal.create(href, vevent(f"multi-{i}", f"event {i}"))
+    gone = f"{cal.path}deleted-by-a-client.ics"
+
+    got = list(cal.get_multi([hrefs[0], gone, hrefs[1], hrefs[2]]))
+    assert sorted(r.href for r in got if isinstance(r, Resource)) == sorted(hrefs)
+    assert [(r.href, r.status) for r in got if isinstance(r, FetchError)] == [(gone, 404)]
+
+    with (
+        connect_to(dav_server, calendar_url, multiget_reports_missing_href=True) as trusting,
+        pytest.raises(NotFound, match="does not exist"),
+    ):
+        list(trusting.get_multi([hrefs[0], gone]))  # "the calendar does not exist"
+
+
+@sabredav_only
+@pytest.mark.parametrize("workaround", [True, False])
+def test_edit_is_pulled_although_another_resource_went_during_the_pass(
+    synced: Env, monkeypatch: pytest.MonkeyPatch, workaround: bool
+) -> None:
+    """A client deletes a resource between our listing and the fetch of the changed ones."""
+    for followup_id in (CALL, WEEKLY):
+        resource = synced.resource(followup_id)
+        synced.client.replace(resource, ce.edit_series(resource.data, summary="Edited"))
+    original = DavCalendar.list_etags
+
+    def client_deletes_after_listing(self: DavCalendar) -> dict[str, str]:
+        listing = original(self)
+        weekly = synced.resource(WEEKLY)
+        synced.client.delete(weekly.url, weekly.etag)
+        monkeypatch.setattr(DavCalendar, "list_etags", original)
+        return listing
+
+    monkeypatch.setattr(DavCalendar, "list_etags", client_deletes_after_listing)
+    overrides = {} if workaround else {"multiget_reports_missing_href": True}
+    if workaround:
+        sync_with(synced, **overrides)
+        assert synced.followup(CALL).title == "Edited"
+        synced.sync()
+        assert synced.store.get(WEEKLY) is None
+    else:
+        with pytest.raises(NotFound):
+            sync_with(synced, **overrides)
+        assert synced.followup(CALL).title != "Edited"
+
+
+# ================================================================ detection
+
+
+@pytest.mark.parametrize("dav_server", ["cyrus", "sabredav"], indirect=True)
+def test_unconfigured_kind_is_recognised_during_the_first_pass(synced: Env) -> None:
+    """No server_kind: Cyrus by its token (data:,<uidvalidity>-<modseq>), SabreDAV 1.x by
+    its refusal of sync-collection, after which the same pass lists ETags instead."""
+    synced.configure(server_kind=None)
+    resource = synced.resource(CALL)
+    synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (moved)"))
+    with DavCalendar.connect(
+        synced.calendar_url, username=synced.server.username, password=synced.server.password
+    ) as guessing:
+        assert guessing.capabilities.kind == "generic"
+        report = run_pass(synced.account, synced.db, calendar=guessing)
+        assert report.ok, report.errors
+        assert guessing.capabilities.kind == synced.server.kind
+    assert synced.followup(CALL).title == "Call (moved)"
 
 
 # ================================================================ SOGo: free-busy-query 501

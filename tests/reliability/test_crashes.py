@@ -62,6 +62,7 @@ def _worker(
     *,
     kill_after: float | None = None,
     import_new: bool = False,
+    policy: str = "crm-wins",
 ) -> tuple[int, str]:
     env = {**os.environ, PASSWORD_ENV: server.password or "", "PYTHONPATH": str(ROOT)}
     for name in ("AFTER_REQUESTS", "BEFORE_REQUESTS", "AFTER_WRITES", "AFTER_ACTIONS"):
@@ -76,6 +77,7 @@ def _worker(
         argv += ["--username", server.username, "--password-env", PASSWORD_ENV]
     if import_new:
         argv.append("--import-new")
+    argv += ["--conflict-policy", policy]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if kill_after is not None:
         try:

@@ -1,10 +1,12 @@
-"""Secrets: a password read from the environment or a file never shows up anywhere else.
+"""Secrets: a password, token, refresh token or client key never shows up anywhere else.
 
 Failing runs of the real CLI (``followup-sync -vv sync …``) — a wrong calendar URL, a
 server that is down, a 401 — and a ``--dry-run``: all output is captured, and the state
 database (with its -wal/-shm files) is read byte for byte; neither the password nor its
 Basic-auth form may appear. TLS verification is on unless an account turns it off, which
 is logged as a WARNING. The state database is created readable by its owner only.
+The same holds for OAuth 2.0 (client secret, refresh token, the access tokens the test
+gateway issues), Digest, bearer tokens, a password from a command, and a client key.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import secrets
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sync.config import Account, load_settings
 from sync.dav import DavCalendar
+from tests.reach.fixtures import StartFront, TestPki, tls_args
 from tests.reliability.helpers import seed_for
 from tests.servers import RunningServer, free_port
 
@@ -174,3 +179,123 @@ def test_turning_tls_off_in_the_config_is_logged_by_the_cli(
     assert code == 0, output.decode()
     assert b"WARNING" in output and b"verify_tls = false" in output, output.decode()
     _assert_no_leak(secret, output, _stored_bytes(db))
+
+
+# --- sign-in beyond Basic: OAuth 2.0, bearer, Digest, password_command, client keys -----------
+
+ACCESS_TOKEN = re.compile(rb"at-[A-Za-z0-9_-]{32}")  # what the test gateway issues
+
+
+def _oauth_config(tmp_path: Path, front_url: str, ca_bundle: Path, calendar: str) -> Path:
+    config = tmp_path / f"oauth-{calendar}.toml"
+    config.write_text(
+        f'[accounts.g]\nurl = "{front_url}"\nauth = "oauth2"\nca_bundle = "{ca_bundle}"\n'
+        f'calendar = "{calendar}"\n'
+        "[accounts.g.oauth2]\n"
+        f'token_url = "{front_url}oauth/token"\nclient_id = "followup-sync-test"\n'
+        'client_secret = { env = "CLIENT_SECRET_FOR_TEST" }\n'
+        'refresh_token = { env = "REFRESH_TOKEN_FOR_TEST" }\n'
+    )
+    return config
+
+
+def test_oauth_tokens_and_client_secrets_never_show(
+    radicale_server: RunningServer, start_front: StartFront, pki: TestPki, tmp_path: Path
+) -> None:
+    client_secret = "Cs-" + secrets.token_urlsafe(18)
+    refresh_token = "Rt-" + secrets.token_urlsafe(18)
+    front = start_front(
+        "front",
+        "--upstream", radicale_server.base_url,
+        "--check", "bearer",
+        "--client-id", "followup-sync-test",
+        "--client-secret", client_secret,
+        "--refresh-token", refresh_token,
+        *tls_args(pki),
+        tls=True,
+    )  # fmt: skip
+    config = _oauth_config(tmp_path, front.url, pki.ca_bundle, "secrets-oauth")
+    cases = {
+        "works": (client_secret, refresh_token, 0),
+        "wrong client secret": ("Cs-wrong-" + secrets.token_urlsafe(8), refresh_token, 1),
+        "revoked refresh token": (client_secret, "Rt-old-" + secrets.token_urlsafe(8), 1),
+    }
+    for name, (given_secret, given_refresh, expected) in cases.items():
+        db = tmp_path / f"oauth-{name.split()[0]}.sqlite"
+        env = {"CLIENT_SECRET_FOR_TEST": given_secret, "REFRESH_TOKEN_FOR_TEST": given_refresh}
+        code, output = _run(["sync", "--config", str(config)], env, db)
+        print(f"  oauth {name:22} exit {code}: {output.decode()[-160:]!r}")
+        assert (code == 0) == (expected == 0), output.decode()
+        stored = _stored_bytes(db)
+        for blob in (output, stored):
+            for value in {client_secret, refresh_token, given_secret, given_refresh}:
+                assert value.encode() not in blob, f"{value} leaked in {name}"
+            assert not ACCESS_TOKEN.search(blob), f"an access token leaked in {name}"
+        if name == "revoked refresh token":
+            assert b"invalid_grant" in output
+        if name == "wrong client secret":
+            assert b"invalid_client" in output
+    assert front.stats(pki.ca_bundle)["grants"] == 1
+
+
+def test_digest_bearer_and_command_passwords_never_show(
+    radicale_server: RunningServer, start_front: StartFront, tmp_path: Path, secret: str
+) -> None:
+    digest = start_front(
+        "front",
+        "--upstream", radicale_server.base_url,
+        "--check", "digest",
+        "--user", "alice",
+        "--password", secret,
+    )  # fmt: skip
+    bearer = start_front("front", "--upstream", radicale_server.base_url, "--check", "bearer")
+    command = f"{sys.executable} -c 'import os; print(os.environ[\"SECRET_FOR_TEST\"])'"
+    cases = {
+        "digest ok": ["--url", digest.url, "--auth", "digest", "--password-env", "SECRET_FOR_TEST"],
+        "digest via command": [
+            "--url", digest.url, "--auth", "digest", "--password-command", command,
+        ],
+        "digest sent as basic (401)": ["--url", digest.url, "--password-env", "SECRET_FOR_TEST"],
+        "bearer refused (401)": [
+            "--url", bearer.url, "--auth", "bearer", "--password-env", "SECRET_FOR_TEST",
+        ],
+    }  # fmt: skip
+    for name, args in cases.items():
+        db = tmp_path / f"{name.split()[0]}-{len(name)}.sqlite"
+        code, output = _run(
+            ["sync", "--username", "alice", "--calendar", "secrets-auth", *args],
+            {"SECRET_FOR_TEST": secret},
+            db,
+        )
+        print(f"  {name:28} exit {code}: {output.decode()[-160:]!r}")
+        should_work = name.startswith("digest") and "401" not in name
+        assert (code == 0) == should_work, output.decode()
+        _assert_no_leak(secret, output, _stored_bytes(db))
+        assert f"Bearer {secret}".encode() not in output
+
+
+def test_a_client_key_is_never_read_into_output(
+    radicale_server: RunningServer,
+    start_front: StartFront,
+    pki: TestPki,
+    tmp_path: Path,
+    secret: str,
+) -> None:
+    front = start_front(
+        "front",
+        "--upstream",
+        radicale_server.base_url,
+        *tls_args(pki, client_certificates=True),
+        tls=True,
+    )
+    key_body = b"".join(pki.client_key.read_bytes().splitlines()[1:-1])[:40]
+    for with_key in (True, False):
+        args = ["--url", front.url, "--username", "alice", "--password-env", "SECRET_FOR_TEST"]
+        args += ["--ca-bundle", str(pki.ca_bundle), "--calendar", "secrets-cert"]
+        if with_key:
+            args += ["--client-cert", str(pki.client_cert), "--client-key", str(pki.client_key)]
+        db = tmp_path / f"cert-{with_key}.sqlite"
+        code, output = _run(["sync", *args], {"SECRET_FOR_TEST": "secret"}, db)
+        assert (code == 0) == with_key, output.decode()
+        assert key_body not in output and key_body not in _stored_bytes(db)
+        assert b"PRIVATE KEY" not in output

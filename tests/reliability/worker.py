@@ -2,6 +2,7 @@
 
     python -m tests.reliability.worker --database PATH --calendar-url URL \\
         [--username U --password-env VAR] [--server-kind K] [--import-new] [--max-response-bytes N]
+        [--conflict-policy P]
 
 Crash hooks (environment), read here and nowhere in the product:
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-new", action="store_true")
     parser.add_argument("--max-response-bytes", type=int, default=DEFAULT_MAX_RESPONSE_BYTES)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--conflict-policy", default="crm-wins")
     args = parser.parse_args(argv)
     account = Account(
         name="worker",
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         import_new=args.import_new,
         max_response_bytes=args.max_response_bytes,
         timeout=args.timeout,
+        conflict_policy=args.conflict_policy,
     )
     calendar = CrashingCalendar.connect(
         args.calendar_url,

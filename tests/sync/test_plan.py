@@ -39,6 +39,7 @@ from sync.plan import (
     ServerView,
     StateEntry,
     UpdateOnServer,
+    WriteIntent,
     describe,
     plan,
     plan_items,
@@ -498,6 +499,94 @@ def test_new_followup_with_different_resource_of_same_uid_is_merged_without_base
     assert action.document.title == "Call Kari about the offer"
     assert [c.part for c in action.conflicts] == ["title"]
     assert not any(isinstance(a, CreateOnServer) for a in result.actions)
+
+
+def test_an_adopted_resource_has_the_crm_owner_and_only_real_differences_conflict() -> None:
+    # The owner is not a calendar property: a series re-linked by UID must not log
+    # "owner lost: null" (issue #15, item 5).
+    doc = single(title="Call Kari", owner="associate-7")
+    found = fetched(single(title="Call Kari about the offer"), '"7"')
+
+    action = only(plan(crm_view(doc), listing({}, found), {}, options()))
+
+    assert isinstance(action, Merge)
+    assert [c.part for c in action.conflicts] == ["title"]
+    assert action.document.owner == "associate-7"
+
+
+def create_intent(doc: FollowUp) -> dict[str, WriteIntent]:
+    return {doc.id: WriteIntent(doc.id, href_of(doc), None, doc, content_hash(doc))}
+
+
+def test_our_create_found_after_a_crash_and_edited_by_a_client_is_a_client_edit() -> None:
+    ours = single(title="Call Kari")
+    found = fetched(single(title="Call Kari about the offer"), '"7"')
+
+    result = plan(crm_view(ours), listing({}, found), {}, options(), pending=create_intent(ours))
+
+    action = only(result)
+    assert isinstance(action, Merge) and not action.conflicts
+    assert action.document.title == "Call Kari about the offer"
+    assert (action.push, action.pull) == (False, True)
+
+
+def test_our_create_found_after_a_crash_pushes_a_crm_edit_made_since() -> None:
+    ours, edited = single(title="Call Kari"), single(title="Call Kari and Ola")
+    found = fetched(ours, '"7"')
+
+    result = plan(
+        crm_view(edited),
+        listing({}, found),
+        {},
+        options(policy=ConflictPolicy.server_wins),
+        pending=create_intent(ours),
+    )
+
+    assert result.actions == (UpdateOnServer(ours.id, found.href, '"7"', edited, found.data),)
+
+
+def test_an_update_that_landed_before_a_crash_is_the_base_of_the_next_pass() -> None:
+    old, ours, newer = single(), single(title="Renamed"), single(title="Renamed again")
+    state = synced(old)
+    intent = {old.id: WriteIntent(old.id, href_of(old), '"1"', ours, content_hash(ours))}
+    found = fetched(ours, '"2"')
+
+    result = plan(
+        crm_view(newer),
+        listing(state, found),
+        state,
+        options(policy=ConflictPolicy.server_wins),
+        pending=intent,
+    )
+
+    assert result.actions == (UpdateOnServer(old.id, found.href, '"2"', newer, found.data),)
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_a_client_edit_after_a_crashed_update_keeps_both_edits(landed: bool) -> None:
+    # The CRM renamed it; the write may or may not have landed before the crash; a
+    # client then moved the location. Either way: the CRM's title, the client's location.
+    old = single(location="Room 1")
+    ours = single(title="Renamed", location="Room 1")
+    state = synced(old)
+    intent = {old.id: WriteIntent(old.id, href_of(old), '"1"', ours, content_hash(ours))}
+    found = fetched(single(title="Renamed" if landed else old.title, location="Room 2"), '"3"')
+
+    result = plan(crm_view(ours), listing(state, found), state, options(), pending=intent)
+
+    action = only(result)
+    assert isinstance(action, Merge) and not action.conflicts
+    assert (action.document.title, action.document.location) == ("Renamed", "Room 2")
+
+
+def test_an_intent_whose_write_never_landed_changes_nothing() -> None:
+    old, ours = single(), single(title="Renamed")
+    state = synced(old)
+    intent = {old.id: WriteIntent(old.id, href_of(old), '"1"', ours, content_hash(ours))}
+
+    result = plan(crm_view(ours), listing(state), state, options(), pending=intent)
+
+    assert result.actions == (UpdateOnServer(old.id, href_of(old), '"1"', ours, None),)
 
 
 def test_resource_of_a_deleted_followup_never_recorded_is_deleted() -> None:
