@@ -23,7 +23,7 @@ For each server (Radicale, Xandikos; started as processes on loopback, throw-awa
   filled with the same N series by writing them into Radicale's storage folder; the
   idle figure at N=5,000 in minutes rather than after the push's hour and a half.
 
-Run: ``python -m benchmarks.bench_sync --n 1000`` (``--n 5000`` for the README figures;
+Run: ``python -m benchmarks.bench_sync --n 1000`` (``--n 5000`` for the documented figures;
 ``--servers radicale``). The server's own time per PUT grows with the size of the
 calendar, so the push ratio is what to read, not the absolute seconds.
 """
@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--n", type=int, default=1000, help="series to push (default 1000; 5000 for the README)"
+        "--n", type=int, default=1000, help="series to push (default 1000; 5000 for the docs)"
     )
     parser.add_argument(
         "--servers", default="radicale,xandikos", help="comma-separated: radicale,xandikos"

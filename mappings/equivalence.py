@@ -67,6 +67,27 @@ def same_meaning(a: FollowUp, b: FollowUp) -> bool:
     return series_signature(a) == series_signature(b)
 
 
+def differences(old: FollowUp, new: FollowUp) -> list[str]:
+    """What a person would see change from ``old`` to ``new`` part by part.
+
+    Plain field names, ``"dates or recurrence"`` when the series produces other
+    occurrences, and ``"occurrence <original start>"`` per moved, edited or cancelled
+    occurrence. Empty when the two mean the same.
+    """
+    parts = [
+        name for name in PLAIN_FIELDS if _norm(getattr(old, name)) != _norm(getattr(new, name))
+    ]
+    if series_signature(old) != series_signature(new):
+        parts.append("dates or recurrence")
+    before, after = exception_map(old), exception_map(new)
+    parts.extend(
+        f"occurrence {key}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    )
+    return parts
+
+
 def _norm(value: object) -> object:
     # Clients drop empty DESCRIPTION/LOCATION lines; "" and None mean the same.
     return value or None

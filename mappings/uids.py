@@ -59,11 +59,22 @@ def give_uids(components: Iterable[Component]) -> list[tuple[Component, str]]:
 
 
 def describe_item(component: Component) -> str:
-    """How a warning names a component that has no UID: kind, summary and start."""
-    summary = str(component.get("SUMMARY", "")).strip() or "(no summary)"
-    start = component.get("DTSTART") or component.get("DUE")
-    when = start.to_ical().decode() if start is not None else "no start"
+    """How a warning names a component that has no UID: kind, summary and start.
+
+    A malformed file may repeat a property (icalendar then gives a list): the first one
+    names the item, since a warning must never be what fails on a bad file.
+    """
+    summary = str(_first(component.get("SUMMARY", ""))).strip() or "(no summary)"
+    start = _first(component.get("DTSTART") or component.get("DUE"))
+    when = _text(start).split("|", 1)[-1] if start is not None else "no start"
     return f"{component.name} {summary!r} at {when}"
+
+
+def _first(value: object) -> object:
+    """The first of a repeated property, or the property itself."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
 def _content(component: Component) -> bytes:

@@ -2,8 +2,9 @@
 
 ``create_app(db, token=..., settings=...)`` returns an ASGI app; the daemon mounts it on its
 port, and ``followup-sync api`` serves it alone with uvicorn. Everything but the OpenAPI
-document (``/openapi.json``) and its viewer (``/docs``) needs ``Authorization: Bearer
-<token>``: the API writes follow-ups that end up in people's calendars.
+document (``/openapi.json``) and its viewer (``/docs``, Swagger UI from local files:
+``sync.api_docs``) needs ``Authorization: Bearer <token>``: the API writes follow-ups
+that end up in people's calendars.
 
 Routes (bodies are the follow-up document of ``mappings.model``):
 
@@ -49,6 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
 from mappings.resource import check_renderable
+from sync.api_docs import serve_docs_offline
 from sync.config import DEFAULT_MAX_BODY_BYTES, Account, Settings
 from sync.dialog import (
     DateInfo,
@@ -208,10 +210,13 @@ def create_app(
         summary="CRM follow-ups and their recurrence dialog, kept in step with CalDAV calendars.",
         dependencies=[Depends(authorised)],
         responses=_ERRORS,
+        docs_url=None,  # served from local files instead: sync.api_docs
         redoc_url=None,
         max_body_size=max_body_bytes,
     )
+    serve_docs_offline(app)
     _install_error_handlers(app)
+    _mount_v1(app, db, settings)
     store = FollowUpStore(db)
     dialog = DialogService(db)
 
@@ -352,6 +357,15 @@ def create_app(
         return result(dialog.delete(followup_id, body.occurrence, body.mode))
 
     return app
+
+
+def _mount_v1(app: FastAPI, db: Database, settings: Settings | None) -> None:
+    """``/v1/...`` (sync.api_v1): pages, ETags and If-Match, the change feed."""
+    from sync import api_v1
+
+    api_v1.install_error_handlers(app)
+    api_v1.describe_local_times(app)
+    app.include_router(api_v1.create_router(db, settings))
 
 
 # --- errors as problem+json --------------------------------------------------------------------

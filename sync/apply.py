@@ -249,12 +249,14 @@ class Applier:
             self._delete_on_server(action)
         elif isinstance(action, SaveFromServer):
             with self.db.sessions.begin() as session:
-                crm_store.save(session, action.document)
+                crm_store.save(session, action.document, origin="calendar")
                 self._record(session, action)
             self._done(action, "crm update")
         elif isinstance(action, CreateFromServer):
             with self.db.sessions.begin() as session:
-                crm_store.save(session, action.document, origin_account=self.account)
+                crm_store.save(
+                    session, action.document, origin_account=self.account, origin="calendar"
+                )
                 if action.href is not None and action.etag is not None and action.data is not None:
                     self._record(
                         session,
@@ -270,7 +272,7 @@ class Applier:
         elif isinstance(action, DeleteInCrm):
             with self.db.sessions.begin() as session:
                 self._forget(session, action.followup_id)
-                crm_store.tombstone(session, action.followup_id)
+                crm_store.tombstone(session, action.followup_id, origin="calendar")
                 self._purge_if_unused(session, action.followup_id)
             self._done(action, "crm delete")
         elif isinstance(action, DetachInCrm):
@@ -438,7 +440,7 @@ class Applier:
             self._note_dropped(action.followup_id, rendered)
         with self.db.sessions.begin() as session:
             if action.pull:
-                crm_store.save(session, action.document)
+                crm_store.save(session, action.document, origin="calendar")
             self._record(
                 session, Written(action.followup_id, action.href, etag, action.document, data)
             )

@@ -9,12 +9,16 @@ never race to migrate it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from importlib import resources
 from types import FrameType
 
 import click
@@ -23,9 +27,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from sync.cli_sync import config_option, database_option
-from sync.config import Account, Settings, load_settings
+from sync.config import SYSTEM_CONFIG, Account, Settings, load_settings, user_config
 from sync.connect import check_sign_in, open_calendar
-from sync.errors import ConfigError, FollowupSyncError, NotFound
+from sync.errors import ConfigError, FollowupSyncError, NotFound, network_failure
+from sync.extras import MissingExtra
 from sync.logs import configure_logging
 from sync.schema import check_current, current_revision, head_revision, upgrade
 from sync.state import CollectionState, ConflictRecord, Database, as_utc, database_url, utcnow
@@ -34,14 +39,17 @@ log = logging.getLogger(__name__)
 
 
 def register(group: click.Group) -> None:
-    for command in (daemon_command, status_command, db_group, config_group):
+    for command in (daemon_command, health_command, status_command, db_group, config_group):
         group.add_command(command)
 
 
 def _settings(config_path: str | None, *, required: bool = False) -> Settings:
     if config_path is None:
         if required:
-            raise ConfigError("give --config FILE (or set FOLLOWUP_SYNC_CONFIG)")
+            raise ConfigError(
+                "no config file found: give --config FILE, set FOLLOWUP_SYNC_CONFIG, or "
+                f"create {user_config()} or {SYSTEM_CONFIG}"
+            )
         return load_settings(None)
     return load_settings(config_path)
 
@@ -51,7 +59,7 @@ def _database(settings: Settings, database: str | None, *, create: bool = False)
 
     Only ``db upgrade`` may ``create`` a SQLite file that does not exist yet.
     """
-    return Database(database_url(database or settings.database), create=create)
+    return Database(database_url(settings.database_location(database)), create=create)
 
 
 # --- daemon -------------------------------------------------------------------------------------
@@ -85,7 +93,6 @@ def daemon_command(
     read every poll_seconds.
     """
     from sync.daemon import Daemon
-    from sync.service_http import HttpServer, create_service_app
 
     settings = _settings(config_path, required=True)
     overrides: dict[str, object] = {}
@@ -98,6 +105,14 @@ def daemon_command(
             update={"daemon": settings.daemon.model_copy(update=overrides)}
         )
     ds = settings.daemon
+    if ds.http_port:
+        try:
+            from sync.service_http import HttpServer, create_service_app
+        except ImportError as exc:
+            raise MissingExtra(
+                "api", "the daemon's health, readiness and metrics endpoints "
+                "([daemon] http_port = 0 runs it without them)", exc,
+            ) from None  # fmt: skip
     configure_logging(ds.log_format.value, ds.log_level)
     if not any(a.enabled for a in settings.accounts.values()):
         raise ConfigError("no enabled account in the config: nothing to run")
@@ -217,10 +232,8 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
     Reads the state database the daemon writes, so it works from any machine that can
     reach the database. Exit status 1 when an account's last pass failed.
     """
-    import json
-
     settings = _settings(config_path)
-    db = Database.open(database or settings.database, create=False)
+    db = Database.open(settings.database_location(database), create=False)
     rows = collect_status(settings, db)
     if as_json:
         click.echo(
@@ -254,8 +267,75 @@ def status_command(config_path: str | None, database: str | None, as_json: bool)
                 style=style,
             )
         Console(width=160).print(table)
+        _print_webhooks(db)
     if any(r.failures for r in rows):
         sys.exit(1)
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+#: Where to reach a daemon listening on every address of a family.
+_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}
+
+
+@click.command(
+    "health",
+    epilog=(
+        "\b\nExamples:\n  followup-sync health\n"
+        "  followup-sync health --ready --config /etc/followup-sync/config.toml"
+    ),
+)
+@config_option
+@click.option("--ready", is_flag=True, help="Ask /readyz (database, schema, scheduler) instead.")
+@click.option("--timeout", type=float, default=4.0, show_default=True, help="Seconds to wait.")
+def health_command(config_path: str | None, ready: bool, timeout: float) -> None:
+    """Ask the running daemon whether it is alive (/healthz) or ready (/readyz).
+
+    For container health checks and monitors: the address comes from the config's
+    [daemon] http_host and http_port (and their FOLLOWUP_SYNC_DAEMON__… overrides), so a
+    health check never repeats the port. Exit 0 when the daemon answers 200, else 1.
+    """
+    daemon = _settings(config_path, required=True).daemon
+    if not daemon.http_port:
+        raise ConfigError("[daemon] http_port is 0: the daemon serves no HTTP to ask")
+    host = _LOOPBACK.get(daemon.http_host, daemon.http_host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    url = f"http://{host}:{daemon.http_port}/{'readyz' if ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            status = int(reply.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:
+        click.echo(f"{url}: {network_failure(exc)}", err=True)
+        sys.exit(1)
+    click.echo(f"{url}: {status}")
+    if status != 200:
+        sys.exit(1)
+
+
+def _print_webhooks(db: Database) -> None:
+    """One line per webhook subscription that is paused or failing (sync.webhooks)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync import webhooks
+
+    try:
+        with db.session() as session:
+            rows = list(
+                session.scalars(select(webhooks.Subscription).order_by(webhooks.Subscription.id))
+            )
+    except SQLAlchemyError:  # a database from before webhooks existed: nothing to show
+        return
+    for row in rows:
+        if row.paused:
+            click.echo(
+                f"webhook {row.id}: PAUSED after {row.failures} failures ({row.last_error}); "
+                f"POST /v1/webhooks/{row.id}/resume when {row.url} works again"
+            )
+        elif row.failures:
+            click.echo(f"webhook {row.id}: failing ({row.failures}x: {row.last_error})")
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -301,7 +381,7 @@ def db_current_command(config_path: str | None, database: str | None) -> None:
 
 @click.group("config")
 def config_group() -> None:
-    """Check a configuration file."""
+    """Check a configuration file, or print the example one."""
 
 
 @dataclass
@@ -351,22 +431,50 @@ def check_account(account: Account) -> CheckResult:
 
 
 @config_group.command(
+    "example",
+    epilog="\b\nExample:\n  followup-sync config example > ~/.config/followup-sync/config.toml",
+)
+def config_example_command() -> None:
+    """Print the example config: every key, with what it does and its default.
+
+    Copy it to one of the places 'sync' looks (see 'sync --help', --config), fill in
+    the accounts, and run 'followup-sync config check'.
+    """
+    example = resources.files("sync").joinpath("examples", "config.example.toml")
+    click.echo(example.read_text(encoding="utf-8"), nl=False)
+
+
+@config_group.command(
     "check",
     epilog="\b\nExample:\n  followup-sync config check --config /etc/followup-sync/config.toml",
 )
 @config_option
 @click.option("--offline", is_flag=True, help="Validate the file only; contact no server.")
-def config_check_command(config_path: str | None, offline: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def config_check_command(config_path: str | None, offline: bool, as_json: bool) -> None:
     """Validate the config, then try each account: login, calendar, capabilities.
 
     The calendar is looked up, never created. Exit status 2 for an invalid file, 1 when
     an account cannot be reached or its calendar is missing.
     """
     settings = _settings(config_path, required=True)
-    click.echo(f"{config_path}: valid, {len(settings.accounts)} account(s)")
-    if offline or not settings.accounts:
+    checked = not offline and bool(settings.accounts)
+    results = [check_account(a) for a in settings.accounts.values()] if checked else []
+    if as_json:
+        summary = {
+            "config": config_path,
+            "valid": True,
+            "accounts": list(settings.accounts),
+            "checked": [asdict(r) for r in results],
+            "ok": all(r.ok for r in results),
+        }
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        if not summary["ok"]:
+            sys.exit(1)
         return
-    results = [check_account(account) for account in settings.accounts.values()]
+    click.echo(f"{config_path}: valid, {len(settings.accounts)} account(s)")
+    if not checked:
+        return
     table = Table("account", "login", "calendar", "sync-token", "scheduling", "result")
     for r in results:
         table.add_row(

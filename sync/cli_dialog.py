@@ -28,6 +28,7 @@ from sync.cli_sync import config_option, database_option, open_database, print_r
 from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings, load_settings
 from sync.dialog import DateInfo, DialogService, OperationResult, account_for, calculate_dates
 from sync.errors import ConfigError
+from sync.extras import MissingExtra
 from sync.runner import run_pass
 from sync.state import Database
 
@@ -469,10 +470,13 @@ def api_command(
     needs 'Authorization: Bearer <token>'. The token comes from an environment variable,
     never from the command line, where other users could read it.
     """
-    import uvicorn
+    try:
+        import uvicorn
 
-    from sync.api import create_app
-    from sync.http_limits import server_config
+        from sync.api import create_app
+        from sync.http_limits import server_config
+    except ImportError as exc:
+        raise MissingExtra("api", "the HTTP API", exc) from None
 
     token = os.environ.get(token_env)
     if not token:

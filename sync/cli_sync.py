@@ -1,17 +1,22 @@
 """Store and sync commands: ``import``, ``export``, ``sync``, ``conflicts``.
 
 They share where the state lives (``--database``, default ``followup-sync.sqlite`` or
-``$FOLLOWUP_SYNC_DATABASE``) and which account to use: from ``--config FILE`` (TOML,
-see ``config/followup-sync.example.toml``) with ``--account NAME``, or given directly
-with ``--url`` and friends for a one-off run (``sync.cli_signin`` adds the sign-in and TLS
-flags). Passwords come from an environment variable, a file or a command, never from the
-command line, where ``ps`` would show them.
+``$FOLLOWUP_SYNC_DATABASE``) and which accounts to use: from a config file (TOML, see
+``config/followup-sync.example.toml``; ``--config``, else the first of
+``sync.config.config_search_path``), every enabled account unless ``--account NAME``
+narrows it, or one given directly with ``--url`` and friends for a one-off run
+(``sync.cli_signin`` adds the sign-in and TLS flags). Passwords come from an environment
+variable, a file or a command, never from the command line, where ``ps`` would show them.
+
+A dry run works on ``sync.rehearsal``'s throw-away copy of the database and never
+creates the calendar, so it changes nothing anywhere; it says what it would create.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -22,15 +27,30 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
+from mappings.errors import FollowupSyncError
 from mappings.model import dump_followups_json, load_followups_json
 from sync.cli_signin import apply_sign_in, sign_in_options
-from sync.config import Account, Settings, load_settings
+from sync.config import (
+    APP_NAME,
+    CONFIG_ENV,
+    CONFIG_NAME,
+    DEFAULT_CALENDAR,
+    SYSTEM_CONFIG,
+    Account,
+    Settings,
+    find_config,
+    load_settings,
+)
 from sync.errors import AccountBusy
 from sync.followups import FollowUpStore
 from sync.locks import SqliteFileLock, cluster_lock_for
-from sync.plan import describe
+from sync.merge import ConflictPolicy
+from sync.plan import OnServerDelete, describe
+from sync.rehearsal import rehearsal_database
 from sync.runner import PassReport, run_pass
 from sync.state import ConflictRecord, Database
+
+log = logging.getLogger(__name__)
 
 #: Show a progress bar only when a pass has this many actions; small runs stay quiet.
 PROGRESS_THRESHOLD = 20
@@ -52,13 +72,22 @@ def database_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _found_config(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    found = find_config(value)
+    return str(found) if found is not None else None
+
+
 def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--config",
         "config_path",
         type=click.Path(dir_okay=False),
-        envvar="FOLLOWUP_SYNC_CONFIG",
-        help="TOML config file with [accounts.NAME] tables.",
+        callback=_found_config,
+        help=(
+            "TOML config file with [accounts.NAME] tables. Default: the first that exists "
+            f"of ${CONFIG_ENV}, {CONFIG_NAME} in the user's config directory "
+            f"(~/.config/{APP_NAME}/ on Linux, or $XDG_CONFIG_HOME/{APP_NAME}/), {SYSTEM_CONFIG}."
+        ),
     )(func)
 
 
@@ -70,7 +99,8 @@ def open_database(
     ``create=False`` for commands that only read: a missing or empty database is an
     error (exit 2) instead of a new empty file and an empty answer.
     """
-    return Database.open(database or (settings.database if settings else None), create=create)
+    location = settings.database_location(database) if settings else database
+    return Database.open(location, create=create)
 
 
 @click.command(
@@ -80,7 +110,10 @@ def open_database(
 @click.argument("file", type=click.File("rb"), metavar="FILE|-")
 @database_option
 @config_option
-def import_command(file: IO[bytes], database: str | None, config_path: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def import_command(
+    file: IO[bytes], database: str | None, config_path: str | None, as_json: bool
+) -> None:
     """Store the follow-ups of FILE (the mapper's JSON document) in the database.
 
     New ids are created, known ones replaced; the next 'sync' takes the changes to the
@@ -90,6 +123,15 @@ def import_command(file: IO[bytes], database: str | None, config_path: str | Non
     settings = load_settings(config_path) if config_path else None
     db = open_database(settings, database)
     result = FollowUpStore(db).import_followups(followups)
+    if as_json:
+        summary = {
+            "imported": len(followups),
+            "created": sorted(result.created),
+            "updated": sorted(result.updated),
+            "unchanged": sorted(result.unchanged),
+        }
+        click.echo(json.dumps(summary, indent=2))
+        return
     click.echo(
         f"imported {len(followups)} follow-up(s): {len(result.created)} new, "
         f"{len(result.updated)} changed, {len(result.unchanged)} unchanged"
@@ -114,10 +156,16 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
     "sync",
     epilog=(
         "\b\nExamples:\n"
-        "  followup-sync sync --config config/followup-sync.toml --account alice\n"
-        "  followup-sync sync --config config/followup-sync.toml --dry-run\n"
+        "  followup-sync sync                      # every account of the config found\n"
+        "  followup-sync sync --account alice --dry-run\n"
+        "  followup-sync sync --config config/followup-sync.toml --json\n"
         "  ALICE_PW=secret followup-sync sync --url http://127.0.0.1:5232/ \\\n"
-        "      --username alice --password-env ALICE_PW --calendar followups"
+        "      --username alice --password-env ALICE_PW\n"
+        "\b\n"
+        "Per account in the config, or these flags for every account synced:\n"
+        "  conflict_policy   crm-wins | server-wins | newest-wins (--conflict-policy)\n"
+        "  on_server_delete  delete | detach (--on-server-delete)\n"
+        "  import_new        true | false (--import-new/--no-import-new)"
     ),
 )
 @config_option
@@ -125,7 +173,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
     "--account",
     "account_name",
     metavar="NAME",
-    help="Account from the config (default: the only one).",
+    help="Only this account of the config (default: every enabled one).",
 )
 @click.option("--url", help="CalDAV server URL (instead of a config file).")
 @click.option("--username", help="CalDAV user name.")
@@ -134,9 +182,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
 @sign_in_options
 @click.option(
     "--calendar",
-    default="followups",
-    show_default=True,
-    help="Calendar name or id; created if missing.",
+    help=f"Calendar name or id; created if missing. Default: {DEFAULT_CALENDAR}.",
 )
 @click.option("--calendar-url", help="Full calendar collection URL (skips discovery).")
 @click.option("--server-kind", help="radicale, xandikos, davical, sogo or generic (quirk table).")
@@ -145,7 +191,22 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
     default=None,
     help="Import events created in the calendar as follow-ups.",
 )
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option(
+    "--conflict-policy",
+    type=click.Choice([p.value for p in ConflictPolicy]),
+    help="Who wins when both sides changed the same part (config: conflict_policy).",
+)
+@click.option(
+    "--on-server-delete",
+    type=click.Choice([p.value for p in OnServerDelete]),
+    help="A calendar item deleted by a user deletes its follow-up, or only unlinks it "
+    "(config: on_server_delete).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and change nothing: not the calendar, not the database.",
+)
 @click.option(
     "--full",
     is_flag=True,
@@ -154,6 +215,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
 @click.option(
     "--force-delete", is_flag=True, help="Allow a pass that deletes many items or empties a side."
 )
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, one object.")
 @database_option
 def sync_command(
     config_path: str | None,
@@ -162,43 +224,86 @@ def sync_command(
     username: str | None,
     password_env: str | None,
     password_file: str | None,
-    calendar: str,
+    calendar: str | None,
     calendar_url: str | None,
     server_kind: str | None,
     import_new: bool | None,
+    conflict_policy: str | None,
+    on_server_delete: str | None,
     dry_run: bool,
     full: bool,
     force_delete: bool,
+    as_json: bool,
     database: str | None,
     **sign_in: Any,
 ) -> None:
-    """Reconcile the follow-ups with a CalDAV calendar, both ways.
+    """Reconcile the follow-ups with CalDAV calendars, both ways.
 
     CRM changes are written to the calendar with conditional requests, so nothing a
     calendar user did in the meantime is overwritten blindly; what users did in their
     calendar clients (moved or cancelled occurrences, edits, deletions) comes back into
     the follow-ups. Conflicts follow the account's conflict_policy and are listed by
-    'followup-sync conflicts'. With --dry-run nothing changes: the plan is printed.
-    Exit status 1 when an item failed (it is retried next run) or the pass was stopped.
+    'followup-sync conflicts'. Every enabled account of the config is synced in turn,
+    unless --account names one; an account that fails does not stop the others.
+
+    With --dry-run nothing changes anywhere (no calendar is created, the database is
+    not written or created): the plan is printed, action by action. Exit status 1 when
+    an account or an item failed (it is retried next run) or a pass was stopped.
     """
     settings = load_settings(config_path) if config_path else Settings()
     if url:
-        account = Account(
-            name=account_name or "default",
-            url=url,
-            username=username,
-            password_env=password_env,
-            password_file=password_file,
-            calendar=calendar,
-            calendar_url=calendar_url,
-            server_kind=server_kind,
-        )
+        accounts = [
+            Account(
+                name=account_name or "default",
+                url=url,
+                username=username,
+                password_env=password_env,
+                password_file=password_file,
+                calendar=calendar or DEFAULT_CALENDAR,
+                calendar_url=calendar_url,
+                server_kind=server_kind,
+            )
+        ]
     else:
-        account = settings.account(account_name)
-    account = apply_sign_in(account, sign_in)
-    if import_new is not None:
-        account = account.model_copy(update={"import_new": import_new})
-    db = open_database(settings, database)
+        accounts = settings.accounts_to_sync(account_name)
+    accounts = [apply_sign_in(account, sign_in) for account in accounts]
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("import_new", import_new),
+            ("conflict_policy", conflict_policy),
+            ("on_server_delete", on_server_delete),
+        )
+        if value is not None
+    }
+    if overrides:
+        accounts = [Account.model_validate({**a.model_dump(), **overrides}) for a in accounts]
+    outcomes: list[PassReport | tuple[str, str]] = []
+    if dry_run:
+        with rehearsal_database(settings.database_location(database)) as db:
+            outcomes = [_run_one(a, db, dry_run=True, full=full, force_delete=force_delete)
+                        for a in accounts]  # fmt: skip
+    else:
+        db = open_database(settings, database)
+        outcomes = [
+            _run_one(a, db, dry_run=False, full=full, force_delete=force_delete) for a in accounts
+        ]
+    if as_json:
+        click.echo(json.dumps([_outcome_json(o) for o in outcomes], indent=2, ensure_ascii=False))
+    else:
+        for outcome in outcomes:
+            if isinstance(outcome, PassReport):
+                print_report(outcome)
+            else:
+                click.echo(f"error: {outcome[0]}: {outcome[1]}", err=True)
+    if not all(isinstance(o, PassReport) and o.ok for o in outcomes):
+        sys.exit(1)
+
+
+def _run_one(
+    account: Account, db: Database, *, dry_run: bool, full: bool, force_delete: bool
+) -> PassReport | tuple[str, str]:
+    """One account's pass; a failure is (account, message), so the next account still runs."""
     console = Console(stderr=True)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -219,18 +324,38 @@ def sync_command(
                 task = bar.add_task(f"syncing {account.name}", total=total)
             bar.update(task, completed=done)
 
-        with account_lock(db, account.name, dry_run=dry_run):
-            report = run_pass(
-                account,
-                db,
-                dry_run=dry_run,
-                full=full,
-                force_delete=force_delete,
-                progress=progress,
-            )
-    print_report(report)
-    if not report.ok:
-        sys.exit(1)
+        try:
+            with account_lock(db, account.name, dry_run=dry_run):
+                return run_pass(
+                    account,
+                    db,
+                    dry_run=dry_run,
+                    full=full,
+                    force_delete=force_delete,
+                    progress=progress,
+                )
+        except FollowupSyncError as exc:
+            log.debug("%s: pass failed", account.name, exc_info=True)
+            return (account.name, str(exc))
+
+
+def _outcome_json(outcome: PassReport | tuple[str, str]) -> dict[str, Any]:
+    if not isinstance(outcome, PassReport):
+        return {"account": outcome[0], "ok": False, "error": outcome[1]}
+    report = outcome
+    return {
+        "account": report.account,
+        "ok": report.ok,
+        "dry_run": report.dry_run,
+        "mode": report.mode,
+        "requests": report.requests,
+        "calendar_to_create": report.calendar_to_create,
+        "actions": [action.as_json() for action in report.plan.actions],
+        "done": dict(report.applied.done),
+        "conflicts": report.applied.conflicts,
+        "skipped": [{"item": item, "reason": reason} for item, reason in report.plan.skipped],
+        "errors": [{"item": item, "message": message} for item, message in report.errors],
+    }
 
 
 @contextlib.contextmanager
@@ -262,6 +387,8 @@ def print_report(report: PassReport) -> None:
     plan = report.plan
     if report.dry_run:
         click.echo(f"plan for {report.account} ({report.mode} listing, dry run: nothing changed)")
+        if report.calendar_to_create:
+            click.echo(f"  create the calendar {report.calendar_to_create}")
         for action in plan.actions:
             click.echo(f"  {describe(action)}")
         if not plan.actions:

@@ -33,6 +33,13 @@ container can be configured without editing the mounted file::
 A value is read as a TOML value when it parses as one (``30``, ``true``, ``["a","b"]``)
 and as a plain string otherwise. Account names match case-insensitively, since
 environment variable names are conventionally upper case.
+
+Where the file is found when ``--config`` is not given (``find_config``), as tools like
+vdirsyncer and khal do: ``$FOLLOWUP_SYNC_CONFIG``, then ``config.toml`` in the user's
+config directory (``$XDG_CONFIG_HOME/followup-sync`` on Linux, by ``platformdirs``
+elsewhere), then ``/etc/followup-sync/config.toml``. Relative paths in a file (the SQLite
+``database``, ``password_file``) are relative to the file's directory, so a cron job run
+from another directory uses the same database.
 """
 
 from __future__ import annotations
@@ -40,11 +47,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from platformdirs import user_config_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
 from sync.errors import ConfigError
 from sync.mail_config import MailSettings
@@ -57,6 +67,43 @@ ENV_PREFIX = "FOLLOWUP_SYNC_"
 ENV_NESTING = "__"
 #: FOLLOWUP_SYNC_* variables that are not settings (the CLI reads them itself).
 ENV_NOT_SETTINGS = frozenset({"CONFIG", "API_TOKEN"})
+CONFIG_ENV = "FOLLOWUP_SYNC_CONFIG"
+APP_NAME = "followup-sync"
+CONFIG_NAME = "config.toml"
+#: The system-wide file, looked at last.
+SYSTEM_CONFIG = Path("/etc") / APP_NAME / CONFIG_NAME
+#: The calendar an account uses when it names none (display name or id).
+DEFAULT_CALENDAR = "followups"
+
+
+def user_config() -> Path:
+    """``config.toml`` in the user's config directory (XDG on Linux)."""
+    return user_config_path(APP_NAME) / CONFIG_NAME
+
+
+def config_search_path(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a config file is looked for, in order (``$FOLLOWUP_SYNC_CONFIG`` first)."""
+    environ = os.environ if environ is None else environ
+    places = [Path(environ[CONFIG_ENV]).expanduser()] if environ.get(CONFIG_ENV) else []
+    return [*places, user_config(), SYSTEM_CONFIG]
+
+
+def find_config(
+    explicit: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The config file to read: ``explicit`` (``--config``), else the first that exists.
+
+    ``$FOLLOWUP_SYNC_CONFIG`` names a file that must exist: a typo there is an error,
+    not a silent fall-through to another file.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    environ = os.environ if environ is None else environ
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]).expanduser()
+    return next((path for path in (user_config(), SYSTEM_CONFIG) if path.is_file()), None)
+
+
 _PASSWORD_SOURCES = ("password_env", "password_file", "password_keyring", "password_command")
 
 
@@ -154,7 +201,7 @@ class Account(BaseModel):
     #: ``http://host:port`` of an HTTP(S) proxy for this account; without it the standard
     #: HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply.
     proxy: str | None = None
-    calendar: str = "followups"
+    calendar: str = DEFAULT_CALENDAR
     #: A full calendar collection URL skips discovery.
     calendar_url: str | None = None
     server_kind: str | None = None
@@ -332,14 +379,78 @@ class DaemonSettings(BaseModel):
         return level
 
 
+class FeedSettings(BaseModel):
+    """The ``[feed]`` table: the change feed CRM integrations read (``sync.changes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Entries older than this are dropped (unless a webhook still owes them); a cursor
+    #: from before answers 410 and the client lists the follow-ups again.
+    retention_days: float = Field(default=7.0, gt=0)
+
+
+class WebhookSettings(BaseModel):
+    """One ``[webhooks.NAME]`` table: where every change of the feed is POSTed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    #: Environment variable holding the HMAC-SHA256 key (never the key itself in the file).
+    secret_env: str
+    #: ``followup.created``, ``followup.updated``, ``followup.deleted``, or ``*``.
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+    def secret(self, environ: dict[str, str] | None = None) -> str:
+        value = (os.environ if environ is None else environ).get(self.secret_env, "")
+        if not value:
+            raise ConfigError(f"webhook secret: ${self.secret_env} is not set")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
+
     database: str | None = None
+    #: A file holding the database password (a Docker or systemd secret). It is put into
+    #: the ``database`` URL only when the database is opened, so the URL in the file and
+    #: in the environment carries no secret.
+    database_password_file: str | None = None
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     accounts: dict[str, Account] = Field(default_factory=dict)
     #: Invitations by email (``sync.mail_config``); None: no email is sent.
     mail: MailSettings | None = None
+
+    def database_location(self, override: str | None = None) -> str | None:
+        """``override`` (--database) or ``database``, with the password file's secret in it."""
+        chosen = override or self.database
+        if chosen is None or self.database_password_file is None:
+            return chosen
+        if "://" not in chosen:
+            raise ConfigError("database_password_file needs a database URL, not a SQLite path")
+        path = Path(self.database_password_file).expanduser()
+        try:
+            password = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read database_password_file {path}: {exc.strerror}"
+            ) from None
+        return make_url(chosen).set(password=password).render_as_string(hide_password=False)
+
+    def accounts_to_sync(self, name: str | None) -> list[Account]:
+        """``name``'s account, or every enabled one when no name is given (vdirsyncer's way)."""
+        if name is not None:
+            return [self.account(name)]
+        if not self.accounts:
+            raise ConfigError(_NO_ACCOUNT)
+        enabled = [account for account in self.accounts.values() if account.enabled]
+        if not enabled:
+            raise ConfigError(
+                "every configured account has enabled = false; name one with --account"
+            )
+        return enabled
 
     @model_validator(mode="after")
     def _answers_come_to_the_service(self) -> Settings:
@@ -352,7 +463,7 @@ class Settings(BaseModel):
 
     def account(self, name: str | None) -> Account:
         if not self.accounts:
-            raise ConfigError("no account is configured (give --config FILE or --url)")
+            raise ConfigError(_NO_ACCOUNT)
         if name is None:
             if len(self.accounts) == 1:
                 return next(iter(self.accounts.values()))
@@ -365,8 +476,19 @@ class Settings(BaseModel):
         return self.accounts[name]
 
 
+_NO_ACCOUNT = (
+    "no account is configured (give --config FILE, put one in "
+    f"{user_config()} or {SYSTEM_CONFIG}, or give --url)"
+)
+
+
 def load_settings(path: str | Path | None, *, environ: dict[str, str] | None = None) -> Settings:
-    """Read the file, apply ``FOLLOWUP_SYNC_…`` overrides, validate; every problem at once."""
+    """Read the file, apply ``FOLLOWUP_SYNC_…`` overrides, validate; every problem at once.
+
+    Relative paths the file gives are made relative to the file's directory; those an
+    environment variable gives stay relative to the current directory, like any path
+    given on a command line.
+    """
     environ = dict(os.environ if environ is None else environ)
     raw: dict[str, Any] = {}
     text = ""
@@ -379,6 +501,8 @@ def load_settings(path: str | Path | None, *, environ: dict[str, str] | None = N
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if isinstance(path, Path):
+        _anchor_paths(raw, path.parent)
     origins = apply_env_overrides(raw, environ)
     accounts = raw.get("accounts")
     if isinstance(accounts, dict):
@@ -402,6 +526,23 @@ def load_settings(path: str | Path | None, *, environ: dict[str, str] | None = N
                 where = f"{path}:{line}: " if line and path else (f"{path}: " if path else "")
             problems.append(f"{where}{key}: {error['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the file's relative ``database`` and ``password_file`` paths relative to ``base``."""
+
+    def anchored(value: str) -> str:
+        path = Path(value).expanduser()
+        return value if "://" in value or path.is_absolute() else str(base / path)
+
+    for key in ("database", "database_password_file"):
+        if isinstance(raw.get(key), str):
+            raw[key] = anchored(raw[key])
+    accounts = raw.get("accounts")
+    tables = list(accounts.values()) if isinstance(accounts, dict) else []
+    for table in tables:
+        if isinstance(table, dict) and isinstance(table.get("password_file"), str):
+            table["password_file"] = anchored(table["password_file"])
 
 
 def apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:

@@ -12,6 +12,9 @@ config at start; a 3.x store must never be shared between processes). Jobs:
                      it (debounce), so a burst of writes costs one pass.
 ``mail-replies``     with ``[mail.imap]``: read iTIP replies every ``poll_seconds`` and set
                      the participants' answers (a changed follow-up then syncs as above).
+``webhooks``         every ``WEBHOOK_TICK`` s: the change feed's entries owed to each webhook
+                     subscription are POSTed (``sync.webhooks``), and the feed is pruned
+                     to ``[feed] retention_days`` (``sync.changes``).
 
 Invitations (``sync.invitations``): a pass records what participants are due; right
 after it, still holding the account's locks, the daemon sends that account's unsent
@@ -59,7 +62,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, func, select, text
 
-from sync import invitations
+from sync import changes, controls, invitations, webhooks
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError
 from sync.locks import ClusterLock, Held, cluster_lock_for
@@ -76,6 +79,9 @@ RUN_LOG_RETENTION = dt.timedelta(days=7)
 #: A CRM change is looked for again this far back, so a transaction that committed late
 #: with an earlier timestamp is still seen; (id, updated_at) pairs already handled are skipped.
 CRM_POLL_OVERLAP = dt.timedelta(seconds=10)
+#: How often the webhook outbox is looked at, and how often the feed is pruned.
+WEBHOOK_TICK = 0.5
+FEED_PRUNE_SECONDS = 60.0
 #: An interval pass is skipped when any process finished one this recently (share of the interval).
 FRESH_SHARE = 0.5
 
@@ -129,11 +135,14 @@ class Daemon:
         self._last_prune = 0.0
         #: Where invitations go out and replies come in; None: the daemon sends no mail.
         self.mail = settings.mail
+        self.webhooks = webhooks.Deliverer(db, settings.webhooks, cluster_lock=self.cluster_lock)
+        self._last_feed_prune = 0.0
         ds = self.daemon_settings
         self.scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(max_workers=ds.max_concurrent_accounts),
                 "control": ThreadPoolExecutor(max_workers=1),
+                "webhooks": ThreadPoolExecutor(max_workers=1),
             },
             job_defaults={
                 "coalesce": True,  # a backlog of missed runs becomes one run
@@ -195,6 +204,16 @@ class Daemon:
                 next_run_time=now + dt.timedelta(seconds=1),
                 replace_existing=True,
             )
+        webhooks.sync_config(self.db, self.settings.webhooks)
+        self.scheduler.add_job(
+            self._deliver_webhooks,
+            "interval",
+            id="webhooks",
+            seconds=WEBHOOK_TICK,
+            executor="webhooks",
+            next_run_time=now,
+            replace_existing=True,
+        )
         self.scheduler.start()
         self.metrics.scheduler_up.set(1)
         for name in self.accounts:
@@ -227,6 +246,7 @@ class Daemon:
                 "passes still running after %.0f s; exiting anyway (state is per item)", timeout
             )
         self.cluster_lock.close()
+        self.webhooks.close()
         log.info("daemon %s stopped", self.worker)
         return finished
 
@@ -274,6 +294,9 @@ class Daemon:
             if why_not:
                 log.debug("%s: %s", name, why_not)
                 return why_not
+            if controls.take_reset(self.db, name):
+                log.info("%s: links forgotten on request; re-linking by UID", name)
+                full = True
             outcome = self._run_pass(account, held, full=full, reason=reason)
             self._send_invitations(account)
             return outcome
@@ -309,6 +332,29 @@ class Daemon:
                     len(report.uncertain),
                 )
 
+    # --- webhooks and the change feed ----------------------------------------------------------
+
+    def _deliver_webhooks(self) -> None:
+        """Send what the feed owes each subscription; prune the feed now and then."""
+        if self.stopping.is_set():
+            return
+        try:
+            self.webhooks.run_once()
+            self._prune_feed()
+        except Exception:
+            log.exception("webhook delivery failed; trying again next tick")
+
+    def _prune_feed(self) -> None:
+        now = time.monotonic()
+        if now - self._last_feed_prune < FEED_PRUNE_SECONDS:
+            return
+        self._last_feed_prune = now
+        retention = dt.timedelta(days=self.settings.feed.retention_days)
+        with self.db.sessions.begin() as session:
+            dropped = changes.prune(session, retention, keep_after=webhooks.oldest_owed(session))
+        if dropped:
+            log.info("change feed: %d entries older than %s dropped", dropped, retention)
+
     def _fetch_replies(self) -> None:
         """Job body: read new iTIP replies; one daemon at a time, failures logged and retried."""
         if self.stopping.is_set() or self.mail is None:
@@ -328,9 +374,13 @@ class Daemon:
     def _not_due(self, account: Account, *, full: bool, reason: str) -> str | None:
         """Consult the shared schedule in the database (see the module docstring, step 3)."""
         with self.db.session() as session:
+            if controls.is_paused(session, account.name):
+                return "paused over the API (resume: POST /v1/accounts/NAME/resume)"
             state = session.get(CollectionState, account.name)
         if state is None or state.last_run_at is None:
             return None
+        if reason == "api":
+            return None  # "sync now" from an admin: not held back by the schedule
         now = utcnow()
         failures = state.consecutive_failures or 0
         since = (now - as_utc(state.last_run_at)).total_seconds()
@@ -451,6 +501,9 @@ class Daemon:
             for name in self._accounts_for(changed):
                 log.info("CRM changed follow-ups of %s; syncing it soon", name)
                 self.request(name)
+            for name in controls.take_requests(self.db, set(self.accounts)):
+                log.info("%s: a pass was asked for over the API; syncing it now", name)
+                self.request(name, reason="api", delay=0.0)
             self._prune_run_log()
         except Exception:
             log.exception("polling the follow-up store failed; trying again next poll")

@@ -61,6 +61,7 @@ from sync.errors import (
     TransportError,
     UidInOtherCalendar,
     WrongEtag,
+    network_failure,
 )
 
 __all__ = [
@@ -519,7 +520,8 @@ class DavCalendar:
         except (http.exceptions.RequestException, OSError) as exc:
             client.close()
             raise TransportError(
-                f"discovery at {base_url} failed: {describe_transport_failure(exc, transport)}",
+                f"cannot reach the CalDAV server at {base_url}: "
+                f"{describe_transport_failure(exc, transport)}",
                 href=base_url,
             ) from exc
         except caldav_error.AuthorizationError as exc:
@@ -1521,7 +1523,7 @@ def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
             else "; the server may not accept client_cert"
         )
         return f"the server broke off the TLS handshake{hint} ({text})"
-    return text
+    return network_failure(exc)  # "connection refused", not the HTTP library's repr
 
 
 def _make_client(

@@ -13,7 +13,8 @@ Nothing to install or configure: a Radicale CalDAV server runs inside this proce
    and the alarm are still on the server after the CRM renames the series.
 
 The folder is kept, so ``followup-sync export --database .demo/<run>/state.sqlite``
-works afterwards.
+works afterwards. From a checkout, ``make demo`` has everything; an installed package
+needs the ``demo`` extra (``pip install 'followup-sync[demo]'``: Radicale and niquests).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import datetime as dt
 import os
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
-import niquests
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -33,13 +34,21 @@ from mappings.describe import LANGUAGES, sentence, summary
 from mappings.model import FollowUp, Moment, load_followups_json
 from mappings.occurrences import occurrences
 from sync.config import Account
-from sync.embedded import EmbeddedRadicale
 from sync.followups import FollowUpStore
 from sync.runner import PassReport, run_pass
 from sync.state import Database, SyncItem
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "followups.json"
+try:
+    import niquests
+
+    from sync.embedded import EmbeddedRadicale
+except ImportError as missing:
+    raise SystemExit(
+        f"the demo needs {missing.name!r}: pip install 'followup-sync[demo]'"
+    ) from None
+
+#: The sample follow-ups, shipped in the package (a link to examples/followups.json).
+EXAMPLES = resources.files("sync") / "examples" / "followups.json"
 #: The weekly status meeting: the series the "calendar user" edits.
 EDITED_ID = "1002"
 SHOWN = 6
@@ -47,7 +56,7 @@ SHOWN = 6
 
 def main() -> int:
     console = Console()
-    run_dir = ROOT / ".demo" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(".demo") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     followups = load_followups_json(EXAMPLES.read_text(encoding="utf-8"))
 
@@ -67,9 +76,7 @@ def main() -> int:
 
         console.rule("[bold]1. Import the sample follow-ups")
         result = store.import_followups(followups)
-        console.print(
-            f"{len(result.created)} follow-ups stored in {run_dir.relative_to(ROOT)}/state.sqlite"
-        )
+        console.print(f"{len(result.created)} follow-ups stored in {run_dir}/state.sqlite")
         for followup in followups:
             console.print(
                 f"  [bold]{followup.id}[/bold] {followup.title:28} {summary(followup, 'en')}"
@@ -111,8 +118,8 @@ def main() -> int:
         show_report(console, run_pass(account, db))
         db.close()
     console.print(
-        f"\nState kept in {run_dir.relative_to(ROOT)}/. Try:\n"
-        f"  .venv/bin/followup-sync export --database {run_dir.relative_to(ROOT)}/state.sqlite\n"
+        f"\nState kept in {run_dir}/. Try:\n"
+        f"  .venv/bin/followup-sync export --database {run_dir}/state.sqlite\n"
         "  .venv/bin/followup-sync --help"
     )
     return 0 if kept else 1

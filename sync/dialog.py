@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment, load_followup
@@ -51,7 +52,7 @@ from mappings.operations import (
     move_date,
     stop_repeating,
 )
-from sync import connect
+from sync import changes, connect
 from sync import followups as crm_store
 from sync.config import Account, Settings
 from sync.dav import BusyPeriod, DavCalendar
@@ -82,6 +83,15 @@ class FollowUpNotFound(MappingError):
 
     def __init__(self, followup_id: str) -> None:
         super().__init__("no such follow-up", item=followup_id, field="id")
+
+
+class VersionMoved(FollowupSyncError):
+    """The follow-up is no longer the version the caller based its edit on (HTTP If-Match)."""
+
+    def __init__(self, followup_id: str, current: FollowUp | None) -> None:
+        super().__init__(f"follow-up {followup_id!r} changed since the version given")
+        self.followup_id = followup_id
+        self.current = current
 
 
 class DateInfo(BaseModel):
@@ -458,15 +468,29 @@ class OperationResult:
 class DialogService:
     """The dialog's operations on stored follow-ups: load, apply, store, explain."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, expect_hash: str | None = None) -> None:
         self.db = db
         self.store = crm_store.FollowUpStore(db)
+        #: Content hash the caller's edit is based on (If-Match): checked when the
+        #: follow-up is read and again, under the feed's write lock, when it is stored.
+        self.expect_hash = expect_hash
 
     def get(self, followup_id: str) -> FollowUp:
         found = self.store.get(followup_id)
         if found is None:
             raise FollowUpNotFound(followup_id)
+        if self.expect_hash is not None and crm_store.content_hash(found) != self.expect_hash:
+            raise VersionMoved(followup_id, found)
         return found
+
+    def _still_expected(self, session: Session, followup_id: str) -> None:
+        if self.expect_hash is None:
+            return
+        changes.lock_writes(session)
+        row = session.get(FollowUpRow, followup_id)
+        if row is None or row.deleted or row.content_hash != self.expect_hash:
+            current = None if row is None or row.deleted else load_followup(row.document)
+            raise VersionMoved(followup_id, current)
 
     def move(self, followup_id: str, date: dt.date, days: int) -> OperationResult:
         before = self.get(followup_id)
@@ -540,15 +564,22 @@ class DialogService:
         before = self.get(followup_id)
         after = None if occurrence is None else delete_occurrence(before, occurrence, mode)
         if after is None:
-            self.store.delete(followup_id)
+            with self.db.sessions.begin() as session:
+                self._still_expected(session, followup_id)
+                crm_store.tombstone(session, followup_id)
             return OperationResult([], [followup_id], f"{followup_id}: deleted the follow-up")
         what = "this occurrence" if mode == "only-this" else "this and every later occurrence"
         return self._store(before, [after], f"deleted {what} ({_moment_text(occurrence)})")
 
     def _store(self, before: FollowUp, after: list[FollowUp], headline: str) -> OperationResult:
+        # A split (two documents) says so in the change feed: the old id and the new one.
+        notes: list[dict[str, str] | None] = [None] * len(after)
+        if len(after) == 2:
+            notes = [{"split_into": after[1].id}, {"split_from": after[0].id}]
         with self.db.sessions.begin() as session:
-            for followup in after:
-                crm_store.save(session, followup)
+            self._still_expected(session, before.id)
+            for followup, note in zip(after, notes, strict=True):
+                crm_store.save(session, followup, note=note)
         return OperationResult(
             after, [], f"{before.id}: {headline}" + describe_change(before, after)
         )

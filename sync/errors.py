@@ -24,6 +24,9 @@ report the item by name instead of parsing messages.
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 from mappings.errors import FollowupSyncError, MappingError
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "TransportError",
     "UidInOtherCalendar",
     "WrongEtag",
+    "network_failure",
 ]
 
 
@@ -126,3 +130,53 @@ class TooManyDeletes(SafetyStop):
         self.deletions = deletions
         self.total = total
         self.threshold_percent = threshold_percent
+
+
+def network_failure(exc: BaseException) -> str:
+    """Why a request never got an answer, in words: "connection refused", "host not found"…
+
+    The HTTP library's own message is a nested repr ("HTTPConnectionPool(host=…): Max
+    retries exceeded … NewConnectionError('<urllib3.connection… object at 0x…>…')").
+    The cause that matters is an OS-level error further down the chain (the exception's
+    ``__cause__``/``__context__``, or the ``reason`` urllib3 keeps); its class says what
+    happened. Unknown causes fall back to the innermost message.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    innermost = exc
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        innermost = current
+        words = _failure_words(current)
+        if words:
+            return words
+        for nested in (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *(a for a in current.args if isinstance(a, BaseException)),
+        ):
+            if isinstance(nested, BaseException):
+                pending.append(nested)
+    return str(innermost) or type(innermost).__name__
+
+
+def _failure_words(exc: BaseException) -> str | None:
+    if isinstance(exc, socket.gaierror):
+        return "host name not found (DNS)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if isinstance(exc, TimeoutError) or type(exc).__name__.endswith("Timeout"):
+        return "no answer in time (timed out)"
+    if isinstance(exc, ConnectionResetError):
+        return "the server closed the connection"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from mappings.errors import MappingError
 from mappings.model import FollowUp, load_followup
 from mappings.resource import check_renderable
+from sync import changes
 from sync.state import Database, FollowUpRow, as_utc, utcnow
 
 
@@ -100,10 +102,26 @@ class FollowUpStore:
             return save(session, followup)
 
 
-def save(session: Session, followup: FollowUp, *, origin_account: str | None = None) -> str:
-    """Insert or update one follow-up in the caller's transaction; returns what happened."""
+def save(
+    session: Session,
+    followup: FollowUp,
+    *,
+    origin_account: str | None = None,
+    origin: str = "crm",
+    note: Mapping[str, Any] | None = None,
+) -> str:
+    """Insert or update one follow-up in the caller's transaction; returns what happened.
+
+    A real change is appended to the change feed (``sync.changes``) in the same
+    transaction, with ``origin`` (``calendar``, ``crm``, ``invitation``) and ``note``
+    (e.g. the series split it belongs to).
+    """
     digest = content_hash(followup)
+    # The feed's lock first, then the row: every follow-up writer takes them in this
+    # order (``sync.changes.lock_writes``), so two of them never deadlock on PostgreSQL.
+    changes.lock_writes(session)
     row = session.get(FollowUpRow, followup.id)
+    document = followup.to_json_dict()
     if row is None:
         session.add(
             FollowUpRow(
@@ -111,32 +129,47 @@ def save(session: Session, followup: FollowUp, *, origin_account: str | None = N
                 uid=followup.effective_uid,
                 kind=followup.kind.value,
                 owner=followup.owner,
-                document=followup.to_json_dict(),
+                document=document,
                 content_hash=digest,
                 deleted=False,
                 updated_at=utcnow(),
                 origin_account=origin_account,
             )
         )
+        changes.record(
+            session, followup_id=followup.id, owner=followup.owner, action="created",
+            before=None, after=document, content_hash=digest, origin=origin, extra=note,
+        )  # fmt: skip
         return "created"
     if row.content_hash == digest and not row.deleted:
         return "unchanged"
+    before = None if row.deleted else dict(row.document)
     row.uid = followup.effective_uid
     row.kind = followup.kind.value
     row.owner = followup.owner
-    row.document = followup.to_json_dict()
+    row.document = document
     row.content_hash = digest
     row.deleted = False
     row.updated_at = utcnow()
+    changes.record(
+        session, followup_id=followup.id, owner=followup.owner,
+        action="created" if before is None else "updated", before=before, after=document,
+        content_hash=digest, origin=origin, extra=note,
+    )  # fmt: skip
     return "updated"
 
 
-def tombstone(session: Session, followup_id: str) -> bool:
+def tombstone(session: Session, followup_id: str, *, origin: str = "crm") -> bool:
+    changes.lock_writes(session)  # before the row, as in ``save``
     row = session.get(FollowUpRow, followup_id)
     if row is None or row.deleted:
         return False
     row.deleted = True
     row.updated_at = utcnow()
+    changes.record(
+        session, followup_id=followup_id, owner=row.owner, action="deleted",
+        before=dict(row.document), after=None, content_hash=None, origin=origin,
+    )  # fmt: skip
     return True
 
 

@@ -329,7 +329,7 @@ def record_due(
             if planned.reset is not None:
                 # Same transaction as the messages and the state: the follow-up shows the
                 # participants as asked again exactly when the REQUEST asking them is due.
-                crm_store.save(session, planned.reset)
+                crm_store.save(session, planned.reset, origin="invitation")
                 current = planned.reset
                 report.reset.append(followup_id)
             for method, recipient, rid, message in messages:
@@ -1115,7 +1115,9 @@ def apply_reply(
         if outcome == "applied":
             assert followup is not None
             crm_store.save(
-                session, _with_answer(followup, reply.attendee_email, reply.partstat, rid)
+                session,
+                _with_answer(followup, reply.attendee_email, reply.partstat, rid),
+                origin="invitation",
             )
         session.add(
             ReplyRecord(
@@ -1257,6 +1259,7 @@ def decide_held(db: Database, record_id: int, *, accept: bool) -> ReplyOutcome:
                 crm_store.save(
                     session,
                     _with_answer(followup, record.attendee, partstat, record.recurrence_id),
+                    origin="invitation",
                 )
                 record.outcome, record.reason = "applied", "accepted by the operator"
             else:

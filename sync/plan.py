@@ -307,9 +307,15 @@ class Planned:
     push: bool = False  # Merge only
     pull: bool = False  # Merge only
     conflicts: int = 0  # Merge only
+    #: For people reading a dry run: the follow-up's title and what the action changes
+    #: (``mappings.equivalence.differences``); filled in by dry runs only.
+    title: str | None = None
+    changes: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, action: Action) -> Planned:
+    def of(
+        cls, action: Action, *, title: str | None = None, changes: tuple[str, ...] = ()
+    ) -> Planned:
         href = getattr(action, "href", None)
         if isinstance(action, Merge):
             return cls(
@@ -321,8 +327,25 @@ class Planned:
                 action.push,
                 action.pull,
                 len(action.conflicts),
+                title,
+                changes,
             )
-        return cls(type(action).__name__, action.followup_id, action.side, action.verb, href)
+        kind = type(action).__name__
+        return cls(
+            kind, action.followup_id, action.side, action.verb, href, title=title, changes=changes
+        )
+
+    def as_json(self) -> dict[str, object]:
+        """The action for ``sync --dry-run --json``: what, to which follow-up, where."""
+        return {
+            "action": self.kind,
+            "what": _WHAT[self.kind],
+            "followup_id": self.followup_id,
+            "title": self.title,
+            "calendar_item": self.href,
+            "changes": list(self.changes),
+            "conflicts": self.conflicts,
+        }
 
 
 @dataclass(frozen=True)
@@ -340,13 +363,41 @@ class PlanSummary:
         return sum(1 for a in self.actions if a.kind in ("DeleteOnServer", "DeleteInCrm"))
 
 
+#: What each action does, in the words of someone who uses the CRM and a calendar.
+_WHAT = {
+    "CreateOnServer": "create in the calendar",
+    "UpdateOnServer": "update in the calendar",
+    "DeleteOnServer": "delete from the calendar",
+    "SaveFromServer": "update the follow-up from the calendar",
+    "CreateFromServer": "create a follow-up from the calendar",
+    "DeleteInCrm": "delete the follow-up (deleted in the calendar)",
+    "DetachInCrm": "unlink the follow-up (deleted in the calendar; kept in the CRM)",
+    "RecordState": "nothing to write (both sides agree); remember it",
+    "Forget": "forget (gone on both sides)",
+    "Merge": "merge changes made on both sides",
+}
+
+
 def describe(action: Action | Planned) -> str:
-    """One line per action for ``--dry-run`` and the log."""
+    """One line per action for ``--dry-run`` and the log: what, to which follow-up, where."""
     planned = action if isinstance(action, Planned) else Planned.of(action)
-    extra = f" at {planned.href}" if planned.href else ""
+    what = _WHAT[planned.kind]
     if planned.kind == "Merge":
-        extra += f" (push={planned.push}, pull={planned.pull}, conflicts={planned.conflicts})"
-    return f"{planned.kind} {planned.followup_id}{extra}"
+        written = (("calendar", planned.push), ("follow-up", planned.pull))
+        sides = [name for name, flag in written if flag]
+        what += f" (writes the {' and the '.join(sides) or 'record only'})"
+    line = f"{what}: follow-up {planned.followup_id}"
+    if planned.title:
+        line += f" {planned.title!r}"
+    if planned.href:
+        line += f", calendar item {planned.href}"
+    elif planned.kind == "CreateOnServer":
+        line += ", as a new calendar item"
+    if planned.changes:
+        line += f"; changes: {', '.join(planned.changes)}"
+    if planned.conflicts:
+        line += f"; {planned.conflicts} conflict(s)"
+    return line
 
 
 # --- the planner -----------------------------------------------------------------------

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from mappings.equivalence import differences
 from mappings.errors import MappingError
 from mappings.from_ical import parse_components
 from mappings.model import FollowUp, id_for_uid, load_followup
@@ -58,6 +59,7 @@ from sync.connect import open_calendar
 from sync.dav import DavCalendar, Delta, FetchError, LastModified, Resource
 from sync.errors import (
     InvalidSyncToken,
+    NotFound,
     StoreError,
     SyncCollectionUnsupported,
     TransportError,
@@ -66,15 +68,19 @@ from sync.followups import CrmEntry
 from sync.plan import (
     Action,
     Chunker,
+    CreateFromServer,
     CreateOnServer,
     CrmView,
+    Merge,
     Plan,
     Planned,
     PlanOptions,
     PlanSummary,
+    SaveFromServer,
     ServerDoc,
     ServerView,
     StateEntry,
+    UpdateOnServer,
     WriteIntent,
     check_deletions,
     check_sides_not_empty,
@@ -123,6 +129,8 @@ class PassReport:
     requests: int = 0
     applied: ApplyReport = field(default_factory=ApplyReport)
     read_errors: list[tuple[str, str]] = field(default_factory=list)
+    #: Dry run only: the calendar the real pass would create first (it does not exist yet).
+    calendar_to_create: str | None = None
 
     @property
     def errors(self) -> list[tuple[str, str]]:
@@ -250,7 +258,9 @@ class SyncPass:
         clock: Callable[[], dt.datetime] = utcnow,
         should_stop: Callable[[], bool] | None = None,
         chunk_size: int = CHUNK_SIZE,
+        dry_run: bool = False,
     ) -> None:
+        """``dry_run``: connect without creating a missing calendar (see ``run``)."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self.account = account
@@ -258,7 +268,7 @@ class SyncPass:
         self.clock = clock
         self.should_stop = should_stop
         self.chunk_size = chunk_size
-        self.calendar = calendar or self._connect()
+        self._calendar = calendar if calendar is not None else self._connect(create=not dry_run)
         self._started = utcnow()
         #: Unreadable items of the last passes (``sync.unreadable``), read at the pass start.
         self._pending: dict[str, PendingHref] = {}
@@ -273,12 +283,35 @@ class SyncPass:
 
     # --- connecting ------------------------------------------------------------------------
 
-    def _connect(self) -> DavCalendar:
+    @property
+    def calendar(self) -> DavCalendar:
+        if self._calendar is None:
+            raise StoreError(
+                f"{self.account.name}: calendar {self.account.calendar!r} does not exist yet; "
+                "only a dry run plans without it"
+            )
+        return self._calendar
+
+    @property
+    def calendar_exists(self) -> bool:
+        return self._calendar is not None
+
+    def close(self) -> None:
+        if self._calendar is not None:
+            self._calendar.close()
+
+    def _connect(self, *, create: bool) -> DavCalendar | None:
+        """The account's calendar; None when it is missing and ``create`` is False."""
         account = self.account
         with self.db.session() as session:
             known = session.get(CollectionState, account.name)
         known_url = known.calendar_url if known else None
-        calendar = open_calendar(account, known_url=known_url, create=True)
+        try:
+            calendar = open_calendar(account, known_url=known_url, create=create)
+        except NotFound:
+            if create:
+                raise
+            return None
         if account.calendar_url or known_url:
             return calendar  # no discovery ran: nothing new to remember
         with self.db.sessions.begin() as session:
@@ -301,6 +334,8 @@ class SyncPass:
     ) -> PassReport:
         if force_delete:
             self.options = replace(self.options, force_delete=True)
+        if dry_run and not self.calendar_exists:
+            return self._plan_for_new_calendar()
         before = self.calendar.stats.copy()
         report = self._pass(dry_run=dry_run, full=full, progress=progress)
         report.requests = self.calendar.stats.since(before).requests
@@ -309,6 +344,28 @@ class SyncPass:
         # the pass's own data is released: it reads every synced follow-up itself.)
         if not dry_run and (report.applied.done or report.mode == "full"):
             invitations.record_after_pass(self.account, self.db, self.calendar)
+        return report
+
+    def _plan_for_new_calendar(self) -> PassReport:
+        """A dry run's plan when the calendar does not exist yet: against an empty one.
+
+        Everything that belongs in the calendar would be created there; a follow-up synced
+        before (its calendar since deleted) hits the same empty-side safety rail as a real
+        pass would.
+        """
+        state = self._state_entries()
+        crm = self._crm_view(state)
+        server = ServerView(True, {}, frozenset())
+        check_sides_not_empty(crm, server, state, self.options)
+        by_href = {entry.href: entry for entry in state.values()}
+        chunks = Chunker(
+            crm, server, state, [], size=self.chunk_size, batch=self.account.batch_size,
+            by_href=by_href,
+        )  # fmt: skip
+        sweep = self._sweep(chunks, apply=False, keep=True, explain=True)
+        check_deletions(sweep.deletions, len(state), self.options)
+        report = sweep.report(self.account.name, "full", dry_run=True)
+        report.calendar_to_create = f"{self.account.calendar!r} under {self.account.url}"
         return report
 
     def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
@@ -400,7 +457,7 @@ class SyncPass:
         if dry_run:
             # Nothing is applied, so one sweep plans everything; the plan is refused as a
             # whole, exactly as it would be before a real pass.
-            sweep = self._sweep(chunker(), apply=False, keep=True)
+            sweep = self._sweep(chunker(), apply=False, keep=True, explain=True)
             check_deletions(sweep.deletions, len(state), self.options)
             return sweep.report(self.account.name, mode, dry_run=True)
         chunks = chunker()
@@ -434,6 +491,7 @@ class SyncPass:
         record: _Spill | None = None,
         replay: _Spill | None = None,
         progress: Progress | None = None,
+        explain: bool = False,
     ) -> _Sweep:
         """Plan the pass chunk by chunk and, with ``apply``, carry out each chunk's plan.
 
@@ -441,6 +499,7 @@ class SyncPass:
         ``record`` keeps the fetched resources for a second sweep, which ``replay``s them
         instead of fetching again. Applying stops at the first chunk a shutdown
         (``should_stop``) cut short, and before fetching the next one when asked to stop.
+        ``explain`` (dry runs) adds each action's title and changed parts to the report.
         """
         out = _Sweep()
         by_href = chunks.by_href
@@ -467,7 +526,9 @@ class SyncPass:
             the_plan = self._plan_chunk(chunks, ids, docs, failed, synced_docs)
             planned += len(the_plan.actions)
             out.deletions += the_plan.deletions()
-            if keep:
+            if keep and explain:
+                out.planned.extend(self._explain(the_plan))
+            elif keep:
                 out.planned.extend(Planned.of(action) for action in the_plan.actions)
                 out.skipped.extend(the_plan.skipped)
                 out.notices.extend(the_plan.notices)
@@ -515,6 +576,33 @@ class SyncPass:
             if not decide(ids, {}, {}, {}):
                 return out
         return out
+
+    def _explain(self, the_plan: Plan) -> list[Planned]:
+        """Each action with its follow-up's title and the parts it changes, for a dry run.
+
+        Compared with what the written side holds now: the agreed document for a write
+        to the calendar (the calendar has not changed it, or the plan would merge), the
+        CRM's document for a write to the CRM, the agreed one for a merge.
+        """
+        ids = {action.followup_id for action in the_plan.actions}
+        synced = self._synced_documents(ids)
+        with self.db.session() as session:
+            current = crm_store.load_documents(session, sorted(ids))
+        explained = []
+        for action in the_plan.actions:
+            followup_id = action.followup_id
+            document: FollowUp | None = getattr(action, "document", None)
+            if isinstance(action, (SaveFromServer, CreateFromServer)):
+                before = current.get(followup_id)
+            elif isinstance(action, (UpdateOnServer, Merge)):
+                before = synced.get(followup_id)
+            else:
+                before = None
+            changes = differences(before, document) if before and document else []
+            known = document or current.get(followup_id) or synced.get(followup_id)
+            title = known.title if known is not None else None
+            explained.append(Planned.of(action, title=title, changes=tuple(changes)))
+        return explained
 
     def _stop_requested(self, out: _Sweep) -> bool:
         if self.should_stop is not None and self.should_stop():
@@ -1195,7 +1283,12 @@ def run_pass(
     together (``CHUNK_SIZE``).
     """
     sync_pass = SyncPass(
-        account, db, calendar=calendar, should_stop=should_stop, chunk_size=chunk_size
+        account,
+        db,
+        calendar=calendar,
+        should_stop=should_stop,
+        chunk_size=chunk_size,
+        dry_run=dry_run,
     )
     try:
         return sync_pass.run(
@@ -1203,7 +1296,7 @@ def run_pass(
         )
     finally:
         if calendar is None:
-            sync_pass.calendar.close()
+            sync_pass.close()
 
 
 __all__ = ["CHUNK_SIZE", "PassReport", "Progress", "SyncPass", "id_for_uid", "run_pass"]

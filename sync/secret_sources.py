@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sync.errors import ConfigError
+from sync.extras import MissingExtra
 
 __all__ = ["COMMAND_TIMEOUT_SECONDS", "read_secret"]
 
@@ -68,8 +69,8 @@ def _from_keyring(owner: str, key: str, reference: str, default_user: str | None
     try:
         import keyring
         from keyring.errors import KeyringError
-    except ImportError:  # pragma: no cover - keyring is a declared dependency
-        raise ConfigError(f"{owner}: {key} from the keyring needs the 'keyring' package") from None
+    except ImportError as exc:  # the keyring extra
+        raise MissingExtra("keyring", f"{owner}: {key} from the keyring", exc) from None
     try:
         value = keyring.get_password(service, user)
     except KeyringError as exc:

@@ -55,6 +55,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sync.errors import ConfigError
+from sync.extras import MissingExtra
 
 SCHEMA_VERSION = 1
 DEFAULT_DATABASE = "followup-sync.sqlite"
@@ -279,10 +280,15 @@ class ConflictRecord(Base):
 class Database:
     """Owns the engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        """``create=False``: a SQLite file that does not exist is an error, not a new file."""
+    def __init__(self, url: str, *, create: bool = True, engine: Engine | None = None) -> None:
+        """``create=False``: a SQLite file that does not exist is an error, not a new file.
+
+        ``engine``: one made elsewhere (sync.rehearsal's in-memory copy for dry runs).
+        """
         self.url = url
-        self.engine: Engine = _make_engine(url, create_file=create)
+        self.engine: Engine = (
+            engine if engine is not None else _make_engine(url, create_file=create)
+        )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -362,4 +368,9 @@ def _make_engine(url: str, *, create_file: bool = True) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        if url.startswith("postgresql"):
+            raise MissingExtra("postgresql", "a PostgreSQL database", exc) from None
+        raise

@@ -144,3 +144,12 @@ def _calendar_name(request: pytest.FixtureRequest) -> str:
 def _delete_calendar(server: RunningServer, url: str) -> None:
     status = _http(server, "DELETE", url, None, {})
     assert status in (200, 204, 404), f"DELETE {url} answered {status}"
+
+
+@pytest.fixture(autouse=True)
+def _no_personal_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CLI looks for a config file in the user's config directory: never the tester's."""
+    monkeypatch.delenv("FOLLOWUP_SYNC_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))

@@ -6,24 +6,24 @@ throw-away directory and a free port picked at start time (caldav.testing pins
 ports 5232/8993, which collides with anything else running on the machine).
 
 Nothing here imports the project: the fixtures must keep working when
-``sync.dav`` is broken, so that its tests can say so.
+``sync.dav`` is broken, so that its tests can say so. Their own requests go through httpx,
+which answers a server's Basic or Digest challenge (``auth`` says which one it wants).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Literal, TypeVar
+
+import httpx
 
 HOST = "127.0.0.1"
 USERNAME = "alice"
@@ -31,6 +31,17 @@ PASSWORD = "secret"
 START_TIMEOUT = 20.0
 
 CalendarUrlFactory = Callable[[str | None], str]
+#: How a server wants its users to sign in: an account's ``auth`` for it.
+ServerAuth = Literal["basic", "digest"]
+
+
+def http_auth(auth: ServerAuth, username: str | None, password: str | None) -> httpx.Auth | None:
+    """httpx's Basic or Digest (RFC 7616, answered from the server's challenge); None: no login."""
+    if username is None or password is None:
+        return None
+    if auth == "digest":
+        return httpx.DigestAuth(username, password)
+    return httpx.BasicAuth(username, password)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class ServerInfo:
     username: str | None
     password: str | None
     calendar_url_factory: CalendarUrlFactory
+    auth: ServerAuth = "basic"
 
 
 @dataclass
@@ -56,6 +68,7 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     _log_file: IO[bytes] | None = field(repr=False, default=None)
+    auth: ServerAuth = "basic"
 
     @property
     def home_url(self) -> str:
@@ -83,6 +96,7 @@ class RunningServer:
             username=self.username,
             password=self.password,
             calendar_url_factory=self.make_calendar,
+            auth=self.auth,
         )
 
     def stop(self) -> None:
@@ -101,17 +115,16 @@ class RunningServer:
 def _http(
     server: RunningServer, method: str, url: str, body: bytes | None, headers: dict[str, str]
 ) -> int:
-    """One request with the stdlib, so the fixtures never depend on the code under test."""
-    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers))
-    if server.username is not None and server.password is not None:
-        token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            resp.read()
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    """One request with httpx, so the fixtures never depend on the code under test."""
+    response = httpx.request(
+        method,
+        url,
+        content=body,
+        headers=headers,
+        auth=http_auth(server.auth, server.username, server.password),
+        timeout=10,
+    )
+    return response.status_code
 
 
 def free_port() -> int:
@@ -133,7 +146,7 @@ def _wait_until_up(server: RunningServer) -> None:
         try:
             _http(server, "OPTIONS", server.base_url, None, {})
             return
-        except (OSError, urllib.error.URLError):
+        except httpx.TransportError:
             time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"{server.kind} did not answer within {START_TIMEOUT} s")

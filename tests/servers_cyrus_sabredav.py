@@ -16,10 +16,10 @@ shared/reference/server-cyrus.md and libraries-and-servers.md §2.
   version without sync-collection): the package's example CalDAV server (principals +
   calendars + ACL + CalDAV plugins, PDO backends on SQLite), under ``php -S``. Its schema
   comes from the package's ``examples/sql/sqlite.*.sql``. Users live in its ``users``
-  table as Digest hashes (md5 of ``user:SabreDAV:password``); the example's Digest auth
-  is swapped for Basic checked against the same hash, because the account configuration
-  speaks Basic only so far. ``SABREDAV_AUTH = "digest"`` switches the example's own
-  Digest back on, once accounts can use it.
+  table as Digest hashes (md5 of ``user:SabreDAV:password``), and the example's own
+  Digest auth (RFC 2617, qop=auth) is the only sign-in it accepts: Basic is refused with
+  401. Its ``RunningServer.auth`` is "digest", so the fixtures' own requests and the
+  accounts the tests build for it sign in with Digest (``auth = "digest"``).
 """
 
 from __future__ import annotations
@@ -55,9 +55,6 @@ CYRUS_DOMAIN = "example.com"
 SABRE_LIB = Path("/usr/share/php/Sabre")
 SABRE_SQL = Path("/usr/share/doc/php-sabre-dav/examples/sql")
 SABRE_REALM = "SabreDAV"
-#: "basic" until accounts can do Digest (issue 18, sign-in part); then "digest", together
-#: with Digest in the fixtures' own requests (tests.servers._http sends Basic).
-SABREDAV_AUTH = "basic"
 
 
 def missing(kind: str) -> list[str]:
@@ -191,7 +188,7 @@ def start_cyrus(tmp: Path) -> DebianServer:
 
 # The package's examples/calendarserver.php, with the database in the temp dir, PHP 8.2's
 # deprecation notices (SabreDAV 1.8 is from 2014) kept out of the answers instead of
-# turned into 500s, and a choice of Digest (the example's) or Basic auth on its users table.
+# turned into 500s, and the example's Digest auth on its users table.
 _SABRE_SERVER_PHP = r"""<?php
 // Written by followup-sync tests/servers_cyrus_sabredav.py for the interoperability tier.
 date_default_timezone_set('UTC');
@@ -202,22 +199,7 @@ require_once 'Sabre/autoload.php';
 $pdo = new \PDO('sqlite:' . __DIR__ . '/db.sqlite');
 $pdo->setAttribute(PDO::ATTR_ERRMODE, PDO::ERRMODE_EXCEPTION);
 
-// Basic auth checked against the Digest hash the users table keeps (md5 user:realm:pass).
-class UsersTableBasicAuth extends \Sabre\DAV\Auth\Backend\AbstractBasic {
-    private $pdo;
-    function __construct(\PDO $pdo) { $this->pdo = $pdo; }
-    protected function validateUserPass($username, $password) {
-        $stmt = $this->pdo->prepare('SELECT digesta1 FROM users WHERE username = ?');
-        $stmt->execute(array($username));
-        $hash = $stmt->fetchColumn();
-        return $hash !== false
-            && hash_equals($hash, md5($username . ':' . REALM . ':' . $password));
-    }
-}
-const REALM = '%(realm)s';
-$authBackend = '%(auth)s' === 'digest'
-    ? new \Sabre\DAV\Auth\Backend\PDO($pdo)
-    : new UsersTableBasicAuth($pdo);
+$authBackend = new \Sabre\DAV\Auth\Backend\PDO($pdo);
 
 $principalBackend = new \Sabre\DAVACL\PrincipalBackend\PDO($pdo);
 $calendarBackend = new \Sabre\CalDAV\Backend\PDO($pdo);
@@ -226,7 +208,7 @@ $server = new \Sabre\DAV\Server(array(
     new \Sabre\CalDAV\CalendarRootNode($principalBackend, $calendarBackend),
 ));
 $server->setBaseUri('/');
-$server->addPlugin(new \Sabre\DAV\Auth\Plugin($authBackend, REALM));
+$server->addPlugin(new \Sabre\DAV\Auth\Plugin($authBackend, '%(realm)s'));
 $server->addPlugin(new \Sabre\DAVACL\Plugin());
 $server->addPlugin(new \Sabre\CalDAV\Plugin());
 $server->exec();
@@ -258,7 +240,7 @@ def start_sabredav(tmp: Path) -> DebianServer:
     def body(work: Path, cleanups: list[Callable[[], None]]) -> DebianServer:
         _sabre_database(work / "db.sqlite")
         router = work / "server.php"
-        router.write_text(_SABRE_SERVER_PHP % {"realm": SABRE_REALM, "auth": SABREDAV_AUTH})
+        router.write_text(_SABRE_SERVER_PHP % {"realm": SABRE_REALM})
 
         def launch(port: int) -> DebianServer:
             server = _launch_daemon(
@@ -267,6 +249,7 @@ def start_sabredav(tmp: Path) -> DebianServer:
                 port, work, f"/calendars/{USERNAME}/",
                 env={}, dav_root="/",
             )  # fmt: skip
+            server.auth = "digest"
             with _stopped_on_failure(server):
                 _wait_until_up(server)
                 _wait_for_home(server)

@@ -185,6 +185,7 @@ class DebianServer(RunningServer):
             username=self.username,
             password=self.password,
             calendar_url_factory=self.make_calendar,
+            auth=self.auth,
         )
 
     def stop(self) -> None:

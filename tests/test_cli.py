@@ -7,9 +7,11 @@ console script as a subprocess, which is what a user types.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from click.testing import CliRunner, Result
 from icalendar import Calendar
 
 from sync.cli import cli
+from sync.config import DEFAULT_CALENDAR, Account
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "followups.json"
@@ -331,3 +334,38 @@ def test_a_command_module_that_cannot_be_imported_does_not_break_the_others(
     result = CliRunner().invoke(group, ["frobnicate"])
     assert result.exit_code == 2
     assert "not loaded: sync.no_such_module" in result.stderr
+
+
+# --- grouping, verbosity, defaults ---------------------------------------------------------
+
+
+def test_help_groups_the_commands_the_way_a_user_looks_for_them() -> None:
+    output = run("--help").output
+    sync_at = output.index("Sync and operations:")
+    store_at = output.index("Follow-ups in the store (the CRM side):")
+    files_at = output.index("File tools (no server, no database):")
+    assert sync_at < store_at < files_at
+    assert sync_at < output.index("  daemon ") < store_at
+    assert store_at < output.index("  edit ") < files_at
+    assert files_at < output.index("  parse ")
+    assert "Other commands" not in output  # every command has its place
+    # The old names still work as before: the grouping is the help's only.
+    assert run("describe", str(EXAMPLES)).exit_code == 0
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_and_quiet_work_before_and_after_the_command(where: str) -> None:
+    for flag, level in (("-vv", logging.DEBUG), ("-q", logging.ERROR)):
+        args = [flag, "describe", str(EXAMPLES)] if where == "before" else [
+            "describe", str(EXAMPLES), flag,
+        ]  # fmt: skip
+        assert run(*args).exit_code == 0
+        assert logging.getLogger().level == level
+    assert run("db", "current", "--help").output.count("--quiet") == 1  # sub-commands too
+
+
+def test_cli_and_example_config_default_to_the_same_calendar() -> None:
+    example = tomllib.loads((ROOT / "config" / "followup-sync.example.toml").read_text())
+    assert Account(url="https://dav.example.com/").calendar == DEFAULT_CALENDAR
+    assert {a["calendar"] for a in example["accounts"].values()} == {DEFAULT_CALENDAR}
+    assert f"Default: {DEFAULT_CALENDAR}." in run("sync", "--help").output

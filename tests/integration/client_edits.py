@@ -1,7 +1,8 @@
 """What calendar clients do to our resources, done the way they do it: plain HTTP.
 
 Nothing here goes through ``sync.dav`` or the mapper's writer. ``PlainClient`` speaks
-PROPFIND/GET/PUT/DELETE with the standard library and sends the ETag it read, like
+PROPFIND/GET/PUT/DELETE with httpx (Basic, or Digest where the server asks for it, as
+SabreDAV does) and sends the ETag it read, like
 Thunderbird, Apple Calendar or DAVx5 do; the edit functions take the server's bytes and
 return new bytes, changing only what the client's user changed and adding the
 client's own noise (X-MOZ-*, X-APPLE-*, VALARM, SEQUENCE, LAST-MODIFIED).
@@ -9,16 +10,16 @@ client's own noise (X-MOZ-*, X-APPLE-*, VALARM, SEQUENCE, LAST-MODIFIED).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
+import httpx
 from icalendar import Alarm, Calendar, Component, Event, Todo, vCalAddress, vRecur
 from lxml import etree
+
+from tests.servers import ServerAuth, http_auth
 
 OSLO = ZoneInfo("Europe/Oslo")
 DAV = "{DAV:}"
@@ -48,11 +49,15 @@ class Fetched:
 class PlainClient:
     """A minimal CalDAV client with no knowledge of this project."""
 
-    def __init__(self, calendar_url: str, username: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        calendar_url: str,
+        username: str | None,
+        password: str | None,
+        auth: ServerAuth = "basic",
+    ) -> None:
         self.calendar_url = calendar_url
-        self._auth: str | None = None
-        if username is not None and password is not None:
-            self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._auth = http_auth(auth, username, password)
 
     def _send(
         self,
@@ -61,18 +66,18 @@ class PlainClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
-        if self._auth:
-            req.add_header("Authorization", self._auth)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return (
-                    int(resp.status),
-                    {k.lower(): v for k, v in resp.headers.items()},
-                    resp.read(),
-                )
-        except urllib.error.HTTPError as exc:
-            raise ClientHTTPError(method, url, exc.code, exc.read()) from None
+        resp = httpx.request(
+            method,
+            url,
+            content=body,
+            headers=headers,
+            auth=self._auth,
+            timeout=10,
+            follow_redirects=method in ("GET", "HEAD"),  # as urllib did
+        )
+        if resp.status_code >= 400:
+            raise ClientHTTPError(method, url, resp.status_code, resp.content)
+        return resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content
 
     def url_for(self, href: str) -> str:
         return urljoin(self.calendar_url, href)

@@ -24,6 +24,7 @@ from sync.errors import (
     TransportError,
     WrongEtag,
 )
+from tests.dav_signin import dav_transport
 from tests.servers import ServerInfo
 
 pytestmark = pytest.mark.server
@@ -62,6 +63,7 @@ def cal(dav_server: ServerInfo, calendar_url: str) -> Iterator[DavCalendar]:
         calendar_url,
         username=dav_server.username,
         password=dav_server.password,
+        transport=dav_transport(dav_server),
         server_kind=dav_server.kind,
         timeout=10,
         retry=FAST_RETRY,
@@ -80,7 +82,10 @@ def new_event(cal: DavCalendar, summary: str = "Call Bob") -> tuple[str, str, st
 
 def test_connect_sends_no_request(dav_server: ServerInfo, calendar_url: str) -> None:
     with DavCalendar.connect(
-        calendar_url, username=dav_server.username, password=dav_server.password
+        calendar_url,
+        username=dav_server.username,
+        password=dav_server.password,
+        transport=dav_transport(dav_server),
     ) as calendar:
         assert calendar.stats.requests == 0
         assert calendar.url == calendar_url
@@ -92,6 +97,7 @@ def test_discover_finds_and_creates(dav_server: ServerInfo) -> None:
         dav_server.url,
         username=dav_server.username,
         password=dav_server.password,
+        transport=dav_transport(dav_server),
         calendar=name,
         server_kind=dav_server.kind,
     )
@@ -105,6 +111,7 @@ def test_discover_finds_and_creates(dav_server: ServerInfo) -> None:
         dav_server.url,
         username=dav_server.username,
         password=dav_server.password,
+        transport=dav_transport(dav_server),
         calendar=name,
         create=False,
     ) as again:
@@ -115,6 +122,7 @@ def test_discover_finds_and_creates(dav_server: ServerInfo) -> None:
             dav_server.url,
             username=dav_server.username,
             password=dav_server.password,
+            transport=dav_transport(dav_server),
             calendar=f"absent-{uuid.uuid4().hex[:8]}",
             create=False,
         )
@@ -535,6 +543,7 @@ def test_untrusted_if_none_match_is_checked_before_the_put(
         calendar_url,
         username=dav_server.username,
         password=dav_server.password,
+        transport=dav_transport(dav_server),
         server_kind=dav_server.kind,
         capability_overrides={"if_none_match_honoured": False, "etag_on_put": False},
         retry=FAST_RETRY,

@@ -31,6 +31,7 @@ from sync.dialog import DialogService, calculate_dates, validate_dates
 from sync.followups import FollowUpStore
 from sync.runner import run_pass
 from sync.state import Database
+from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import OSLO, PlainClient, oslo
 from tests.servers import ServerInfo
@@ -108,6 +109,7 @@ def _side(server: ServerInfo, calendar_url: str, db_path: Path) -> Side:
         name="alice",
         url=server.url,
         username=server.username,
+        auth=server.auth,
         password_env=PASSWORD_ENV if server.password is not None else None,
         calendar_url=calendar_url,
         server_kind=server.kind,
@@ -116,7 +118,10 @@ def _side(server: ServerInfo, calendar_url: str, db_path: Path) -> Side:
     )
     db = Database.open(str(db_path))
     return Side(
-        account, db, FollowUpStore(db), PlainClient(calendar_url, server.username, server.password)
+        account,
+        db,
+        FollowUpStore(db),
+        PlainClient(calendar_url, server.username, server.password, server.auth),
     )
 
 
@@ -326,6 +331,7 @@ def test_conflicts_come_from_busy_events_on_the_server_and_other_followups(
         ours.account.calendar_url or "",
         username=dav_server.username,
         password=dav_server.password,
+        transport=dav_transport(dav_server),
         server_kind=dav_server.kind,
         capability_overrides={"free_busy_query": free_busy},
     )
@@ -383,7 +389,7 @@ def test_a_busy_event_in_another_calendar_of_the_owner_is_a_conflict(
     ours, theirs = sides  # theirs: a second calendar with a copy of the same series (same UID)
     private_url = dav_server.calendar_url_factory(f"private-{request.node.callspec.id}-{ID}")
     private_name = private_url.rstrip("/").rpartition("/")[2]
-    private = PlainClient(private_url, dav_server.username, dav_server.password)
+    private = PlainClient(private_url, dav_server.username, dav_server.password, dav_server.auth)
     private.create(
         "dentist.ics",
         ce.new_event("dentist-3", "Dentist", oslo(2026, 4, 6, 10, 30), oslo(2026, 4, 6, 11, 30)),

@@ -34,6 +34,7 @@ from sync.errors import (
 )
 from sync.runner import PassReport, run_pass
 from sync.state import CollectionState, SyncItem
+from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
     CALL,
@@ -60,6 +61,7 @@ def connect(env: Env, **overrides: Any) -> DavCalendar:
         env.calendar_url,
         username=env.server.username,
         password=env.server.password,
+        transport=dav_transport(env.server),
         server_kind=env.server.kind,
         capability_overrides=overrides,
     )
@@ -80,6 +82,7 @@ def cal(dav_server: ServerInfo, calendar_url: str) -> Iterator[DavCalendar]:
         calendar_url,
         username=dav_server.username,
         password=dav_server.password,
+        transport=dav_transport(dav_server),
         server_kind=dav_server.kind,
     ) as calendar:
         yield calendar
@@ -190,7 +193,7 @@ def purge_sogo_tombstones(env: Env) -> None:
 def test_create_does_not_overwrite_a_resource_where_if_none_match_is_ignored(
     cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
 ) -> None:
-    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     href = cal.href_for_uid("followup-9001@followup-sync")
     client.create(href.rsplit("/", 1)[1], vevent("followup-9001@followup-sync", "Client's copy"))
 
@@ -209,7 +212,7 @@ def test_create_that_replaced_a_resource_created_meanwhile_is_reported(
     cal: DavCalendar, dav_server: ServerInfo, calendar_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The window between our existence check and the PUT: SOGo answers 204, not 201."""
-    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     uid = "followup-9002@followup-sync"
     href = cal.href_for_uid(uid)
     client.create(href.rsplit("/", 1)[1], vevent(uid, "Created meanwhile"))
@@ -240,7 +243,7 @@ def test_delete_with_a_stale_etag_is_refused_where_delete_ignores_if_match(
     cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
 ) -> None:
     """SOGo 5.8.0 deletes whatever If-Match says; a client's newer edit must survive."""
-    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     uid = "followup-9004@followup-sync"
     href = cal.href_for_uid(uid)
     stale = cal.create(href, vevent(uid, "Ours"))
@@ -260,7 +263,7 @@ def test_update_of_a_resource_deleted_meanwhile_does_not_bring_it_back(
     cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
 ) -> None:
     """SOGo answers If-Match on a missing href by creating it (201)."""
-    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     uid = "followup-9005@followup-sync"
     href = cal.href_for_uid(uid)
     etag = cal.create(href, vevent(uid, "Ours"))
@@ -324,7 +327,7 @@ def test_create_finds_the_uid_under_another_href_instead_of_duplicating(
     name: the create looks the UID up first and says where it is, so the sync re-plans
     against that resource instead of writing a duplicate series.
     """
-    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     uid = uid_for_id("9003")
     other = client.create("restored-from-backup.ics", vevent(uid, "Restored"))
 
@@ -373,7 +376,7 @@ def test_create_finds_the_uid_the_server_refuses_with_403(
     The refusal names the href holding the UID; read as AlreadyExists the sync re-plans
     against that resource. Read as any other 403 the item fails on every pass.
     """
-    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     uid = uid_for_id("9006")
     other = client.create("restored-from-backup.ics", vevent(uid, "Restored"))
 
@@ -441,7 +444,9 @@ def test_uid_held_by_another_calendar_of_the_user_is_named_and_written_once_gone
             synced,
             calendar_url=other_url,
             account=synced.account.model_copy(update={"name": "other", "calendar_url": other_url}),
-            client=ce.PlainClient(other_url, synced.server.username, synced.server.password),
+            client=ce.PlainClient(
+                other_url, synced.server.username, synced.server.password, synced.server.auth
+            ),
         )
         overrides = {} if workaround else {"same_uid_other_href": "409"}
         with connect(other, **overrides) as calendar:
@@ -607,7 +612,10 @@ def test_unconfigured_kind_is_recognised_during_the_first_pass(synced: Env) -> N
     resource = synced.resource(CALL)
     synced.client.replace(resource, ce.edit_series(resource.data, summary="Call (moved)"))
     with DavCalendar.connect(
-        synced.calendar_url, username=synced.server.username, password=synced.server.password
+        synced.calendar_url,
+        username=synced.server.username,
+        password=synced.server.password,
+        transport=dav_transport(synced.server),
     ) as guessing:
         assert guessing.capabilities.kind == "generic"
         report = run_pass(synced.account, synced.db, calendar=guessing)
@@ -764,6 +772,7 @@ def connect_to(server: ServerInfo, calendar_url: str, **overrides: Any) -> DavCa
         calendar_url,
         username=server.username,
         password=server.password,
+        transport=dav_transport(server),
         server_kind=server.kind,
         capability_overrides=overrides,
     )

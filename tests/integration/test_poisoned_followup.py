@@ -81,6 +81,7 @@ def test_one_poisoned_followup_does_not_stop_the_others(
         name="alice",
         url=dav_server.url,
         username=dav_server.username,
+        auth=dav_server.auth,
         password_env=PASSWORD_ENV if dav_server.password is not None else None,
         calendar_url=calendar_url,
         server_kind=dav_server.kind,
@@ -100,7 +101,7 @@ def test_one_poisoned_followup_does_not_stop_the_others(
         message = report.errors[0][1]
         assert "cannot be rendered" in message and "OverflowError" in message, message
 
-    client = PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     on_server = sorted(ce.uid_of(f.data) for f in client.all())
     assert on_server == sorted(uid_for_id(d["id"]) for d in good)
     with db.session() as session:
@@ -116,6 +117,7 @@ def _account(dav_server: ServerInfo, calendar_url: str, monkeypatch: pytest.Monk
         name="alice",
         url=dav_server.url,
         username=dav_server.username,
+        auth=dav_server.auth,
         password_env=PASSWORD_ENV if dav_server.password is not None else None,
         calendar_url=calendar_url,
         server_kind=dav_server.kind,
@@ -134,7 +136,7 @@ def test_a_synced_followup_poisoned_later_fails_alone_and_keeps_its_calendar_cop
     store = FollowUpStore(db)
     store.import_followups([load_followup(weekly(f"f{i}")) for i in range(3)])
     assert run_pass(account, db).ok
-    client = PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     before = client.by_uid(uid_for_id("f1")).data
 
     for broken in (weekly("f1", cycle=10**9), {**weekly("f1"), "start": 5}):
@@ -164,7 +166,7 @@ def test_a_poisoned_followup_edited_on_both_sides_fails_in_planning_alone(
     store = FollowUpStore(db)
     store.import_followups([load_followup(weekly(f"m{i}")) for i in range(3)])
     assert run_pass(account, db).ok
-    client = PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     fetched = client.by_uid(uid_for_id("m1"))
     client.replace(fetched, ce.edit_series(fetched.data, summary="Retitled in a client"))
     with db.sessions.begin() as session:

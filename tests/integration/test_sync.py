@@ -32,6 +32,7 @@ from sync.merge import ConflictPolicy
 from sync.plan import OnServerDelete
 from sync.runner import PassReport, run_pass
 from sync.state import CollectionState, ConflictRecord, Database, PendingHref, SyncItem
+from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import PlainClient, oslo
 from tests.servers import RunningServer, ServerInfo
@@ -169,6 +170,7 @@ class Env:
             self.calendar_url,
             username=self.server.username,
             password=self.server.password,
+            transport=dav_transport(self.server),
             server_kind=self.server.kind,
         )
 
@@ -190,6 +192,7 @@ def env(
         name="alice",
         url=dav_server.url,
         username=dav_server.username,
+        auth=dav_server.auth,
         password_env=PASSWORD_ENV if dav_server.password is not None else None,
         calendar_url=calendar_url,
         server_kind=dav_server.kind,
@@ -203,7 +206,7 @@ def env(
         account,
         db,
         FollowUpStore(db),
-        PlainClient(calendar_url, dav_server.username, dav_server.password),
+        PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth),
         db_path,
     )
     db.close()
@@ -887,11 +890,11 @@ def test_cli_import_sync_dry_run_export_and_conflicts(
         "--server-kind", dav_server.kind, "--database", database,
     ]  # fmt: skip
     assert "5 new" in run("import", str(source), "--database", database).output
-    client = PlainClient(calendar_url, dav_server.username, dav_server.password)
+    client = PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
 
     dry = run("sync", *server_args, "--dry-run")
     assert "dry run" in dry.output
-    assert dry.output.count("CreateOnServer") == 5
+    assert dry.output.count("create in the calendar:") == 5
     assert client.list() == {}
 
     done = run("sync", *server_args)

@@ -266,3 +266,19 @@ def test_a_write_back_over_two_masters_leaves_the_kept_one() -> None:
     masters = [c for c in read(data).components if "RECURRENCE-ID" not in c]
     assert [str(m["SUMMARY"]) for m in masters] == ["New title"]
     assert str(masters[0]["SEQUENCE"]) == "4", "what the server kept of the newest copy stays"
+
+
+def test_a_uid_less_event_with_repeated_properties_is_that_items_error_not_a_crash() -> None:
+    """Found by the reliability fuzzer: naming a UID-less item for its warning read a
+    repeated DTSTART as one value and crashed the whole read."""
+    data = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\n"
+        b"SUMMARY:Kickoff\r\nSUMMARY:Kickoff again\r\n"
+        b"DTSTART:20260301T090000Z\r\nDTSTART:20260302T090000Z\r\n"
+        b"DTEND:20260301T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    result = parse_calendar(data)
+    assert result.followups == []
+    assert any("'Kickoff' at 20260301T090000Z has no UID" in w for w in result.warnings)
+    [error] = [str(e) for e in result.errors]
+    assert "derived-" in error and "DTSTART appears more than once" in error, error

@@ -1,6 +1,6 @@
 """Shared pieces of the reliability tests: sizes, seeds, the server's truth, comparisons.
 
-``FOLLOWUP_SYNC_STRESS=full`` gives the README figures (1,000 series, more crash points,
+``FOLLOWUP_SYNC_STRESS=full`` gives the documented figures (1,000 series, more crash points,
 more fuzzed inputs); the default is a quicker run of the same code paths.
 ``FOLLOWUP_SYNC_SEED=N`` replays a run; every test prints the seed it used.
 """

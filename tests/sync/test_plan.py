@@ -873,5 +873,10 @@ def test_describe_reads_the_same_for_an_action_and_its_summary() -> None:
     assert (
         describe(action)
         == describe(Planned.of(action))
-        == f"UpdateOnServer {doc.id} at {href_of(doc)}"
+        == f"update in the calendar: follow-up {doc.id}, calendar item {href_of(doc)}"
+    )
+    explained = Planned.of(action, title="x", changes=("title",))
+    assert describe(explained) == (
+        f"update in the calendar: follow-up {doc.id} 'x', calendar item {href_of(doc)}; "
+        "changes: title"
     )

@@ -8,8 +8,8 @@ keeps the value it read, and the next pass with the same value, the same account
 settings and a server listing no change has nothing to do either. Existing rows start
 empty, so their next pass reads everything as before.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
