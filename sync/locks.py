@@ -38,6 +38,7 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = b"followup-sync:account:"
 #: How often (at most) a running pass checks that its lock connection is still alive.
 LIVENESS_CHECK_SECONDS = 5.0
+#: Lock connections kept open while holding no lock (about one per concurrent pass).
+MAX_IDLE_CONNECTIONS = 8
 
 
 def advisory_key(account: str) -> int:
@@ -117,7 +120,7 @@ class PgAdvisoryLock:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(
             url,
-            poolclass=NullPool,  # a lock lives exactly as long as its connection: no pooling
+            poolclass=NullPool,  # a lock lives as long as its connection: idle ones kept by hand
             isolation_level="AUTOCOMMIT",
             connect_args={
                 "keepalives": 1,
@@ -127,15 +130,16 @@ class PgAdvisoryLock:
                 "application_name": "followup-sync lock",
             },
         )
+        #: Lock connections holding no lock, kept for the next ``hold``.
+        self._idle: list[Connection] = []
+        self._idle_lock = threading.Lock()
 
     @contextlib.contextmanager
     def hold(self, account: str) -> Iterator[Held | None]:
         key = advisory_key(account)
-        connection = self.engine.connect()
+        connection, got = self._try_lock(key)
+        reusable = True
         try:
-            got = bool(
-                connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            )
             if not got:
                 yield None
                 return
@@ -143,15 +147,64 @@ class PgAdvisoryLock:
             try:
                 yield held
             finally:
+                reusable = held._alive
                 if held._alive:
                     try:
-                        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        unlocked = connection.execute(
+                            text("SELECT pg_advisory_unlock(:k)"), {"k": key}
+                        ).scalar()
+                        reusable = bool(unlocked)
                     except Exception as exc:
                         log.warning("could not unlock %s: %s", account, exc)
+                        reusable = False
+        except BaseException:
+            reusable = False
+            raise
         finally:
+            self._give_back(connection, reusable)
+
+    def _try_lock(self, key: int) -> tuple[Connection, bool]:
+        """``pg_try_advisory_lock`` on an idle lock connection, or on a new one.
+
+        Why keep idle connections: opening one (a backend process, authentication) was
+        the largest single cost of an idle pass with many accounts. A connection goes
+        back to the idle list only when it provably holds no lock (unlock answered true,
+        or the try failed); otherwise it is closed, which releases whatever it held. An
+        idle connection that broke meanwhile is closed and replaced once.
+        """
+        with self._idle_lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                return connection, bool(got.scalar())
+            except Exception as exc:
+                log.info("an idle lock connection broke (%s); opening a new one", exc)
+                with contextlib.suppress(Exception):
+                    connection.close()
+        connection = self.engine.connect()
+        try:
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+            return connection, bool(got.scalar())
+        except BaseException:
+            connection.close()
+            raise
+
+    def _give_back(self, connection: Connection, reusable: bool) -> None:
+        if reusable:
+            with self._idle_lock:
+                if len(self._idle) < MAX_IDLE_CONNECTIONS:
+                    self._idle.append(connection)
+                    return
+        with contextlib.suppress(Exception):
             connection.close()
 
     def close(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                connection.close()
         self.engine.dispose()
 
 

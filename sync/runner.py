@@ -35,6 +35,7 @@ progress callback counts (done, total) over the whole pass.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import tempfile
 import time
@@ -95,6 +96,7 @@ from sync.state import (
     PendingWrite,
     SyncItem,
     as_utc,
+    revision_of,
     utcnow,
 )
 
@@ -164,6 +166,10 @@ class _Listing:
     token: str | None
     #: The collection's getlastmodified read before the listing (see _server_unchanged).
     last_modified: LastModified | None = None
+
+    def is_empty_delta(self) -> bool:
+        """The server says nothing changed since our token (not a full listing)."""
+        return not self.complete and not self.etags and not self.deleted
 
 
 @dataclass
@@ -364,15 +370,21 @@ class SyncPass:
 
     def _pass(self, *, dry_run: bool, full: bool, progress: Progress | None) -> PassReport:
         self._started = utcnow()
-        collection = self._collection()
-        state = self._state_entries()
+        collection, revision, pending = self._collection()
+        loaded: list[dict[str, StateEntry]] = []
+
+        def recorded() -> dict[str, StateEntry]:
+            if not loaded:
+                loaded.append(self._state_entries())
+            return loaded[0]
+
         seen = self._last_modified()
         if not full and self._server_unchanged(collection, seen):
             listing = _Listing(False, {}, frozenset(), collection.sync_token)
         else:
             token = collection.sync_token if not full else None
             try:
-                listing = self._list(token, state, collection.last_run_at)
+                listing = self._list(token, recorded, collection.last_run_at)
             except SyncCollectionUnsupported:
                 # No server_kind, or a wrong one: the server said so, and the calendar's
                 # capabilities now say so too, so the second try lists ETags.
@@ -380,10 +392,22 @@ class SyncPass:
                     "%s: the server has no sync-collection; comparing the full href/ETag listing",
                     self.account.name,
                 )
-                listing = self._list(token, state, collection.last_run_at)
+                listing = self._list(token, recorded, collection.last_run_at)
         listing.last_modified = seen
+        if (
+            not full
+            and listing.is_empty_delta()
+            and not pending
+            and self._crm_unchanged(collection, revision)
+        ):
+            # Nothing changed on either side since a pass that found nothing to do: this
+            # one would find nothing either, without reading a single row.
+            report = _Sweep().report(self.account.name, "incremental", dry_run=dry_run)
+            if not dry_run:
+                self._finish(listing, {}, set(), report, revision)
+            return report
+        state = recorded()
         by_href = {entry.href: entry for entry in state.values()}
-        pending = self._pending_hrefs()
         now = utcnow()
         self._pending = pending
         self._backed_off = {
@@ -455,7 +479,7 @@ class SyncPass:
                 spill.close()
         report = sweep.report(self.account.name, mode, dry_run=False)
         listing.token = self._token_after_writes(listing, report)
-        self._finish(listing, sweep.failed, sweep.fetched, report)
+        self._finish(listing, sweep.failed, sweep.fetched, report, revision)
         return report
 
     def _sweep(
@@ -667,13 +691,41 @@ class SyncPass:
                 )
         return found
 
-    def _collection(self) -> CollectionState:
+    def _collection(self) -> tuple[CollectionState, int | None, dict[str, PendingHref]]:
+        """The collection's record, the change counter and the items waiting for a retry.
+
+        Read in one session: an idle pass should cost the database as few round trips
+        as it costs the server.
+        """
         with self.db.sessions.begin() as session:
             state = session.get(CollectionState, self.account.name)
             if state is None:
                 state = CollectionState(account=self.account.name, calendar_url=self.calendar.url)
                 session.add(state)
-            return state
+            revision = revision_of(session)
+            pending = {
+                row.href: row
+                for row in session.scalars(
+                    select(PendingHref).where(PendingHref.account == self.account.name)
+                )
+            }
+            return state, revision, pending
+
+    def _scope(self) -> str:
+        """A digest of everything besides the rows that decides what a pass plans."""
+        settings = self.account.model_dump_json() + repr(self.options)
+        return hashlib.sha256(settings.encode()).hexdigest()
+
+    def _crm_unchanged(self, collection: CollectionState, revision: int | None) -> bool:
+        """True when no follow-up or sync record was written since a pass found nothing to do.
+
+        The change counter (``sync.state.ChangeCounter``) moves with every committed
+        write to the follow-ups, the sync records or the write intents, whichever process
+        or account made it; the account's settings must be the same too.
+        """
+        if revision is None or collection.crm_revision_seen != revision:
+            return False
+        return collection.crm_scope_seen == self._scope()
 
     def _last_modified(self) -> LastModified | None:
         """The collection's getlastmodified, on servers where it covers every member."""
@@ -708,7 +760,10 @@ class SyncPass:
         return True
 
     def _list(
-        self, token: str | None, state: dict[str, StateEntry], last_run: dt.datetime | None
+        self,
+        token: str | None,
+        state: Callable[[], dict[str, StateEntry]],
+        last_run: dt.datetime | None,
     ) -> _Listing:
         caps = self.calendar.capabilities
         if caps.sync_token:
@@ -745,7 +800,11 @@ class SyncPass:
         return _Listing(True, self.calendar.list_etags(), frozenset(), None)
 
     def _may_be_full_listing(
-        self, delta: Delta, state: dict[str, StateEntry], token: str, last_run: dt.datetime | None
+        self,
+        delta: Delta,
+        state: Callable[[], dict[str, StateEntry]],
+        token: str,
+        last_run: dt.datetime | None,
     ) -> bool:
         """True when a delta re-lists items exactly as we recorded them (href and ETag).
 
@@ -762,7 +821,9 @@ class SyncPass:
         only if the token itself is recent (from our last pass; an old or unparsable token
         is exactly the stale case, where SOGo's answer cannot be trusted either).
         """
-        recorded = {entry.href: entry for entry in state.values()}
+        if not delta.changed:
+            return False
+        recorded = {entry.href: entry for entry in state().values()}
         relisted = [
             href
             for href, etag in delta.changed.items()
@@ -1046,17 +1107,13 @@ class SyncPass:
                 uids[row.uid] = row.id
         return CrmView(entries, {}, uids)
 
-    def _pending_hrefs(self) -> dict[str, PendingHref]:
-        with self.db.session() as session:
-            return {
-                row.href: row
-                for row in session.scalars(
-                    select(PendingHref).where(PendingHref.account == self.account.name)
-                )
-            }
-
     def _finish(
-        self, listing: _Listing, failed: dict[str, str], fetched: set[str], report: PassReport
+        self,
+        listing: _Listing,
+        failed: dict[str, str],
+        fetched: set[str],
+        report: PassReport,
+        revision: int | None,
     ) -> None:
         now = utcnow()
         with self.db.sessions.begin() as session:
@@ -1064,6 +1121,19 @@ class SyncPass:
                 self._drop_unlanded_intents(session, failed, fetched)
             collection = session.get(CollectionState, self.account.name)
             assert collection is not None
+            # Only a pass that found nothing at all to do vouches for the rows it read: one
+            # that wrote moved the counter anyway, one that failed or skipped must retry.
+            idle = (
+                report.ok
+                and not report.stopped
+                and not report.plan.actions
+                and not report.plan.skipped
+                and not report.plan.notices
+                and not failed
+                and listing.token is not None
+            )
+            collection.crm_revision_seen = revision if idle else None
+            collection.crm_scope_seen = self._scope() if idle else None
             # A pass cut short keeps the old token: the server changes it did not apply yet
             # must be listed again next time, not skipped over.
             if listing.token is not None and not report.stopped:

@@ -16,6 +16,9 @@ SQLAlchemy 2 models, a SQLite file by default and PostgreSQL by URL. The tables:
 ``conflicts``       the losing side of every conflict, for ``followup-sync conflicts``.
 ``daemon_runs``     one row per pass a daemon process ran (who, when, result).
 ``meta``            the schema version.
+``change_counter``  one number moved by every committed write to ``followups`` or
+                    ``sync_items``: an idle pass compares it with the value it saw
+                    instead of reading every row (``revision_of``).
 ``alembic_version`` the migration revision (``followup-sync db upgrade``, sync/migrations).
 
 Every write the sync worker makes to the server has its intent recorded before it is
@@ -44,7 +47,9 @@ from sqlalchemy import (
     create_engine,
     event,
     false,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -137,6 +142,71 @@ class CollectionState(Base):
     #: if read at least two seconds after that time, so that any later change must move
     #: it; None makes the next pass ask with the token.
     last_modified_seen: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    #: ``change_counter`` read at the start of the last pass that found nothing to do, and
+    #: the account settings it ran with (``crm_scope_seen``, a digest). While both are
+    #: unchanged and the server lists no change, the next pass has nothing to do either
+    #: and reads no row. None: the next pass reads everything.
+    crm_revision_seen: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    crm_scope_seen: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ChangeCounter(Base):
+    """A number that every committed write to ``followups`` or ``sync_items`` moves.
+
+    Why a counter and not ``max(updated_at)``: a timestamp is taken at flush time, so on
+    PostgreSQL a transaction that commits later with an earlier stamp (or a process whose
+    clock lags) would not move the maximum, and a pass would miss its change. The counter
+    is incremented as the last statement before COMMIT (``_bump_change_counter``), so its
+    new value becomes visible exactly with the data; the row lock is taken last and held
+    only for the commit, so writers queue briefly but never deadlock on it.
+    """
+
+    __tablename__ = "change_counter"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+_CRM_COUNTER = "crm"
+
+
+@event.listens_for(Session, "before_flush")
+def _note_watched_writes(session: Session, _context: object, _instances: object) -> None:
+    """Remember that this transaction writes a follow-up or a sync record."""
+    for row in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(row, FollowUpRow | SyncItem | PendingWrite):
+            session.info["crm_changed"] = True
+            return
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_change_counter(session: Session) -> None:
+    """Move the change counter in the transaction that commits a watched write."""
+    session.flush()  # the commit's own last flush may hold the first watched write
+    if session.info.pop("crm_changed", False):
+        bump_revision(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_watched_writes(session: Session) -> None:
+    session.info.pop("crm_changed", None)
+
+
+def bump_revision(session: Session) -> None:
+    """Add one to the change counter in the caller's transaction (creating it if absent)."""
+    moved = session.execute(
+        update(ChangeCounter)
+        .where(ChangeCounter.name == _CRM_COUNTER)
+        .values(value=ChangeCounter.value + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(moved, "rowcount", 0) == 0:
+        session.execute(insert(ChangeCounter).values(name=_CRM_COUNTER, value=1))
+
+
+def revision_of(session: Session) -> int | None:
+    """The change counter now; None before the first watched write."""
+    value = session.scalar(select(ChangeCounter.value).where(ChangeCounter.name == _CRM_COUNTER))
+    return int(value) if value is not None else None
 
 
 class DaemonRun(Base):

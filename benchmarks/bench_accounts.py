@@ -1,0 +1,401 @@
+"""Many accounts on one server: one idle round, in one daemon and shared by three.
+
+``python -m benchmarks.bench_accounts [--accounts 1000] [--series 100] [--daemons 3]``
+
+A CRM with a thousand users means a thousand calendars. This starts one Radicale and one
+PostgreSQL on loopback (throw-away data), gives every account its own calendar holding
+``--series`` realistic series (written into Radicale's storage folder, as
+``bench_sync --idle-only`` does, since pushing 100,000 series would take days), records
+the state a first pass leaves (the CRM rows and one sync record per series), lets each
+account settle with one pass, and then times **one idle round over all accounts**:
+
+* **one daemon**: one ``sync.daemon.Daemon`` in a process of its own running every
+  account's scheduled pass (``run_account``, through its thread pool of
+  ``max_concurrent_accounts``), as its interval timers would;
+* **N daemons**: the same round shared by ``--daemons`` processes on the same
+  PostgreSQL, each going through all accounts from its own starting point; the cluster
+  lock and the shared schedule decide who runs what. Each account must be synced
+  exactly once (counted from ``daemon_runs``).
+
+Printed per round: seconds, requests (counted by a logging proxy in front of the
+server), our CPU seconds per idle account pass (the daemon processes' own CPU time,
+server excluded), each daemon's peak RSS; and the ratios: N daemons' time against one
+daemon's time, measured in the same run. The baseline of a pass's cost is its one
+request: printed as the server's own time for a PROPFIND Depth 0 (median over accounts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, insert, select, update
+
+from benchmarks.bench_sync import iter_followups, load_line, render
+from benchmarks.peers import CountingProxy
+from mappings.model import FollowUp
+from sync.config import Account, DaemonSettings, Settings
+from sync.dav import DavCalendar
+from sync.followups import content_hash
+from sync.state import (
+    CollectionState,
+    DaemonRun,
+    Database,
+    FollowUpRow,
+    SyncItem,
+    bump_revision,
+    utcnow,
+)
+
+PASSWORD_ENV = "BENCH_ACCOUNTS_PW"
+INTERVAL = 3600.0
+STAMP = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def account_names(count: int) -> list[str]:
+    return [f"user-{index:04d}" for index in range(count)]
+
+
+def accounts_for(server: Any, proxy_url: str, count: int) -> dict[str, Account]:
+    """One account per user, each on its own calendar, reached through the counting proxy."""
+    accounts = {}
+    for index, name in enumerate(account_names(count)):
+        calendar_url = f"{proxy_url}{server.home_path}{name}/"
+        accounts[name] = Account(
+            name=name,
+            url=proxy_url,
+            username=server.username,
+            password_env=PASSWORD_ENV if server.password else None,
+            calendar_url=calendar_url,
+            server_kind="radicale",
+            owners=[f"owner-{index}"],
+            interval_seconds=INTERVAL,
+        )
+    return accounts
+
+
+def seed(server: Any, db: Database, accounts: int, series: int) -> None:
+    """Calendars filled in Radicale's folder; CRM rows and sync records as a first pass leaves them.
+
+    Rows are inserted in bulk (Core), so the change counter is moved once by hand.
+    """
+    folders = {}
+    for name in account_names(accounts):
+        url = server.make_calendar(name)
+        folders[name] = (url, server.log_path.parent / "collections" / "collection-root")
+    crm: list[dict[str, Any]] = []
+    followups: list[tuple[str, FollowUp, bytes]] = []
+    for index, followup in enumerate(iter_followups(accounts * series, owners=accounts)):
+        name = account_names(accounts)[index % accounts]
+        body = render(followup, stamp=STAMP)
+        assert body is not None
+        url, root = folders[name]
+        path = urlsplit(url).path.strip("/")
+        (root / path / f"{followup.id}.ics").write_bytes(body)
+        followups.append((name, followup, body))
+        crm.append(
+            {
+                "id": followup.id,
+                "uid": followup.effective_uid,
+                "kind": followup.kind.value,
+                "owner": followup.owner,
+                "document": followup.to_json_dict(),
+                "content_hash": content_hash(followup),
+                "deleted": False,
+                "updated_at": utcnow(),
+                "origin_account": None,
+                "has_participants": False,
+            }
+        )
+    with db.sessions.begin() as session:
+        for start in range(0, len(crm), 2000):
+            session.execute(insert(FollowUpRow), crm[start : start + 2000])
+    # The ETags Radicale gives these files: one listing per calendar (a first pass's own).
+    etags: dict[str, dict[str, str]] = {}
+    for name, (url, _) in folders.items():
+        with DavCalendar.connect(
+            url, username=server.username, password=server.password, server_kind="radicale"
+        ) as calendar:
+            etags[name] = {
+                href.rsplit("/", 1)[-1]: etag for href, etag in calendar.list_etags().items()
+            }
+    records = []
+    for name, followup, body in followups:
+        url = folders[name][0]
+        file = f"{followup.id}.ics"
+        records.append(
+            {
+                "account": name,
+                "followup_id": followup.id,
+                "uid": followup.effective_uid,
+                "href": urlsplit(url).path + file,
+                "etag": etags[name][file],
+                "synced_hash": content_hash(followup),
+                "synced_document": followup.to_json_dict(),
+                "server_data": body,
+                "updated_at": utcnow(),
+                "detached": False,
+            }
+        )
+    with db.sessions.begin() as session:
+        for start in range(0, len(records), 2000):
+            session.execute(insert(SyncItem), records[start : start + 2000])
+        bump_revision(session)
+    age_storage(server.log_path.parent / "collections")
+
+
+def age_storage(root: Path, seconds: float = 3600) -> None:
+    """Date the calendars back, as after a quiet hour (getlastmodified is then trusted)."""
+    stamp = time.time() - seconds
+    for folder, _dirs, files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.utime(path, (stamp, stamp))
+
+
+def make_due(db: Database) -> None:
+    """Every account's interval has passed (its last pass an interval and a half ago)."""
+    with db.sessions.begin() as session:
+        session.execute(
+            update(CollectionState).values(
+                last_run_at=utcnow() - dt.timedelta(seconds=INTERVAL * 1.5)
+            )
+        )
+
+
+# --- the daemon processes -------------------------------------------------------------------------
+
+
+def worker(spec_path: str) -> int:
+    """One daemon process: run every account's scheduled pass once, print what it cost."""
+    spec = json.loads(Path(spec_path).read_text())
+    from sync.daemon import Daemon
+
+    settings = Settings(
+        database=spec["database"],
+        daemon=DaemonSettings(http_port=0, max_concurrent_accounts=spec["concurrency"]),
+        accounts={name: Account(**value) for name, value in spec["accounts"].items()},
+    )
+    db = Database(spec["database"])
+    daemon = Daemon(settings, db)
+    names = sorted(daemon.accounts)
+    start = spec["offset"] % len(names)
+    order = names[start:] + names[:start]
+    print("ready", flush=True)
+    sys.stdin.readline()  # every daemon starts the round together, start-up not counted
+    cpu = time.process_time()
+    started = time.time()
+    profiler = None
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    if profiler is not None:  # cProfile sees one thread: the profiled round runs in this one
+        outcomes = [daemon.run_account(n, reason="interval") for n in order]
+    else:
+        with ThreadPoolExecutor(spec["concurrency"]) as pool:
+            outcomes = list(pool.map(lambda n: daemon.run_account(n, reason="interval"), order))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(spec["profile"])
+    ended = time.time()
+    cpu = time.process_time() - cpu
+    ran = sum(1 for outcome in outcomes if outcome == "ok")
+    print(
+        json.dumps(
+            {
+                "started": started,
+                "ended": ended,
+                "cpu": cpu,
+                "passes": ran,
+                "skipped": len(outcomes) - ran,
+                "outcomes": sorted(set(outcomes)),
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+    db.close()
+    return 0
+
+
+def run_daemons(spec: dict[str, Any], count: int, tmp: Path) -> tuple[float, list[dict[str, Any]]]:
+    """``count`` daemon processes started together; wall time of the round and their reports."""
+    procs = []
+    for index in range(count):
+        path = tmp / f"spec-{index}.json"
+        path.write_text(json.dumps(spec | {"offset": index * len(spec["accounts"]) // count}))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.bench_accounts", "--worker", str(path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=os.environ.copy(),
+            )
+        )
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise SystemExit("a daemon process did not start")
+    outs = [proc.communicate(b"go\n")[0] for proc in procs]
+    for proc in procs:
+        if proc.returncode != 0:
+            raise SystemExit(f"a daemon process failed ({proc.returncode})")
+    reports = [json.loads(out.decode().strip().splitlines()[-1]) for out in outs]
+    seconds = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+    return seconds, reports
+
+
+def runs_per_account(db: Database, since: dt.datetime) -> dict[str, int]:
+    with db.session() as session:
+        rows = session.execute(
+            select(DaemonRun.account, func.count())
+            .where(DaemonRun.started_at >= since)
+            .group_by(DaemonRun.account)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+
+def round_of(
+    label: str, db: Database, proxy: CountingProxy, spec: dict[str, Any], daemons: int, tmp: Path
+) -> dict[str, Any]:
+    make_due(db)
+    since = utcnow()
+    before = proxy.traffic.requests
+    seconds, reports = run_daemons(spec, daemons, tmp)
+    runs = runs_per_account(db, since)
+    passes = sum(r["passes"] for r in reports)
+    result = {
+        "label": label,
+        "seconds": seconds,
+        "requests": proxy.traffic.requests - before,
+        "passes": passes,
+        "cpu": sum(r["cpu"] for r in reports),
+        "maxrss_mb": max(r["maxrss_mb"] for r in reports),
+        "accounts_run": len(runs),
+        "most_runs_of_one_account": max(runs.values(), default=0),
+        "outcomes": sorted({o for r in reports for o in r["outcomes"]}),
+    }
+    return result
+
+
+def request_alone(server: Any, accounts: dict[str, Account], sample: int = 50) -> float:
+    """The idle pass's one request (PROPFIND Depth 0, getlastmodified) alone: median seconds."""
+    timings = []
+    for account in list(accounts.values())[:sample]:
+        direct = server.home_url + account.name + "/"
+        with DavCalendar.connect(
+            direct, username=server.username, password=server.password, server_kind="radicale"
+        ) as calendar:
+            started = time.perf_counter()
+            calendar.last_modified()
+            timings.append(time.perf_counter() - started)
+    return sorted(timings)[len(timings) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--series", type=int, default=100, help="series per account")
+    parser.add_argument("--daemons", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4, help="max_concurrent_accounts")
+    parser.add_argument("--n", type=int, help="total series (run.py's size): sets --series")
+    parser.add_argument(
+        "--profile",
+        help="after the measured rounds, one more one-daemon round (passes one after "
+        "another) profiled into this file",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker)
+    if args.n:
+        args.series = max(1, args.n // args.accounts)
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    from tests.pg import running_postgres
+    from tests.servers import running
+
+    print(
+        f"-- {args.accounts} accounts x {args.series} series on one Radicale, PostgreSQL; "
+        f"{load_line()}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="followup-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "radicale").mkdir()
+        with running("radicale", tmp / "radicale") as server, running_postgres() as pg:
+            os.environ[PASSWORD_ENV] = server.password or ""
+            url = pg.create_database("bench")
+            db = Database.open(url)
+            proxy = CountingProxy(server.base_url)
+            proxy_url = f"http://127.0.0.1:{proxy.port}"
+            accounts = accounts_for(server, proxy_url, args.accounts)
+            started = time.perf_counter()
+            seed(server, db, args.accounts, args.series)
+            print(f"-- seeded in {time.perf_counter() - started:.0f} s; settling …", flush=True)
+            spec = {
+                "database": url,
+                "concurrency": args.concurrency,
+                "accounts": {n: a.model_dump(mode="json") for n, a in accounts.items()},
+            }
+            settle = round_of("settling round (first pass of each)", db, proxy, spec, 1, tmp)
+            print(f"-- {settle}", flush=True)
+            one = round_of("idle round, one daemon", db, proxy, spec, 1, tmp)
+            many = round_of(
+                f"idle round, {args.daemons} daemons", db, proxy, spec, args.daemons, tmp
+            )
+            if args.profile:  # a round of its own: profiled passes run one after another
+                round_of("profiled", db, proxy, spec | {"profile": args.profile}, 1, tmp)
+            alone = request_alone(server, accounts)
+            proxy.close()
+            db.close()
+    print_results(args, [one, many], alone)
+    print(load_line())
+    return 0
+
+
+def print_results(args: argparse.Namespace, rounds: list[dict[str, Any]], alone: float) -> None:
+    one = rounds[0]
+    print(f"\n{args.accounts} accounts x {args.series} series, one Radicale, PostgreSQL")
+    print(
+        "| round | seconds | requests | passes | requests/pass | our CPU ms/pass "
+        "| peak RSS MB | each account run |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rounds:
+        passes = max(1, r["passes"])
+        once = (
+            "once"
+            if r["accounts_run"] == args.accounts and r["most_runs_of_one_account"] == 1
+            else f"{r['accounts_run']} run, at most {r['most_runs_of_one_account']}x"
+        )
+        print(
+            f"| {r['label']} | {r['seconds']:.1f} | {r['requests']} | {r['passes']} | "
+            f"{r['requests'] / passes:.2f} | {1000 * r['cpu'] / passes:.1f} | "
+            f"{r['maxrss_mb']:.0f} | {once} |"
+        )
+    for r in rounds[1:]:
+        print(f"{r['label']}: {r['seconds'] / one['seconds']:.2f}x one daemon's time")
+    per_pass = one["seconds"] / max(1, one["passes"])
+    print(
+        f"one idle account pass: {1000 * per_pass:.1f} ms of wall time in the one-daemon round "
+        f"(with {args.concurrency} workers) against {1000 * alone:.1f} ms for its one request "
+        f"alone (median of 50)"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
