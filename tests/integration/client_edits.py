@@ -70,7 +70,9 @@ class PlainClient:
             method,
             url,
             content=body,
-            headers=headers,
+            # As urllib did: no compression. Cyrus answers a gzip-encoded GET with a weak
+            # ETag (W/"…") for that representation, which If-Match may not use.
+            headers={"Accept-Encoding": "identity", **(headers or {})},
             auth=self._auth,
             timeout=10,
             follow_redirects=method in ("GET", "HEAD"),  # as urllib did
