@@ -9,7 +9,7 @@ PostgreSQL on loopback (throw-away data), gives every account its own calendar h
 the state a first pass leaves (the CRM rows and one sync record per series), lets each
 account settle with one pass, and then times **one idle round over all accounts**:
 
-* **one daemon**: one ``sync.daemon.Daemon`` in a process of its own running every
+* **one daemon**: one ``sync.service.daemon.Daemon`` in a process of its own running every
   account's scheduled pass (``run_account``, through its thread pool of
   ``max_concurrent_accounts``), as its interval timers would;
 * **N daemons**: the same round shared by ``--daemons`` processes on the same
@@ -46,9 +46,7 @@ from benchmarks.bench_sync import iter_followups, load_line, render
 from benchmarks.peers import CountingProxy
 from mappings.model import FollowUp
 from sync.config import Account, DaemonSettings, Settings
-from sync.dav import DavCalendar
-from sync.followups import content_hash
-from sync.state import (
+from sync.state.db import (
     CollectionState,
     DaemonRun,
     Database,
@@ -57,6 +55,8 @@ from sync.state import (
     bump_revision,
     utcnow,
 )
+from sync.state.followups import content_hash
+from sync.stores.caldav import DavCalendar
 
 PASSWORD_ENV = "BENCH_ACCOUNTS_PW"
 INTERVAL = 3600.0
@@ -179,7 +179,7 @@ def make_due(db: Database) -> None:
 def worker(spec_path: str) -> int:
     """One daemon process: run every account's scheduled pass once, print what it cost."""
     spec = json.loads(Path(spec_path).read_text())
-    from sync.daemon import Daemon
+    from sync.service.daemon import Daemon
 
     settings = Settings(
         database=spec["database"],

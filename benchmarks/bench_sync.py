@@ -49,10 +49,10 @@ from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
 from mappings.model import FollowUp, load_followup
 from mappings.resource import render
 from sync.config import Account
-from sync.dav import DavCalendar, RequestStats
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar, RequestStats
 
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PATTERNS: list[dict[str, Any]] = [

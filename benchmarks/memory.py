@@ -40,10 +40,10 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from sync.config import Account
-from sync.dav import DavCalendar, _Reply
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar, _Reply
 
 DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"

@@ -28,10 +28,10 @@ from mkdocs.structure.pages import Page
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from sync.api import create_app
+from sync.api.app import create_app
 from sync.config import Account, DaemonSettings, Settings
 from sync.mail_config import ImapSettings, MailSettings
-from sync.state import Database
+from sync.state.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "followup-sync.example.toml"

@@ -56,10 +56,10 @@ from platformdirs import user_config_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import OnServerDelete
 from sync.errors import ConfigError
 from sync.mail_config import MailSettings
-from sync.merge import ConflictPolicy
-from sync.plan import OnServerDelete
 from sync.secret_sources import read_secret
 
 ENV_PREFIX = "FOLLOWUP_SYNC_"
@@ -213,8 +213,8 @@ class Account(BaseModel):
     max_delete_percent: float = Field(default=50.0, ge=0, le=100)
     default_timezone: str = "UTC"
     batch_size: int = Field(default=50, ge=1, le=1000)
-    #: Largest server answer read, in bytes (sync.dav refuses bigger ones: a broken or
-    #: hostile server cannot exhaust memory). Same default as sync.dav.DEFAULT_MAX_RESPONSE_BYTES.
+    #: Largest server answer read, in bytes: a broken or hostile server cannot exhaust memory
+    #: (same default as ``sync.stores.caldav.DEFAULT_MAX_RESPONSE_BYTES``).
     max_response_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     owners: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
@@ -336,7 +336,7 @@ class LogFormat(StrEnum):
 
 #: A follow-up document is a few KiB; a long series with many exceptions stays far below.
 DEFAULT_MAX_BODY_BYTES = 1_000_000
-#: Seconds an HTTP client has to send one whole request once it started (sync.http_limits).
+#: Seconds an HTTP client has to send one whole request once it started (sync.api.limits).
 DEFAULT_READ_TIMEOUT = 10.0
 
 
@@ -355,7 +355,7 @@ class DaemonSettings(BaseModel):
     log_level: str = "INFO"
     #: Environment variable holding the bearer token of the follow-up REST API.
     api_token_env: str = "FOLLOWUP_SYNC_API_TOKEN"
-    #: Larger request bodies are refused with 413 before they are read (sync.http_limits).
+    #: Larger request bodies are refused with 413 before they are read (sync.api.limits).
     api_max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
     #: A client must send a whole request (headers and body) within this many seconds.
     http_read_timeout_seconds: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0)
@@ -380,7 +380,7 @@ class DaemonSettings(BaseModel):
 
 
 class FeedSettings(BaseModel):
-    """The ``[feed]`` table: the change feed CRM integrations read (``sync.changes``)."""
+    """The ``[feed]`` table: the change feed CRM integrations read (``sync.state.changes``)."""
 
     model_config = ConfigDict(extra="forbid")
 

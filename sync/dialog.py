@@ -1,6 +1,6 @@
 """The recurrence dialog against real data: date lists with conflicts, and stored edits.
 
-Two halves, both shared by the CLI (``sync.cli_dialog``) and the HTTP API (``sync.api``):
+Two halves, both shared by the CLI (``sync.cli.dialog``) and the HTTP API (``sync.api.app``):
 
 **Dates and conflicts** — SuperOffice's ``CalculateDays`` / ``ValidateDays``
 (``shared/reference/superoffice-recurrence.md`` §1.4, §2.5): every date a follow-up will
@@ -52,12 +52,13 @@ from mappings.operations import (
     move_date,
     stop_repeating,
 )
-from sync import changes, connect
-from sync import followups as crm_store
 from sync.config import Account, Settings
-from sync.dav import BusyPeriod, DavCalendar
 from sync.errors import FollowupSyncError
-from sync.state import CollectionState, Database, FollowUpRow, SyncItem
+from sync.state import changes
+from sync.state import followups as crm_store
+from sync.state.db import CollectionState, Database, FollowUpRow, SyncItem
+from sync.stores import connect
+from sync.stores.caldav import BusyPeriod, DavCalendar
 
 log = logging.getLogger(__name__)
 

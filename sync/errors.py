@@ -2,7 +2,7 @@
 
     FollowupSyncError
     ├── ConfigError            user-facing; message only, no traceback (bad config, missing secret)
-    ├── AccountBusy            another process is syncing this account right now (sync.locks)
+    ├── AccountBusy            another process is syncing this account right now (sync.state.locks)
     ├── MappingError           (mappings.errors) one item could not be mapped; skip it, report it
     ├── StoreError             the CalDAV side failed
     │   ├── TransportError     network, timeout, 5xx, garbage answer: safe to retry later
@@ -56,7 +56,7 @@ class ConfigError(FollowupSyncError):
 
 
 class AccountBusy(FollowupSyncError):
-    """Another process holds the account's lock (``sync.locks``): nothing was done."""
+    """Another process holds the account's lock (``sync.state.locks``): nothing was done."""
 
 
 class StoreError(FollowupSyncError):

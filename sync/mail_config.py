@@ -22,7 +22,7 @@ password comes from an environment variable or a file, read only when it is need
     poll_seconds = 60                # the daemon reads new replies this often
     authserv_ids = ["mx.example.com"]  # whose Authentication-Results vouch for a sender
 
-The daemon (``sync.daemon``) sends an account's recorded invitations after each of its
+The daemon (``sync.service.daemon``) sends an account's recorded invitations after each of its
 passes and reads ``[mail.imap]`` every ``poll_seconds``; without the daemon,
 ``followup-sync invitations send`` and ``fetch`` do the same once.
 """
@@ -76,7 +76,7 @@ class ImapSettings(BaseModel):
     poll_seconds: float = Field(default=60.0, gt=0)
     #: The authserv-id(s) the receiving mail server writes into Authentication-Results
     #: (RFC 8601), e.g. "mx.example.com": only its results vouch for a reply's sender
-    #: (``sync.reply_trust``). Empty: a reply is judged on its From address, and any
+    #: (``sync.invitations.reply_trust``). Empty: a reply is judged on its From address, and any
     #: failing result holds it.
     authserv_ids: list[str] = Field(default_factory=list)
 

@@ -1,6 +1,6 @@
 """Outgoing webhooks: every change of the feed POSTed, signed, to each subscription.
 
-The outbox is the change feed itself (``sync.changes``) plus one position per
+The outbox is the change feed itself (``sync.state.changes``) plus one position per
 subscription (``webhook_subscriptions.delivered_through``). A change is in the feed
 from the moment it is committed, in the same transaction, so there is nothing to copy
 and nothing that can be lost between "applied" and "queued". The daemon's
@@ -48,11 +48,11 @@ from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, sel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sync import changes
 from sync.config import WebhookSettings
 from sync.errors import ConfigError
-from sync.locks import ClusterLock, LocalOnly
-from sync.state import Base, Database, as_utc, utcnow
+from sync.state import changes
+from sync.state.db import Base, Database, as_utc, utcnow
+from sync.state.locks import ClusterLock, LocalOnly
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A server that wants Digest (SabreDAV) refuses the Basic login ``DavCalendar.connect`` sends
 by default, so tests that open a calendar directly take their transport from here. It is
-built by ``sync.signin.transport_for`` from an account with the server's ``auth``, the same
+built by ``sync.stores.signin.transport_for`` from an account with the server's ``auth``, the same
 path a configured account takes.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from sync.config import Account
-from sync.dav import Transport
-from sync.signin import transport_for
+from sync.stores.caldav import Transport
+from sync.stores.signin import transport_for
 from tests.servers import ServerAuth
 
 

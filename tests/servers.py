@@ -6,7 +6,7 @@ throw-away directory and a free port picked at start time (caldav.testing pins
 ports 5232/8993, which collides with anything else running on the machine).
 
 Nothing here imports the project: the fixtures must keep working when
-``sync.dav`` is broken, so that its tests can say so. Their own requests go through httpx,
+``sync.stores.caldav`` is broken, so that its tests can say so. Their own requests go through httpx,
 which answers a server's Basic or Digest challenge (``auth`` says which one it wants).
 """
 

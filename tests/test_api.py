@@ -20,8 +20,8 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 
-from sync.api import create_app
-from sync.state import Database
+from sync.api.app import create_app
+from sync.state.db import Database
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from sync.api import create_app
-from sync.state import Database
+from sync.api.app import create_app
+from sync.state.db import Database
 from tests.servers import free_port
 
 

@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from sync import changes
-from sync.api import create_app
-from sync.state import ConflictRecord, Database
+from sync.api.app import create_app
+from sync.state import changes
+from sync.state.db import ConflictRecord, Database
 from tests.servers import free_port
 
 TOKEN = "v1-token-0123456789"

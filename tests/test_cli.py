@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 from icalendar import Calendar
 
-from sync.cli import cli
+from sync.cli.main import cli
 from sync.config import DEFAULT_CALENDAR, Account
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,26 +317,6 @@ def test_console_script_bad_input_has_no_traceback(script: str) -> None:
 
 
 # --- command registration -------------------------------------------------------------
-
-
-def test_a_command_module_that_cannot_be_imported_does_not_break_the_others(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from sync import cli as cli_module
-
-    group = cli_module.FollowupSyncGroup(name="followup-sync")
-    monkeypatch.setattr(cli_module, "COMMAND_MODULES", ("sync.cli_mapper", "sync.no_such_module"))
-    cli_module._register_commands(group)
-    assert "describe" in group.commands
-    assert "sync.no_such_module" in group.unavailable
-    result = CliRunner().invoke(group, ["--help"])
-    assert "Not loaded (missing modules): sync.no_such_module" in result.output
-    result = CliRunner().invoke(group, ["frobnicate"])
-    assert result.exit_code == 2
-    assert "not loaded: sync.no_such_module" in result.stderr
-
-
-# --- grouping, verbosity, defaults ---------------------------------------------------------
 
 
 def test_help_groups_the_commands_the_way_a_user_looks_for_them() -> None:

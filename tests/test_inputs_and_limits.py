@@ -2,7 +2,7 @@
 
 The command line is run as a user types it (the installed script, a subprocess); the API
 is served by the same uvicorn set-up the daemon and ``followup-sync api`` use
-(``sync.http_limits.server_config``) and spoken to over real sockets.
+(``sync.api.limits.server_config``) and spoken to over real sockets.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import httpx
 import pytest
 import uvicorn
 
-from sync.api import create_app
-from sync.http_limits import server_config
-from sync.state import Database
+from sync.api.app import create_app
+from sync.api.limits import server_config
+from sync.state.db import Database
 
 SCRIPT = Path(sys.executable).parent / "followup-sync"
 TOKEN = "limits-token-0123456789"

@@ -135,7 +135,7 @@ def start_daemon(
         [
             sys.executable,
             "-m",
-            "sync.cli",
+            "sync.cli.main",
             "daemon",
             "--config",
             str(config),
@@ -155,7 +155,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     environ = {**os.environ, "DAV_PASSWORD": PASSWORD, **(env or {})}
     environ.pop("FOLLOWUP_SYNC_DATABASE", None)
     return subprocess.run(
-        [sys.executable, "-m", "sync.cli", *args],
+        [sys.executable, "-m", "sync.cli.main", *args],
         cwd=ROOT,
         env=environ,
         capture_output=True,
@@ -194,7 +194,7 @@ def http_port() -> int:
 __all__ = ["DaemonProcess", "RunningServer", "run_cli", "start_daemon", "wait_for", "write_config"]
 
 
-# --- the calendar side, as a client would see it: plain HTTP, nothing from sync.dav ------------
+# --- the calendar side, as a client would see it: plain HTTP, nothing from sync.stores ---
 
 
 def _request(
@@ -289,8 +289,8 @@ def followup(fid: str, title: str, owner: str = "alice") -> dict[str, Any]:
 def put_followups(database: str, items: list[dict[str, Any]]) -> None:
     """A CRM write, as the CRM integration (or the API) does it: through FollowUpStore."""
     from mappings.model import load_followups_json
-    from sync.followups import FollowUpStore
-    from sync.state import Database
+    from sync.state.db import Database
+    from sync.state.followups import FollowUpStore
 
     db = Database(database)
     try:
@@ -300,8 +300,8 @@ def put_followups(database: str, items: list[dict[str, Any]]) -> None:
 
 
 def crm_titles(database: str) -> dict[str, str]:
-    from sync.followups import FollowUpStore
-    from sync.state import Database
+    from sync.state.db import Database
+    from sync.state.followups import FollowUpStore
 
     db = Database(database)
     try:

@@ -23,8 +23,8 @@ from sqlalchemy import func, select, update
 
 from sync import invitations
 from sync.config import load_settings
-from sync.runner import run_pass
-from sync.state import DaemonRun, Database
+from sync.engine.runner import run_pass
+from sync.state.db import DaemonRun, Database
 from tests.daemon.conftest import (
     DaemonProcess,
     calendar_items,

@@ -128,7 +128,7 @@ def test_daemon_converges_both_ways_survives_sigterm_and_restart(
     # 5. SIGTERM: exit 0.
     assert daemon.terminate() == 0, daemon.log_text()[-3000:]
     records = daemon.log_records()
-    pass_lines = [r for r in records if r["logger"] == "sync.daemon" and "pass" in r["msg"]]
+    pass_lines = [r for r in records if r["logger"] == "sync.service.daemon" and "pass" in r["msg"]]
     assert pass_lines and all(r["account"] == "alice" for r in pass_lines)
     assert any(r["item"] == "d1" for r in records), "action log lines carry the follow-up id"
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from sync.config import Account, DaemonSettings, Settings
-from sync.daemon import Daemon, backoff_seconds
+from sync.engine.plan import Plan
+from sync.engine.runner import PassReport
 from sync.errors import TransportError
-from sync.plan import Plan
-from sync.runner import PassReport
-from sync.state import CollectionState, Database, utcnow
+from sync.service.daemon import Daemon, backoff_seconds
+from sync.state.db import CollectionState, Database, utcnow
 from tests.daemon.conftest import followup, put_followups, wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from sync import schema
-from sync.state import Database
+from sync.state import schema
+from sync.state.db import Database
 from tests.daemon.conftest import run_cli
 from tests.pg import RunningPostgres, find_bin_dir, running_postgres
 

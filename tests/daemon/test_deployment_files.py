@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sync.cli import cli
+from sync.cli.main import cli
 from sync.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

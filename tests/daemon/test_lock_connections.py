@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from sync.locks import PgAdvisoryLock
+from sync.state.locks import PgAdvisoryLock
 from tests.pg import RunningPostgres, find_bin_dir, running_postgres
 
 pytestmark = pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries")

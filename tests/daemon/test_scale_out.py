@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from mappings.model import uid_for_id
-from sync.state import DaemonRun, Database, as_utc
+from sync.state.db import DaemonRun, Database, as_utc
 from tests.daemon.conftest import (
     DaemonProcess,
     followup,

@@ -11,9 +11,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from mappings.model import load_followup
-from sync import schema
-from sync.followups import FollowUpStore
-from sync.state import Base, CollectionState, Database, FollowUpRow
+from sync.state import schema
+from sync.state.db import Base, CollectionState, Database, FollowUpRow
+from sync.state.followups import FollowUpStore
 
 
 def test_head_constant_is_the_newest_revision() -> None:

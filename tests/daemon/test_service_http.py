@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sync.config import Account, DaemonSettings, Settings
-from sync.daemon import Daemon
-from sync.service_http import create_service_app
-from sync.state import Database
+from sync.service.daemon import Daemon
+from sync.service.http import create_service_app
+from sync.state.db import Database
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What calendar clients do to our resources, done the way they do it: plain HTTP.
 
-Nothing here goes through ``sync.dav`` or the mapper's writer. ``PlainClient`` speaks
+Nothing here goes through ``sync.stores.caldav`` or the mapper's writer. ``PlainClient`` speaks
 PROPFIND/GET/PUT/DELETE with httpx (Basic, or Digest where the server asks for it, as
 SabreDAV does) and sends the ETag it read, like
 Thunderbird, Apple Calendar or DAVx5 do; the edit functions take the server's bytes and

@@ -22,10 +22,10 @@ from click.testing import CliRunner, Result
 from lxml import etree
 from sqlalchemy.engine import make_url
 
-from sync.cli import cli
+from sync.cli.main import cli
 from sync.config import load_settings
 from sync.errors import ConfigError
-from sync.state import CollectionState, Database, SyncItem
+from sync.state.db import CollectionState, Database, SyncItem
 from tests.integration.client_edits import PlainClient
 from tests.pg import find_bin_dir, running_postgres
 from tests.servers import RunningServer, free_port

@@ -1,7 +1,7 @@
-"""sync.dav against real Radicale and Xandikos servers (started by tests/conftest.py).
+"""sync.stores.caldav against real Radicale and Xandikos servers (started by tests/conftest.py).
 
 The events are built here as plain text so that these tests depend on nothing but
-sync.dav and sync.errors.
+sync.stores.caldav and sync.errors.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sync.dav import DavCalendar, FetchError, Resource, RetryPolicy
 from sync.errors import (
     AlreadyExists,
     InvalidSyncToken,
@@ -24,6 +23,7 @@ from sync.errors import (
     TransportError,
     WrongEtag,
 )
+from sync.stores.caldav import DavCalendar, FetchError, Resource, RetryPolicy
 from tests.dav_signin import dav_transport
 from tests.servers import ServerInfo
 
@@ -511,8 +511,12 @@ def test_connection_refused_raises_transport_error() -> None:
 
 
 def test_capability_overrides_are_validated() -> None:
-    from sync.capabilities import capabilities_for, detect_kind_from_token, detect_server_kind
     from sync.errors import ConfigError
+    from sync.stores.capabilities import (
+        capabilities_for,
+        detect_kind_from_token,
+        detect_server_kind,
+    )
 
     assert capabilities_for("sogo").if_none_match_honoured is False
     assert capabilities_for(None).kind == "generic"

@@ -26,11 +26,11 @@ from icalendar import Calendar
 from mappings.model import load_followup, uid_for_id
 from mappings.occurrences import occurrences
 from sync.config import Account
-from sync.dav import DavCalendar
 from sync.dialog import DialogService, calculate_dates, validate_dates
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import OSLO, PlainClient, oslo

@@ -2,7 +2,7 @@
 """An idle pass that reads no row, and every change that must still wake it up.
 
 Once a pass has found nothing to do, the next one with the same change counter
-(sync.state.ChangeCounter), the same account settings and a server listing no change
+(sync.state.db.ChangeCounter), the same account settings and a server listing no change
 reads neither the follow-ups nor the sync records: its own time stops growing with the
 number of series. These tests show it reads no such row, and that a CRM write by
 another process, a settings change and a client edit are each still synced.
@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import event
 
 from mappings.model import load_followup
-from sync.capabilities import capabilities_for
-from sync.followups import FollowUpStore
-from sync.state import Database
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.capabilities import capabilities_for
 from tests.integration import client_edits as ce
 from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
     CALL,

@@ -1,5 +1,5 @@
 # ruff: noqa: F811  (pytest fixtures imported from test_sync are parameters here)
-"""The quirk workarounds of sync/capabilities.py, each against the server that has the quirk.
+"""The quirk workarounds of sync/stores/capabilities.py, each against the server that has the quirk.
 
 Interop tier: these need DAViCal, SOGo, Cyrus or SabreDAV (``make test-interop``, or
 ``FOLLOWUP_SYNC_SERVERS=...,davical,sogo,cyrus,sabredav``); elsewhere they are skipped,
@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from mappings.model import uid_for_id
-from sync.dav import DavCalendar, Delta, FetchError, Resource
+from sync.engine.runner import PassReport, run_pass
 from sync.errors import (
     AlreadyExists,
     NotFound,
@@ -32,8 +32,8 @@ from sync.errors import (
     SyncCollectionUnsupported,
     WrongEtag,
 )
-from sync.runner import PassReport, run_pass
-from sync.state import CollectionState, SyncItem
+from sync.state.db import CollectionState, SyncItem
+from sync.stores.caldav import DavCalendar, Delta, FetchError, Resource
 from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)

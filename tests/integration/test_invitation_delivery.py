@@ -41,10 +41,10 @@ from click.testing import CliRunner
 from icalendar import Calendar
 
 from mappings.model import load_followup
-from sync.cli import cli
-from sync.dav import DavCalendar
-from sync.followups import FollowUpStore
-from sync.state import Database
+from sync.cli.main import cli
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from tests.integration.test_invitations import BOARD, DATA, PEOPLE, board, free_port, imap_port
 from tests.servers import RunningServer
 

@@ -32,11 +32,11 @@ from mappings import itip
 from mappings.model import load_followup
 from sync import invitations
 from sync.config import Account
-from sync.dav import DavCalendar
-from sync.followups import FollowUpStore
+from sync.engine.runner import run_pass
 from sync.mail_config import ImapSettings, MailSettings
-from sync.runner import run_pass
-from sync.state import Database
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from tests.servers import RunningServer
 
 pytestmark = pytest.mark.server
@@ -510,7 +510,7 @@ def append_raw(env: Env, raw: str) -> None:
 def cli(env: Env, *args: str) -> Any:
     from click.testing import CliRunner
 
-    from sync.cli import cli as group
+    from sync.cli.main import cli as group
 
     result = CliRunner(env={"COLUMNS": "250"}).invoke(
         group, [*args, "--database", env.db.url], prog_name="followup-sync", catch_exceptions=False
@@ -862,7 +862,7 @@ SENDER_SCRIPT = textwrap.dedent(
     import os, signal, sys
     from sync import invitations
     from sync.mail_config import MailSettings
-    from sync.state import Database
+    from sync.state.db import Database
 
     def die_after_second(row_id: int, position: int) -> None:
         if position == 2:

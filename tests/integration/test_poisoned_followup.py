@@ -16,9 +16,9 @@ import pytest
 
 from mappings.model import uid_for_id
 from sync.config import Account
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database, FollowUpRow, SyncItem
+from sync.engine.runner import run_pass
+from sync.state.db import Database, FollowUpRow, SyncItem
+from sync.state.followups import FollowUpStore
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import PlainClient
 from tests.servers import ServerInfo

@@ -31,11 +31,11 @@ from icalendar import Calendar
 from mappings.model import load_followup, uid_for_id
 from sync import invitations
 from sync.config import Account
-from sync.dav import DavCalendar
-from sync.followups import FollowUpStore
+from sync.engine.runner import PassReport, run_pass
 from sync.mail_config import MailSettings
-from sync.runner import PassReport, run_pass
-from sync.state import Database
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from tests.integration.test_invitations import SmtpSink, itip_of, smtp  # noqa: F401
 from tests.servers import RunningServer
 

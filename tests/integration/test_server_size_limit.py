@@ -17,9 +17,9 @@ import pytest
 
 from mappings.model import load_followup, uid_for_id
 from sync.config import Account
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
 from tests.integration.client_edits import PlainClient, uid_of
 from tests.reliability.fault_proxy import FaultProxy
 from tests.servers import PASSWORD, USERNAME, RunningServer, start_radicale

@@ -1,7 +1,7 @@
 """The sync worker end to end, against real Radicale and Xandikos servers.
 
 Client edits are written as calendar clients write them: plain HTTP with the ETag they
-read (tests/integration/client_edits.py), never through ``sync.dav`` or our renderer.
+read (tests/integration/client_edits.py), never through ``sync.stores.caldav`` or our renderer.
 Every test starts from the same follow-up set, pushed once to a fresh calendar.
 """
 
@@ -22,16 +22,16 @@ from sqlalchemy import delete, select
 
 from mappings.model import FollowUp, load_followup, uid_for_id
 from mappings.occurrences import occurrences
-from sync.capabilities import capabilities_for
-from sync.cli import cli as cli_main
+from sync.cli.main import cli as cli_main
 from sync.config import Account
-from sync.dav import DavCalendar
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import OnServerDelete
+from sync.engine.runner import PassReport, run_pass
 from sync.errors import SideEmpty, TooManyDeletes
-from sync.followups import FollowUpStore
-from sync.merge import ConflictPolicy
-from sync.plan import OnServerDelete
-from sync.runner import PassReport, run_pass
-from sync.state import CollectionState, ConflictRecord, Database, PendingHref, SyncItem
+from sync.state.db import CollectionState, ConflictRecord, Database, PendingHref, SyncItem
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
+from sync.stores.capabilities import capabilities_for
 from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import PlainClient, oslo
@@ -842,7 +842,7 @@ def test_lost_state_row_after_a_write_is_recognised_without_a_duplicate(synced: 
 def test_crash_between_create_and_record_leaves_no_duplicate(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sync.apply import Applier
+    from sync.engine.apply import Applier
 
     env.store.import_followups(followup_set())
     original_record = Applier._record
@@ -854,7 +854,7 @@ def test_crash_between_create_and_record_leaves_no_duplicate(
     with pytest.raises(KeyboardInterrupt):
         run_pass(env.account, env.db)
     monkeypatch.setattr(Applier, "_record", original_record)
-    # The writes of one batch are on the server and none is recorded (sync.apply.RECORD_BATCH).
+    # The writes of one batch are on the server, none recorded (sync.engine.apply.RECORD_BATCH).
     assert len(env.client.list()) == len(followup_set())
     with env.db.session() as session:
         assert list(session.scalars(select(SyncItem))) == []

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from mappings.model import FollowUp, FollowUpStatus
 from mappings.operations import change_occurrence
-from sync.cli import cli
+from sync.cli.main import cli
 from tests.integration import client_edits as ce
 from tests.integration import test_sync
 from tests.integration.client_edits import oslo

@@ -1,6 +1,6 @@
 """Sign-in and transport against real components on loopback, in front of a real Radicale.
 
-Each test opens the account's calendar the way every command does (``sync.connect``) and
+Each test opens the account's calendar the way every command does (``sync.stores.connect``) and
 then writes and lists an event, so "it connected" means the calendar really works through
 the TLS front, the client-certificate front, the proxy, the bearer gateway or the Digest
 gateway; and each refusal is checked for an error a user can act on.
@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from sync.config import Account
-from sync.connect import open_calendar
-from sync.dav import DavCalendar
 from sync.errors import ConfigError, StoreError, TransportError
+from sync.stores.caldav import DavCalendar
+from sync.stores.connect import open_calendar
 from tests.reach.fixtures import Front, LoopbackDns, StartFront, TestPki, tls_args
 from tests.servers import PASSWORD, USERNAME, RunningServer
 
@@ -433,7 +433,7 @@ def test_a_static_bearer_token(
 ) -> None:
     front, client_secret, refresh_token = _oauth_front(start_front, radicale_server, pki, 3600)
     # A token some other tool obtained: here, the gateway's own endpoint.
-    from sync.signin import OAuth2RefreshAuth
+    from sync.stores.signin import OAuth2RefreshAuth
 
     token = OAuth2RefreshAuth(
         owner="test",

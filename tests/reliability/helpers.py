@@ -19,9 +19,9 @@ from mappings.from_ical import parse_components
 from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 from mappings.resource import read
-from sync.dav import DavCalendar, Resource
-from sync.followups import FollowUpStore
-from sync.state import Database
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar, Resource
 
 FULL = os.environ.get("FOLLOWUP_SYNC_STRESS", "").lower() == "full"
 

@@ -1,6 +1,6 @@
 """Two ``followup-sync sync`` processes on one account of one SQLite database.
 
-Before ``sync.locks.SqliteFileLock`` both ran at once, and each took the other's fresh
+Before ``sync.state.locks.SqliteFileLock`` both ran at once, and each took the other's fresh
 writes for calendar edits (issue #15, item 2). Now the second is refused at once with a
 message naming the first, changes nothing, and a run after the first has finished
 finds nothing left to do.
@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from benchmarks.bench_sync import realistic_followups
-from sync.followups import FollowUpStore
-from sync.locks import SqliteFileLock
-from sync.state import ConflictRecord, Database
+from sync.state.db import ConflictRecord, Database
+from sync.state.followups import FollowUpStore
+from sync.state.locks import SqliteFileLock
 from tests.reliability.helpers import agreement, direct
 from tests.servers import RunningServer
 
@@ -34,7 +34,7 @@ SERIES = 300  # long enough a push that the second process starts while the firs
 
 def _sync(calendar_url: str, db_path: Path, kind: str, username: str | None) -> list[str]:
     argv = [
-        sys.executable, "-m", "sync.cli", "sync", "--account", ACCOUNT, "--url", calendar_url,
+        sys.executable, "-m", "sync.cli.main", "sync", "--account", ACCOUNT, "--url", calendar_url,
         "--calendar-url", calendar_url, "--server-kind", kind, "--database", str(db_path),
     ]  # fmt: skip
     if username:

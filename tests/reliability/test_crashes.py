@@ -24,10 +24,10 @@ import pytest
 
 from benchmarks.bench_sync import realistic_followups
 from sync.config import Account
-from sync.dav import DavCalendar
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from tests.reliability.helpers import (
     FULL,
     agreement,

@@ -23,10 +23,10 @@ from benchmarks.bench_sync import realistic_followups
 from mappings.errors import FollowupSyncError
 from mappings.model import FollowUp
 from sync.config import Account
-from sync.dav import DavCalendar, RetryPolicy
-from sync.followups import FollowUpStore
-from sync.runner import PassReport, run_pass
-from sync.state import Database, PendingHref, SyncItem
+from sync.engine.runner import PassReport, run_pass
+from sync.state.db import Database, PendingHref, SyncItem
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar, RetryPolicy
 from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.helpers import (
     FULL,

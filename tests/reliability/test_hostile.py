@@ -24,9 +24,9 @@ from icalendar import Calendar, Event
 
 from benchmarks.bench_sync import realistic_followups
 from sync.config import Account
-from sync.followups import FollowUpStore
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
 from tests.reliability.fault_proxy import FaultProxy, Rewrite
 from tests.reliability.helpers import client_create, direct
 from tests.servers import RunningServer

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from sync.config import Account, load_settings
-from sync.dav import DavCalendar
+from sync.stores.caldav import DavCalendar
 from tests.reach.fixtures import StartFront, TestPki, tls_args
 from tests.reliability.helpers import seed_for
 from tests.servers import RunningServer, free_port
@@ -148,7 +148,7 @@ def test_tls_is_verified_by_default_and_turning_it_off_is_a_warning(
     caplog: pytest.LogCaptureFixture, secret: str
 ) -> None:
     assert Account(url="https://dav.example.com/").verify_tls is True
-    with caplog.at_level(logging.WARNING, logger="sync.dav"):
+    with caplog.at_level(logging.WARNING, logger="sync.stores.caldav"):
         on = DavCalendar.connect("https://dav.example.com/cal/", username="alice", password=secret)
         assert on._verify is True
         assert not [r for r in caplog.records if "TLS" in r.getMessage()]

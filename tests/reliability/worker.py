@@ -28,9 +28,9 @@ from collections.abc import Mapping
 
 from mappings.errors import FollowupSyncError
 from sync.config import Account
-from sync.dav import DEFAULT_MAX_RESPONSE_BYTES, DavCalendar, _Reply
-from sync.runner import run_pass
-from sync.state import Database
+from sync.engine.runner import run_pass
+from sync.state.db import Database
+from sync.stores.caldav import DEFAULT_MAX_RESPONSE_BYTES, DavCalendar, _Reply
 
 _WRITES = ("PUT", "DELETE")
 

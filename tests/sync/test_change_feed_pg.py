@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from mappings.model import FollowUp, load_followup
-from sync import changes
-from sync import followups as crm_store
-from sync.api_v1 import Precondition, check_preconditions
-from sync.state import Database
+from sync.api.v1 import Precondition, check_preconditions
+from sync.state import changes
+from sync.state import followups as crm_store
+from sync.state.db import Database
 from tests.pg import RunningPostgres, find_bin_dir, running_postgres
 
 pytestmark = [

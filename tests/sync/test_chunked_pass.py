@@ -1,6 +1,6 @@
 """A pass planned and applied in chunks does what the same pass in one piece does.
 
-``sync.runner`` plans and applies a pass ``chunk_size`` follow-ups at a time, so that its
+``sync.engine.runner`` plans and applies a pass ``chunk_size`` follow-ups at a time, so that its
 memory does not grow with the calendar. Here the chunks are tiny (2 or 3) so that every
 boundary is crossed, and each scenario runs twice side by side: once in chunks, once
 in one piece (a chunk larger than the calendar), each against its own in-process CalDAV
@@ -24,12 +24,12 @@ from sqlalchemy import delete, select
 from benchmarks.memory import InProcessDav, in_process_calendar
 from mappings.model import FollowUp, load_followup
 from sync.config import Account
-from sync.dav import DavCalendar
+from sync.engine.merge import ConflictPolicy
+from sync.engine.runner import PassReport, SyncPass
 from sync.errors import SideEmpty, TooManyDeletes
-from sync.followups import FollowUpStore
-from sync.merge import ConflictPolicy
-from sync.runner import PassReport, SyncPass
-from sync.state import CollectionState, Database, FollowUpRow, PendingHref, SyncItem
+from sync.state.db import CollectionState, Database, FollowUpRow, PendingHref, SyncItem
+from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from tests.integration import client_edits as ce
 
 PATH = "/alice/cal/"

@@ -1,4 +1,4 @@
-"""Three-way merge of one follow-up edited on both sides (``sync.merge.merge``).
+"""Three-way merge of one follow-up edited on both sides (``sync.engine.merge.merge``).
 
 Every test starts from the same weekly series (six Mondays at 09:00 in Oslo, from
 6 January 2025) as the common ancestor, edits it on the CRM side and on the server side,
@@ -14,7 +14,7 @@ import pytest
 
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, OccurrenceException, load_followup
-from sync.merge import Conflict, ConflictPolicy, MergeResult, merge
+from sync.engine.merge import Conflict, ConflictPolicy, MergeResult, merge
 
 MONDAYS = ["2025-01-06", "2025-01-13", "2025-01-20", "2025-01-27", "2025-02-03", "2025-02-10"]
 

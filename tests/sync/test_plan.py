@@ -2,7 +2,7 @@
 
 Each test describes the last agreed state, what the CRM holds now and what the server
 listed and returned, then asserts the exact actions ``plan()`` decides. The rows are
-those of the table in the docstring of ``sync/plan.py``; the safety rules
+those of the table in the docstring of ``sync/engine/plan.py``; the safety rules
 (``SideEmpty``, ``TooManyDeletes``, unreadable items, incremental listings) follow.
 """
 
@@ -16,10 +16,8 @@ import pytest
 
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, load_followup, uid_for_id
-from sync.errors import SideEmpty, TooManyDeletes
-from sync.followups import CrmEntry, content_hash
-from sync.merge import ConflictPolicy
-from sync.plan import (
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import (
     Chunker,
     CreateFromServer,
     CreateOnServer,
@@ -44,6 +42,8 @@ from sync.plan import (
     plan,
     plan_items,
 )
+from sync.errors import SideEmpty, TooManyDeletes
+from sync.state.followups import CrmEntry, content_hash
 
 SYNCED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 EARLIER = SYNCED_AT + dt.timedelta(hours=1)

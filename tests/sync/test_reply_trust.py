@@ -1,4 +1,4 @@
-"""``sync.reply_trust.judge`` on the header combinations a receiving server writes.
+"""``sync.invitations.reply_trust.judge`` on the header combinations a receiving server writes.
 
 The end-to-end paths (IMAP, the CLI, a real SMTP server's SPF/DMARC stamp) are in
 tests/integration/test_invitations.py and test_invitation_delivery.py; these pin the
@@ -13,7 +13,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from sync.reply_trust import judge
+from sync.invitations.reply_trust import judge
 
 ME = ["mx.crm.example"]
 

@@ -1,4 +1,4 @@
-"""Telling which new series is the tail of a follow-up cut short in a calendar (``sync.splits``)."""
+"""Which new series is the tail of a follow-up cut short in a calendar (``sync.engine.splits``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from mappings.model import FollowUp, load_followup
-from sync.splits import lost_dates, parent_uids
+from sync.engine.splits import lost_dates, parent_uids
 
 UID = "followup-2002@followup-sync"
 

@@ -6,7 +6,7 @@ model of our two sides instead of storages:
 * the CRM: follow-up id -> (document, tombstone flag, updated_at);
 * the server: href -> (ETag, document, bytes, LAST-MODIFIED), with the rules a CalDAV
   server enforces (If-Match, If-None-Match: *, one resource per UID);
-* the state: follow-up id -> ``StateEntry``, written the way ``sync.apply`` writes it.
+* the state: follow-up id -> ``StateEntry``, written the way ``sync.engine.apply`` writes it.
 
 A pass lists the server completely or incrementally (as with a sync token), fetches
 what the runner would fetch, calls ``plan()`` and carries the actions out with a tiny
@@ -35,10 +35,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, load_followup
 from mappings.occurrences import occurrences
-from sync.errors import SafetyStop, SideEmpty, TooManyDeletes
-from sync.followups import CrmEntry, content_hash
-from sync.merge import ConflictPolicy
-from sync.plan import (
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import (
     Action,
     Chunker,
     CreateFromServer,
@@ -63,6 +61,8 @@ from sync.plan import (
     plan,
     plan_items,
 )
+from sync.errors import SafetyStop, SideEmpty, TooManyDeletes
+from sync.state.followups import CrmEntry, content_hash
 
 EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 #: Each pass is also planned in chunks of these sizes and must decide the same.
@@ -297,7 +297,7 @@ class World:
     def server_delete(self, href: str, if_match: str) -> None:
         current = self.server.get(href)
         if current is None:
-            return  # already gone: sync.apply treats 404 as done
+            return  # already gone: sync.engine.apply treats 404 as done
         if current.etag != if_match:
             raise ServerRefused(f"If-Match {if_match} failed at {href}", href)
         self.remove(href)
@@ -327,12 +327,12 @@ def href_for_uid(uid: str) -> str:
 def apply(
     world: World, the_plan: Plan, *, crash_at: int | None = None, unread: Iterable[str] = ()
 ) -> None:
-    """Carry out the actions the way ``sync.apply.Applier`` does, on the in-memory sides.
+    """Carry out the actions the way ``sync.engine.apply.Applier`` does, on the in-memory sides.
 
     ``crash_at``: the process dies during that action, after its server write (if it has
     one) and before its database transaction; the actions after it never run.
     ``unread``: hrefs that could not be read this pass. A write refused because of one of
-    them is that item's error (``sync.apply`` re-reads, reports it, and the next pass
+    them is that item's error (``sync.engine.apply`` re-reads, reports it, and the next pass
     retries); any other refusal fails the test.
     """
     unread = set(unread)
@@ -348,7 +348,7 @@ def apply(
 
 
 def server_write_only(world: World, action: Action) -> None:
-    """The first half of an action that writes to the server (``sync.apply`` writes first)."""
+    """The first half of an action that writes to the server (``sync.engine.apply``)."""
     if isinstance(action, CreateOnServer):
         world.server_create(href_for_uid(action.uid), action.document, render(action.document))
     elif isinstance(action, UpdateOnServer) or (isinstance(action, Merge) and action.push):
@@ -404,7 +404,7 @@ def apply_one(world: World, action: Action) -> None:
 def views(
     world: World, *, complete: bool, unreadable: int | None = None
 ) -> tuple[CrmView, ServerView, dict[str, StateEntry]]:
-    """What ``sync.runner`` hands the planner: a listing, fetched resources, loaded documents.
+    """What ``sync.engine.runner`` hands the planner: a listing, fetched resources, documents.
 
     ``unreadable`` picks one of the resources to fetch that cannot be read this time.
     """
@@ -471,7 +471,7 @@ def plan_in_chunks(
     options: PlanOptions,
     size: int,
 ) -> list[Action]:
-    """What ``sync.runner`` does with ``Chunker``: the pass planned one chunk at a time.
+    """What ``sync.engine.runner`` does with ``Chunker``: the pass planned one chunk at a time.
 
     Each chunk sees the whole listing, CRM entries, UIDs and state hrefs, but only its
     own documents, state entries and fetched resources. The safety rails run on the

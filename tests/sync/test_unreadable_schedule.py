@@ -1,10 +1,10 @@
-"""The back-off schedule of unreadable items (``sync.unreadable``), as documented."""
+"""The back-off schedule of unreadable items (``sync.engine.unreadable``), as documented."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sync.unreadable import EVERY_PASS, backed_off, retry_at
+from sync.engine.unreadable import EVERY_PASS, backed_off, retry_at
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 

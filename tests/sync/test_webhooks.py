@@ -19,11 +19,12 @@ import pytest
 from click.testing import CliRunner
 
 from mappings.model import load_followup
-from sync import changes, webhooks
-from sync.cli_daemon import status_command
+from sync import webhooks
+from sync.cli.service import status_command
 from sync.config import WebhookSettings
-from sync.followups import FollowUpStore
-from sync.state import Database
+from sync.state import changes
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
 
 SECRET = "whsec-unit-0123456789abcdef"
 

@@ -1,4 +1,4 @@
-"""sync.zero_length: zero-length events one second long on the way out, and back."""
+"""sync.stores.zero_length: zero-length events one second long on the way out, and back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 from icalendar import Calendar
 
-from sync.zero_length import MARK, lengthen, shorten
+from sync.stores.zero_length import MARK, lengthen, shorten
 
 
 def resource(*events: str) -> bytes:

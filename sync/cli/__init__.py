@@ -1,0 +1,1 @@
+"""The ``followup-sync`` command line: one module per command group."""

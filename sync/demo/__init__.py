@@ -1,0 +1,1 @@
+"""``make demo``: the whole loop on an embedded Radicale and SQLite."""

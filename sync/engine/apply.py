@@ -1,0 +1,574 @@
+"""Carry out a plan: one action at a time, server first, then the state.
+
+Order inside an action is always "server first, then record": if the process dies in
+between, the next pass finds the server ahead of the state and recognises its own
+write by UID and content (``plan._adopt``), instead of writing it a second time.
+
+What makes that recognition safe is the *intent*: before the first PUT of a chunk, one
+transaction records, for every server write the chunk plans, the document it puts on
+the server and the ETag it is conditional on (``PendingWrite``); the transaction that
+records a write removes its intent. A pass that dies in between leaves the intent, and
+the next pass knows what the resource holds if our write landed: that is the merge
+base, so our own write never looks like a calendar edit (``sync.engine.plan``, "Pending
+writes"). One insert per chunk keeps the push as fast as before; a write the chunk did
+not plan (a re-plan after a 412) records its own intent just before it is sent.
+
+That recovery is also why our own server writes (creates and updates) are recorded in
+batches of ``RECORD_BATCH`` per transaction rather than one each: a crash loses at most
+one batch of records, which the next pass adopts with one multiget, never a duplicate;
+every other action (CRM writes, merges with their conflict log) keeps its own
+transaction. A batch is recorded before any re-read of the state (a 412 re-plan), before
+a shutdown stops the run, and at the end of the run.
+
+A push is bound by the server (tens of milliseconds per PUT against about one of ours),
+so the next few resources are rendered on a worker thread while the server handles the
+write before (``RENDER_AHEAD``): the server is never kept waiting for our CPU.
+
+A refused conditional write (412) means someone changed the resource since we read it:
+the item is read again, planned again on its own, and retried, ``MAX_REPLANS`` times at
+most. Any other failure of one item is reported by name and the pass goes on; the item
+is retried on the next pass because its state did not move.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from mappings.errors import MappingError
+from mappings.model import FollowUp
+from mappings.resource import Rendered, render_resource
+from sync.engine.plan import (
+    Action,
+    CreateFromServer,
+    CreateOnServer,
+    DeleteInCrm,
+    DeleteOnServer,
+    DetachInCrm,
+    Forget,
+    Merge,
+    Plan,
+    RecordState,
+    SaveFromServer,
+    UpdateOnServer,
+    describe,
+)
+from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
+from sync.logs import log_context
+from sync.state import followups as crm_store
+from sync.state.db import ConflictRecord, Database, FollowUpRow, PendingWrite, SyncItem, utcnow
+from sync.stores.caldav import DavCalendar, FetchError
+
+log = logging.getLogger(__name__)
+
+MAX_REPLANS = 3
+
+#: Our own server writes recorded per state transaction (see the module docstring).
+RECORD_BATCH = 100
+
+#: Server writes rendered ahead of the one in flight.
+RENDER_AHEAD = 4
+
+
+@dataclass
+class ApplyReport:
+    done: dict[str, int] = field(default_factory=dict)  # "server create" -> n
+    conflicts: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (item, message)
+    #: What a user should know although nothing failed (item, message): a client's
+    #: override dropped with its occurrence by a CRM write-back.
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    #: The run was asked to stop (daemon shutdown) before every action was applied.
+    stopped: bool = False
+
+    def count(self, key: str) -> None:
+        self.done[key] = self.done.get(key, 0) + 1
+
+
+#: Re-reads one item and plans it again after a 412; returns the actions to run instead.
+Replanner = Callable[[Action], list[Action]]
+
+
+class Recordable(Protocol):
+    """What the state remembers of one follow-up both sides agree on."""
+
+    @property
+    def followup_id(self) -> str: ...
+    @property
+    def href(self) -> str: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def document(self) -> FollowUp: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Written:
+    """A resource we wrote whose state record is still in the open batch."""
+
+    followup_id: str
+    href: str
+    etag: str
+    document: FollowUp
+    data: bytes
+
+
+class _RenderAhead:
+    """Renders the plan's upcoming server writes on one worker thread, in plan order.
+
+    Only the pure part runs there (the mapper on a document and, for an update, the
+    server bytes the action already carries); everything that touches the network, the
+    database or the clock stays on the applying thread and is passed in as a value.
+    """
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        actions: Sequence[Action],
+        job: Callable[[Action], Callable[[], Rendered] | None],
+    ) -> None:
+        self._pool = pool
+        self._actions = actions
+        self._job = job
+        self._futures: dict[int, Future[Rendered]] = {}
+        self._submitted = 0
+
+    def advance(self, index: int) -> None:
+        """Action ``index`` is next: keep the following ``RENDER_AHEAD`` ones under way."""
+        stale = [key for key in self._futures if key < index]
+        for key in stale:
+            self._futures.pop(key).cancel()
+        self._submitted = max(self._submitted, index)
+        while self._submitted < min(index + 1 + RENDER_AHEAD, len(self._actions)):
+            job = self._job(self._actions[self._submitted])
+            if job is not None:
+                self._futures[self._submitted] = self._pool.submit(job)
+            self._submitted += 1
+
+    def take(self, index: int, action: Action) -> Future[Rendered] | None:
+        if index < len(self._actions) and self._actions[index] is action:
+            return self._futures.pop(index, None)
+        return None
+
+
+class Applier:
+    def __init__(
+        self,
+        account: str,
+        db: Database,
+        calendar: DavCalendar,
+        *,
+        policy: str,
+        replan: Replanner,
+        clock: Callable[[], dt.datetime] = utcnow,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.account = account
+        #: SCHEDULE-AGENT for a document's ATTENDEEs (``sync.invitations``): never both
+        #: the server and us sending the same invitation.
+        self.schedule_agent: Callable[[FollowUp], str | None] = lambda _document: None
+        #: Checked between actions: a daemon shutting down lets the current item finish
+        #: (server write and its state record belong together) and leaves the rest.
+        self.should_stop = should_stop
+        self.db = db
+        self.calendar = calendar
+        self.policy = policy
+        self.replan = replan
+        self.clock = clock
+        self.report = ApplyReport()
+        #: Server writes not yet recorded (``RECORD_BATCH``).
+        self._unrecorded: list[Written] = []
+        self._ahead: _RenderAhead | None = None
+        self._index = -1
+        #: Follow-up id -> the server write (by identity) whose intent is recorded now.
+        self._intended: dict[str, int] = {}
+
+    def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
+        actions = plan.actions
+        self._intend(actions)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead") as pool:
+            self._ahead = _RenderAhead(pool, actions, self._render_job)
+            try:
+                for index, action in enumerate(actions):
+                    if self.should_stop is not None and self.should_stop():
+                        self.report.stopped = True
+                        left = len(actions) - index
+                        log.info("stopping: %d action(s) left for the next pass", left)
+                        break
+                    self._index = index
+                    self._ahead.advance(index)
+                    with log_context(item=action.followup_id):
+                        self.apply(action, attempt=0)
+                    if progress is not None:
+                        progress()
+            finally:
+                self._ahead.advance(len(actions))  # cancels what was rendered for nothing
+                self._ahead = None
+                self.flush()
+        return self.report
+
+    def apply(self, action: Action, *, attempt: int) -> None:
+        try:
+            self._dispatch(action)
+        except PreconditionFailed as exc:
+            if attempt >= MAX_REPLANS:
+                self._fail(action, f"still changing on the server after {attempt} re-reads: {exc}")
+                return
+            log.info("%s: %s; reading it again", describe(action), exc)
+            self.flush()  # the re-read plans against the state: it must be complete
+            try:
+                replacement = self.replan(action)
+            except (FollowupSyncError, ValueError) as err:
+                self._fail(action, str(err))
+                return
+            for new_action in replacement:
+                self.apply(new_action, attempt=attempt + 1)
+        except (StoreError, MappingError) as exc:
+            self._fail(action, str(exc))
+
+    def _fail(self, action: Action, message: str) -> None:
+        log.warning("%s failed: %s", describe(action), message)
+        self.report.errors.append((action.followup_id, message))
+
+    def _dispatch(self, action: Action) -> None:
+        if isinstance(action, CreateOnServer):
+            self._create_on_server(action)
+        elif isinstance(action, UpdateOnServer):
+            self._update_on_server(action)
+        elif isinstance(action, DeleteOnServer):
+            self._delete_on_server(action)
+        elif isinstance(action, SaveFromServer):
+            with self.db.sessions.begin() as session:
+                crm_store.save(session, action.document, origin="calendar")
+                self._record(session, action)
+            self._done(action, "crm update")
+        elif isinstance(action, CreateFromServer):
+            with self.db.sessions.begin() as session:
+                crm_store.save(
+                    session, action.document, origin_account=self.account, origin="calendar"
+                )
+                if action.href is not None and action.etag is not None and action.data is not None:
+                    self._record(
+                        session,
+                        Written(
+                            action.followup_id,
+                            action.href,
+                            action.etag,
+                            action.document,
+                            action.data,
+                        ),
+                    )
+            self._done(action, "crm create")
+        elif isinstance(action, DeleteInCrm):
+            with self.db.sessions.begin() as session:
+                self._forget(session, action.followup_id)
+                crm_store.tombstone(session, action.followup_id, origin="calendar")
+                self._purge_if_unused(session, action.followup_id)
+            self._done(action, "crm delete")
+        elif isinstance(action, DetachInCrm):
+            with self.db.sessions.begin() as session:
+                item = session.get(SyncItem, (self.account, action.followup_id))
+                if item is not None:
+                    item.detached = True
+            self._done(action, "crm detach")
+        elif isinstance(action, RecordState):
+            with self.db.sessions.begin() as session:
+                self._record(session, action)
+        elif isinstance(action, Forget):
+            with self.db.sessions.begin() as session:
+                self._forget(session, action.followup_id)
+                self._purge_if_unused(session, action.followup_id)
+        elif isinstance(action, Merge):
+            self._merge(action)
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown action {action!r}")
+
+    # --- server writes -------------------------------------------------------------------
+
+    def _intend(self, actions: Sequence[Action]) -> None:
+        """Record the intent of every server write among ``actions``, in one transaction.
+
+        Replaces what an earlier pass left for those follow-ups: this pass planned them
+        with it, so it has done its job.
+        """
+        rows: list[dict[str, object]] = []
+        for action in actions:
+            if isinstance(action, CreateOnServer):
+                href, if_match = self.calendar.href_for_uid(action.uid), None
+            elif isinstance(action, UpdateOnServer):
+                href, if_match = action.href, action.etag
+            else:
+                continue
+            rows.append(
+                {
+                    "account": self.account,
+                    "followup_id": action.followup_id,
+                    "href": href,
+                    "if_match": if_match,
+                    "document": action.document.to_json_dict(),
+                    "created_at": utcnow(),
+                }
+            )
+        if not rows:
+            return
+        with self.db.sessions.begin() as session:
+            ids = sorted({str(row["followup_id"]) for row in rows})
+            self._clear_intents(session, ids)
+            # Two writes for one follow-up in one chunk (a split head, then its update):
+            # the later one is the one that stands.
+            latest = {row["followup_id"]: row for row in rows}
+            session.execute(insert(PendingWrite), list(latest.values()))
+        for action in actions:
+            if isinstance(action, (CreateOnServer, UpdateOnServer)):
+                self._intended[action.followup_id] = id(action)
+
+    def _ensure_intended(self, action: CreateOnServer | UpdateOnServer) -> None:
+        if self._intended.get(action.followup_id) != id(action):
+            self._intend([action])
+
+    def _clear_intents(self, session: Session, ids: Sequence[str]) -> None:
+        for followup_id in ids:
+            self._intended.pop(followup_id, None)
+        for start in range(0, len(ids), RECORD_BATCH):
+            session.execute(
+                delete(PendingWrite).where(
+                    PendingWrite.account == self.account,
+                    PendingWrite.followup_id.in_(ids[start : start + RECORD_BATCH]),
+                )
+            )
+
+    def _render_job(self, action: Action) -> Callable[[], Rendered] | None:
+        """The render of a server write as a call with every input fixed now, or None."""
+        if isinstance(action, CreateOnServer):
+            base = None
+        elif isinstance(action, UpdateOnServer) and action.base_data is not None:
+            base = action.base_data
+        else:
+            return None
+        document, stamp, agent = action.document, self.clock(), self.schedule_agent(action.document)
+        return lambda: render_resource(document, stamp=stamp, base=base, schedule_agent=agent)
+
+    def _rendered(self, action: CreateOnServer | UpdateOnServer, base: bytes | None) -> Rendered:
+        """This action's resource: rendered ahead if it was, else now."""
+        ahead = self._ahead.take(self._index, action) if self._ahead is not None else None
+        if ahead is not None:
+            return ahead.result()
+        return render_resource(
+            action.document,
+            stamp=self.clock(),
+            base=base,
+            schedule_agent=self.schedule_agent(action.document),
+        )
+
+    def _note_dropped(self, followup_id: str, rendered: Rendered) -> None:
+        """Say in the pass report which client overrides left with their occurrence."""
+        for line in rendered.dropped_lines():
+            log.warning("%s: %s", followup_id, line)
+            self.report.notes.append((followup_id, line))
+
+    def _create_on_server(self, action: CreateOnServer) -> None:
+        data = self._rendered(action, None).data
+        if data is None:
+            log.info(
+                "%s: every occurrence is deleted; nothing to put on the calendar",
+                action.followup_id,
+            )
+            return
+        href = self.calendar.href_for_uid(action.uid)
+        self._ensure_intended(action)
+        try:
+            etag = self.calendar.create(href, data)
+        except AlreadyExists:
+            # Our own earlier write (a crash before it was recorded) or a client's copy:
+            # re-plan this item against what is there now rather than overwrite it.
+            raise
+        self._written(Written(action.followup_id, href, etag, action.document, data))
+        self._done(action, "server create")
+
+    def _update_on_server(self, action: UpdateOnServer) -> None:
+        base = (
+            action.base_data
+            if action.base_data is not None
+            else self._server_data(action.followup_id)
+        )
+        rendered = self._rendered(action, base)
+        data = rendered.data
+        if data is None:
+            self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
+            return
+        self._ensure_intended(action)
+        etag = self.calendar.update(action.href, data, action.etag)
+        self._note_dropped(action.followup_id, rendered)
+        self._written(Written(action.followup_id, action.href, etag, action.document, data))
+        self._done(action, "server update")
+
+    def _delete_on_server(self, action: DeleteOnServer) -> None:
+        try:
+            self.calendar.delete(action.href, action.etag)
+        except NotFound:
+            log.info("%s: already gone from the server", action.followup_id)
+        with self.db.sessions.begin() as session:
+            self._forget(session, action.followup_id)
+            self._purge_if_unused(session, action.followup_id)
+        self._done(action, "server delete")
+
+    def _merge(self, action: Merge) -> None:
+        etag, data = action.etag, action.server_data
+        if action.push:
+            rendered = render_resource(
+                action.document,
+                stamp=self.clock(),
+                base=action.server_data,
+                schedule_agent=self.schedule_agent(action.document),
+            )
+            if rendered.data is None:
+                raise MappingError(
+                    "the merged series has no occurrences left", item=action.followup_id
+                )
+            etag = self.calendar.update(action.href, rendered.data, action.etag)
+            data = rendered.data
+            self._note_dropped(action.followup_id, rendered)
+        with self.db.sessions.begin() as session:
+            if action.pull:
+                crm_store.save(session, action.document, origin="calendar")
+            self._record(
+                session, Written(action.followup_id, action.href, etag, action.document, data)
+            )
+            for conflict in action.conflicts:
+                session.add(
+                    ConflictRecord(
+                        account=self.account,
+                        followup_id=action.followup_id,
+                        part=conflict.part,
+                        policy=self.policy,
+                        winner=conflict.winner,
+                        kept_value=conflict.kept,
+                        lost_value=conflict.lost,
+                    )
+                )
+        self.report.conflicts += len(action.conflicts)
+        if action.push:
+            self._done(action, "server update")
+        if action.pull:
+            self._done(action, "crm update")
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _written(self, written: Written) -> None:
+        self._unrecorded.append(written)
+        if len(self._unrecorded) >= RECORD_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the open batch of server writes in one transaction.
+
+        If that fails, the writes are on the server but not in the state: each is
+        reported by name, and the next pass recognises them by UID (no second copy).
+        """
+        batch, self._unrecorded = self._unrecorded, []
+        if not batch:
+            return
+        try:
+            with self.db.sessions.begin() as session:
+                ids = [written.followup_id for written in batch]
+                rows = session.scalars(
+                    select(SyncItem).where(
+                        SyncItem.account == self.account, SyncItem.followup_id.in_(ids)
+                    )
+                )
+                existing = {row.followup_id: row for row in rows}
+                self._clear_intents(session, ids)
+                for written in batch:
+                    self._record(
+                        session, written, existing.get(written.followup_id), looked_up=True
+                    )
+        except SQLAlchemyError as exc:
+            log.error("recording %d server write(s) failed: %s", len(batch), exc)
+            for written in batch:
+                self.report.errors.append(
+                    (
+                        written.followup_id,
+                        f"written to the server as {written.href} but not recorded ({exc}); "
+                        "the next pass recognises it by UID",
+                    )
+                )
+
+    def _record(
+        self,
+        session: Session,
+        agreed: Recordable,
+        item: SyncItem | None = None,
+        *,
+        looked_up: bool = False,
+    ) -> None:
+        """Remember what both sides agree on; ``looked_up``: ``item`` is the row, or None if new."""
+        if item is None and not looked_up:
+            item = session.get(SyncItem, (self.account, agreed.followup_id))
+        if not looked_up:  # a batch (``flush``) clears its intents at once
+            self._clear_intents(session, [agreed.followup_id])
+        if item is None:
+            item = SyncItem(account=self.account, followup_id=agreed.followup_id)
+            session.add(item)
+        document = agreed.document
+        item.uid = document.effective_uid
+        item.href = agreed.href
+        item.etag = agreed.etag
+        synced = document.to_json_dict()
+        item.synced_hash = crm_store.json_hash(synced)
+        item.synced_document = synced
+        item.server_data = agreed.data
+        item.updated_at = utcnow()
+        item.detached = False
+
+    def _forget(self, session: Session, followup_id: str) -> None:
+        self._clear_intents(session, [followup_id])
+        session.execute(
+            delete(SyncItem).where(
+                SyncItem.account == self.account, SyncItem.followup_id == followup_id
+            )
+        )
+
+    def _purge_if_unused(self, session: Session, followup_id: str) -> None:
+        """A tombstone no calendar refers to any more has done its job."""
+        row = session.get(FollowUpRow, followup_id)
+        if row is None or not row.deleted:
+            return
+        others = session.scalar(
+            select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id)
+        )
+        if not others:
+            session.delete(row)
+
+    def _server_data(self, followup_id: str) -> bytes | None:
+        if any(written.followup_id == followup_id for written in self._unrecorded):
+            self.flush()
+        with self.db.session() as session:
+            item = session.get(SyncItem, (self.account, followup_id))
+            return item.server_data if item is not None else None
+
+    def _done(self, action: Action, key: str) -> None:
+        log.info("%s", describe(action))
+        self.report.count(key)
+
+
+def fetch_one(calendar: DavCalendar, href: str) -> tuple[str, bytes] | None:
+    """The current ETag and bytes of one resource, or None if it is gone."""
+    for result in calendar.get_multi([href]):
+        if isinstance(result, FetchError):
+            if result.status == 404:
+                return None
+            raise StoreError(
+                f"could not read {href}: {result.reason}", href=href, status=result.status
+            )
+        return result.etag, result.data
+    return None

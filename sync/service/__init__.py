@@ -1,0 +1,1 @@
+"""The long-running process: the scheduler, its HTTP side and its metrics."""

@@ -1,0 +1,1 @@
+"""The calendar side behind one contract: CalDAV, its quirks, sign-in and discovery."""
