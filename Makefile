@@ -39,6 +39,7 @@ docs-strict: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check mappings sync tests benchmarks scripts
 	$(BIN)/ruff format --check mappings sync tests benchmarks scripts
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
