@@ -46,7 +46,8 @@ from urllib.parse import urlsplit
 import niquests
 
 from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from mappings.resource import render
 from sync.config import Account
 from sync.engine.runner import run_pass

@@ -49,11 +49,11 @@ from mappings.model import (
     FollowUpKind,
     FollowUpStatus,
     IcalRecurrence,
-    Moment,
     OccurrenceException,
     id_for_uid,
     uid_for_id,
 )
+from mappings.moments import Moment, date_of, naive, show, time_of, to_local, wall_clock_key
 from mappings.occurrences import occurrences, validate_followup
 from mappings.patterns import MAX_OCCURRENCES, effective_end_type, pattern_dates
 from mappings.superoffice import (
@@ -424,7 +424,7 @@ def _participants(
         key_value = override.get("RECURRENCE-ID")
         if key_value is None or str(override.get("STATUS", "")).upper() == "CANCELLED":
             continue
-        key = _local(key_value.dt, series.zone, series.all_day).isoformat()
+        key = to_local(key_value.dt, series.zone, series.all_day).isoformat()
         for attendee in _as_list(override.get("ATTENDEE")):
             entry = found.get(_address(attendee).casefold())
             if entry is not None and _partstat(attendee) != entry["status"]:
@@ -584,16 +584,16 @@ def _reconcile_masters(series: _Series, others: list[Component], warnings: list[
     deleted = {_key_of(v, series) for v in _values_of(series.master, "EXDATE")}
     kept: list[Component] = []
     for override in series.overrides:
-        key = _local(_moment(override, "RECURRENCE-ID"), series.zone, series.all_day)
+        key = to_local(_moment(override, "RECURRENCE-ID"), series.zone, series.all_day)
         if key in base and key not in deleted:
             kept.append(override)
         else:
             reason = "it deletes that occurrence" if key in deleted else "not an occurrence of it"
             warnings.append(
-                f"{series.uid}: the override {_show(key)} contradicts the newest master copy "
+                f"{series.uid}: the override {show(key)} contradicts the newest master copy "
                 f"({reason}); ignored"
             )
-    edited = {_local(_moment(o, "RECURRENCE-ID"), series.zone, series.all_day) for o in kept}
+    edited = {to_local(_moment(o, "RECURRENCE-ID"), series.zone, series.all_day) for o in kept}
     master = series.master.copy()
     added: list[Moment] = []
     for other in others:
@@ -602,7 +602,7 @@ def _reconcile_masters(series: _Series, others: list[Component], warnings: list[
             if key in base and key not in deleted and key not in edited and key not in added:
                 master.add("exdate", [value[0] if isinstance(value, tuple) else value])
                 added.append(key)
-    note = f"; took EXDATE {', '.join(_show(k) for k in added)} from the others" if added else ""
+    note = f"; took EXDATE {', '.join(show(k) for k in added)} from the others" if added else ""
     warnings.append(
         f"{series.uid}: {len(others) + 1} master copies; kept the newest "
         f"(SEQUENCE {_sequence(series.master)}){note}"
@@ -611,7 +611,7 @@ def _reconcile_masters(series: _Series, others: list[Component], warnings: list[
 
 
 def _key_of(value: Any, series: _Series) -> Moment:
-    return _local(value[0] if isinstance(value, tuple) else value, series.zone, series.all_day)
+    return to_local(value[0] if isinstance(value, tuple) else value, series.zone, series.all_day)
 
 
 def _synthetic_master(overrides: list[Component], uid: str, warnings: list[str]) -> Component:
@@ -676,7 +676,7 @@ def _read_series(
     zone_name = _zone_of(start_prop, uid, default_timezone, calendar_timezone, master, original)
     zone = ZoneInfo(zone_name)
     all_day = not isinstance(raw_start, dt.datetime)
-    start = _local(raw_start, zone, all_day)
+    start = to_local(raw_start, zone, all_day)
     end = _end_of(master, raw_start, start, zone, all_day, uid)
     kind = _kind(master)
     followup_id = id_for_uid(uid) or uid
@@ -913,17 +913,6 @@ def _change_at(tz: dt.tzinfo, lo: dt.datetime, hi: dt.datetime) -> dt.datetime:
     return hi
 
 
-def _local(value: object, zone: ZoneInfo, all_day: bool) -> Moment:
-    """A property value as the document holds it: a date, or naive wall time in ``zone``."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(zone).replace(tzinfo=None)
-        return value.date() if all_day else value
-    if isinstance(value, dt.date):
-        return value if all_day else dt.datetime.combine(value, dt.time())
-    raise TypeError(f"not a date or date-time: {value!r}")
-
-
 # --- expansion and comparison ------------------------------------------------------------
 
 
@@ -1154,23 +1143,13 @@ def _base_rule(series: _Series, window: _Window) -> _Rule:
             if index > MAX_OCCURRENCES:
                 break
             value = (occurrence.get("DTSTART") or occurrence.get("DUE")).dt
-            moments.append(_local(value, series.zone, series.all_day))
+            moments.append(to_local(value, series.zone, series.all_day))
     except Exception as exc:
         raise MappingError(
             f"the series cannot be expanded: {exc}", item=series.uid, field="RRULE"
         ) from None
     bounded = all("COUNT" in r or "UNTIL" in r for r in _rules(master, "RRULE"))
-    return _Rule(sorted(set(moments), key=_sort_key), bounded)
-
-
-def _sort_key(value: Moment) -> tuple[dt.date, dt.time]:
-    if isinstance(value, dt.datetime):
-        return (value.date(), value.time())
-    return (value, dt.time())
-
-
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
+    return _Rule(sorted(set(moments), key=wall_clock_key), bounded)
 
 
 def _parse_byday(values: list[Any]) -> list[tuple[int | None, int]]:
@@ -1208,7 +1187,7 @@ def _structural(rule: vRecur, start: Moment) -> list[RecurrenceInfo]:
     bymonthday = [int(v) for v in rule.get("BYMONTHDAY", [])]
     bymonth = [int(v) for v in rule.get("BYMONTH", [])]
     bysetpos = [int(v) for v in rule.get("BYSETPOS", [])]
-    day0 = _date_of(start)
+    day0 = date_of(start)
     plain_days = {d for o, d in byday if o is None}
     has_ordinals = any(o is not None for o, _ in byday)
 
@@ -1364,7 +1343,7 @@ def _form(info: RecurrenceInfo) -> tuple[Any, ...]:
 
 def _with_end(info: RecurrenceInfo, rule: vRecur, series: _Series) -> RecurrenceInfo:
     """Add COUNT → Counter or UNTIL → inclusive local EndDate to a pattern."""
-    update: dict[str, Any] = {"StartDate": _date_of(series.start), "IsRecurrence": True}
+    update: dict[str, Any] = {"StartDate": date_of(series.start), "IsRecurrence": True}
     if "COUNT" in rule:
         update.update(
             RecurrenceEndType=RecurrenceEndType.Counter, RecurrenceCounter=int(rule["COUNT"][0])
@@ -1407,18 +1386,18 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
     for value in _values_of(series.master, "EXDATE"):
         if isinstance(value, tuple):
             value = value[0]
-        key = _local(value, series.zone, series.all_day)
+        key = to_local(value, series.zone, series.all_day)
         if key in base:
             if key not in cancelled:
                 cancelled.append(key)
         else:
-            warnings.append(f"{series.uid}: EXDATE {_show(key)} is not an occurrence; ignored")
+            warnings.append(f"{series.uid}: EXDATE {show(key)} is not an occurrence; ignored")
     overrides: list[tuple[Moment, Component]] = []
     futures: list[tuple[Moment, Component]] = []
     extra: list[Moment] = []
     for component in series.overrides:
         rid = _prop(component, "RECURRENCE-ID")
-        key = _local(rid.dt, series.zone, series.all_day)
+        key = to_local(rid.dt, series.zone, series.all_day)
         is_cancelled = str(component.get("STATUS", "")).upper() == "CANCELLED"
         if str(rid.params.get("RANGE", "")).upper() == "THISANDFUTURE" and not is_cancelled:
             futures.append((key, component))
@@ -1426,7 +1405,7 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
         if key not in base:
             if is_cancelled:
                 warnings.append(
-                    f"{series.uid}: cancelled override {_show(key)} is not an occurrence; ignored"
+                    f"{series.uid}: cancelled override {show(key)} is not an occurrence; ignored"
                 )
                 continue
             extra.append(key)
@@ -1436,17 +1415,17 @@ def _edits(series: _Series, rule: _Rule, warnings: list[str]) -> _Edits:
             continue
         if component.get("DTSTART") is None and component.get("DUE") is None:
             raise MappingError(
-                f"the override {_show(key)} has no DTSTART", item=series.uid, field="DTSTART"
+                f"the override {show(key)} has no DTSTART", item=series.uid, field="DTSTART"
             )
         overrides.append((key, component))
-    return _Edits(cancelled, overrides, sorted(futures, key=lambda p: _sort_key(p[0])), extra)
+    return _Edits(cancelled, overrides, sorted(futures, key=lambda p: wall_clock_key(p[0])), extra)
 
 
 def _override_values(component: Component, series: _Series) -> tuple[Moment, Moment]:
     start_prop = component.get("DTSTART") or component.get("DUE")
     raw = start_prop.dt
     all_day = series.all_day or _is_all_day_override(component, series)
-    start = _local(raw, series.zone, all_day)
+    start = to_local(raw, series.zone, all_day)
     end = _end_of(component, raw, start, series.zone, all_day, series.uid)
     return start, end
 
@@ -1552,10 +1531,6 @@ def _is_noop(exception: OccurrenceException) -> bool:
     )
 
 
-def _show(value: Moment) -> str:
-    return value.isoformat()
-
-
 def _represent(
     series: _Series, known: FollowUp | None, warnings: list[str], synthetic: bool
 ) -> list[FollowUp]:
@@ -1579,7 +1554,7 @@ def _represent(
                     duration,
                 )
             )
-        return sorted(result, key=lambda e: _sort_key(e.original_start))
+        return sorted(result, key=lambda e: wall_clock_key(e.original_start))
 
     def exact(followups: list[FollowUp]) -> bool:
         return _expand(_forward(followups), window, series.zone, series.uid) == expected
@@ -1607,7 +1582,7 @@ def _represent(
     if edits.futures:
         key = edits.futures[0][0]
         raise MappingError(
-            f"the THISANDFUTURE override at RECURRENCE-ID {_show(key)} moves occurrences to "
+            f"the THISANDFUTURE override at RECURRENCE-ID {show(key)} moves occurrences to "
             "other dates of an open-ended series; the CRM cannot split it exactly",
             item=series.uid,
             field="RECURRENCE-ID",
@@ -1641,13 +1616,13 @@ def _proposals(
     rrules = _rules(master, "RRULE")
     exrules = _rules(master, "EXRULE")
     rdates = _values_of(master, "RDATE")
-    keys = sorted(set(rule.base) | set(edits.extra), key=_sort_key)
+    keys = sorted(set(rule.base) | set(edits.extra), key=wall_clock_key)
     if not rrules and not rdates and not exrules and not edits.extra and not synthetic:
         yield (None, None, "")
         if not edits.overrides and not edits.cancelled:
             return
         # A single event with an override of its one occurrence: a one-date Custom series.
-    times_align = all(_time_of(k) == _time_of(series.start) for k in keys)
+    times_align = all(time_of(k) == time_of(series.start) for k in keys)
     periods_align = all(
         not isinstance(v, tuple) or _period_span(v) == _duration(series) for v in rdates
     )
@@ -1675,10 +1650,10 @@ def _proposals(
                 and periods_align
                 and effective_end_type(info) != RecurrenceEndType.Unknown
             ):
-                dates = [RecurrenceDate(Date=_date_of(k)) for k in keys]
+                dates = [RecurrenceDate(Date=date_of(k)) for k in keys]
                 yield (info.model_copy(update={"Dates": dates}), None, "")
     elif not rrules and not exrules and times_align and periods_align:
-        dates = [RecurrenceDate(Date=_date_of(k)) for k in keys]
+        dates = [RecurrenceDate(Date=date_of(k)) for k in keys]
         yield (
             RecurrenceInfo(Pattern=RecurrencePattern.Custom, Dates=dates, IsRecurrence=True),
             None,
@@ -1697,17 +1672,13 @@ def _proposals(
 
 def _rdate_keys(rdates: list[Any], series: _Series) -> set[Moment]:
     return {
-        _local(v[0] if isinstance(v, tuple) else v, series.zone, series.all_day) for v in rdates
+        to_local(v[0] if isinstance(v, tuple) else v, series.zone, series.all_day) for v in rdates
     }
 
 
 def _period_span(value: tuple[Any, Any]) -> dt.timedelta:
     start, end = value
     return end if isinstance(end, dt.timedelta) else end - start
-
-
-def _time_of(value: Moment) -> dt.time | None:
-    return value.time() if isinstance(value, dt.datetime) else None
 
 
 def _pattern_keys(series: _Series, info: RecurrenceInfo, window: _Window) -> list[Moment] | None:
@@ -1718,13 +1689,9 @@ def _pattern_keys(series: _Series, info: RecurrenceInfo, window: _Window) -> lis
     hi = window.hi.astimezone(series.zone).replace(tzinfo=None)
     found = occurrences(probe, window_end=hi.date() if series.all_day else hi)
     return sorted(
-        {o.original_start if series.all_day else _naive(o.original_start) for o in found},
-        key=_sort_key,
+        {o.original_start if series.all_day else naive(o.original_start) for o in found},
+        key=wall_clock_key,
     )
-
-
-def _naive(value: Moment) -> Moment:
-    return value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value
 
 
 def _rule_text(rule: vRecur, series: _Series) -> str:
@@ -1779,7 +1746,7 @@ def _apply_futures(
     date; otherwise, for a bounded series, write each affected occurrence as an exception."""
     split = _split(followup, series, edits, duration)
     if split is not None and exact(split):
-        keys = ", ".join(_show(k) for k, _ in edits.futures)
+        keys = ", ".join(show(k) for k, _ in edits.futures)
         warnings.append(
             f"{series.uid}: THISANDFUTURE at {keys} split the series into {len(split)} follow-ups"
         )
@@ -1821,17 +1788,17 @@ def _split(
     for key, component in segments[1:]:
         assert key is not None and component is not None
         start, _end = _override_values(component, series)
-        if _date_of(start) != _date_of(key):
+        if date_of(start) != date_of(key):
             return None
         shifts.append(start - key)  # type: ignore[operator]
-    pattern = pattern_dates(info, _date_of(followup.start))
+    pattern = pattern_dates(info, date_of(followup.start))
     # RecurrenceDate refuses a missing Date, though its field type allows None.
     listed = sorted({cast(dt.date, d.Date) for d in info.Dates or []}) if info.Dates else None
     results: list[FollowUp] = []
     for index, (key, component) in enumerate(segments):
-        lo = _date_of(key) if key is not None else None
+        lo = date_of(key) if key is not None else None
         hi_key = segments[index + 1][0] if index + 1 < len(segments) else None
-        hi = _date_of(hi_key) if hi_key is not None else None
+        hi = date_of(hi_key) if hi_key is not None else None
 
         def inside(day: dt.date, lo: dt.date | None = lo, hi: dt.date | None = hi) -> bool:
             return (lo is None or day >= lo) and (hi is None or day < hi)
@@ -1866,10 +1833,10 @@ def _split(
         exceptions = [
             OccurrenceException(original_start=k + shift, cancelled=True)
             for k in edits.cancelled
-            if inside(_date_of(k))
+            if inside(date_of(k))
         ]
         for k, override in edits.overrides:
-            if inside(_date_of(k)):
+            if inside(date_of(k)):
                 exceptions.append(
                     _exception_for(
                         k + shift, override, title, description, location, series, seg_duration
@@ -1879,7 +1846,7 @@ def _split(
             made = _followup(series, recurrence=part, ical=None, exceptions=exceptions)
         else:
             assert key is not None
-            new_id = f"{followup.id}-{_date_of(key).strftime('%Y%m%d')}"
+            new_id = f"{followup.id}-{date_of(key).strftime('%Y%m%d')}"
             made = _followup(
                 series,
                 recurrence=part,
@@ -1913,13 +1880,13 @@ def _materialise(
         o.original_start
         for o in occurrences(followup, window_end=stop.date() if series.all_day else stop)
     ]
-    keys = [_naive(k) for k in originals]
+    keys = [naive(k) for k in originals]
     existing = {e.original_start: e for e in followup.exceptions}
     futures = edits.futures
     for key in keys:
         if key in existing:
             continue
-        active = [(k, c) for k, c in futures if _sort_key(k) <= _sort_key(key)]
+        active = [(k, c) for k, c in futures if wall_clock_key(k) <= wall_clock_key(key)]
         if not active:
             continue
         fkey, component = active[-1]
@@ -1938,7 +1905,7 @@ def _materialise(
             description=description if description != (series.description or "") else None,
             location=location if location != (series.location or "") else None,
         )
-    exceptions = sorted(existing.values(), key=lambda e: _sort_key(e.original_start))
+    exceptions = sorted(existing.values(), key=lambda e: wall_clock_key(e.original_start))
     return _followup(
         series, recurrence=followup.recurrence, ical=followup.ical_recurrence, exceptions=exceptions
     )

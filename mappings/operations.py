@@ -68,8 +68,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, OccurrenceException, load_followup
+from mappings.model import FollowUp, OccurrenceException
+from mappings.moments import Moment, date_of, naive, show_to_minute, wall_clock_key
 from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type, is_bounded, pattern_dates
 from mappings.superoffice import (
@@ -123,13 +125,13 @@ def move_date(followup: FollowUp, date: dt.date, days: int = 1) -> FollowUp:
         )
     delta = dt.timedelta(days=days)
     if not is_recurring(followup):
-        if _date_of(followup.start) != date:
+        if date_of(followup.start) != date:
             raise _no_date(followup, date, "date", [_slot_of_single(followup)])
         return _rebuild(followup, start=followup.start + delta, end=followup.end + delta)
     slots = _slots(followup, through=date)
     slot = _on_date(followup, slots, date, "date")
-    target = _date_of(slot.start) + delta
-    clash = [s for s in slots if s is not slot and not s.cancelled and _date_of(s.start) == target]
+    target = date_of(slot.start) + delta
+    clash = [s for s in slots if s is not slot and not s.cancelled and date_of(s.start) == target]
     if clash:
         raise MappingError(
             f"cannot move {date} to {target}: {target} already has an occurrence "
@@ -145,7 +147,7 @@ def move_date(followup: FollowUp, date: dt.date, days: int = 1) -> FollowUp:
 def add_date(followup: FollowUp, date: dt.date) -> FollowUp:
     """The dialog's Add: one more occurrence on ``date`` at the series' time of day."""
     if not is_recurring(followup):
-        first = _date_of(followup.start)
+        first = date_of(followup.start)
         if date == first:
             raise MappingError(
                 f"{date} is already the follow-up's date", item=followup.id, field="date"
@@ -157,9 +159,9 @@ def add_date(followup: FollowUp, date: dt.date) -> FollowUp:
         )
         return _rebuild(followup, recurrence=info)
     slots = _slots(followup, through=date)
-    if any(not s.cancelled and _date_of(s.start) == date for s in slots):
+    if any(not s.cancelled and date_of(s.start) == date for s in slots):
         raise MappingError(f"{date} already has an occurrence", item=followup.id, field="date")
-    cancelled = [s for s in slots if s.cancelled and _date_of(s.key) == date]
+    cancelled = [s for s in slots if s.cancelled and date_of(s.key) == date]
     if cancelled:  # deleted earlier as a cancelled exception: bring it back
         return _rebuild(followup, exceptions=_replace_exception(followup, cancelled[0].key, None))
     key = _at_time(followup, date)
@@ -213,7 +215,7 @@ def delete_date(followup: FollowUp, date: dt.date) -> FollowUp:
         )
     info = followup.recurrence
     if info is not None and (info.Pattern == RecurrencePattern.Custom or is_bounded(info)):
-        key_day = _date_of(slot.key)
+        key_day = date_of(slot.key)
         remaining = [d for d in series_dates(followup).final if d != key_day]
         trimmed = _rebuild(
             followup, exceptions=_replace_exception(followup, slot.key, None), validate=False
@@ -249,7 +251,7 @@ def change_occurrence(
     slot = find_occurrence(followup, occurrence_start, field="occurrence")
     if slot.cancelled:
         raise MappingError(
-            f"the occurrence at {_show(slot.key)} is deleted; add its date back first",
+            f"the occurrence at {show_to_minute(slot.key)} is deleted; add its date back first",
             item=followup.id,
             field="occurrence",
         )
@@ -285,10 +287,10 @@ def change_occurrence(
             item=followup.id,
             field="mode",
         )
-    key_day = _date_of(slot.key)
+    key_day = date_of(slot.key)
     shift = dt.timedelta(0)
     if start is not None:
-        if _date_of(start) != key_day:
+        if date_of(start) != key_day:
             raise MappingError(
                 f"this-and-following changes the time of day, not the date ({key_day}); "
                 "move single dates with mode only-this, or change the pattern",
@@ -324,7 +326,8 @@ def stop_repeating(followup: FollowUp, from_occurrence: Moment) -> FollowUp:
     slot = find_occurrence(followup, from_occurrence, field="from")
     if slot.cancelled:
         raise MappingError(
-            f"the occurrence at {_show(slot.key)} is deleted; stop from one that takes place",
+            f"the occurrence at {show_to_minute(slot.key)} is deleted; "
+            "stop from one that takes place",
             item=followup.id,
             field="from",
         )
@@ -336,7 +339,7 @@ def stop_repeating(followup: FollowUp, from_occurrence: Moment) -> FollowUp:
                 if getattr(exception, name) is not None:
                     changes[name] = getattr(exception, name)
         return _rebuild(followup, recurrence=None, ical_recurrence=None, exceptions=[], **changes)
-    return _truncate(followup, _date_of(slot.key), field="from")
+    return _truncate(followup, date_of(slot.key), field="from")
 
 
 def delete_occurrence(
@@ -349,7 +352,7 @@ def delete_occurrence(
     slot = find_occurrence(followup, occurrence_start, field="occurrence")
     if slot.cancelled:
         raise MappingError(
-            f"the occurrence at {_show(slot.key)} is already deleted",
+            f"the occurrence at {show_to_minute(slot.key)} is already deleted",
             item=followup.id,
             field="occurrence",
         )
@@ -359,7 +362,7 @@ def delete_occurrence(
         return _cancel(followup, slot.key)
     if _is_first_live(followup, slot):
         return None
-    return _truncate(followup, _date_of(slot.key) - dt.timedelta(days=1), field="occurrence")
+    return _truncate(followup, date_of(slot.key) - dt.timedelta(days=1), field="occurrence")
 
 
 # --- finding occurrences -------------------------------------------------------------------
@@ -374,7 +377,7 @@ def find_occurrence(followup: FollowUp, when: Moment, *, field: str = "occurrenc
     """
     local = _as_local(followup, when, field, allow_date=True)
     assert local is not None
-    slots = _slots(followup, through=_date_of(local))
+    slots = _slots(followup, through=date_of(local))
     if isinstance(local, dt.datetime) and not followup.all_day:
         for slot in slots:
             if slot.key == local:
@@ -383,11 +386,11 @@ def find_occurrence(followup: FollowUp, when: Moment, *, field: str = "occurrenc
             if not slot.cancelled and slot.start == local:
                 return slot
         raise _no_date(followup, local, field, slots)
-    day = _date_of(local)
-    live = [s for s in slots if not s.cancelled and _date_of(s.start) == day]
+    day = date_of(local)
+    live = [s for s in slots if not s.cancelled and date_of(s.start) == day]
     if live:
         return _prefer_own_date(live, day)
-    dead = [s for s in slots if _date_of(s.key) == day]
+    dead = [s for s in slots if date_of(s.key) == day]
     if dead:
         return dead[0]
     raise _no_date(followup, day, field, slots)
@@ -422,9 +425,9 @@ def _slots(followup: FollowUp, *, through: dt.date) -> list[Slot]:
         return _all_slots(followup)
     horizon = through
     for exception in followup.exceptions:
-        horizon = max(horizon, _date_of(exception.original_start))
+        horizon = max(horizon, date_of(exception.original_start))
         if exception.start is not None:
-            horizon = max(horizon, _date_of(exception.start))
+            horizon = max(horizon, date_of(exception.start))
     window_end = dt.datetime.combine(horizon + dt.timedelta(days=2), dt.time())
     window: Moment = window_end.date() if followup.all_day else window_end
     return [
@@ -439,7 +442,7 @@ def _all_slots(followup: FollowUp) -> list[Slot]:
 
 
 def _slot(key: Moment, start: Moment, end: Moment, cancelled: bool) -> Slot:
-    return Slot(_naive(key), _naive(start), _naive(end), cancelled)
+    return Slot(naive(key), naive(start), naive(end), cancelled)
 
 
 def _slot_of_single(followup: FollowUp) -> Slot:
@@ -454,7 +457,7 @@ def _bounded(followup: FollowUp) -> bool:
 
 
 def _on_date(followup: FollowUp, slots: list[Slot], day: dt.date, field: str) -> Slot:
-    live = [s for s in slots if not s.cancelled and _date_of(s.start) == day]
+    live = [s for s in slots if not s.cancelled and date_of(s.start) == day]
     if not live:
         raise _no_date(followup, day, field, slots)
     return _prefer_own_date(live, day)
@@ -463,28 +466,32 @@ def _on_date(followup: FollowUp, slots: list[Slot], day: dt.date, field: str) ->
 def _prefer_own_date(slots: list[Slot], day: dt.date) -> Slot:
     """Of several occurrences on one day, the one the series put there (not one moved in)."""
     for slot in slots:
-        if _date_of(slot.key) == day:
+        if date_of(slot.key) == day:
             return slot
     return slots[0]
 
 
 def _no_date(followup: FollowUp, when: Moment, field: str, slots: list[Slot]) -> MappingError:
     live = [s for s in slots if not s.cancelled]
-    near = sorted(live, key=lambda s: abs((_date_of(s.start) - _date_of(when)).days))[:3]
-    hint = ", ".join(_show(s.start) for s in sorted(near, key=lambda s: _sort_key(s.start)))
+    near = sorted(live, key=lambda s: abs((date_of(s.start) - date_of(when)).days))[:3]
+    hint = ", ".join(
+        show_to_minute(s.start) for s in sorted(near, key=lambda s: wall_clock_key(s.start))
+    )
     return MappingError(
-        f"no occurrence at {_show(when)}" + (f" (nearest: {hint})" if hint else ""),
+        f"no occurrence at {show_to_minute(when)}" + (f" (nearest: {hint})" if hint else ""),
         item=followup.id,
         field=field,
     )
 
 
 def _is_first_live(followup: FollowUp, slot: Slot) -> bool:
-    slots = _slots(followup, through=_date_of(slot.key))
+    slots = _slots(followup, through=date_of(slot.key))
     earlier = [
         s
         for s in slots
-        if not s.cancelled and s.key != slot.key and _sort_key(s.key) < _sort_key(slot.key)
+        if not s.cancelled
+        and s.key != slot.key
+        and wall_clock_key(s.key) < wall_clock_key(slot.key)
     ]
     return not earlier
 
@@ -563,7 +570,7 @@ def _rebuild(followup: FollowUp, *, validate: bool = True, **changes: Any) -> Fo
     """
     draft = followup.model_copy(update=changes)
     tidy = [t for e in draft.exceptions if (t := _tidy(draft, e)) is not None]
-    tidy.sort(key=lambda e: _sort_key(e.original_start))
+    tidy.sort(key=lambda e: wall_clock_key(e.original_start))
     draft = draft.model_copy(update={"exceptions": tidy})
     if not validate:
         return draft
@@ -577,7 +584,7 @@ def _with_dates(followup: FollowUp, dates: list[dt.date]) -> FollowUp:
     unique = sorted(set(dates))
     new_info = info.model_copy(deep=True)
     if info.Pattern != RecurrencePattern.Custom and unique == pattern_dates(
-        info, _date_of(followup.start)
+        info, date_of(followup.start)
     ):
         new_info.Dates = None
     else:
@@ -599,9 +606,9 @@ def _truncate(followup: FollowUp, last_day: dt.date, *, field: str = "occurrence
     info = followup.recurrence
     assert info is not None
     keep = [d for d in series_dates(followup, until=last_day).final if d <= last_day]
-    exceptions = [e for e in followup.exceptions if _date_of(e.original_start) <= last_day]
+    exceptions = [e for e in followup.exceptions if date_of(e.original_start) <= last_day]
     new_info = info.model_copy(deep=True)
-    first_pattern = info.StartDate or _date_of(followup.start)
+    first_pattern = info.StartDate or date_of(followup.start)
     if info.Pattern == RecurrencePattern.Custom:
         new_info.Dates = [RecurrenceDate(Date=d) for d in keep]
     elif last_day < first_pattern:
@@ -627,7 +634,7 @@ def _tail(followup: FollowUp, slot: Slot, values: _SeriesValues) -> FollowUp:
     """The new series of a split: from the chosen occurrence on, same pattern."""
     info = followup.recurrence
     assert info is not None
-    day = _date_of(slot.key)
+    day = date_of(slot.key)
     dates = series_dates(followup)
     new_info = info.model_copy(deep=True)
     listed = [d for d in dates.final if d >= day] if info.Dates else None
@@ -655,7 +662,7 @@ def _tail(followup: FollowUp, slot: Slot, values: _SeriesValues) -> FollowUp:
             "start": new_start,
             "end": new_start + followup.duration,
             "recurrence": new_info,
-            "exceptions": [e for e in followup.exceptions if _date_of(e.original_start) >= day],
+            "exceptions": [e for e in followup.exceptions if date_of(e.original_start) >= day],
         }
     )
     return _retime(tail, values)
@@ -739,26 +746,3 @@ def _at_time(followup: FollowUp, day: dt.date) -> Moment:
         return day
     assert isinstance(followup.start, dt.datetime)
     return dt.datetime.combine(day, followup.start.time())
-
-
-def _naive(value: Moment) -> Moment:
-    # occurrences() attaches the zone to naive local times; stripping it gives them back.
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.replace(tzinfo=None)
-    return value
-
-
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
-
-
-def _sort_key(value: Moment) -> tuple[dt.date, dt.time]:
-    if isinstance(value, dt.datetime):
-        return (value.date(), value.time())
-    return (value, dt.time())
-
-
-def _show(value: Moment) -> str:
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    return value.isoformat()

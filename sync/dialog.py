@@ -41,8 +41,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, load_followup
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import Occurrence, occurrences
 from mappings.operations import (
     add_date,

@@ -47,8 +47,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.resource import check_renderable
 from sync.api.docs import serve_docs_offline
 from sync.config import DEFAULT_MAX_BODY_BYTES, Account, Settings

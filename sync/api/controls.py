@@ -186,7 +186,7 @@ def resolve(
     follow-up as it is now; ``edit`` stores ``edited`` whole. The write is an ordinary
     CRM-side change (so it is in the feed, and the planner pushes it).
     """
-    from mappings.model import load_followup
+    from mappings.documents import load_followup
     from sync.state import followups as crm_store
 
     with db.sessions.begin() as session:

@@ -22,8 +22,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mappings.documents import load_followups_json
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, load_followups_json
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from sync.cli.sync import config_option, database_option, open_database, print_report
 from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings, load_settings
 from sync.dialog import DateInfo, DialogService, OperationResult, account_for, calculate_dates

@@ -27,8 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
+from mappings.documents import dump_followups_json, load_followups_json
 from mappings.errors import FollowupSyncError
-from mappings.model import dump_followups_json, load_followups_json
 from sync.cli.signin import apply_sign_in, sign_in_options
 from sync.config import (
     APP_NAME,

@@ -84,8 +84,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mappings import describe, itip
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, Organizer, ParticipantStatus, load_followup
+from mappings.model import FollowUp, Organizer, ParticipantStatus
+from mappings.moments import Moment
 from mappings.occurrences import occurrences
 from sync.config import Account
 from sync.errors import ConfigError, FollowupSyncError

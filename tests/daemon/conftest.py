@@ -288,7 +288,7 @@ def followup(fid: str, title: str, owner: str = "alice") -> dict[str, Any]:
 
 def put_followups(database: str, items: list[dict[str, Any]]) -> None:
     """A CRM write, as the CRM integration (or the API) does it: through FollowUpStore."""
-    from mappings.model import load_followups_json
+    from mappings.documents import load_followups_json
     from sync.state.db import Database
     from sync.state.followups import FollowUpStore
 

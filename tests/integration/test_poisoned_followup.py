@@ -88,7 +88,7 @@ def test_one_poisoned_followup_does_not_stop_the_others(
     )
     db = Database.open(str(tmp_path / "state.sqlite"))
     good = [weekly("good-1"), weekly("good-2"), weekly("good-3")]
-    from mappings.model import load_followup
+    from mappings.documents import load_followup
 
     FollowUpStore(db).import_followups([load_followup(d) for d in good[:2]])
     bad = POISONED[poison]
@@ -129,7 +129,7 @@ def test_a_synced_followup_poisoned_later_fails_alone_and_keeps_its_calendar_cop
 ) -> None:
     """The update path: the row changes under the store (cycle 10^9, then an unreadable
     document); the calendar keeps the last good copy, the others still sync."""
-    from mappings.model import load_followup
+    from mappings.documents import load_followup
 
     account = _account(dav_server, calendar_url, monkeypatch)
     db = Database.open(str(tmp_path / "state.sqlite"))
@@ -159,7 +159,7 @@ def test_a_poisoned_followup_edited_on_both_sides_fails_in_planning_alone(
 ) -> None:
     """The merge path: a client retitled the series while the CRM row became unrenderable;
     comparing the two fails for that item only, and nothing of it is written anywhere."""
-    from mappings.model import load_followup
+    from mappings.documents import load_followup
 
     account = _account(dav_server, calendar_url, monkeypatch)
     db = Database.open(str(tmp_path / "state.sqlite"))

@@ -16,7 +16,9 @@ import recurring_ical_events
 from hypothesis import HealthCheck, given, note, settings
 from icalendar import Calendar, Component
 
-from mappings.model import FollowUp, Moment, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import Occurrence, occurrences
 from mappings.patterns import is_bounded
 from mappings.to_ical import followup_components, to_calendar

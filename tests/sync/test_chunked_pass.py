@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import delete, select
 
 from benchmarks.memory import InProcessDav, in_process_calendar
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.config import Account
 from sync.engine.merge import ConflictPolicy
 from sync.engine.runner import PassReport, SyncPass

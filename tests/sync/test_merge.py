@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
-from mappings.model import FollowUp, OccurrenceException, load_followup
+from mappings.model import FollowUp, OccurrenceException
 from sync.engine.merge import Conflict, ConflictPolicy, MergeResult, merge
 
 MONDAYS = ["2025-01-06", "2025-01-13", "2025-01-20", "2025-01-27", "2025-02-03", "2025-02-10"]
