@@ -2,7 +2,7 @@
 
 A document's moments are dates (all-day follow-ups) or naive local date-times in the
 follow-up's zone; ``occurrences`` hands them back aware, and a calendar may give them in
-any zone. These helpers were copied into five modules before; here is their one home.
+any zone. These helpers were copied into seven modules before; here is their one home.
 Nothing in this module knows a follow-up, so every other mapper module may import it.
 
 Two orders are on offer, and they are not the same:

@@ -133,9 +133,6 @@ def until_value(end_date: dt.date, *, zone: ZoneInfo, all_day: bool) -> str:
     return last_moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-# --- rules kept verbatim ---------------------------------------------------------------
-
-
 def ical_moment(value: Moment, zone: ZoneInfo) -> Moment:
     """A local document moment as the value icalendar writes (DATE, or DATE-TIME with TZID)."""
     if isinstance(value, dt.datetime):
@@ -143,6 +140,13 @@ def ical_moment(value: Moment, zone: ZoneInfo) -> Moment:
             value = value.replace(tzinfo=zone)
         return value
     return value
+
+
+# --- rules kept verbatim ---------------------------------------------------------------
+#
+# Writing a kept rule (``apply_kept_rule``) lives here, not in ``mappings.to_ical``:
+# expanding the rule (``ical_recurrence_starts``, which ``mappings.occurrences`` calls)
+# needs it, and to_ical sits above occurrences.
 
 
 def apply_kept_rule(component: Component, followup: FollowUp) -> None:
@@ -272,6 +276,8 @@ def _earliest_rdate(followup: FollowUp, zone: ZoneInfo) -> Moment | None:
 
 
 def _to_local(value: Moment, zone: ZoneInfo, all_day: bool) -> Moment:
+    """An expanded start in the document's terms. Unlike ``mappings.moments.to_local``, an
+    all-day series takes the date as recurring-ical-events gives it, without a zone change."""
     if isinstance(value, dt.datetime):
         if all_day:
             return value.date()
@@ -284,6 +290,8 @@ def _to_local(value: Moment, zone: ZoneInfo, all_day: bool) -> Moment:
 
 
 def _key(value: Moment) -> dt.datetime:
+    """Sort key for expanded starts; unlike ``mappings.moments.instant_key``, aware values
+    stay in their zone (two in the same zone compare by wall time, as before the move)."""
     if isinstance(value, dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
     return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
