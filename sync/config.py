@@ -56,10 +56,9 @@ from platformdirs import user_config_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
-from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import OnServerDelete
 from sync.errors import ConfigError
 from sync.mail_config import MailSettings
+from sync.policies import ConflictPolicy, OnServerDelete
 from sync.secret_sources import read_secret
 
 ENV_PREFIX = "FOLLOWUP_SYNC_"

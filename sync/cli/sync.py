@@ -41,10 +41,10 @@ from sync.config import (
     find_config,
     load_settings,
 )
-from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import OnServerDelete, describe
+from sync.engine.plan import describe
 from sync.engine.runner import PassReport, run_pass
 from sync.errors import AccountBusy
+from sync.policies import ConflictPolicy, OnServerDelete
 from sync.state.db import ConflictRecord, Database
 from sync.state.followups import FollowUpStore
 from sync.state.locks import SqliteFileLock, cluster_lock_for
