@@ -355,6 +355,10 @@ def _times_text(start: dt.datetime, end: dt.datetime) -> str:
 
 
 def utc_moment(value: Moment, zone: dt.tzinfo) -> dt.datetime:
+    """A follow-up's moment in UTC (a date is its midnight, a naive time is in ``zone``).
+
+    Overlaps are compared in UTC: busy periods from the server come as UTC.
+    """
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     if value.tzinfo is None:
@@ -363,6 +367,7 @@ def utc_moment(value: Moment, zone: dt.tzinfo) -> dt.datetime:
 
 
 def local_moment(value: Moment, zone: dt.tzinfo) -> Moment:
+    """An aware moment as the follow-up's wall-clock time in ``zone``, as the dialog shows it."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(zone).replace(tzinfo=None)
     return value
