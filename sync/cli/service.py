@@ -26,11 +26,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync import webhooks
 from sync.cli.options import config_option, database_option
 from sync.config import SYSTEM_CONFIG, Account, Settings, load_settings, user_config
 from sync.errors import ConfigError, FollowupSyncError, NotFound, network_failure
 from sync.extras import MissingExtra
 from sync.logs import configure_logging
+from sync.service.daemon import Daemon
 from sync.state import repo
 from sync.state.db import Database, as_utc, database_url, utcnow
 from sync.state.schema import check_current, current_revision, head_revision, upgrade
@@ -98,10 +100,6 @@ def daemon_command(
     invitations a pass recorded are sent right after it; with [mail.imap], replies are
     read every poll_seconds.
     """
-    # Not at the top: sync.webhooks (the daemon delivers them) needs httpx, which no core
-    # dependency installs yet, and every other command must run without it.
-    from sync.service.daemon import Daemon  # optional: httpx
-
     settings = _settings(config_path, required=True)
     overrides: dict[str, object] = {}
     if http_port is not None:
@@ -322,8 +320,6 @@ def health_command(config_path: str | None, ready: bool, timeout: float) -> None
 
 def _print_webhooks(db: Database) -> None:
     """One line per webhook subscription that is paused or failing (sync.webhooks)."""
-    from sync import webhooks  # optional: httpx (see daemon_command)
-
     try:
         with db.session() as session:
             rows = webhooks.subscriptions(session)
