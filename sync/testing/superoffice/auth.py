@@ -19,6 +19,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,12 @@ def sign_system_user_token(system_user_token: str, private_key_pem: bytes, when:
 
 def new_rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@cache
+def shared_rsa_key(role: str) -> rsa.RSAPrivateKey:
+    """One key per role and process: a 2048-bit key takes a quarter second to make, per stand-in."""
+    return new_rsa_key()
 
 
 def private_pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -79,8 +86,10 @@ class SignIn:
     application_token: str = field(default_factory=lambda: secrets.token_hex(16))
     system_user_token: str = field(default_factory=lambda: "SYS" + secrets.token_hex(12))
     system_user_associate_id: int = 1
-    application_key: rsa.RSAPrivateKey = field(default_factory=new_rsa_key)
-    superoffice_key: rsa.RSAPrivateKey = field(default_factory=new_rsa_key)
+    application_key: rsa.RSAPrivateKey = field(default_factory=lambda: shared_rsa_key("app"))
+    superoffice_key: rsa.RSAPrivateKey = field(
+        default_factory=lambda: shared_rsa_key("superoffice")
+    )
     tickets: dict[str, Ticket] = field(default_factory=dict)
 
     def authenticate_system_user(self, request: dict[str, Any]) -> dict[str, Any]:

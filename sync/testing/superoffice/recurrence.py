@@ -55,7 +55,9 @@ def _nth_weekday(year: int, month: int, weekday: int, week_of_month: str) -> dat
     index = WEEK_OF_MONTH.get(week_of_month)
     if index is None:
         raise RecurrenceError(f"WeekOfMonth {week_of_month!r}")
-    return days[index] if index == -1 or index <= len(days) else None
+    if index == -1:
+        return days[-1]
+    return days[index - 1] if index <= len(days) else None
 
 
 def _day_of_month(year: int, month: int, day: int) -> date:
