@@ -2,7 +2,7 @@
 
 Every test talks HTTP to a real stand-in on 127.0.0.1 and ends by asserting that no response
 left SuperOffice's published API description (the `crm` fixture checks `violations`).
-Recurrence patterns and their expected dates are those of shared/reference/superoffice-recurrence.md.
+Recurrence patterns and expected dates come from shared/reference/superoffice-recurrence.md.
 """
 
 from __future__ import annotations
