@@ -29,7 +29,7 @@ SECRET = "Something Super Secret"
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1: keeps what it gets (headers lower-cased), answers as told."""
+    """A webhook receiver on 127.0.0.1: keeps what it gets; answers as told."""
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
