@@ -79,14 +79,14 @@ class Routes:
         headers: dict[str, str],
         body: Any,
     ) -> Result:
-        for route_method, pattern, action in self._routes():
+        for route_method, pattern, action in self.table():
             match = re.fullmatch(pattern, path)
             if match and route_method == method:
                 result: Result = action(associate, query, headers, body, *match.groups())
                 return result
         raise Reply(404, {"Error": "NotFound", "Message": f"{method} {path}"})
 
-    def _routes(self) -> list[tuple[str, str, Callable[..., tuple[int, Any, dict[str, str]]]]]:
+    def table(self) -> list[tuple[str, str, Callable[..., tuple[int, Any, dict[str, str]]]]]:
         agent = "/api/v1/Agents/Appointment/"
         return [
             ("GET", r"/api/v1/Appointment", self._list),

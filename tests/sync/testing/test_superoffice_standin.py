@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sync.testing.superoffice.contract import merged_openapi3
 from sync.testing.superoffice.recurrence import expand, parse_weekdays
 from sync.testing.superoffice.server import SuperOfficeStandIn
 
@@ -466,3 +467,16 @@ def test_a_request_off_the_contract_is_refused_with_400(
     )
     assert response.status_code == 400
     assert "Sometimes" in crm.refused_requests[0]
+
+
+def test_the_stand_in_serves_exactly_the_operations_it_vendored(crm: SuperOfficeStandIn) -> None:
+    """A route without a description would go unchecked; a description without a route is dead."""
+    described = {
+        (method.upper(), path)
+        for path, operations in merged_openapi3()["paths"].items()
+        for method in operations
+    }
+    served = {
+        (method, pattern.replace(r"(\d+)", "{id}")) for method, pattern, _ in crm.routes.table()
+    }
+    assert served == described
