@@ -206,7 +206,7 @@ class Routes:
 
     def _agent_save(self, who: int, _q: Any, headers: dict[str, str], body: Any) -> Any:
         entity = (body or {}).get("AppointmentEntity") or {}
-        mode = (body or {}).get("UpdateMode") or "Unknown"
+        mode = (body or {}).get("UpdateMode")
         try:
             if not entity.get("AppointmentId"):
                 return self._entity(self.tenant.create(entity, who))
@@ -219,14 +219,14 @@ class Routes:
     def _agent_delete(self, _w: int, _q: Any, headers: dict[str, str], body: Any) -> Any:
         row = self._row(int((body or {}).get("AppointmentId") or 0))
         self._unmodified_since(row, headers)
-        self.tenant.delete_with_mode(row, (body or {}).get("UpdateMode") or "OnlyThis")
+        self.tenant.delete_with_mode(row, (body or {}).get("UpdateMode"))
         return 204, None, {}
 
     def _agent_move(self, _w: int, _q: Any, headers: dict[str, str], body: Any) -> Any:
         row = self._row(int((body or {}).get("AppointmentId") or 0))
         self._unmodified_since(row, headers)
         new_start = parse_time(str(body["NewStartTime"]))
-        moved = self.tenant.move_with_mode(row, new_start, body.get("UpdateMode") or "OnlyThis")
+        moved = self.tenant.move_with_mode(row, new_start, body.get("UpdateMode"))
         return self._entity(moved)
 
     def _agent_update_with_mode(self, _w: int, _q: Any, headers: dict[str, str], body: Any) -> Any:
@@ -241,8 +241,7 @@ class Routes:
             entity["Completed"] = body["Status"]
         if body.get("Type") in TYPE_NUMBERS:
             entity["Type"] = body["Type"]
-        mode = body.get("UpdateMode") or "OnlyThis"
-        saved = self.tenant.save_with_mode(row, entity, mode)
+        saved = self.tenant.save_with_mode(row, entity, body.get("UpdateMode"))
         if body.get("AssociateId"):
             self.tenant.update_row(saved, associate_id=int(body["AssociateId"]))
         return 200, carriers.appointment_slim(self.tenant, saved), {}

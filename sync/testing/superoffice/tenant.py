@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,11 @@ COLUMNS = {
 }
 
 ChangeListener = Callable[[str, "Row", list[str]], None]
+
+
+def effective_mode(mode: str | None) -> str:
+    """An unset `UpdateMode` acts as ThisAndForward, the COM default (§2.2; *inferred* for REST)."""
+    return mode if mode in ("OnlyThis", "ThisAndForward", "StopRecurrence") else "ThisAndForward"
 
 
 class NotFound(LookupError):
@@ -78,7 +83,6 @@ class Rule:
 
     rule_id: int
     info: dict[str, Any]
-    registered: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def _utc_now() -> datetime:
@@ -162,9 +166,10 @@ class Tenant:
                 rule_id=rule.rule_id,
                 original_start=start,
             )
+            event = "activity.changed" if row.appointment_id in self.rows else "activity.created"
             self.rows[row.appointment_id] = row
             booked.append(row)
-            self._emit("activity.created", row, COLUMNS.values())
+            self._emit(event, row, COLUMNS.values())
         return booked
 
     def _row_from_entity(self, entity: dict[str, Any], associate_id: int) -> Row:
@@ -234,16 +239,18 @@ class Tenant:
             self.rules[row.rule_id].info["EndDate"] = row.start.isoformat()
             self.rules[row.rule_id].info["RecurrenceEndType"] = "EndDate"
 
-    def delete_with_mode(self, row: Row, mode: str) -> None:
+    def delete_with_mode(self, row: Row, mode: str | None) -> None:
         """Agents `Delete`: this occurrence only, or this and every later one."""
+        mode = effective_mode(mode)
         if mode in ("ThisAndForward", "StopRecurrence") and row.rule_id:
             for other in self._this_and_later(row):
                 self.delete_row(other)
             return
         self.delete_row(row)
 
-    def move_with_mode(self, row: Row, new_start: datetime, mode: str) -> Row:
+    def move_with_mode(self, row: Row, new_start: datetime, mode: str | None) -> Row:
         """Agents `Move`: shift this occurrence (an exception then), or this and later ones."""
+        mode = effective_mode(mode)
         delta = new_start - row.start
         targets = self._this_and_later(row) if mode == "ThisAndForward" else [row]
         for target in targets:
@@ -252,14 +259,15 @@ class Tenant:
                 target.original_start = target.start
         return row
 
-    def save_with_mode(self, row: Row, entity: dict[str, Any], mode: str) -> Row:
+    def save_with_mode(self, row: Row, entity: dict[str, Any], mode: str | None) -> Row:
         """Agents `Save` of an existing row.
 
         OnlyThis changes this row alone (a new start makes it an exception). ThisAndForward moves
         the time of day and the texts of this and every later row; a changed pattern ends the old
         rule before this row and books a new rule from it (§3.11). StopRecurrence stops the series
-        here. An unset mode on a series row acts as ThisAndForward, the COM default (§2.2).
+        here. An unset mode acts as ThisAndForward (`effective_mode`).
         """
+        mode = effective_mode(mode)
         if mode == "StopRecurrence":
             self.stop_recurrence(row)
             return self._apply_entity(row, entity)
@@ -299,7 +307,6 @@ class Tenant:
             self.rules.pop(old_rule.rule_id)
         template = self._apply_entity(row, entity)
         info = dict(new_rule, StartDate=template.start.isoformat())
-        del self.rows[row.appointment_id]
         booked = self._book_series(replace(template, updated=self.stamp()), info)
         return booked[0]
 

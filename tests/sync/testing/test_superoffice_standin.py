@@ -480,3 +480,13 @@ def test_the_stand_in_serves_exactly_the_operations_it_vendored(crm: SuperOffice
         (method, pattern.replace(r"(\d+)", "{id}")) for method, pattern, _ in crm.routes.table()
     }
     assert served == described
+
+
+def test_an_unset_update_mode_on_a_series_row_acts_as_this_and_following(api: httpx.Client) -> None:
+    """The COM default (superoffice-recurrence.md §2.2); what REST does is undocumented."""
+    rows = weekly_series(api, count=3)
+    second = api.get(f"/api/v1/Appointment/{rows[1]['AppointmentId']}").json()
+    second["Title"] = "From here on"
+    api.post(AGENT + "Save", json={"AppointmentEntity": second})
+    after = records(api, second["Recurrence"]["RecurrenceId"])
+    assert [row["Title"] for row in after] == ["Follow-up", "From here on", "From here on"]
