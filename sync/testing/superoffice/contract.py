@@ -190,7 +190,10 @@ def _explain(error: BaseException) -> str:
     cause = error.__cause__
     while cause is not None:
         details = getattr(cause, "schema_errors", None)
-        parts.append("; ".join(str(e.message) for e in details) if details else repr(cause))
+        if details:
+            parts.append("; ".join(f"{e.json_path}: {e.message}" for e in details))
+        else:
+            parts.append(repr(cause))
         cause = cause.__cause__
     return " <- ".join(parts)
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sync.testing.superoffice import carriers
 from sync.testing.superoffice.contract import merged_openapi3
 from sync.testing.superoffice.recurrence import expand, parse_weekdays
 from sync.testing.superoffice.server import SuperOfficeStandIn
@@ -490,3 +491,18 @@ def test_an_unset_update_mode_on_a_series_row_acts_as_this_and_following(api: ht
     api.post(AGENT + "Save", json={"AppointmentEntity": second})
     after = records(api, second["Recurrence"]["RecurrenceId"])
     assert [row["Title"] for row in after] == ["Follow-up", "From here on", "From here on"]
+
+
+def test_a_response_off_the_contract_is_caught_as_a_stand_in_bug(
+    crm: SuperOfficeStandIn, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The response check bites: an entity with a text id is answered 500 and kept."""
+    row_id = book(api, None, "2026-03-02T09:00:00")["AppointmentId"]
+    original = carriers.appointment_entity
+    monkeypatch.setattr(
+        carriers,
+        "appointment_entity",
+        lambda tenant, row: original(tenant, row) | {"AppointmentId": str(row.appointment_id)},
+    )
+    assert api.get(f"/api/v1/Appointment/{row_id}").status_code == 500
+    assert "AppointmentId" in crm.violations.pop()

@@ -310,3 +310,22 @@ def test_nine_failed_tries_in_a_row_stop_the_webhook_until_it_is_made_active(
     one_meeting(crm)
     assert crm.webhooks.wait_idle()
     assert len(receiver.events()) == 10
+
+
+def test_every_webhook_endpoint_validates_against_superoffice_descriptions(
+    crm: SuperOfficeStandIn, api: httpx.Client, receiver: Receiver
+) -> None:
+    hook = register(api, receiver).json()
+    path = f"/api/v1/Webhook/{hook['WebhookId']}"
+    calls = [
+        api.post(
+            "/api/v1/Webhook/Test", json={key: hook[key] for key in ("Name", "TargetUrl", "Secret")}
+        ),
+        api.get("/api/v1/Webhook"),
+        api.get(path),
+        api.put(path, json=hook | {"State": "Stopped"}),
+        api.delete(path),
+    ]
+    assert [call.status_code for call in calls] == [200, 200, 200, 200, 204]
+    assert calls[0].json()["Success"] is True
+    assert (crm.violations, crm.refused_requests, crm.unchecked_responses) == ([], [], [])
