@@ -506,3 +506,27 @@ def test_a_response_off_the_contract_is_caught_as_a_stand_in_bug(
     )
     assert api.get(f"/api/v1/Appointment/{row_id}").status_code == 500
     assert "AppointmentId" in crm.violations.pop()
+
+
+def test_exceptions_show_as_rows_that_differ_from_the_rules_own_dates(api: httpx.Client) -> None:
+    """How a connector finds moved and deleted occurrences without `original_start_date`."""
+    rows = weekly_series(api)
+    api.post(
+        AGENT + "Move",
+        json={
+            "AppointmentId": rows[1]["AppointmentId"],
+            "NewStartTime": "2026-03-10T15:00:00",
+            "UpdateMode": "OnlyThis",
+        },
+    )
+    api.post(
+        AGENT + "Delete", json={"AppointmentId": rows[3]["AppointmentId"], "UpdateMode": "OnlyThis"}
+    )
+    entity = api.get(f"/api/v1/Appointment/{rows[0]['AppointmentId']}").json()
+    rule_dates = api.post(AGENT + "CalculateDays", json={"AppointmentEntity": entity}).json()[
+        "Dates"
+    ]
+    expected = {entry["Date"] for entry in rule_dates}
+    actual = set(starts(records(api, entity["Recurrence"]["RecurrenceId"])))
+    assert expected - actual == {"2026-03-09T09:00:00", "2026-03-23T09:00:00"}  # moved, deleted
+    assert actual - expected == {"2026-03-10T15:00:00"}  # the moved row
