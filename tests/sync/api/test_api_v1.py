@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
@@ -28,56 +26,30 @@ from schemathesis.specs.openapi.checks import (
 from sync.api.app import create_app
 from sync.state import changes
 from sync.state.db import ConflictRecord, Database
-from tests.servers import free_port
+from tests.factories import appointment, weekly
+from tests.sync.api.served import send_case, serve
 
 TOKEN = "v1-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-WEEKLY: dict[str, Any] = {
-    "id": "w-1",
-    "title": "Weekly status",
-    "start": "2026-03-02T10:00:00",
-    "end": "2026-03-02T11:00:00",
-    "timezone": "Europe/Oslo",
-    "owner": "alice",
-    "recurrence": {
-        "Pattern": "Weekly",
-        "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-        "RecurrenceEndType": "Counter",
-        "RecurrenceCounter": 10,
-    },
-}
+WEEKLY = weekly("w-1", owner="alice")
 
 
 def single(fid: str, owner: str = "alice") -> dict[str, Any]:
-    return {
-        "id": fid,
-        "title": f"Call {fid}",
-        "start": "2026-04-01T09:00:00",
-        "end": "2026-04-01T09:30:00",
-        "timezone": "Europe/Oslo",
-        "owner": owner,
-    }
+    return appointment(
+        fid,
+        title=f"Call {fid}",
+        start="2026-04-01T09:00:00",
+        end="2026-04-01T09:30:00",
+        owner=owner,
+    )
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Database]]:
     db = Database.open(str(tmp_path_factory.mktemp("v1") / "v1.sqlite"))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(db, token=TOKEN), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", db
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(db, token=TOKEN)) as url:
+        yield url, db
     db.close()
 
 
@@ -289,15 +261,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
             suppress_health_check=list(HealthCheck),
         )
         def check(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
-            kwargs = case.as_transport_kwargs(base_url=base_url, headers=AUTH)
-            response = client.request(
-                kwargs["method"],
-                kwargs["url"],
-                headers=kwargs.get("headers"),
-                params=kwargs.get("params"),
-                content=kwargs.get("data"),
-                json=kwargs.get("json"),
-            )
+            response = send_case(client, case, base_url, AUTH)
             where = f"{case.method} {case.formatted_path} query={case.query!r}"
             if response.status_code >= 500:
                 failures.append(f"{where}: {response.status_code} {response.text[:300]}")
