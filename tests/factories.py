@@ -1,4 +1,4 @@
-"""Follow-up documents that many tests start from, built in one place.
+"""Follow-up documents and accounts that many tests start from, built in one place.
 
 Each builder returns the plain JSON document a CRM sends (what ``followup-sync import``, the
 API and ``FollowUpStore`` take), so a test can break one field of it, send it over HTTP or
@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+
+import pytest
+
+from sync.config import Account
+from tests.servers import ServerInfo
 
 OSLO = "Europe/Oslo"
 
@@ -79,3 +84,37 @@ def weekly(
 def status_meeting(fid: str = "1001", **fields: Any) -> dict[str, Any]:
     """The engine tests' common ancestor: six Mondays at 09:00 in Oslo from 6 January 2025."""
     return weekly(fid, title="Status meeting", start="2025-01-06T09:00:00", count=6, **fields)
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+#: Where a test account's password travels: the environment, as in a deployment.
+PASSWORD_ENV = "FOLLOWUP_SYNC_TEST_PASSWORD"
+
+
+def account_for(
+    server: ServerInfo,
+    calendar_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    password_env: str = PASSWORD_ENV,
+    **fields: Any,
+) -> Account:
+    """The account "alice" on one calendar of a fixtures' server, signing in as its user.
+
+    The server's password, if it has one, is put in ``password_env`` for the test's
+    duration; ``fields`` set or replace any other field of the account.
+    """
+    if server.password is not None:
+        monkeypatch.setenv(password_env, server.password)
+    settings: dict[str, Any] = {
+        "name": "alice",
+        "url": server.url,
+        "username": server.username,
+        "auth": server.auth,
+        "password_env": password_env if server.password is not None else None,
+        "calendar_url": calendar_url,
+        "server_kind": server.kind,
+    }
+    settings.update(fields)
+    return Account(**settings)
