@@ -25,6 +25,7 @@ from sync import invitations
 from sync.config import load_settings
 from sync.engine.runner import run_pass
 from sync.state.db import DaemonRun, Database
+from tests.factories import appointment
 from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_of  # noqa: F401
 from tests.servers import RunningServer, free_port
 from tests.sync.service.conftest import (
@@ -32,7 +33,7 @@ from tests.sync.service.conftest import (
     calendar_items,
     put_followups,
     run_cli,
-    start_daemon,
+    start_ready,
     wait_for,
     write_config,
 )
@@ -75,18 +76,16 @@ def smtp_server() -> Iterator[Smtp]:
 
 
 def meeting(fid: str, participant: str, **changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": fid,
-        "kind": "appointment",
-        "title": "Kick-off",
-        "owner": "alice",
-        "location": "Room 2",
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-        "organizer": {"name": "Alice", "email": ORGANIZER},
-        "participants": [{"name": "Guest", "email": participant}],
-    }
+    """alice's kick-off in Room 2, one guest invited."""
+    doc = appointment(
+        fid,
+        title="Kick-off",
+        kind="appointment",
+        owner="alice",
+        location="Room 2",
+        organizer={"name": "Alice", "email": ORGANIZER},
+        participants=[{"name": "Guest", "email": participant}],
+    )
     doc.update(changes)
     return doc
 
@@ -181,9 +180,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
     sink = smtp_server.sink
     put_followups(database, [meeting("i1", BJORN)])
 
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
 
     # The first pass records the invitation; the daemon sends it right after.
     wait_for(lambda: sink.messages, CONVERGE, "the invitation")
@@ -198,9 +195,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
 
     # A restart: nothing is sent again either.
     assert daemon.terminate() == 0, daemon.log_text()[-3000:]
-    daemon = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port)
     wait_for_passes(database, 3)
     assert len(sink.messages) == 1
     assert [r["status"] for r in outbox(database)] == ["sent"]
@@ -251,9 +246,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
             )
     finally:
         db.close()
-    daemon = start_daemon(config, tmp_path / "daemon3.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon3.log", http_port=http_port)
     wait_for_passes(database, 3)
     assert len(sink.messages) == 2
     assert sorted(r["status"] for r in outbox(database)) == ["sent", "sent", "uncertain"]
@@ -283,11 +276,13 @@ def test_the_daemon_reads_replies_and_the_answer_reaches_the_calendar(
         tmp_path, radicale_server, smtp_server, http_port, imap_port=imap_port
     )
     put_followups(database, [meeting("r1", CAROL)])
-    daemon = start_daemon(
-        config, tmp_path / "daemon.log", http_port=http_port, env={"IMAP_PASSWORD": "secret"}
+    daemon = start_ready(
+        daemons,
+        config,
+        tmp_path / "daemon.log",
+        http_port=http_port,
+        env={"IMAP_PASSWORD": "secret"},
     )
-    daemons.append(daemon)
-    daemon.wait_ready()
     wait_for(lambda: smtp_server.sink.messages, CONVERGE, "the invitation")
 
     # Carol declines from Gmail; nobody runs a command.

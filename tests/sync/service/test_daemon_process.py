@@ -17,14 +17,15 @@ from mappings.model import uid_for_id
 from tests.servers import RunningServer
 from tests.sync.service.conftest import (
     calendar_items,
-    client_retitle,
+    client_retitles,
     crm_titles,
     followup,
     put_followups,
     run_cli,
-    start_daemon,
+    start_ready,
     summaries,
     wait_for,
+    wait_for_title,
     write_config,
 )
 
@@ -74,9 +75,7 @@ def test_daemon_converges_both_ways_survives_sigterm_and_restart(
         [followup("d1", "Kick-off"), followup("d2", "Review"), followup("x9", "Bob's", "bob")],
     )
 
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
     assert daemon.get("/healthz")[0] == 200
 
     # 1. First passes put the CRM's follow-ups (alice's only) on the calendar.
@@ -92,19 +91,18 @@ def test_daemon_converges_both_ways_survives_sigterm_and_restart(
     # 2. A CRM write reaches the calendar within seconds (the crm-poll job), not "next interval".
     started = time.monotonic()
     put_followups(database, [followup("d1", "Kick-off (moved)")])
-    wait_for(
-        lambda: (
-            summaries(radicale_server, calendar_url).get(uid_for_id("d1")) == "Kick-off (moved)"
-        ),
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "d1",
+        "Kick-off (moved)",
         CONVERGE,
         "CRM change on the calendar",
     )
     crm_latency = time.monotonic() - started
 
     # 3. A calendar client's edit comes back to the CRM.
-    items = calendar_items(radicale_server, calendar_url)
-    url, (etag, data) = next((u, v) for u, v in items.items() if uid_for_id("d2").encode() in v[1])
-    client_retitle(radicale_server, url, etag, data, "Review (renamed in Thunderbird)")
+    client_retitles(radicale_server, calendar_url, "d2", "Review (renamed in Thunderbird)")
     wait_for(
         lambda: crm_titles(database).get("d2") == "Review (renamed in Thunderbird)",
         CONVERGE,
@@ -134,12 +132,8 @@ def test_daemon_converges_both_ways_survives_sigterm_and_restart(
 
     # 6. Changes while it is down, on both sides; a restart picks them up, nothing doubles.
     put_followups(database, [followup("d3", "Created while down")])
-    items = calendar_items(radicale_server, calendar_url)
-    url, (etag, data) = next((u, v) for u, v in items.items() if uid_for_id("d1").encode() in v[1])
-    client_retitle(radicale_server, url, etag, data, "Kick-off (client while down)")
-    restarted = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port)
-    daemons.append(restarted)
-    restarted.wait_ready()
+    client_retitles(radicale_server, calendar_url, "d1", "Kick-off (client while down)")
+    restarted = start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port)
     expected = {
         uid_for_id("d1"): "Kick-off (client while down)",
         uid_for_id("d2"): "Review (renamed in Thunderbird)",
@@ -187,9 +181,7 @@ def test_sigterm_mid_pass_abandons_safely_and_restart_completes(
     assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
     count = 80
     put_followups(database, [followup(f"m{i:03d}", f"Meeting {i}") for i in range(count)])
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
     wait_for(
         lambda: len(calendar_items(radicale_server, calendar_url)) >= 3,
         30,
@@ -200,9 +192,7 @@ def test_sigterm_mid_pass_abandons_safely_and_restart_completes(
     partial = len(calendar_items(radicale_server, calendar_url))
     assert any("stopping" in r["msg"] for r in daemon.log_records()) or partial == count
 
-    restarted = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port)
-    daemons.append(restarted)
-    restarted.wait_ready()
+    restarted = start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port)
     wait_for(
         lambda: len(summaries(radicale_server, calendar_url)) == count,
         60,
