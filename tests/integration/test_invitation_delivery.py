@@ -45,8 +45,8 @@ from sync.cli.main import cli
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
-from tests.integration.test_invitations import BOARD, DATA, PEOPLE, board, free_port, imap_port
-from tests.servers import RunningServer
+from tests.integration.test_invitations import BOARD, DATA, PEOPLE, board, imap_port
+from tests.servers import RunningServer, free_port
 
 pytestmark = pytest.mark.server
 
