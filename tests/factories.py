@@ -82,8 +82,11 @@ def weekly(
 
 
 def status_meeting(fid: str = "1001", **fields: Any) -> dict[str, Any]:
-    """The engine tests' common ancestor: six Mondays at 09:00 in Oslo from 6 January 2025."""
-    return weekly(fid, title="Status meeting", start="2025-01-06T09:00:00", count=6, **fields)
+    """The engine tests' common ancestor: six Mondays at 09:00 in Oslo from 6 January 2025;
+    ``fields`` replace any of its fields as they are."""
+    document = weekly(fid, title="Status meeting", start="2025-01-06T09:00:00", count=6)
+    document.update(fields)
+    return document
 
 
 # --- accounts ---------------------------------------------------------------------------------
