@@ -1,7 +1,7 @@
 """API v1 served for real (uvicorn on 127.0.0.1, httpx): pages, ETags, If-Match, the feed.
 
 The calendar side of the loop (a pull landing in the feed, webhooks, a daemon) is in
-``tests/daemon/test_crm_boundary.py``; here the API is checked on its own, including
+``tests/sync/service/test_crm_boundary.py``; here the API is checked on its own, including
 schemathesis over the ``/v1`` operations with response schema checks.
 """
 

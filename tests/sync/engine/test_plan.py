@@ -800,8 +800,8 @@ def test_every_planned_document_keeps_the_followup_id() -> None:
 
 
 # --- a pass in chunks ------------------------------------------------------------------
-# (tests/sync/test_sync_machine.py checks on random passes that the chunks decide what
-# plan() decides; tests/sync/test_chunked_pass.py runs chunked passes end to end.)
+# (tests/sync/engine/test_sync_machine.py checks on random passes that the chunks decide what
+# plan() decides; tests/sync/engine/test_chunked_pass.py runs chunked passes end to end.)
 
 
 def lite(crm: CrmView, server: ServerView) -> tuple[CrmView, ServerView]:
