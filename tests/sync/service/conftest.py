@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,48 @@ def write_config(
         lines += [f"{k} = {value(v)}" for k, v in merged.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class AliceConfig:
+    """What ``alice_config`` made: the config file, alice's calendar and the state database."""
+
+    path: Path
+    calendar_url: str
+    database: str
+
+
+def alice_config(
+    tmp_path: Path,
+    server: RunningServer,
+    *,
+    http_port: int,
+    prefix: str,
+    daemon: dict[str, Any] | None = None,
+    **account: Any,
+) -> AliceConfig:
+    """A fresh calendar on ``server`` (named ``prefix``-<random>), a SQLite state database
+    brought to the current schema (``db upgrade``, as an operator does first), and a config
+    whose one account, alice, syncs alice's follow-ups to it; ``account`` adds settings."""
+    calendar_url = server.make_calendar(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    config = write_config(
+        tmp_path / "config.toml",
+        database=database,
+        http_port=http_port,
+        daemon=daemon,
+        accounts={
+            "alice": {
+                "url": server.base_url,
+                "calendar_url": calendar_url,
+                "owners": ["alice"],
+                **account,
+            }
+        },
+    )
+    upgraded = run_cli("db", "upgrade", "--config", str(config))
+    assert upgraded.returncode == 0, upgraded.stderr
+    return AliceConfig(config, calendar_url, database)
 
 
 @dataclass
@@ -221,8 +264,10 @@ def http_port() -> int:
 
 
 __all__ = [
+    "AliceConfig",
     "DaemonProcess",
     "RunningServer",
+    "alice_config",
     "run_cli",
     "start_daemon",
     "start_ready",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,15 +29,14 @@ from tests.conftest import SERVER_KINDS
 from tests.servers import RunningServer, free_port
 from tests.sync.service.conftest import (
     DaemonProcess,
+    alice_config,
     calendar_items,
     client_retitles,
     followup,
-    run_cli,
     start_ready,
     summaries,
     wait_for,
     wait_for_title,
-    write_config,
 )
 
 CONVERGE = 30.0
@@ -120,31 +118,21 @@ def configure(
     http_port: int,
     interval: float = 1.5,
 ) -> tuple[Path, str, str]:
-    calendar_url = server.make_calendar(f"crm-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
+    made = alice_config(
+        tmp_path,
+        server,
         http_port=http_port,
+        prefix="crm",
         daemon={"api_token_env": "CRM_API_TOKEN"},
-        accounts={
-            "alice": {
-                "url": server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-                "server_kind": server.kind,
-                "interval_seconds": interval,
-            }
-        },
+        server_kind=server.kind,
+        interval_seconds=interval,
     )
-    with config.open("a") as out:
+    with made.path.open("a") as out:
         out.write(
             f'\n[feed]\nretention_days = 2\n\n[webhooks.crm]\nurl = "{receiver.url}"\n'
             'secret_env = "CRM_WEBHOOK_SECRET"\nevents = ["*"]\n'
         )
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
-    assert upgraded.returncode == 0, upgraded.stderr
-    return config, calendar_url, database
+    return made.path, made.calendar_url, made.database
 
 
 ENV = {"CRM_API_TOKEN": TOKEN, "CRM_WEBHOOK_SECRET": SECRET}

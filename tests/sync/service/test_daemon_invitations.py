@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import imaplib
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,12 @@ from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_o
 from tests.servers import RunningServer, free_port
 from tests.sync.service.conftest import (
     DaemonProcess,
+    alice_config,
     calendar_items,
     put_followups,
     run_cli,
     start_ready,
     wait_for,
-    write_config,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
@@ -99,21 +98,9 @@ def configure(
     *,
     imap_port: int | None = None,
 ) -> tuple[Path, str]:
-    calendar_url = server.make_calendar(f"inv-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
-        http_port=http_port,
-        accounts={
-            "alice": {
-                "url": server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-                "scheduling": "auto",  # Radicale does not schedule: the probe says email
-            }
-        },
-    )
+    # Radicale does not schedule: the probe says email.
+    made = alice_config(tmp_path, server, http_port=http_port, prefix="inv", scheduling="auto")
+    config, database = made.path, made.database
     mail = [
         "",
         "[mail]",
@@ -134,8 +121,6 @@ def configure(
             "poll_seconds = 0.5",
         ]
     config.write_text(config.read_text() + "\n".join(mail) + "\n")
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
-    assert upgraded.returncode == 0, upgraded.stderr
     return config, database
 
 

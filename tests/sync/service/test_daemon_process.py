@@ -16,6 +16,7 @@ import pytest
 from mappings.model import uid_for_id
 from tests.servers import RunningServer
 from tests.sync.service.conftest import (
+    alice_config,
     calendar_items,
     client_retitles,
     crm_titles,
@@ -54,22 +55,8 @@ def metric(text: str, name: str, **labels: str) -> float:
 def test_daemon_converges_both_ways_survives_sigterm_and_restart(
     radicale_server: RunningServer, tmp_path: Path, daemons: list, http_port: int
 ) -> None:
-    calendar_url = radicale_server.make_calendar(f"daemon-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
-        http_port=http_port,
-        accounts={
-            "alice": {
-                "url": radicale_server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-            }
-        },
-    )
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
-    assert upgraded.returncode == 0, upgraded.stderr
+    made = alice_config(tmp_path, radicale_server, http_port=http_port, prefix="daemon")
+    config, calendar_url, database = made.path, made.calendar_url, made.database
     put_followups(
         database,
         [followup("d1", "Kick-off"), followup("d2", "Review"), followup("x9", "Bob's", "bob")],
@@ -164,21 +151,8 @@ def test_sigterm_mid_pass_abandons_safely_and_restart_completes(
     radicale_server: RunningServer, tmp_path: Path, daemons: list, http_port: int
 ) -> None:
     """A pass with many writes is interrupted; the restart finishes it with no duplicate."""
-    calendar_url = radicale_server.make_calendar(f"sigterm-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
-        http_port=http_port,
-        accounts={
-            "alice": {
-                "url": radicale_server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-            }
-        },
-    )
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    made = alice_config(tmp_path, radicale_server, http_port=http_port, prefix="sigterm")
+    config, calendar_url, database = made.path, made.calendar_url, made.database
     count = 80
     put_followups(database, [followup(f"m{i:03d}", f"Meeting {i}") for i in range(count)])
     daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
