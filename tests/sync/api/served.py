@@ -15,11 +15,15 @@ from typing import Any
 import httpx
 import schemathesis
 import uvicorn
+from hypothesis import HealthCheck, given, settings
 
 from tests.servers import HOST, free_port
 
 #: How long uvicorn may take to listen before the test fails.
 START_TIMEOUT = 10.0
+
+#: What a fuzz check says of one answer: what is wrong with it, or None.
+Judge = Callable[[schemathesis.Case, httpx.Response], str | None]  # type: ignore[type-arg]
 
 
 @contextmanager
@@ -66,3 +70,39 @@ def send_case(
         content=kwargs.get("data"),
         json=kwargs.get("json"),
     )
+
+
+def fuzz(
+    operations: list[Any],
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    max_examples: int,
+    judge: Judge,
+) -> list[str]:
+    """Send up to ``max_examples`` generated cases of each operation and return what
+    ``judge`` found wrong with the answers.
+
+    Driven by hand (not ``schema.parametrize``) because schemathesis' pytest plugin does
+    not support the pytest this project uses; the generated cases are the same, and
+    derandomized, so a run replays.
+    """
+    failures: list[str] = []
+    with httpx.Client(timeout=10) as client:
+        for operation in operations:
+
+            @given(case=operation.as_strategy())
+            @settings(
+                max_examples=max_examples,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+            def check(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
+                wrong = judge(case, send_case(client, case, base_url, headers))
+                if wrong is not None:
+                    failures.append(wrong)
+
+            check()
+    return failures

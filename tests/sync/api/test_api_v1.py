@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     response_schema_conformance,
@@ -27,7 +26,7 @@ from sync.api.app import create_app
 from sync.state import changes
 from sync.state.db import ConflictRecord, Database
 from tests.factories import appointment, weekly
-from tests.sync.api.served import send_case, serve
+from tests.sync.api.served import fuzz, serve
 
 TOKEN = "v1-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -249,35 +248,20 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
         if result.ok().path.startswith("/v1/")  # type: ignore[union-attr]
     ]
     assert len(operations) >= 11
-    failures: list[str] = []
 
-    def fuzz(operation: Any) -> None:
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=25,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
-        def check(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
-            response = send_case(client, case, base_url, AUTH)
-            where = f"{case.method} {case.formatted_path} query={case.query!r}"
-            if response.status_code >= 500:
-                failures.append(f"{where}: {response.status_code} {response.text[:300]}")
-                return
-            try:
-                case.validate_response(
-                    response,
-                    checks=[response_schema_conformance, status_code_conformance],
-                    excluded_checks=[negative_data_rejection],
-                )
-            except AssertionError as exc:
-                failures.append(f"{where}: {str(exc)[:400]}")
+    def nonconforming(case: schemathesis.Case, response: httpx.Response) -> str | None:  # type: ignore[type-arg]
+        where = f"{case.method} {case.formatted_path} query={case.query!r}"
+        if response.status_code >= 500:
+            return f"{where}: {response.status_code} {response.text[:300]}"
+        try:
+            case.validate_response(
+                response,
+                checks=[response_schema_conformance, status_code_conformance],
+                excluded_checks=[negative_data_rejection],
+            )
+        except AssertionError as exc:
+            return f"{where}: {str(exc)[:400]}"
+        return None
 
-        check()
-
-    with httpx.Client(timeout=10) as client:
-        for operation in operations:
-            fuzz(operation)
+    failures = fuzz(operations, base_url, AUTH, max_examples=25, judge=nonconforming)
     assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:10])
