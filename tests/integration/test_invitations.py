@@ -9,6 +9,7 @@ Thunderbird send (tests/data/itip/).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -98,16 +99,23 @@ class SmtpSink:
         return taken
 
 
+@contextlib.contextmanager
+def smtp_serving(handler: Any) -> Iterator[int]:
+    """aiosmtpd with ``handler`` on a free loopback port for the block; yields the port."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[SmtpSink, int]]:
     sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_serving(sink) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
