@@ -74,6 +74,8 @@ CONFIG_NAME = "config.toml"
 SYSTEM_CONFIG = Path("/etc") / APP_NAME / CONFIG_NAME
 #: The calendar an account uses when it names none (display name or id).
 DEFAULT_CALENDAR = "followups"
+#: Which way an account syncs (``Account.direction``).
+SyncDirection = Literal["both", "to-calendar", "to-crm"]
 
 
 def user_config() -> Path:
@@ -208,6 +210,11 @@ class Account(BaseModel):
     verify_tls: bool = True
     timeout: float = 30.0
     conflict_policy: ConflictPolicy = ConflictPolicy.crm_wins
+    #: "both" syncs both ways; "to-calendar": the CRM is the master, nothing is written to
+    #: the CRM and the calendar copy is corrected to the CRM's version; "to-crm": the
+    #: calendar is the master, nothing is written to the calendar (sync.engine.direction).
+    #: ``PUT /v1/accounts/NAME/direction`` overrides it without a restart.
+    direction: SyncDirection = "both"
     on_server_delete: OnServerDelete = OnServerDelete.delete
     import_new: bool = False
     max_delete_percent: float = Field(default=50.0, ge=0, le=100)

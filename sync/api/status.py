@@ -32,6 +32,7 @@ from sync import webhooks
 from sync.api import controls
 from sync.api.app import _PROBLEMS, _load, problem
 from sync.config import Settings
+from sync.state import directions
 from sync.state.db import CollectionState, ConflictRecord, Database, FollowUpRow, as_utc
 
 _404: dict[int | str, dict[str, Any]] = {
@@ -42,6 +43,9 @@ _404: dict[int | str, dict[str, Any]] = {
 class AccountState(BaseModel):
     name: str
     paused: bool = Field(description="Paused over the API: no pass runs until resumed.")
+    direction: str = Field(
+        description="both, to-calendar or to-crm (one-way); GET /v1/accounts/NAME/direction."
+    )
     last_run: dt.datetime | None
     last_success: dt.datetime | None
     last_result: str | None
@@ -128,6 +132,7 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
             )
             conflicts = {account: int(count) for account, count in counted}
             paused = controls.paused_accounts(session)
+            one_way = directions.overrides(session)
             accounts = []
             for name in sorted(configured | set(states)):
                 state = states.get(name)
@@ -135,6 +140,7 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
                     AccountState(
                         name=name,
                         paused=name in paused,
+                        direction=one_way.get(name) or _configured_direction(settings, name),
                         last_run=_utc(state.last_run_at if state else None),
                         last_success=_utc(state.last_success_at if state else None),
                         last_result=state.last_result if state else "never run",
@@ -271,6 +277,11 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
             return missing
         controls.set_paused(db, name, False)
         return JSONResponse({"account": name, "paused": False})
+
+
+def _configured_direction(settings: Settings | None, name: str) -> str:
+    account = settings.accounts.get(name) if settings is not None else None
+    return account.direction if account is not None else "both"
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

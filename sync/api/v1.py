@@ -501,9 +501,11 @@ def create_router(
 
     _ = retention  # the daemon prunes; the API only reads (kept for the signature's sake)
     _webhook_routes(router, db)
+    from sync.api import direction as api_direction
     from sync.api import status as api_status
 
     api_status.add_routes(router, db, settings)
+    api_direction.add_routes(router, db, settings)
     return router
 
 

@@ -54,6 +54,7 @@ from sync import invitations
 from sync.config import Account
 from sync.engine import unreadable as unreadable_items
 from sync.engine.apply import Applier, ApplyReport, fetch_one
+from sync.engine.direction import OneWay
 from sync.engine.plan import (
     Action,
     Chunker,
@@ -280,6 +281,8 @@ class SyncPass:
             import_new=account.import_new,
             max_delete_percent=account.max_delete_percent,
         )
+        #: One-way mode (``sync.engine.direction``): applied to every plan this pass makes.
+        self.one_way = OneWay(account, db)
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -667,6 +670,7 @@ class SyncPass:
             synced_hrefs=chunks.by_href,
             pending=intents,
         )
+        decided = self.one_way.apply(decided, docs)
         return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
@@ -1255,7 +1259,7 @@ class SyncPass:
         crm = CrmView(entries, documents, uids)
         server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
         options = replace(self.options, force_delete=True)
-        replanned = plan(crm, server, single_state, options)
+        replanned = self.one_way.apply(plan(crm, server, single_state, options), docs)
         return list(replanned.actions)
 
 
