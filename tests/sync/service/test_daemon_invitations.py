@@ -25,7 +25,9 @@ from sync import invitations
 from sync.config import load_settings
 from sync.engine.runner import run_pass
 from sync.state.db import DaemonRun, Database
-from tests.daemon.conftest import (
+from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_of  # noqa: F401
+from tests.servers import RunningServer, free_port
+from tests.sync.service.conftest import (
     DaemonProcess,
     calendar_items,
     put_followups,
@@ -34,8 +36,6 @@ from tests.daemon.conftest import (
     wait_for,
     write_config,
 )
-from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_of  # noqa: F401
-from tests.servers import RunningServer, free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
