@@ -529,10 +529,13 @@ class SyncPass:
             the_plan = self._plan_chunk(chunks, ids, docs, failed, synced_docs)
             planned += len(the_plan.actions)
             out.deletions += the_plan.deletions()
-            if keep and explain:
-                out.planned.extend(self._explain(the_plan))
-            elif keep:
-                out.planned.extend(Planned.of(action) for action in the_plan.actions)
+            if keep:
+                # A dry run (``explain``) reports what is skipped and noticed too.
+                out.planned.extend(
+                    self._explain(the_plan)
+                    if explain
+                    else (Planned.of(action) for action in the_plan.actions)
+                )
                 out.skipped.extend(the_plan.skipped)
                 out.notices.extend(the_plan.notices)
                 for item, text in the_plan.notices:

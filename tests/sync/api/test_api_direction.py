@@ -72,8 +72,7 @@ def test_an_unknown_account_or_direction_is_refused(
     client, _, _ = served
     assert client.get("/v1/accounts/nobody/direction").status_code == 404
     assert (
-        client.put("/v1/accounts/nobody/direction", json={"direction": "to-crm"}).status_code
-        == 404
+        client.put("/v1/accounts/nobody/direction", json={"direction": "to-crm"}).status_code == 404
     )
     assert (
         client.put("/v1/accounts/alice/direction", json={"direction": "sideways"}).status_code

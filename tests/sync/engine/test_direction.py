@@ -81,7 +81,9 @@ def crm_view(*live: FollowUp, deleted: Iterable[FollowUp] = ()) -> CrmView:
     entries = {d.id: CrmEntry(d.id, content_hash(d), False, SYNCED_AT) for d in live}
     gone = list(deleted)
     entries.update({d.id: CrmEntry(d.id, content_hash(d), True, SYNCED_AT) for d in gone})
-    return CrmView(entries, {d.id: d for d in live}, {d.effective_uid: d.id for d in [*live, *gone]})
+    return CrmView(
+        entries, {d.id: d for d in live}, {d.effective_uid: d.id for d in [*live, *gone]}
+    )
 
 
 def fetched(followup: FollowUp, etag: str = '"2"', href: str | None = None) -> ServerDoc:
@@ -146,13 +148,16 @@ def test_both_ways_is_the_plan_itself_and_reads_nothing() -> None:
     server = listing(state, fetched(edited))
     decided = plan(crm_view(doc), server, state, PlanOptions())
     versions = Versions()
-    assert one_way(
-        decided,
-        "both",
-        fetched=server.docs,
-        crm_documents=versions.crm_documents,
-        agreed=versions.agreed_versions,
-    ) is decided
+    assert (
+        one_way(
+            decided,
+            "both",
+            fetched=server.docs,
+            crm_documents=versions.crm_documents,
+            agreed=versions.agreed_versions,
+        )
+        is decided
+    )
     assert versions.asked == []
 
 
@@ -209,9 +214,7 @@ def test_to_calendar_both_changed_keeps_the_crm_whole_and_logs_no_conflict() -> 
     client = doc.model_copy(update={"location": "Room 4", "title": "Call Kari (client)"})
     state = synced(doc)
     server = listing(state, fetched(client))
-    decided = plan(
-        crm_view(crm_doc), server, state, PlanOptions(policy=ConflictPolicy.server_wins)
-    )
+    decided = plan(crm_view(crm_doc), server, state, PlanOptions(policy=ConflictPolicy.server_wins))
 
     result = filtered(decided, "to-calendar", server, Versions(crm=[crm_doc]))
 
@@ -346,9 +349,7 @@ def test_to_crm_a_cosmetic_server_change_with_a_crm_edit_takes_the_fetched_versi
     cosmetic = fetched(doc, etag='"3"')
     server = listing(state, cosmetic)
     decided = plan(crm_view(crm_doc), server, state, PlanOptions())
-    assert decided.actions == (
-        UpdateOnServer(doc.id, href_of(doc), '"3"', crm_doc, cosmetic.data),
-    )
+    assert decided.actions == (UpdateOnServer(doc.id, href_of(doc), '"3"', crm_doc, cosmetic.data),)
 
     versions = Versions()
     result = filtered(decided, "to-crm", server, versions)
