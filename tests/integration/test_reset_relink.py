@@ -1,10 +1,12 @@
-"""``reset`` (``POST /v1/accounts/NAME/reset``): forget the links, re-link by UID on Radicale and Xandikos.
+"""``reset`` (``POST /v1/accounts/NAME/reset``): forget the links, re-link them by UID.
 
-After a reset the next pass sees follow-ups and calendar resources with no record
-between them, as a first pass does. Both sides unchanged, it must write nothing,
-create nothing twice and log no conflict (a conflict on a part only the CRM knows, such
-as the owner, would be spurious); a client edit waiting on the server is the one
-conflict, for the part the client changed.
+On Radicale and Xandikos: after a reset the next pass sees follow-ups and calendar
+resources with no record between them, as a first pass does. Both sides unchanged, it
+must write nothing, create nothing twice and log no conflict (a conflict on a part only
+the CRM knows, such as the owner, would be spurious); a client edit waiting on the
+server is the one conflict, for the part the client changed. Before the fix, an
+occurrence the CRM spelled out in full, and the calendar's copy as the difference to its
+series, was a conflict too.
 """
 
 from __future__ import annotations
