@@ -20,13 +20,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sync.api import controls
-from sync.api.app import _PROBLEMS, problem
-from sync.config import Settings, SyncDirection
+from sync.api.problems import PROBLEM_RESPONSE, problem
+from sync.config import Settings
+from sync.policies import SyncDirection
 from sync.state import directions
 from sync.state.db import Database
 
 _404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such account in the config", **_PROBLEMS}
+    404: {"description": "No such account in the config", **PROBLEM_RESPONSE}
 }
 
 
@@ -46,7 +47,9 @@ class AccountDirection(BaseModel):
     source: str = Field(description="`api` when set here, `config` otherwise.")
 
 
-def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> None:
+def create_router(db: Database, settings: Settings | None) -> APIRouter:
+    """The direction of each configured account, read and set."""
+    router = APIRouter(prefix="/v1", tags=["v1"])
     accounts = dict(settings.accounts) if settings is not None else {}
 
     def shown(name: str) -> AccountDirection:
@@ -79,3 +82,5 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
             directions.set_override(session, name, body.direction)
         controls.request_sync(db, name)
         return shown(name)
+
+    return router

@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from mappings.model import FollowUp, load_followup
-from sync.config import Account, SyncDirection
+from sync.config import Account
 from sync.engine.plan import (
     Action,
     CreateFromServer,
@@ -40,13 +40,13 @@ from sync.engine.plan import (
     DetachInCrm,
     Forget,
     Merge,
-    OnServerDelete,
     Plan,
     RecordState,
     SaveFromServer,
     ServerDoc,
     UpdateOnServer,
 )
+from sync.policies import OnServerDelete, SyncDirection
 from sync.state import directions, repo
 from sync.state import followups as crm_store
 from sync.state.db import Database

@@ -20,7 +20,7 @@ from typing import cast, get_args
 from sqlalchemy import DateTime, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sync.config import SyncDirection
+from sync.policies import SyncDirection
 from sync.state.db import Base, utcnow
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from mappings.model import FollowUp, load_followup
-from sync.config import SyncDirection
 from sync.engine.direction import (
     CALENDAR_CORRECTED,
     CALENDAR_RECREATED,
@@ -26,7 +25,6 @@ from sync.engine.direction import (
     NOT_IMPORTED,
     one_way,
 )
-from sync.engine.merge import ConflictPolicy
 from sync.engine.plan import (
     CreateOnServer,
     CrmView,
@@ -34,7 +32,6 @@ from sync.engine.plan import (
     DeleteOnServer,
     DetachInCrm,
     Forget,
-    OnServerDelete,
     Plan,
     PlanOptions,
     RecordState,
@@ -45,6 +42,7 @@ from sync.engine.plan import (
     UpdateOnServer,
     plan,
 )
+from sync.policies import ConflictPolicy, OnServerDelete, SyncDirection
 from sync.state.followups import CrmEntry, content_hash
 
 SYNCED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
