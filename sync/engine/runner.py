@@ -53,6 +53,7 @@ from mappings.resource import read
 from sync.config import Account
 from sync.engine import unreadable as unreadable_items
 from sync.engine.apply import Applier, ApplyReport, fetch_one
+from sync.engine.direction import OneWay
 from sync.engine.plan import (
     Action,
     Chunker,
@@ -281,6 +282,8 @@ class SyncPass:
             import_new=account.import_new,
             max_delete_percent=account.max_delete_percent,
         )
+        #: One-way mode (``sync.engine.direction``): applied to every plan this pass makes.
+        self.one_way = OneWay(account, db)
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -527,10 +530,13 @@ class SyncPass:
             the_plan = self._plan_chunk(chunks, ids, docs, failed, synced_docs)
             planned += len(the_plan.actions)
             out.deletions += the_plan.deletions()
-            if keep and explain:
-                out.planned.extend(self._explain(the_plan))
-            elif keep:
-                out.planned.extend(Planned.of(action) for action in the_plan.actions)
+            if keep:
+                # A dry run (``explain``) reports what is skipped and noticed too.
+                out.planned.extend(
+                    self._explain(the_plan)
+                    if explain
+                    else (Planned.of(action) for action in the_plan.actions)
+                )
                 out.skipped.extend(the_plan.skipped)
                 out.notices.extend(the_plan.notices)
                 for item, text in the_plan.notices:
@@ -668,6 +674,7 @@ class SyncPass:
             synced_hrefs=chunks.by_href,
             pending=intents,
         )
+        decided = self.one_way.apply(decided, docs)
         return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
@@ -1256,7 +1263,7 @@ class SyncPass:
         crm = CrmView(entries, documents, uids)
         server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
         options = replace(self.options, force_delete=True)
-        replanned = plan(crm, server, single_state, options)
+        replanned = self.one_way.apply(plan(crm, server, single_state, options), docs)
         return list(replanned.actions)
 
 
