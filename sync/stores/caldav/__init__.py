@@ -25,14 +25,13 @@ multistatus reading), ``listing``, ``reading``, ``writing``, ``busy`` (the dialo
 time), ``model`` (what the calendar hands back).
 """
 
+from sync.stores.base import Delta, FetchError, LastModified, RequestStats, Resource
 from sync.stores.caldav.busy import BusyPeriod, HomeCalendar
 from sync.stores.caldav.calendar import DavCalendar
-from sync.stores.caldav.model import Delta, FetchError, LastModified, Resource
 from sync.stores.caldav.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DavRequest,
     Reply,
-    RequestStats,
     ResponseTooLarge,
     Retryable,
     RetryPolicy,

@@ -7,9 +7,7 @@ sends it (``listing``, ``reading``, ``writing``, ``busy``), on top of one ``Coll
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
@@ -22,14 +20,21 @@ from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
 
 from sync.errors import NotFound, StoreError, TransportError
+from sync.stores.base import (
+    Delta,
+    FetchError,
+    LastModified,
+    RequestStats,
+    Resource,
+    is_safe_name,
+    resource_name,
+)
 from sync.stores.caldav.busy import BusyPeriod, BusyTime, HomeCalendar, last_segment
 from sync.stores.caldav.collection import Collection
 from sync.stores.caldav.listing import Listing
-from sync.stores.caldav.model import Delta, FetchError, LastModified, Resource
 from sync.stores.caldav.reading import Reading
 from sync.stores.caldav.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
-    RequestStats,
     RetryPolicy,
     Sender,
     SessionSender,
@@ -41,8 +46,6 @@ from sync.stores.caldav.writing import Writing
 from sync.stores.capabilities import Capabilities
 
 log = logging.getLogger("sync.stores.caldav")
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class DavCalendar:
@@ -250,8 +253,7 @@ class DavCalendar:
         its SHA-1, so the name is valid on every server's storage and needs no quoting.
         find_by_uid, not this function, is the way back from a UID to an href.
         """
-        name = uid if _SAFE_NAME.fullmatch(uid) else hashlib.sha1(uid.encode()).hexdigest()
-        return f"{self.path}{name}.ics"
+        return f"{self.path}{resource_name(uid)}"
 
     def sync_token(self) -> str | None:
         """The collection's current DAV:sync-token, or None if the server has none."""
@@ -353,7 +355,7 @@ def _find_calendar(client: DAVClient, base_url: str, calendar: str, *, create: b
         if not create:
             client.close()
             raise NotFound(f"no calendar {calendar!r} under {base_url}", href=base_url)
-        cal_id = calendar if _SAFE_NAME.fullmatch(calendar) else None
+        cal_id = calendar if is_safe_name(calendar) else None
         found = cast("Calendar", principal.make_calendar(name=calendar, cal_id=cal_id))
     return str(found.url)
 

@@ -15,10 +15,10 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 from lxml import etree
 
 from sync.errors import NotFound, StoreError, TransportError
+from sync.stores.base import RequestStats
 from sync.stores.caldav.multistatus import DAV, PARSER, MsResponse, responses, tag
 from sync.stores.caldav.transport import (
     Reply,
-    RequestStats,
     RetryPolicy,
     Sender,
     checked,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
 from sync.errors import InvalidSyncToken, StoreError, SyncCollectionUnsupported, TransportError
+from sync.stores.base import Delta, LastModified
 from sync.stores.caldav.collection import Collection
-from sync.stores.caldav.model import Delta, LastModified
 from sync.stores.caldav.multistatus import DAV, SABRE_1_VERSION, has_error, tag
 from sync.stores.caldav.transport import Reply
 from sync.stores.capabilities import capabilities_for

@@ -9,8 +9,8 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from sync.stores import zero_length
+from sync.stores.base import FetchError, Resource
 from sync.stores.caldav.collection import PATH_SAFE, Collection
-from sync.stores.caldav.model import FetchError, Resource
 from sync.stores.caldav.multistatus import CALDAV, DAV, tag
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -30,6 +30,7 @@ from caldav.davclient import DAVClient
 from caldav.lib.http_sync import requests as http
 
 from sync.errors import StoreError, TransportError, network_failure
+from sync.stores.base import RequestStats
 from sync.stores.tls_probe import server_requests_client_certificate
 
 log = logging.getLogger(__name__)
@@ -63,38 +64,6 @@ class Transport:
     @property
     def proxies(self) -> dict[str, str] | None:
         return {"http": self.proxy, "https": self.proxy} if self.proxy else None
-
-
-@dataclass
-class RequestStats:
-    """Request counters for tests and benchmarks; byte counts are bodies only, not headers."""
-
-    requests: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    by_method: dict[str, int] = field(default_factory=dict)
-    #: Wall time inside HTTP exchanges, from sending a request to the end of its answer:
-    #: what a pass spends outside them is the client's own cost (benchmarks).
-    seconds: float = 0.0
-
-    def copy(self) -> RequestStats:
-        return RequestStats(
-            self.requests, self.bytes_sent, self.bytes_received, dict(self.by_method), self.seconds
-        )
-
-    def since(self, earlier: RequestStats) -> RequestStats:
-        """The traffic between ``earlier`` (a copy) and now: tests assert on one call this way."""
-        return RequestStats(
-            self.requests - earlier.requests,
-            self.bytes_sent - earlier.bytes_sent,
-            self.bytes_received - earlier.bytes_received,
-            {
-                m: n - earlier.by_method.get(m, 0)
-                for m, n in self.by_method.items()
-                if n - earlier.by_method.get(m, 0)
-            },
-            self.seconds - earlier.seconds,
-        )
 
 
 @dataclass(frozen=True)
