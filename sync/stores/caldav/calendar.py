@@ -14,7 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Self, cast
 
-from caldav.collection import Calendar
+from caldav.collection import Calendar, Principal
 from caldav.davclient import DAVClient
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
@@ -77,7 +77,7 @@ class DavCalendar:
         sender: Sender | None = None,
     ) -> None:
         """Prefer ``connect``/``discover``; this takes an already-counting caldav client."""
-        self._client = client  # also read by the RFC 6638 scheduling probe (invitations, cli)
+        self._client = client
         self._timeout = timeout
         self._transport = transport or Transport(verify=verify_tls)
         self._max_response_bytes = max_response_bytes
@@ -208,6 +208,11 @@ class DavCalendar:
             max_response_bytes=max_response_bytes,
             transport=transport,
         )
+
+    def principal(self) -> Principal:
+        """The caldav library's principal of this connection, for questions about the account
+        (``sync.stores.scheduling``). Raises what the caldav library raises."""
+        return self._client.get_principal()
 
     def sibling(
         self, calendar_url: str, *, capability_overrides: Mapping[str, object] | None = None
