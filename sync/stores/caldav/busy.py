@@ -19,7 +19,8 @@ from sync.errors import TransportError
 from sync.stores.caldav.collection import PATH_SAFE, Collection
 from sync.stores.caldav.multistatus import CALDAV, DAV, tag
 
-log = logging.getLogger(__name__)
+# One logger for the whole client, as before the split: log lines keep their "logger" name.
+log = logging.getLogger("sync.stores.caldav")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from sync.stores.caldav.transport import (
 from sync.stores.caldav.writing import Writing
 from sync.stores.capabilities import Capabilities
 
+# One logger for the whole client, as before the split: log lines keep their "logger" name.
 log = logging.getLogger("sync.stores.caldav")
 
 

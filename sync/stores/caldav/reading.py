@@ -13,7 +13,8 @@ from sync.stores.base import FetchError, Resource
 from sync.stores.caldav.collection import PATH_SAFE, Collection
 from sync.stores.caldav.multistatus import CALDAV, DAV, tag
 
-log = logging.getLogger(__name__)
+# One logger for the whole client, as before the split: log lines keep their "logger" name.
+log = logging.getLogger("sync.stores.caldav")
 
 
 def unfold_uids(data: bytes) -> set[str]:

@@ -33,7 +33,8 @@ from sync.errors import StoreError, TransportError, network_failure
 from sync.stores.base import RequestStats
 from sync.stores.tls_probe import server_requests_client_certificate
 
-log = logging.getLogger(__name__)
+# One logger for the whole client, as before the split: log lines keep their "logger" name.
+log = logging.getLogger("sync.stores.caldav")
 
 _XML_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
 _USER_AGENT = f"followup-sync (python-caldav {caldav_version})"

@@ -25,7 +25,8 @@ from sync.stores.caldav.multistatus import error_href, has_error
 from sync.stores.caldav.reading import Reading, unfold_uids
 from sync.stores.caldav.transport import Reply
 
-log = logging.getLogger(__name__)
+# One logger for the whole client, as before the split: log lines keep their "logger" name.
+log = logging.getLogger("sync.stores.caldav")
 
 _ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
 
