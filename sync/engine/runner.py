@@ -99,7 +99,7 @@ from sync.state.db import (
     utcnow,
 )
 from sync.state.followups import CrmEntry
-from sync.stores.caldav import DavCalendar, Delta, FetchError, LastModified, Resource
+from sync.stores.base import CalendarStore, Delta, FetchError, LastModified, Resource
 from sync.stores.connect import open_calendar
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class SyncPass:
         account: Account,
         db: Database,
         *,
-        calendar: DavCalendar | None = None,
+        calendar: CalendarStore | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         should_stop: Callable[[], bool] | None = None,
         chunk_size: int = CHUNK_SIZE,
@@ -288,7 +288,7 @@ class SyncPass:
     # --- connecting ------------------------------------------------------------------------
 
     @property
-    def calendar(self) -> DavCalendar:
+    def calendar(self) -> CalendarStore:
         if self._calendar is None:
             raise StoreError(
                 f"{self.account.name}: calendar {self.account.calendar!r} does not exist yet; "
@@ -304,7 +304,7 @@ class SyncPass:
         if self._calendar is not None:
             self._calendar.close()
 
-    def _connect(self, *, create: bool) -> DavCalendar | None:
+    def _connect(self, *, create: bool) -> CalendarStore | None:
         """The account's calendar; None when it is missing and ``create`` is False."""
         account = self.account
         with self.db.session() as session:
@@ -1267,7 +1267,7 @@ class SyncPass:
         return list(replanned.actions)
 
 
-def _fetch_error(calendar: DavCalendar, href: str, exc: TransportError) -> FetchError:
+def _fetch_error(calendar: CalendarStore, href: str, exc: TransportError) -> FetchError:
     return FetchError(calendar.normalise_href(href), exc.status or 0, str(exc))
 
 
@@ -1278,7 +1278,7 @@ def run_pass(
     dry_run: bool = False,
     full: bool = False,
     force_delete: bool = False,
-    calendar: DavCalendar | None = None,
+    calendar: CalendarStore | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     chunk_size: int = CHUNK_SIZE,
