@@ -62,7 +62,10 @@ class SuperOfficeStandIn:
         context_identifier: str = "Cust12345",
         validate: bool = True,
         retry_delay_scale: float = 0.01,
+        port: int = 0,
     ) -> None:
+        """`retry_delay_scale` shortens the documented 1 s / 4 s webhook retries (1.0 keeps them);
+        `port` 0 takes a free one."""
         self.clock = Clock()
         self.tenant = Tenant(clock=self.clock.naive)
         self.sign_in = SignIn(clock=self.clock.now, context_identifier=context_identifier)
@@ -76,7 +79,7 @@ class SuperOfficeStandIn:
         self.requests: list[tuple[str, str, int]] = []
         self.lock = threading.RLock()
         self._actor = threading.local()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

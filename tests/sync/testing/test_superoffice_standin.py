@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sync.testing.superoffice import __main__ as standalone
 from sync.testing.superoffice import carriers
 from sync.testing.superoffice.contract import merged_openapi3
 from sync.testing.superoffice.recurrence import expand, parse_weekdays
@@ -530,3 +531,8 @@ def test_exceptions_show_as_rows_that_differ_from_the_rules_own_dates(api: httpx
     actual = set(starts(records(api, entity["Recurrence"]["RecurrenceId"])))
     assert expected - actual == {"2026-03-09T09:00:00", "2026-03-23T09:00:00"}  # moved, deleted
     assert actual - expected == {"2026-03-10T15:00:00"}  # the moved row
+
+
+def test_the_stand_in_runs_on_its_own_for_a_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    standalone.main(["--seed", "--for", "0"])
+    assert "SuperOffice stand-in at http://127.0.0.1:" in capsys.readouterr().out
