@@ -262,8 +262,9 @@ class Tenant:
     def save_with_mode(self, row: Row, entity: dict[str, Any], mode: str | None) -> Row:
         """Agents `Save` of an existing row.
 
-        OnlyThis changes this row alone (a new start makes it an exception). ThisAndForward moves
-        the time of day and the texts of this and every later row; a changed pattern ends the old
+        OnlyThis changes this row alone (a new start makes it an exception). ThisAndForward gives
+        every later row this row's time of day, length and texts (their dates stay: SuperOffice
+        advises against date changes in a series, §3.10); a changed pattern ends the old
         rule before this row and books a new rule from it (§3.11). StopRecurrence stops the series
         here. An unset mode acts as ThisAndForward (`effective_mode`).
         """
@@ -277,16 +278,15 @@ class Tenant:
         old_info = self.rules[row.rule_id].info
         if new_rule.get("IsRecurrence") and _pattern_of(new_rule) != _pattern_of(old_info):
             return self._split(row, entity, new_rule)
+        later_rows = [later for later in self._this_and_later(row) if later is not row]
         changed = self._apply_entity(row, entity)
-        delta = changed.start - (changed.original_start or changed.start)
         changed.original_start = changed.start
-        for later in self._this_and_later(row):
-            if later is row:
-                continue
+        for later in later_rows:
+            start = datetime.combine(later.start.date(), changed.start.time())
             self.update_row(
                 later,
-                start=later.start + delta,
-                end=later.start + delta + (changed.end - changed.start),
+                start=start,
+                end=start + (changed.end - changed.start),
                 title=changed.title,
                 description=changed.description,
                 location=changed.location,
