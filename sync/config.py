@@ -329,6 +329,17 @@ class Account(BaseModel):
         return not (self.kinds and kind not in self.kinds)
 
 
+def backoff_seconds(account: Account, failures: int, cap: float) -> float:
+    """interval × 2^(failures-1), capped: 1 failure waits one interval, 2 wait two, 3 four …
+
+    The daemon waits this long before trying a failing account again; the API's status
+    shows the same moment, so both read it here.
+    """
+    if failures <= 0:
+        return 0.0
+    return float(min(account.interval_seconds * (2 ** min(failures - 1, 30)), cap))
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"

@@ -41,7 +41,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -304,3 +304,28 @@ def as_json(value: SubscriptionStatus) -> dict[str, Any]:
         "backlog": value.backlog,
         "gap": value.gap,
     }
+
+
+# --- reads and removal for the API and the CLI --------------------------------------------------
+
+
+def subscriptions(
+    session: Session, *, after: str | None = None, limit: int | None = None
+) -> list[Subscription]:
+    """Subscriptions by id after ``after``, at most ``limit`` (the API pages, the CLI lists)."""
+    return outbox.subscriptions(session, after=after, limit=limit)
+
+
+def subscription(session: Session, subscription_id: str) -> Subscription | None:
+    return outbox.subscription(session, subscription_id)
+
+
+def remove(session: Session, subscription_id: str) -> Literal["removed", "missing", "config"]:
+    """Delete an API subscription; one from the config file stays (``config``): remove it there."""
+    row = outbox.subscription(session, subscription_id)
+    if row is None:
+        return "missing"
+    if row.source == "config":
+        return "config"
+    outbox.delete(session, row)
+    return "removed"

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from mappings.equivalence import PLAIN_FIELDS
 from mappings.model import FollowUp, load_followup
 from sync.engine.merge import SERIES_FIELDS
@@ -124,8 +126,8 @@ def resolve(
         record = repo.conflict(session, conflict_id)
         if record is None:
             raise LookupError(conflict_id)
-        document = crm_store.live_document(session, record.followup_id)
-        if document is None:
+        row = crm_store.live_row(session, record.followup_id)
+        if row is None:
             raise NotResolvable(f"follow-up {record.followup_id!r} no longer exists")
         if action == "edit":
             if edited is None or edited.id != record.followup_id:
@@ -134,7 +136,12 @@ def resolve(
         else:
             side = "crm" if action == "keep-crm" else "server"
             value = side_value(record, side)
-            chosen = load_followup(with_part(document, record.part, value))
+            chosen = load_followup(with_part(dict(row.document), record.part, value))
         crm_store.save(session, chosen, note={"resolves_conflict": conflict_id})
         control_rows.record_resolution(session, conflict_id, action)
     return chosen
+
+
+def resolution_of(session: Session, conflict_id: int) -> str | None:
+    """What an admin decided for the conflict (``resolve``'s action), None: not decided."""
+    return control_rows.resolution_of(session, conflict_id)

@@ -31,7 +31,7 @@ from mappings.model import FollowUp
 from sync import webhooks
 from sync.api import controls
 from sync.api.app import _PROBLEMS, _load, problem
-from sync.config import Settings
+from sync.config import Settings, backoff_seconds
 from sync.state.db import CollectionState, ConflictRecord, Database, FollowUpRow, as_utc
 
 _404: dict[int | str, dict[str, Any]] = {
@@ -104,8 +104,6 @@ class ConflictPage(BaseModel):
 
 
 def _backoff_until(settings: Settings | None, state: CollectionState) -> dt.datetime | None:
-    from sync.service.daemon import backoff_seconds
-
     failures = state.consecutive_failures or 0
     account = settings.accounts.get(state.account) if settings is not None else None
     if not failures or account is None or state.last_run_at is None:

@@ -93,9 +93,10 @@ def take_sync_requests(session: Session, accounts: set[str]) -> list[str]:
 # --- conflict resolutions ------------------------------------------------------------------------
 
 
-def resolution_of(session: Session, conflict_id: int) -> ConflictResolution | None:
-    """How an admin decided the conflict, None while the policy's outcome stands."""
-    return session.get(ConflictResolution, conflict_id)
+def resolution_of(session: Session, conflict_id: int) -> str | None:
+    """How an admin decided the conflict (the action), None while the policy's outcome stands."""
+    decided = session.get(ConflictResolution, conflict_id)
+    return decided.action if decided is not None else None
 
 
 def record_resolution(session: Session, conflict_id: int, action: str) -> None:

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,6 +99,11 @@ class Database:
     def create_tables(self) -> None:
         """The tables as the models say, plus the schema_version row (no migration bookkeeping)."""
         create_tables(self)
+
+    def ping(self) -> None:
+        """One round trip (the readiness probe); raises whatever the driver raises if it fails."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def session(self) -> Session:
         return self.sessions()

@@ -214,12 +214,14 @@ def load_documents(
     return result
 
 
-def live_document(session: Session, followup_id: str) -> dict[str, Any] | None:
-    """The stored document of a follow-up, None if there is none or only its tombstone."""
+def live_row(session: Session, followup_id: str) -> FollowUpRow | None:
+    """The stored row of a follow-up that is not deleted: its document and version (hash).
+
+    The API compares the hash with If-Match and answers the document; None when the
+    follow-up is unknown or deleted, which the API treats alike.
+    """
     row = session.get(FollowUpRow, followup_id)
-    if row is None or row.deleted:
-        return None
-    return dict(row.document)
+    return row if row is not None and not row.deleted else None
 
 
 def last_write_at(session: Session) -> dt.datetime | None:
