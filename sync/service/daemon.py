@@ -287,9 +287,8 @@ class Daemon:
                 log.info("%s pass starts (%s)", mode, reason)
                 try:
                     report = self.runner(account, self.db, full=full, should_stop=should_stop)
-                except (
-                    Exception
-                ) as exc:  # every failure of a pass is the account's, not the daemon's
+                # Every failure of a pass is the account's, not the daemon's.
+                except Exception as exc:
                     result = self._pass_failed(account, mode, exc, time.monotonic() - started)
                 else:
                     seconds = time.monotonic() - started
