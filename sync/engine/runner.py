@@ -50,7 +50,6 @@ from mappings.errors import MappingError
 from mappings.from_ical import parse_components
 from mappings.model import FollowUp, id_for_uid, load_followup
 from mappings.resource import read
-from sync import invitations
 from sync.config import Account
 from sync.engine import unreadable as unreadable_items
 from sync.engine.apply import Applier, ApplyReport, fetch_one
@@ -84,6 +83,8 @@ from sync.errors import (
     SyncCollectionUnsupported,
     TransportError,
 )
+from sync.invitations.record import record_after_pass
+from sync.invitations.scheduling import schedule_agent_for
 from sync.state import followups as crm_store
 from sync.state.db import (
     CollectionState,
@@ -343,7 +344,7 @@ class SyncPass:
         # re-checks, which heals a recording that failed on an earlier pass. (Called once
         # the pass's own data is released: it reads every synced follow-up itself.)
         if not dry_run and (report.applied.done or report.mode == "full"):
-            invitations.record_after_pass(self.account, self.db, self.calendar)
+            record_after_pass(self.account, self.db, self.calendar)
         return report
 
     def _plan_for_new_calendar(self) -> PassReport:
@@ -503,7 +504,7 @@ class SyncPass:
         """
         out = _Sweep()
         by_href = chunks.by_href
-        agent = invitations.schedule_agent_for(self.account, self.calendar) if apply else None
+        agent = schedule_agent_for(self.account, self.calendar) if apply else None
         done = 0
         planned = 0
 

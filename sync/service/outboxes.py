@@ -1,8 +1,9 @@
 """The daemon's mail and webhook jobs: what goes out after a pass, and what comes back.
 
-* invitations (``sync.invitations``): right after an account's pass, still under its locks,
+* invitations (``sync.invitations.send``): right after an account's pass, still under its locks,
   the messages that pass recorded are sent when ``[mail]`` is configured;
-* replies: with ``[mail.imap]``, new iTIP replies are read by one daemon at a time;
+* replies (``sync.invitations.replies``): with ``[mail.imap]``, new iTIP replies are read
+  by one daemon at a time;
 * webhooks (``sync.webhooks``): the change feed's entries owed to each subscription are
   POSTed every tick, and the feed is pruned to ``[feed] retention_days`` now and then.
 
@@ -18,8 +19,10 @@ import logging
 import threading
 import time
 
-from sync import invitations, webhooks
+from sync import webhooks
 from sync.config import Account, Settings
+from sync.invitations.replies import fetch_replies
+from sync.invitations.send import send_pending, unsent
 from sync.logs import log_context
 from sync.state import changes
 from sync.state.db import Database
@@ -74,9 +77,9 @@ class Outboxes:
         name = account.name
         with log_context(account=name):
             try:
-                if not invitations.unsent(self.db, name):
+                if not unsent(self.db, name):
                     return
-                report = invitations.send_pending(self.mail, self.db, account=name)
+                report = send_pending(self.mail, self.db, account=name)
             except Exception as exc:  # SMTP down, bad credentials, database hiccup
                 log.warning("invitations not sent, trying again after the next pass: %s", exc)
                 return
@@ -120,7 +123,7 @@ class Outboxes:
             with self.cluster_lock.hold("followup-sync:mail-replies") as held:
                 if held is None:
                     return  # another daemon is reading the mailbox right now
-                outcomes = invitations.fetch_replies(self.mail, self.db)
+                outcomes = fetch_replies(self.mail, self.db)
         except Exception as exc:
             log.warning("reading invitation replies failed, trying again next poll: %s", exc)
             return

@@ -34,7 +34,7 @@ its own by the intents.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -51,6 +51,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 SCHEMA_VERSION = 1
@@ -63,6 +64,17 @@ def utcnow() -> dt.datetime:
 def as_utc(value: dt.datetime) -> dt.datetime:
     """SQLite gives timestamps back without their zone; every one we store is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+class DatabaseLike(Protocol):
+    """What the modules below ``sync.state.db`` need of a database: its URL and its engine.
+
+    ``sync.state.db.Database`` is one. Naming this instead of it keeps the schema and the
+    table modules below the module that opens the database, so it can call them.
+    """
+
+    url: str
+    engine: Engine
 
 
 class Base(DeclarativeBase):

@@ -24,21 +24,21 @@ inside the package and work from any working directory.
 with ``create_all`` (as before migrations existed), but a database migrated only by
 ``db upgrade`` lacks them.
 
-This module knows a database only as a URL and an engine (``Target``):
+This module knows a database only as a URL and an engine (``rows.DatabaseLike``):
 ``sync.state.db.Database`` is one, and calls this module from above when it opens.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import sessionmaker
 
 from sync.errors import ConfigError
-from sync.state.rows import SCHEMA_VERSION, Meta
+from sync.state.rows import SCHEMA_VERSION, DatabaseLike, Meta
 from sync.state.tables import METADATA
 
 if TYPE_CHECKING:
@@ -62,18 +62,11 @@ class DatabaseEmpty(ConfigError):
     """A command that only reads found no followup-sync tables in the database."""
 
 
-class Target(Protocol):
-    """What migrating needs of a database: its URL (messages, Alembic) and its engine."""
-
-    url: str
-    engine: Engine
-
-
 class SchemaNotCurrent(ConfigError):
     """The database is older (or newer) than this version of the code expects."""
 
 
-def alembic_config(db: Target | None, connection: Connection | None = None) -> Config:
+def alembic_config(db: DatabaseLike | None, connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -95,7 +88,7 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(db: Target) -> str | None:
+def current_revision(db: DatabaseLike) -> str | None:
     """The revision stamped in the database, None for an empty or pre-Alembic one."""
     with db.engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
@@ -108,7 +101,7 @@ def _has_tables(connection: Connection) -> bool:
     return inspect(connection).has_table("collections")
 
 
-def upgrade(db: Target, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade(db: DatabaseLike, revision: str = "head") -> tuple[str | None, str | None]:
     """Apply pending revisions; returns (before, after)."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -127,7 +120,7 @@ def upgrade(db: Target, revision: str = "head") -> tuple[str | None, str | None]
     return before, after
 
 
-def require_current(db: Target, *, create: bool) -> None:
+def require_current(db: DatabaseLike, *, create: bool) -> None:
     """``Database.open``: the schema as this code needs it, or an error; never a migration.
 
     ``create``: a database without our tables (a new SQLite file, an empty PostgreSQL
@@ -150,7 +143,7 @@ def require_current(db: Target, *, create: bool) -> None:
     raise _not_current(db, current)
 
 
-def _create_at_head(db: Target) -> None:
+def _create_at_head(db: DatabaseLike) -> None:
     from alembic import command
 
     create_tables(db)
@@ -159,7 +152,7 @@ def _create_at_head(db: Target) -> None:
     _write_meta(db)
 
 
-def check_current(db: Target) -> str:
+def check_current(db: DatabaseLike) -> str:
     """Raise SchemaNotCurrent unless the database is at HEAD_REVISION; returns the revision."""
     current = current_revision(db)
     if current != HEAD_REVISION:
@@ -167,7 +160,7 @@ def check_current(db: Target) -> str:
     return current
 
 
-def _not_current(db: Target, current: str | None) -> ConfigError:
+def _not_current(db: DatabaseLike, current: str | None) -> ConfigError:
     """The error for a schema other than HEAD_REVISION: older (upgrade it) or newer."""
     where = f"database {_safe_url(db.url)}"
     if current is not None and not _known_revision(current):
@@ -194,18 +187,18 @@ def _known_revision(revision: str) -> bool:
         return False
 
 
-def _table_exists(db: Target) -> bool:
+def _table_exists(db: DatabaseLike) -> bool:
     with db.engine.connect() as connection:
         return _has_tables(connection)
 
 
-def create_tables(db: Target) -> None:
+def create_tables(db: DatabaseLike) -> None:
     """The tables as the models say, plus the schema_version row (no migration bookkeeping)."""
     METADATA.create_all(db.engine)
     _write_meta(db)
 
 
-def _write_meta(db: Target) -> None:
+def _write_meta(db: DatabaseLike) -> None:
     with sessionmaker(db.engine, expire_on_commit=False).begin() as session:
         row = session.get(Meta, "schema_version")
         if row is None:

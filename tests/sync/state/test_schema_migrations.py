@@ -10,7 +10,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-import sync.invitations  # noqa: F401  (its tables, until sync.state.tables lists invitation_records)
 from mappings.model import load_followup
 from sync.state import schema
 from sync.state.db import CollectionState, Database, FollowUpRow
