@@ -32,17 +32,15 @@ from sync.state.db import ConflictRecord, Database, utcnow
 
 def set_paused(db: Database, account: str, paused: bool) -> None:
     with db.sessions.begin() as session:
-        row = control_rows.control_row(session, account)
-        row.paused = paused
-        row.paused_at = utcnow() if paused else None
+        control_rows.set_paused(session, account, paused)
         if not paused:
             # CRM changes seen while paused triggered nothing: catch up at once.
-            row.sync_requested_at = utcnow()
+            control_rows.ask_sync(session, account, utcnow())
 
 
 def request_sync(db: Database, account: str) -> None:
     with db.sessions.begin() as session:
-        control_rows.control_row(session, account).sync_requested_at = utcnow()
+        control_rows.ask_sync(session, account, utcnow())
 
 
 def request_reset(db: Database, account: str) -> None:
@@ -52,8 +50,9 @@ def request_reset(db: Database, account: str) -> None:
     a pass under way would otherwise record links the reset just removed.
     """
     with db.sessions.begin() as session:
-        row = control_rows.control_row(session, account)
-        row.reset_requested_at = row.sync_requested_at = utcnow()
+        asked = utcnow()
+        control_rows.ask_reset(session, account, asked)
+        control_rows.ask_sync(session, account, asked)
 
 
 def take_reset(db: Database, account: str) -> bool:

@@ -101,7 +101,8 @@ class Schedule:
             if state is None:
                 return
             until = shared.backoff_until(account, state, self.settings.max_backoff_seconds)
-            state.next_run_at = max(next_run, until) if until is not None else next_run
+            later = max(next_run, until) if until is not None else next_run
+            repo.set_next_run(session, account.name, later)
 
     # --- the run log -----------------------------------------------------------------------------
 

@@ -45,13 +45,30 @@ class ConflictResolution(Base):
 # --- account controls --------------------------------------------------------------------------
 
 
-def control_row(session: Session, account: str) -> AccountControl:
+def _control_row(session: Session, account: str) -> AccountControl:
     """The account's control row, added (not paused, nothing asked) if it has none yet."""
     row = session.get(AccountControl, account)
     if row is None:
         row = AccountControl(account=account, paused=False)
         session.add(row)
     return row
+
+
+def set_paused(session: Session, account: str, paused: bool) -> None:
+    """Pause the account (from now) or let it run again."""
+    row = _control_row(session, account)
+    row.paused = paused
+    row.paused_at = utcnow() if paused else None
+
+
+def ask_sync(session: Session, account: str, at: dt.datetime) -> None:
+    """Ask the daemons for a pass of the account (``take_sync_requests`` hands it over)."""
+    _control_row(session, account).sync_requested_at = at
+
+
+def ask_reset(session: Session, account: str, at: dt.datetime) -> None:
+    """Ask for the account's links to be forgotten (``take_reset_request`` hands it over)."""
+    _control_row(session, account).reset_requested_at = at
 
 
 def is_paused(session: Session, account: str) -> bool:

@@ -48,6 +48,13 @@ def set_failures_in_a_row(session: Session, account: str, failures: int) -> None
         state.consecutive_failures = failures
 
 
+def set_next_run(session: Session, account: str, at: dt.datetime) -> None:
+    """When a daemon runs the account next (``status`` shows it); no row, nothing to store."""
+    state = session.get(CollectionState, account)
+    if state is not None:
+        state.next_run_at = at
+
+
 def record_failed_pass(
     session: Session,
     account: str,
