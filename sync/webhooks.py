@@ -52,7 +52,7 @@ from sync.errors import ConfigError
 from sync.state import changes, outbox
 from sync.state.db import Database, as_utc, utcnow
 from sync.state.locks import ClusterLock, LocalOnly
-from sync.state.outbox import Subscription as Subscription  # the API and CLI name it from here
+from sync.state.outbox import Subscription as Subscription  # the API and tests name it here
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from sync.engine.merge import SERIES_FIELDS
 from sync.state import controls as control_rows
 from sync.state import followups as crm_store
 from sync.state import repo
-from sync.state.controls import ConflictResolution as ConflictResolution  # status names it here
 from sync.state.db import ConflictRecord, Database, utcnow
 
 

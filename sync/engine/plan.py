@@ -64,22 +64,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
 from mappings.equivalence import same_meaning
 from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp, id_for_uid
 from mappings.occurrences import is_recurring
 from mappings.operations import split_id
-from sync.engine.merge import Conflict, ConflictPolicy, merge, winner_side
+from sync.engine.merge import Conflict, merge, winner_side
 from sync.engine.splits import cut_short_notice, first_date, lost_dates, parent_uids
 from sync.errors import SideEmpty, TooManyDeletes
+from sync.policies import ConflictPolicy, OnServerDelete
 from sync.state.followups import CrmEntry
-
-
-class OnServerDelete(StrEnum):
-    delete = "delete"  # the follow-up is deleted in the CRM too
-    detach = "detach"  # the follow-up stays in the CRM, no longer linked to the calendar
 
 
 @dataclass(frozen=True, slots=True)

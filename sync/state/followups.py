@@ -214,6 +214,9 @@ def load_documents(
     return result
 
 
+# --- reads for the API and the dialog ------------------------------------------------------------
+
+
 def live_row(session: Session, followup_id: str) -> FollowUpRow | None:
     """The stored row of a follow-up that is not deleted: its document and version (hash).
 
@@ -222,6 +225,40 @@ def live_row(session: Session, followup_id: str) -> FollowUpRow | None:
     """
     row = session.get(FollowUpRow, followup_id)
     return row if row is not None and not row.deleted else None
+
+
+def live_rows_after(
+    session: Session,
+    after: str | None,
+    *,
+    owner: str | None,
+    updated_since: dt.datetime | None,
+    limit: int,
+) -> list[FollowUpRow]:
+    """Up to ``limit`` live rows by id after ``after``: keyset paging, stable under writes."""
+    query = select(FollowUpRow).where(FollowUpRow.deleted.is_(False))
+    if after is not None:
+        query = query.where(FollowUpRow.id > after)
+    if owner is not None:
+        query = query.where(FollowUpRow.owner == owner)
+    if updated_since is not None:
+        query = query.where(FollowUpRow.updated_at >= updated_since)
+    return list(session.scalars(query.order_by(FollowUpRow.id).limit(limit)))
+
+
+def owner_documents(session: Session, owner: str, *, except_id: str) -> list[FollowUp]:
+    """The owner's live follow-ups but one: the dialog's conflicts within the CRM."""
+    rows = session.scalars(
+        select(FollowUpRow).where(
+            FollowUpRow.owner == owner,
+            FollowUpRow.deleted.is_(False),
+            FollowUpRow.id != except_id,
+        )
+    )
+    return [load_followup(row.document) for row in rows]
+
+
+# --- reads for the daemon's CRM poll -------------------------------------------------------------
 
 
 def last_write_at(session: Session) -> dt.datetime | None:

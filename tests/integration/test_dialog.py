@@ -30,7 +30,7 @@ from sync.dialog import DialogService, calculate_dates, validate_dates
 from sync.engine.runner import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
-from sync.stores.caldav import DavCalendar
+from sync.stores.caldav import DavCalendar, ResponseTooLarge
 from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import OSLO, PlainClient, oslo
@@ -381,6 +381,30 @@ def test_conflicts_through_the_account_find_the_calendar_themselves(
     ours.account.busy_calendars = []
     infos = calculate_dates(followup, db=ours.db, account=ours.account)
     assert [i.Date for i in infos if i.IsConflict] == [dt.date(2026, 3, 30)]
+
+
+def test_conflicts_through_the_account_honour_its_max_response_bytes(
+    sides: tuple[Side, Side],
+) -> None:
+    """The dialog connects like a sync pass (sync.stores.connect): the size limit holds too."""
+    ours, _ = sides
+    # Sixty busy periods that do not touch: an answer of a few KiB, free-busy or not.
+    for day in range(2, 32):
+        for hour in (12, 14):
+            ours.client.create(
+                f"busy-{day}-{hour}.ics",
+                ce.new_event(
+                    f"busy-{day}-{hour}", "Busy " + "x" * 60,
+                    oslo(2026, 3, day, hour), oslo(2026, 3, day, hour, 30),
+                ),
+            )  # fmt: skip
+    followup = ours.store.get(ID)
+    assert followup is not None
+    ours.account.busy_calendars = []
+    assert calculate_dates(followup, db=ours.db, account=ours.account), "the default limit reads it"
+    ours.account.max_response_bytes = 1024
+    with pytest.raises(ResponseTooLarge):
+        calculate_dates(followup, db=ours.db, account=ours.account)
 
 
 def test_a_busy_event_in_another_calendar_of_the_owner_is_a_conflict(
