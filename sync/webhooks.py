@@ -27,7 +27,9 @@ and duplicates by delivery id. The signing is six lines of ``hmac``; no library 
 this particular scheme better.
 
 Several daemons on one PostgreSQL database: each subscription is delivered under the
-cluster lock ``webhook:<id>``, so only one process sends its changes at a time.
+cluster lock ``webhook:<id>`` (a session advisory lock, ``sync.state.locks``), so only one
+process sends its changes at a time, and each one reads the position its predecessor
+stored; a sender whose lock connection broke stops before its next POST.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from sync.config import WebhookSettings
 from sync.errors import ConfigError
 from sync.state import changes, outbox
 from sync.state.db import Database, as_utc, utcnow
-from sync.state.locks import ClusterLock, LocalOnly
+from sync.state.locks import ClusterLock, Held, LocalOnly
 from sync.state.outbox import Subscription as Subscription  # the API and tests name it here
 
 log = logging.getLogger(__name__)
@@ -207,7 +209,7 @@ class Deliverer:
             with self.cluster_lock.hold(f"webhook:{subscription_id}") as held:
                 if held is None:
                     continue  # another daemon delivers this one right now
-                self._deliver(subscription_id, report)
+                self._deliver(subscription_id, report, held)
         return report
 
     def _secret(self, row: Subscription) -> str:
@@ -218,7 +220,7 @@ class Deliverer:
             return settings.secret()
         return row.secret or ""
 
-    def _deliver(self, subscription_id: str, report: DeliveryReport) -> None:
+    def _deliver(self, subscription_id: str, report: DeliveryReport, held: Held) -> None:
         with self.db.session() as session:
             row = outbox.subscription(session, subscription_id)
             if row is None or row.paused:
@@ -226,6 +228,11 @@ class Deliverer:
             entries = outbox.owed_entries(session, row, BATCH)
             session.expunge_all()
         for entry in entries:
+            if not held.still_held():
+                # The lock's connection broke: another daemon may hold the subscription
+                # now, and two senders would race each other's order. It resumes here.
+                log.warning("webhook %s: lost its cluster lock; stopping", subscription_id)
+                return
             if wants(row, entry):
                 error = self._post(row, entry)
                 if error is not None:

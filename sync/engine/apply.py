@@ -65,7 +65,7 @@ from sync.errors import AlreadyExists, FollowupSyncError, NotFound, Precondition
 from sync.logs import log_context
 from sync.state import followups as crm_store
 from sync.state.db import ConflictRecord, Database, FollowUpRow, PendingWrite, SyncItem, utcnow
-from sync.stores.caldav import DavCalendar, FetchError
+from sync.stores.base import CalendarStore, FetchError
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class Applier:
         self,
         account: str,
         db: Database,
-        calendar: DavCalendar,
+        calendar: CalendarStore,
         *,
         policy: str,
         replan: Replanner,
@@ -561,7 +561,7 @@ class Applier:
         self.report.count(key)
 
 
-def fetch_one(calendar: DavCalendar, href: str) -> tuple[str, bytes] | None:
+def fetch_one(calendar: CalendarStore, href: str) -> tuple[str, bytes] | None:
     """The current ETag and bytes of one resource, or None if it is gone."""
     for result in calendar.get_multi([href]):
         if isinstance(result, FetchError):

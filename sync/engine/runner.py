@@ -53,6 +53,7 @@ from mappings.resource import read
 from sync.config import Account
 from sync.engine import unreadable as unreadable_items
 from sync.engine.apply import Applier, ApplyReport, fetch_one
+from sync.engine.direction import OneWay
 from sync.engine.plan import (
     Action,
     Chunker,
@@ -98,7 +99,7 @@ from sync.state.db import (
     utcnow,
 )
 from sync.state.followups import CrmEntry
-from sync.stores.caldav import DavCalendar, Delta, FetchError, LastModified, Resource
+from sync.stores.base import CalendarStore, Delta, FetchError, LastModified, Resource
 from sync.stores.connect import open_calendar
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class SyncPass:
         account: Account,
         db: Database,
         *,
-        calendar: DavCalendar | None = None,
+        calendar: CalendarStore | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         should_stop: Callable[[], bool] | None = None,
         chunk_size: int = CHUNK_SIZE,
@@ -281,11 +282,13 @@ class SyncPass:
             import_new=account.import_new,
             max_delete_percent=account.max_delete_percent,
         )
+        #: One-way mode (``sync.engine.direction``): applied to every plan this pass makes.
+        self.one_way = OneWay(account, db)
 
     # --- connecting ------------------------------------------------------------------------
 
     @property
-    def calendar(self) -> DavCalendar:
+    def calendar(self) -> CalendarStore:
         if self._calendar is None:
             raise StoreError(
                 f"{self.account.name}: calendar {self.account.calendar!r} does not exist yet; "
@@ -301,7 +304,7 @@ class SyncPass:
         if self._calendar is not None:
             self._calendar.close()
 
-    def _connect(self, *, create: bool) -> DavCalendar | None:
+    def _connect(self, *, create: bool) -> CalendarStore | None:
         """The account's calendar; None when it is missing and ``create`` is False."""
         account = self.account
         with self.db.session() as session:
@@ -527,10 +530,13 @@ class SyncPass:
             the_plan = self._plan_chunk(chunks, ids, docs, failed, synced_docs)
             planned += len(the_plan.actions)
             out.deletions += the_plan.deletions()
-            if keep and explain:
-                out.planned.extend(self._explain(the_plan))
-            elif keep:
-                out.planned.extend(Planned.of(action) for action in the_plan.actions)
+            if keep:
+                # A dry run (``explain``) reports what is skipped and noticed too.
+                out.planned.extend(
+                    self._explain(the_plan)
+                    if explain
+                    else (Planned.of(action) for action in the_plan.actions)
+                )
                 out.skipped.extend(the_plan.skipped)
                 out.notices.extend(the_plan.notices)
                 for item, text in the_plan.notices:
@@ -668,6 +674,7 @@ class SyncPass:
             synced_hrefs=chunks.by_href,
             pending=intents,
         )
+        decided = self.one_way.apply(decided, docs)
         return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
     def _intents(self, session: Session, ids: Sequence[str]) -> dict[str, WriteIntent]:
@@ -1256,11 +1263,11 @@ class SyncPass:
         crm = CrmView(entries, documents, uids)
         server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
         options = replace(self.options, force_delete=True)
-        replanned = plan(crm, server, single_state, options)
+        replanned = self.one_way.apply(plan(crm, server, single_state, options), docs)
         return list(replanned.actions)
 
 
-def _fetch_error(calendar: DavCalendar, href: str, exc: TransportError) -> FetchError:
+def _fetch_error(calendar: CalendarStore, href: str, exc: TransportError) -> FetchError:
     return FetchError(calendar.normalise_href(href), exc.status or 0, str(exc))
 
 
@@ -1271,7 +1278,7 @@ def run_pass(
     dry_run: bool = False,
     full: bool = False,
     force_delete: bool = False,
-    calendar: DavCalendar | None = None,
+    calendar: CalendarStore | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     chunk_size: int = CHUNK_SIZE,

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from sync.state.rows import CollectionState, ConflictRecord, PendingHref, SyncItem
+
+#: Rows read per round trip when a query covers many follow-ups.
+_ROWS = 500
 
 # --- what one sync pass reads and records (the engine) -------------------------------------------
 
@@ -101,6 +105,29 @@ def conflicts_newest_first(
     if followup_id is not None:
         query = query.where(ConflictRecord.followup_id == followup_id)
     return list(session.scalars(query.limit(limit)))
+
+
+def agreed_versions(
+    session: Session, account: str, followup_ids: Collection[str]
+) -> dict[str, tuple[dict[str, Any], bytes]]:
+    """What both sides agreed on for some follow-ups: the document and the calendar's bytes.
+
+    In one-way mode to the CRM (``sync.engine.direction``) a CRM edit of an item the
+    calendar did not change is undone with this: it is the calendar's current version.
+    """
+    found: dict[str, tuple[dict[str, Any], bytes]] = {}
+    wanted = sorted(followup_ids)
+    for start in range(0, len(wanted), _ROWS):
+        rows = session.execute(
+            select(SyncItem.followup_id, SyncItem.synced_document, SyncItem.server_data).where(
+                SyncItem.account == account,
+                SyncItem.detached.is_(False),
+                SyncItem.followup_id.in_(wanted[start : start + _ROWS]),
+            )
+        )
+        for row in rows:
+            found[row.followup_id] = (dict(row.synced_document), bytes(row.server_data))
+    return found
 
 
 # the daemon's schedule and an admin's reset (h-state)

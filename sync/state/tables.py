@@ -12,10 +12,17 @@ from types import ModuleType
 
 from sqlalchemy import MetaData
 
-from sync.state import changes, controls, invitation_records, outbox, rows
+from sync.state import changes, controls, directions, invitation_records, outbox, rows
 
 #: The modules that define tables on ``rows.Base``.
-TABLE_MODULES: tuple[ModuleType, ...] = (rows, changes, invitation_records, outbox, controls)
+TABLE_MODULES: tuple[ModuleType, ...] = (
+    rows,
+    changes,
+    invitation_records,
+    outbox,
+    controls,
+    directions,
+)
 
 #: Every table (``rows.Base.metadata``, complete once the modules above are imported).
 METADATA: MetaData = rows.Base.metadata

@@ -4,7 +4,7 @@
 memory does not grow with the calendar. Here the chunks are tiny (2 or 3) so that every
 boundary is crossed, and each scenario runs twice side by side: once in chunks, once
 in one piece (a chunk larger than the calendar), each against its own in-process CalDAV
-store (``benchmarks.memory.InProcessDav``) and database, with the same edits on both.
+store (``sync.testing.dav_server.InProcessDav``) and database, with the same edits on both.
 Both must end with the same calendar, the same follow-ups and the same state, from the
 same number of requests; the safety rails must still refuse a mass deletion before the
 first write, whichever chunk the deletions fall in.
@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from benchmarks.memory import InProcessDav, in_process_calendar
 from mappings.model import FollowUp, load_followup
 from sync.config import Account
 from sync.engine.merge import ConflictPolicy
@@ -30,6 +29,8 @@ from sync.errors import SideEmpty, TooManyDeletes
 from sync.state.db import CollectionState, Database, FollowUpRow, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
+from sync.testing.dav_server import InProcessDav, in_process_calendar
+from tests.factories import appointment, weekly_rule
 from tests.integration import client_edits as ce
 
 PATH = "/alice/cal/"
@@ -42,20 +43,11 @@ N = 9
 
 def followup(i: int, **changes: Any) -> FollowUp:
     """Series ``i``: a weekly meeting (every third one a single call)."""
-    data: dict[str, Any] = {
-        "id": f"c{i:03d}",
-        "title": f"Follow-up {i}",
-        "start": f"2026-03-{2 + i % 20:02d}T10:00:00",
-        "end": f"2026-03-{2 + i % 20:02d}T11:00:00",
-        "timezone": "Europe/Oslo",
-    }
+    data = appointment(
+        f"c{i:03d}", title=f"Follow-up {i}", start=f"2026-03-{2 + i % 20:02d}T10:00:00"
+    )
     if i % 3:
-        data["recurrence"] = {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday|Wednesday|Friday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 8,
-        }
+        data["recurrence"] = weekly_rule(8, weekdays="Monday|Wednesday|Friday")
     else:
         data["kind"] = "call"
     data.update(changes)

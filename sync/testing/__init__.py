@@ -1,0 +1,6 @@
+"""Test doubles shipped with the package (as python-caldav's ``caldav/testing.py``).
+
+``dav_server``: an in-process CalDAV collection behind DavCalendar's ``Sender`` seam;
+``followups``: realistic CRM follow-ups in any number. Tests and benchmarks import them
+from here; production code never does.
+"""
