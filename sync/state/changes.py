@@ -49,7 +49,7 @@ from mappings.documents import load_followup
 from mappings.errors import MappingError
 from mappings.model import FollowUp, FollowUpStatus
 from mappings.occurrences import Occurrence, occurrences
-from sync.state.db import Base, as_utc, utcnow
+from sync.state.rows import Base, as_utc, utcnow
 
 Origin = Literal["calendar", "crm", "invitation"]
 ORIGINS: tuple[str, ...] = ("calendar", "crm", "invitation")

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mappings.documents import load_followup
 from mappings.model import FollowUp
-from sync.state.db import Base, Database, FollowUpRow, SyncItem, utcnow
+from sync.state.rows import Base, DatabaseLike, FollowUpRow, SyncItem, utcnow
 
 # --- tables --------------------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class ReplyRecord(Base):
 TABLES = [InvitationState.__table__, Invitation.__table__, ReplyRecord.__table__]
 
 
-def ensure_tables(db: Database) -> None:
+def ensure_tables(db: DatabaseLike) -> None:
     """Create this module's tables if missing (they are new; older databases lack them)."""
     Base.metadata.create_all(db.engine, tables=TABLES)  # type: ignore[arg-type]
 
