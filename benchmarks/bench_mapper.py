@@ -11,9 +11,12 @@ sync worker PUTs them:
 * **baseline** — icalendar alone building the same components from values prepared
   beforehand (DTSTART, DTEND/DUE, RRULE text, EXDATE/RDATE, overrides, the same
   VTIMEZONE call): the cost of iCalendar itself, with no validation and no pattern logic;
-* **parse** — ``mappings.from_ical.parse_calendar`` on our bytes, if that module exists.
+* **parse** — ``mappings.from_ical.parse_calendar`` on our bytes, if that module exists;
+* **parse baseline** — icalendar's bare ``Calendar.from_ical`` of the same bytes: the
+  cost of reading iCalendar at all, with no grouping, no patterns and no proof.
 
-``--profile`` prints where our time goes (cProfile, top functions by cumulative time).
+``--profile`` prints where our time goes (cProfile, top functions by cumulative time);
+``--profile-parse`` does the same for ``parse_calendar``.
 """
 
 from __future__ import annotations
@@ -273,6 +276,15 @@ def baseline(prepared: list[Recipe], *, timezones: bool = True) -> list[bytes]:
     return out
 
 
+def parse_bare(blobs: list[bytes]) -> int:
+    """icalendar alone reading the same calendars: the floor any parser stands on."""
+    return sum(
+        len(Calendar.from_ical(blob).subcomponents)
+        for blob in blobs
+        if b"BEGIN:V" in blob.replace(b"BEGIN:VCALENDAR", b"")
+    )
+
+
 def parse_all(blobs: list[bytes]) -> int:
     from mappings.from_ical import parse_calendar  # type: ignore[import-not-found, unused-ignore]
 
@@ -311,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of our mapper")
     parser.add_argument(
+        "--profile-parse", action="store_true", help="print a cProfile of parse_calendar"
+    )
+    parser.add_argument(
         "--parse-n", type=int, default=2000, help="how many outputs to parse back (default 2000)"
     )
     args = parser.parse_args(argv)
@@ -330,10 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         ("map: baseline (icalendar, its VTIMEZONEs)", len(prepared), base_s),
         ("map: baseline without VTIMEZONE", len(prepared), bare_s),
     ]
+    parse_s = parse_bare_s = 0.0
     if importlib.util.find_spec("mappings.from_ical") is not None:
         sample = ours_out[: args.parse_n]
         parse_s, _ = timed(lambda: parse_all(sample))
+        parse_bare_s, _ = timed(lambda: parse_bare(sample))
         rows.append(("parse: ours (parse_calendar)", len(sample), parse_s))
+        rows.append(("parse: baseline (icalendar from_ical)", len(sample), parse_bare_s))
     else:
         rows.append(("parse: mappings.from_ical not there yet", 0, 0.0))
 
@@ -346,9 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{ours_s / bare_s:.2f}x "
         f"(output bytes {sum(map(len, ours_out)):,} vs {sum(map(len, base_out)):,})"
     )
+    if parse_s:
+        print(f"time parse ours / icalendar from_ical: {parse_s / parse_bare_s:.1f}x")
     if args.profile:
         sample = docs[: min(len(docs), 2000)]
         print(profile(lambda: ours(sample)))
+    if args.profile_parse:
+        blobs = ours_out[: args.parse_n]
+        print(profile(lambda: parse_all(blobs), lines=40))
     return 0
 
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 from mappings.errors import MappingError
 from mappings.from_ical.build import build_followup, exception_for, read_edits, series_duration
 from mappings.from_ical.components import Series
-from mappings.from_ical.expand import base_rule, expand_occurrences, map_forward, window_of
+from mappings.from_ical.expand import (
+    Occ,
+    base_rule,
+    expand_occurrences,
+    map_forward,
+    same_expansion_inputs,
+    window_of,
+)
 from mappings.from_ical.proposals import proposals
 from mappings.from_ical.splits import apply_futures
 from mappings.model import FollowUp, OccurrenceException
@@ -22,7 +29,6 @@ def represent(
     series: Series, known: FollowUp | None, warnings: list[str], synthetic: bool
 ) -> list[FollowUp]:
     window = window_of(series)
-    expected = expand_occurrences(series.original, window, series.zone, series.uid)
     rule = base_rule(series, window)
     edits = read_edits(series, rule, warnings)
     duration = series_duration(series)
@@ -43,10 +49,19 @@ def represent(
             )
         return sorted(result, key=lambda e: wall_clock_key(e.original_start))
 
+    expected: list[tuple[Occ, ...]] = []  # the original's occurrences, expanded at most once
+
     def exact(followups: list[FollowUp]) -> bool:
-        return (
-            expand_occurrences(map_forward(followups), window, series.zone, series.uid) == expected
-        )
+        """Proved structurally when the calendar is literally what the mapper writes for
+        ``followups``; otherwise by expanding both sides (the original once per parse)."""
+        forward = map_forward(followups)
+        if same_expansion_inputs(series.original, forward):
+            return True
+        if not expected:
+            expected.append(
+                tuple(expand_occurrences(series.original, window, series.zone, series.uid))
+            )
+        return tuple(expand_occurrences(forward, window, series.zone, series.uid)) == expected[0]
 
     reasons: list[str] = []
     for recurrence, ical, note in proposals(series, rule, edits, known, window, reasons, synthetic):
