@@ -279,7 +279,7 @@ def _canonical(value: object) -> object:
         return ("date", shown, _moment(value.dt))
     if isinstance(value, vRecur):
         # recurring-ical-events expands the rule's text; UNTIL's zone shows in it (Z).
-        return ("rule", shown, value.to_ical())
+        return ("rule", shown, ical_text(value))
     to_ical = getattr(value, "to_ical", None)
     text = to_ical() if callable(to_ical) else str(value)
     return (type(value).__name__, shown, text)
