@@ -271,6 +271,26 @@ def _until_date(until: Any, series: Series) -> dt.date:
 Proposal = tuple[RecurrenceInfo | None, IcalRecurrence | None, str]
 
 
+def rule_candidates(series: Series, rrule: vRecur, known: FollowUp | None) -> list[RecurrenceInfo]:
+    """The CRM patterns (with their end) one RRULE may mean, best first: ``known``'s form
+    leads, and ``known``'s RecurrenceId is kept."""
+    candidates = _structural(rrule, series.start)
+    if known is not None and known.recurrence is not None and known.recurrence.repeats:
+        wanted = _form(known.recurrence)
+        candidates.sort(key=lambda c: 0 if _form(c) == wanted else 1)
+    result: list[RecurrenceInfo] = []
+    for candidate in candidates:
+        info = _with_end(candidate, rrule, series)
+        if (
+            known is not None
+            and known.recurrence is not None
+            and known.recurrence.RecurrenceId is not None
+        ):
+            info = info.model_copy(update={"RecurrenceId": known.recurrence.RecurrenceId})
+        result.append(info)
+    return result
+
+
 def proposals(
     series: Series,
     rule: BaseRule,
@@ -296,18 +316,7 @@ def proposals(
         not isinstance(v, tuple) or _period_span(v) == series_duration(series) for v in rdates
     )
     if len(rrules) == 1 and not exrules:
-        candidates = _structural(rrules[0], series.start)
-        if known is not None and known.recurrence is not None and known.recurrence.repeats:
-            wanted = _form(known.recurrence)
-            candidates.sort(key=lambda c: 0 if _form(c) == wanted else 1)
-        for candidate in candidates:
-            info = _with_end(candidate, rrules[0], series)
-            if (
-                known is not None
-                and known.recurrence is not None
-                and known.recurrence.RecurrenceId is not None
-            ):
-                info = info.model_copy(update={"RecurrenceId": known.recurrence.RecurrenceId})
+        for info in rule_candidates(series, rrules[0], known):
             pattern = _pattern_keys(series, info, window)
             if pattern is None:
                 continue
