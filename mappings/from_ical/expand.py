@@ -81,7 +81,10 @@ def window_of(series: Series) -> Window:
         for rule in rules:
             last = _rule_last(rule, series)
             hi = max(hi, (last + dt.timedelta(days=2)) if last is not None else horizon)
-        _check_window_size(rules, series, hi)
+        if len(rules) > 1 or "COUNT" not in rules[0]:
+            # One rule with COUNT was expanded by _rule_last already, and refused there
+            # beyond MAX_OCCURRENCES: it cannot be larger in the window.
+            _check_window_size(rules, series, hi)
     return Window(lo, hi)
 
 
@@ -278,11 +281,24 @@ def _canonical(value: object) -> object:
     if isinstance(value, vDDDTypes):
         return ("date", shown, _moment(value.dt))
     if isinstance(value, vRecur):
-        # recurring-ical-events expands the rule's text; UNTIL's zone shows in it (Z).
-        return ("rule", shown, ical_text(value))
+        # recurring-ical-events expands the rule's text, which is this (sorted, each value
+        # through its part's type); UNTIL's zone shows in it (Z), so it is compared as text.
+        return (
+            "rule",
+            shown,
+            tuple((key, _rule_values(vals)) for key, vals in value.sorted_items()),
+        )
     to_ical = getattr(value, "to_ical", None)
     text = to_ical() if callable(to_ical) else str(value)
     return (type(value).__name__, shown, text)
+
+
+def _rule_values(values: object) -> tuple[object, ...]:
+    items = values if isinstance(values, list | tuple) else [values]
+    return tuple(
+        ical_text(vDDDTypes(v)) if isinstance(v, dt.date) else (type(v).__name__, str(v))
+        for v in items
+    )
 
 
 def _moment(value: object) -> object:
