@@ -111,6 +111,8 @@ def _check_window_size(rules: list[vRecur], series: Series, hi: dt.datetime) -> 
         count = int(rule["COUNT"][0]) if "COUNT" in rule else MAX_OCCURRENCES + 1
         try:
             instances = rrulestr(ical_text(bare), dtstart=start, cache=False)
+            if len(rules) == 1 and _at_most_daily(rule) and _days(start, limit) <= MAX_OCCURRENCES:
+                return  # at most one instance a day: too few days to hold too many
             for index, moment in enumerate(instances):
                 if moment > limit or index >= count:
                     break
@@ -125,6 +127,17 @@ def _check_window_size(rules: list[vRecur], series: Series, hi: dt.datetime) -> 
             raise MappingError(
                 f"bad RRULE {ical_text(rule)!r}: {exc}", item=series.uid, field="RRULE"
             ) from None
+
+
+def _at_most_daily(rule: vRecur) -> bool:
+    """No BYHOUR/BYMINUTE/BYSECOND making it finer than daily: every instance is at
+    DTSTART's time of day, so no two fall on one date."""
+    return FREQ_ORDER.index(_effective_freq(rule)) >= FREQ_ORDER.index("DAILY")
+
+
+def _days(start: dt.datetime, limit: dt.datetime) -> int:
+    """How many dates from ``start`` to ``limit``, both included."""
+    return max(0, (limit.date() - start.date()).days + 1)
 
 
 def _effective_freq(rule: vRecur) -> str:
