@@ -14,11 +14,15 @@ both. The strategy is "propose, then prove":
    equivalents (Daily every workday = Weekly Mon–Fri …), the same with the complete
    ``Dates`` list (bounded series), a Custom date list, and finally the rule kept
    verbatim in ``ical_recurrence``.
-3. Prove each proposal: map it forward with ``mappings.to_ical`` and expand both the
-   original and the result with recurring-ical-events over the same window (the whole
-   series when it is bounded, a horizon for open-ended rules). The first proposal whose
-   occurrences are identical wins. If even the verbatim rule does not reproduce the
-   original, a ``MappingError`` is raised: never a silent change of occurrences.
+3. Prove each proposal. The common case first, without expanding anything: when the
+   first proposal, mapped forward, feeds the expander exactly the original's inputs
+   (``represent.literal_reading``, ``expand.same_expansion_inputs``), its occurrences are
+   the original's by construction. Otherwise map it forward with ``mappings.to_ical`` and
+   expand both the original (once per series) and the result with recurring-ical-events
+   over the same window (the whole series when it is bounded, a horizon for open-ended
+   rules). The first proposal whose occurrences are identical wins. If even the verbatim
+   rule does not reproduce the original, a ``MappingError`` is raised: never a silent
+   change of occurrences.
 
 The module is pure: no I/O, no clock; every expansion is bounded by a window and by
 ``MAX_OCCURRENCES``.
