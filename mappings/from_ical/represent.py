@@ -4,6 +4,10 @@ Each proposal (``proposals``) is built into follow-ups (``build``, and ``splits`
 RANGE=THISANDFUTURE override), mapped forward with ``mappings.to_ical`` and expanded over
 the same window as the original (``expand``). If none reproduces the calendar's
 occurrences exactly, a ``MappingError`` says so: never a silent change of occurrences.
+
+The calendar the mapper itself would write is read first and proved without expanding
+(``literal_reading``); a forward mapping identical to the original in every expansion
+input needs no expansion either, and the original is expanded at most once.
 """
 
 from __future__ import annotations
