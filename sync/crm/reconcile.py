@@ -1,0 +1,320 @@
+"""One reconcile pass between an account's CRM and the follow-up store.
+
+The engine syncs the store with the calendars; this pass syncs the CRM with the store:
+
+1. store -> CRM: change feed entries with origin ``calendar`` after the connector's feed cursor
+   are written to the CRM series-aware (one occurrence moved, changed, cancelled or completed
+   as that occurrence only; the series' own fields as this-and-following; a deleted follow-up
+   as a deletion), each write guarded by the row's ``updated`` stamp as last read. A CRM edit
+   made since (a stamp that moved, or the CRM's 412) is a conflict: the account's
+   ``conflict_policy`` picks the side, and the loser is logged.
+2. CRM -> store: rows changed since the watermark are read as follow-up documents and saved
+   with origin ``crm``; rows gone from the CRM cancel their occurrence or delete the follow-up.
+   This also heals any webhook that was lost: webhooks only make the pass run sooner.
+
+No loops: the store's feed entries with origin ``crm`` (this pass's own imports) are never
+written back, and after each CRM write the series is read again and its rows' new stamps
+remembered (``sync.state.crm_cursors``), so the next listing recognises them as the
+connector's own and does not import them as a CRM change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from mappings.model import FollowUp, FollowUpStatus
+from mappings.occurrences import Occurrence, occurrences
+from mappings.resource import check_renderable
+from sync.config import Account
+from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
+from sync.crm.superoffice.documents import parse_followup_id, stamp
+from sync.policies import ConflictPolicy
+from sync.state import changes, crm_cursors
+from sync.state import followups as store
+from sync.state.db import Database
+
+log = logging.getLogger(__name__)
+FEED_PAGE = 500
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did, by follow-up id."""
+
+    imported: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _key(moment: dt.datetime | dt.date) -> str:
+    """An occurrence's key in the CRM rows' form: naive local ISO time."""
+    if isinstance(moment, dt.datetime):
+        moment = moment.replace(tzinfo=None)
+    return stamp(moment)
+
+
+def _by_key(followup: FollowUp) -> dict[str, Occurrence]:
+    return {_key(o.original_start): o for o in occurrences(followup)}
+
+
+def _completed_keys(followup: FollowUp) -> set[str]:
+    return {
+        _key(e.original_start) for e in followup.exceptions if e.status == FollowUpStatus.completed
+    }
+
+
+class Reconciler:
+    """One account's pass: its CRM connector, the store, and the connector's own state."""
+
+    def __init__(self, account: Account, db: Database, crm: CrmConnector) -> None:
+        self.account = account
+        self.name = account.name
+        self.db = db
+        self.crm = crm
+        self.report = ReconcileReport()
+
+    def run(self) -> ReconcileReport:
+        try:
+            self.write_back()
+            self.import_changes()
+        except CrmError as exc:
+            log.error("account %s: CRM reconcile stopped: %s", self.name, exc)
+            self.report.errors.append(str(exc))
+        return self.report
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _known(self, followup_id: str) -> list[RowStamp]:
+        with self.db.session() as session:
+            return [
+                RowStamp(row.row_id, row.original_start, row.updated)
+                for row in crm_cursors.known_rows(session, self.name, followup_id)
+            ]
+
+    def _adopt(self, series: CrmSeries) -> None:
+        """Store the CRM's version (origin ``crm``) and remember its rows' stamps."""
+        check_renderable(series.followup)
+        with self.db.sessions.begin() as session:
+            outcome = store.save(session, series.followup, origin="crm")
+            crm_cursors.remember_series(
+                session,
+                self.name,
+                series.followup.id,
+                [
+                    crm_cursors.KnownRow(r.row_id, series.followup.id, r.original_start, r.updated)
+                    for r in series.rows
+                ],
+            )
+        if outcome != "unchanged":
+            self.report.imported.append(series.followup.id)
+
+    def _gone(self, followup_id: str) -> None:
+        with self.db.sessions.begin() as session:
+            if store.tombstone(session, followup_id, origin="crm"):
+                self.report.deleted.append(followup_id)
+            crm_cursors.forget_series(session, self.name, followup_id)
+
+    # --- store -> CRM --------------------------------------------------------------------
+
+    def write_back(self) -> None:
+        with self.db.session() as session:
+            since = crm_cursors.cursor(session, self.name).feed_seq
+            page = changes.read(session, since, limit=FEED_PAGE)
+            pending: list[str] = []
+            for entry in page.entries:
+                if entry.origin == "calendar" and entry.followup_id not in pending:
+                    pending.append(entry.followup_id)
+        for followup_id in pending:
+            if parse_followup_id(followup_id) is None:
+                # New in a calendar (import_new) or from another source: no CRM row to write.
+                self.report.skipped.append(followup_id)
+                continue
+            try:
+                self._write_one(followup_id)
+            except CrmConflict as exc:
+                self._conflict(followup_id, str(exc))
+        with self.db.sessions.begin() as session:
+            crm_cursors.save_cursor(session, self.name, feed_seq=page.next_seq)
+
+    def _write_one(self, followup_id: str) -> None:
+        known = self._known(followup_id)
+        current = self.crm.read_series(followup_id, known)
+        if current is None:
+            return  # gone from the CRM: the import half deletes it
+        wanted = self._stored(followup_id)
+        if {(r.row_id, r.updated) for r in current.rows} != {(r.row_id, r.updated) for r in known}:
+            raise CrmConflict(f"{followup_id} (rows changed in the CRM since the last read)")
+        if wanted is None:
+            self.crm.delete_followup(current.first_row)
+        else:
+            self._write_differences(current, wanted)
+        self.report.written.append(followup_id)
+        after = self.crm.read_series(followup_id, current.rows)
+        if after is None:
+            self._gone(followup_id)
+        else:
+            self._adopt(after)
+
+    def _stored(self, followup_id: str) -> FollowUp | None:
+        with self.db.session() as session:
+            row = store.live_row(session, followup_id)
+            return (
+                None if row is None else store.load_documents(session, [followup_id])[followup_id]
+            )
+
+    def _write_differences(self, current: CrmSeries, wanted: FollowUp) -> None:
+        have = current.followup
+        series_edit = OccurrenceEdit(
+            title=wanted.title if wanted.title != have.title else None,
+            description=(wanted.description or "")
+            if wanted.description != have.description
+            else None,
+            location=(wanted.location or "") if wanted.location != have.location else None,
+        )
+        if (wanted.start, wanted.end) != (have.start, have.end) and wanted.recurrence is None:
+            series_edit = OccurrenceEdit(
+                start=wanted.start,
+                end=wanted.end,
+                title=series_edit.title,
+                description=series_edit.description,
+                location=series_edit.location,
+            )
+        if series_edit != OccurrenceEdit():
+            self.crm.edit_this_and_following(current.first_row, series_edit)
+            current = self._reread(current)
+            have = current.followup
+        old, new = _by_key(have), _by_key(wanted)
+        for key, occurrence in new.items():
+            row = current.row_for(key)
+            before = old.get(key)
+            if row is None or before is None or before.cancelled:
+                continue  # an occurrence the CRM no longer has cannot be edited back in
+            if occurrence.cancelled:
+                self.crm.cancel_occurrence(row)
+                continue
+            edit = OccurrenceEdit(
+                start=occurrence.start if occurrence.start != before.start else None,
+                end=occurrence.end if occurrence.end != before.end else None,
+                title=occurrence.title if occurrence.title != before.title else None,
+                description=(occurrence.description or "")
+                if occurrence.description != before.description
+                else None,
+                location=(occurrence.location or "")
+                if occurrence.location != before.location
+                else None,
+            )
+            if edit.start is not None or edit.end is not None:
+                edit = OccurrenceEdit(
+                    _naive(occurrence.start),
+                    _naive(occurrence.end),
+                    edit.title,
+                    edit.description,
+                    edit.location,
+                )
+            if edit != OccurrenceEdit():
+                self.crm.edit_occurrence(row, edit)
+                current = self._reread(current)
+                row = current.row_for(key) or row
+        done = _completed_keys(wanted) - _completed_keys(have)
+        if wanted.status == FollowUpStatus.completed and have.status != FollowUpStatus.completed:
+            done |= {r.original_start for r in current.rows}
+        for key in sorted(done):
+            row = current.row_for(key)
+            if row is not None:
+                self.crm.complete_occurrence(row)
+        last_wanted = max((k for k, o in new.items() if not o.cancelled), default=None)
+        later = [
+            r for r in current.rows if last_wanted is not None and r.original_start > last_wanted
+        ]
+        if later and len(new) < len(old):
+            kept = current.row_for(last_wanted) if last_wanted else None
+            if kept is not None:
+                self.crm.stop_repeating(kept)
+
+    def _reread(self, series: CrmSeries) -> CrmSeries:
+        again = self.crm.read_series(series.followup.id, series.rows)
+        if again is None:
+            raise CrmConflict(series.followup.id)
+        return again
+
+    def _conflict(self, followup_id: str, reason: str) -> None:
+        policy = self.account.conflict_policy
+        self.report.conflicts.append(followup_id)
+        current = self.crm.read_series(followup_id, self._known(followup_id))
+        if policy == ConflictPolicy.server_wins and current is not None:
+            log.warning(
+                "account %s: conflict on %s (%s): the calendar's version wins, "
+                "the CRM edit is overwritten",
+                self.name, followup_id, reason,
+            )  # fmt: skip
+            self._adopt_stamps(current)
+            try:
+                self._write_one(followup_id)
+            except CrmConflict as exc:
+                self.report.errors.append(f"{followup_id}: {exc}")
+            return
+        log.warning(
+            "account %s: conflict on %s (%s): the CRM's version wins, the calendar edit is dropped",
+            self.name, followup_id, reason,
+        )  # fmt: skip
+        if current is None:
+            self._gone(followup_id)
+        else:
+            self._adopt(current)
+
+    def _adopt_stamps(self, series: CrmSeries) -> None:
+        """Take the CRM's current stamps as read (the calendar's version is then written)."""
+        with self.db.sessions.begin() as session:
+            crm_cursors.remember_series(
+                session,
+                self.name,
+                series.followup.id,
+                [
+                    crm_cursors.KnownRow(r.row_id, series.followup.id, r.original_start, r.updated)
+                    for r in series.rows
+                ],
+            )
+
+    # --- CRM -> store --------------------------------------------------------------------
+
+    def import_changes(self) -> None:
+        with self.db.session() as session:
+            watermark = crm_cursors.cursor(session, self.name).watermark
+            known_all = crm_cursors.known_rows(session, self.name)
+        known_stamps = {row.row_id: row.updated for row in known_all}
+        listing = self.crm.changed_since(watermark)
+        touched = [
+            followup_id
+            for followup_id, rows in listing.followups.items()
+            if any(known_stamps.get(row_id) != updated for row_id, updated in rows.items())
+        ]
+        present = self.crm.all_row_ids()
+        for row in known_all:
+            if row.row_id not in present and row.followup_id not in touched:
+                touched.append(row.followup_id)  # a row deleted in the CRM
+        for followup_id in touched:
+            series = self.crm.read_series(followup_id, self._known(followup_id))
+            if series is None:
+                self._gone(followup_id)
+            else:
+                self._adopt(series)
+        with self.db.sessions.begin() as session:
+            crm_cursors.save_cursor(session, self.name, watermark=listing.watermark)
+
+
+def _naive(moment: dt.datetime | dt.date) -> dt.datetime | dt.date:
+    return moment.replace(tzinfo=None) if isinstance(moment, dt.datetime) else moment
+
+
+def reconcile(account: Account, db: Database, crm: CrmConnector) -> ReconcileReport:
+    """One pass for ``account`` (see the module docstring); errors are in the report."""
+    return Reconciler(account, db, crm).run()

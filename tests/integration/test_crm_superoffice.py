@@ -1,0 +1,202 @@
+"""The SuperOffice connector end to end: the CRM stand-in, the store, and Radicale / Xandikos.
+
+A series booked in the (stand-in) CRM reaches the calendar through one reconcile pass and one
+sync pass; a calendar user's edit, written by plain HTTP as clients write it, comes back
+through a sync pass and a reconcile pass as that occurrence only. Every test ends with the
+stand-in's traffic inside SuperOffice's published API descriptions, and with idle passes
+(nothing read back as a new change on either side: no loops).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sync.config.crm import CrmSettings
+from sync.crm.reconcile import ReconcileReport, reconcile
+from sync.crm.superoffice.connector import open_connector
+from sync.testing.superoffice.server import SuperOfficeStandIn
+from sync.testing.superoffice.tenant import Row
+from tests.integration import client_edits as ce
+from tests.integration import test_sync
+from tests.integration.test_sync import Env
+
+env = test_sync.env
+pytestmark = pytest.mark.server
+
+ASSOCIATE = 5
+
+
+def utc(year: int, month: int, day: int, hour: int) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, tzinfo=dt.UTC)
+
+
+WEEKLY_RULE: dict[str, Any] = {
+    "IsRecurrence": True,
+    "Pattern": "Weekly",
+    "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
+    "RecurrenceEndType": "Counter",
+    "RecurrenceCounter": 4,
+}
+
+
+@pytest.fixture
+def crm(monkeypatch: pytest.MonkeyPatch) -> Iterator[SuperOfficeStandIn]:
+    monkeypatch.setenv("SO_PASSWORD", "secret")
+    with SuperOfficeStandIn() as standin:
+        standin.add_basic_user("sync", "secret", associate_id=ASSOCIATE)
+        yield standin
+        assert standin.violations == []
+        assert standin.refused_requests == []
+
+
+@pytest.fixture
+def linked(env: Env, crm: SuperOfficeStandIn) -> Env:
+    settings = CrmSettings(
+        url=crm.base_url,
+        username="sync",
+        password_env="SO_PASSWORD",
+        associates=[ASSOCIATE],
+        timezone="UTC",  # the stand-in's local time
+    )
+    env.configure(crm=settings)
+    return env
+
+
+def run_reconcile(env: Env) -> ReconcileReport:
+    assert env.account.crm is not None
+    connector = open_connector(env.account.crm, env.account.name)
+    try:
+        report = reconcile(env.account, env.db, connector)
+    finally:
+        connector.close()
+    assert report.ok, report.errors
+    return report
+
+
+def book_weekly(crm: SuperOfficeStandIn, title: str = "Weekly status") -> list[Row]:
+    first = crm.create(
+        {
+            "Title": title,
+            "StartDate": "2026-03-02T09:00:00",
+            "EndDate": "2026-03-02T10:00:00",
+            "Recurrence": WEEKLY_RULE,
+        },
+        associate_id=ASSOCIATE,
+    )
+    return crm.tenant.series_rows(first.rule_id)
+
+
+def rows_now(crm: SuperOfficeStandIn, rule_id: int) -> list[tuple[str, str]]:
+    return [(row.start.isoformat(), row.title) for row in crm.tenant.series_rows(rule_id)]
+
+
+def assert_idle(env: Env) -> None:
+    again = run_reconcile(env)
+    assert (again.imported, again.written, again.deleted) == ([], [], []), again
+    assert env.sync().plan.actions == ()
+
+
+def test_crm_series_reaches_the_calendar_and_a_moved_occurrence_comes_back_alone(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rows = book_weekly(crm)
+    rule = rows[0].rule_id
+    followup_id = f"so-r{rule}"
+
+    first = run_reconcile(linked)
+    assert first.imported == [followup_id]
+    linked.sync()
+    resource = linked.resource(followup_id)
+    assert "RRULE" in resource.text and "Weekly status" in resource.text
+
+    linked.client.replace(
+        resource,
+        ce.move_occurrence(
+            resource.data, utc(2026, 3, 16, 9), utc(2026, 3, 17, 11), utc(2026, 3, 17, 12)
+        ),
+    )
+    pulled = linked.sync()
+    assert pulled.applied.done == {"crm update": 1}
+    back = run_reconcile(linked)
+    assert back.written == [followup_id] and back.conflicts == []
+
+    assert rows_now(crm, rule) == [
+        ("2026-03-02T09:00:00", "Weekly status"),
+        ("2026-03-09T09:00:00", "Weekly status"),
+        ("2026-03-17T11:00:00", "Weekly status"),
+        ("2026-03-23T09:00:00", "Weekly status"),
+    ]
+    moved = crm.tenant.series_rows(rule)[2]
+    assert moved.is_exception and moved.original_start == dt.datetime(2026, 3, 16, 9)
+    assert_idle(linked)
+
+
+def test_occurrence_deleted_in_a_client_is_deleted_in_the_crm_only_there(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rule = book_weekly(crm)[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(resource, ce.exdate_occurrence(resource.data, utc(2026, 3, 9, 9)))
+    linked.sync()
+    run_reconcile(linked)
+    assert [start for start, _ in rows_now(crm, rule)] == [
+        "2026-03-02T09:00:00",
+        "2026-03-16T09:00:00",
+        "2026-03-23T09:00:00",
+    ]
+    assert_idle(linked)
+
+
+def test_crm_edits_and_deletions_reach_the_calendar_without_a_webhook(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rows = book_weekly(crm)
+    followup_id = f"so-r{rows[0].rule_id}"
+    run_reconcile(linked)
+    linked.sync()
+    crm.drop_next_webhooks(5)  # lost: the next reconcile heals it all the same
+    crm.edit_behind(rows[1].appointment_id, title="Status with the auditors")
+    with crm.lock:
+        crm.tenant.delete_row(crm.tenant.row(rows[3].appointment_id))
+    report = run_reconcile(linked)
+    assert report.imported == [followup_id]
+    linked.sync()
+    stored = linked.followup(followup_id)
+    by_start = {e.original_start: e for e in stored.exceptions}
+    assert by_start[dt.datetime(2026, 3, 9, 9)].title == "Status with the auditors"
+    assert by_start[dt.datetime(2026, 3, 23, 9)].cancelled
+    assert "Status with the auditors" in linked.resource(followup_id).text
+    assert_idle(linked)
+
+
+def test_a_crm_edit_racing_a_calendar_edit_is_a_logged_conflict_the_crm_wins(
+    linked: Env, crm: SuperOfficeStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = book_weekly(crm)
+    rule = rows[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(
+        resource,
+        ce.move_occurrence(
+            resource.data, utc(2026, 3, 16, 9), utc(2026, 3, 17, 11), utc(2026, 3, 17, 12)
+        ),
+    )
+    linked.sync()
+    crm.edit_behind(rows[2].appointment_id, title="Moved to the board room")  # meanwhile
+    report = run_reconcile(linked)
+    assert report.conflicts == [followup_id]
+    assert "conflict on " + followup_id in caplog.text
+    assert rows_now(crm, rule)[2] == ("2026-03-16T09:00:00", "Moved to the board room")
+    linked.sync()
+    assert "Moved to the board room" in linked.resource(followup_id).text
+    assert_idle(linked)
