@@ -85,7 +85,7 @@ class Account(BaseModel):
     #: The address emailed invitations name as ORGANIZER and come From, where calendar
     #: programs send the answers: the mailbox ``[mail.imap]`` reads. Filled from
     #: ``[mail] from`` unless ``[mail] organizer = "person"``; set it here for an
-    #: account-specific address (``crm+alice@example.com``). See docs/invitations.md.
+    #: account-specific address (``crm+alice@example.com``). See docs/how-to/invitations.md.
     invitation_address: str | None = None
     #: Which of the owner's calendars make a date a conflict in the recurrence dialog,
     #: besides the synced one: unset, every calendar of the calendar home that holds

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from mappings.errors import MappingError
 from mappings.model import FollowUp, FollowUpStatus, load_followup
 from mappings.occurrences import Occurrence, occurrences
-from sync.state.db import Base, as_utc, utcnow
+from sync.state.rows import Base, as_utc, utcnow
 
 Origin = Literal["calendar", "crm", "invitation"]
 ORIGINS: tuple[str, ...] = ("calendar", "crm", "invitation")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sync.state.db import Base
+from sync.state.rows import Base
 
 
 class CrmCursor(Base):

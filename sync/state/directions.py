@@ -21,7 +21,7 @@ from sqlalchemy import DateTime, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sync.policies import SyncDirection
-from sync.state.db import Base, utcnow
+from sync.state.rows import Base, utcnow
 
 
 class AccountDirection(Base):

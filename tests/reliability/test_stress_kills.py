@@ -14,7 +14,7 @@ the two edits stands; every conflict entry is a choice between the two edits of 
 a series, and there is one per such series.
 
 ``FOLLOWUP_SYNC_STRESS=full``: 50 rounds on Radicale and on Xandikos (the figures in
-docs/reliability.md); the default run: 4 rounds on Radicale.
+docs/explanation/reliability.md); the default run: 4 rounds on Radicale.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The vendored files in `openapi/` are Swagger 2.0 cuts of SuperOffice's own descr
 mechanical translation (`definitions` -> `components/schemas`, body parameters -> `requestBody`,
 response `schema` -> `content`). Where the translation departs from the text, it is because the
 Swagger generator wrote something SuperOffice does not send; each such place is listed in
-`DEVIATIONS` and in docs/superoffice-standin.md, so a reader can judge them.
+`DEVIATIONS` and in docs/reference/superoffice-standin.md, so a reader can judge them.
 
 openapi-core is the `test` extra: this module imports it at the top and is itself imported only
 when a stand-in is started with validation on.

@@ -4,7 +4,7 @@ SuperOffice stores a series as a rule plus one appointment row per date; the row
 see and edit. The stand-in needs the same expansion SuperOffice runs when a series is saved, and
 `CalculateDays` answers with it. The patterns and sub-patterns are those of
 shared/reference/superoffice-recurrence.md §1.2 and §2.2; where the documentation is silent the
-choice made here is marked *inferred* (see docs/superoffice-standin.md).
+choice made here is marked *inferred* (see docs/reference/superoffice-standin.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ associate, the query, the lower-cased headers and the parsed JSON body (then any
 returns (status, JSON body or None, extra headers), or raises Reply for an error status.
 Conditional headers: GET answers 304 to If-Modified-Since; PUT and DELETE answer 412 to
 If-Unmodified-Since (documented); the Agents' writes honour If-Unmodified-Since too (*inferred*:
-the descriptions do not say, see docs/superoffice-standin.md).
+the descriptions do not say, see docs/reference/superoffice-standin.md).
 """
 
 from __future__ import annotations
