@@ -82,6 +82,10 @@ class OccurrenceEdit:
 class CrmConnector(Protocol):
     """One CRM tenant, signed in, seen as follow-up documents."""
 
+    def owns(self, followup_id: str) -> bool:
+        """Whether the follow-up came from this CRM (others have no row to write back to)."""
+        ...
+
     def changed_since(self, watermark: str | None) -> ChangedRows:
         """Rows of the configured associates changed after ``watermark`` (None: all rows)."""
         ...

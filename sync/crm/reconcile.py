@@ -24,12 +24,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from mappings.model import FollowUp, FollowUpStatus
+from mappings.model import FollowUp, FollowUpStatus, load_followup
 from mappings.occurrences import Occurrence, occurrences
 from mappings.resource import check_renderable
 from sync.config import Account
 from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
-from sync.crm.superoffice.documents import parse_followup_id, stamp
 from sync.policies import ConflictPolicy
 from sync.state import changes, crm_cursors
 from sync.state import followups as store
@@ -56,10 +55,10 @@ class ReconcileReport:
 
 
 def _key(moment: dt.datetime | dt.date) -> str:
-    """An occurrence's key in the CRM rows' form: naive local ISO time."""
-    if isinstance(moment, dt.datetime):
-        moment = moment.replace(tzinfo=None)
-    return stamp(moment)
+    """An occurrence's key in the CRM rows' form (``RowStamp.original_start``): naive local ISO."""
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime.combine(moment, dt.time())
+    return moment.replace(tzinfo=None, microsecond=0).isoformat()
 
 
 def _by_key(followup: FollowUp) -> dict[str, Occurrence]:
@@ -134,7 +133,7 @@ class Reconciler:
                 if entry.origin == "calendar" and entry.followup_id not in pending:
                     pending.append(entry.followup_id)
         for followup_id in pending:
-            if parse_followup_id(followup_id) is None:
+            if not self.crm.owns(followup_id):
                 # New in a calendar (import_new) or from another source: no CRM row to write.
                 self.report.skipped.append(followup_id)
                 continue
@@ -162,7 +161,7 @@ class Reconciler:
         if after is None:
             self._gone(followup_id)
         else:
-            self._adopt(after)
+            self._adopt(_with_completion_times(after, wanted))
 
     def _stored(self, followup_id: str) -> FollowUp | None:
         with self.db.session() as session:
@@ -309,6 +308,29 @@ class Reconciler:
                 self._adopt(series)
         with self.db.sessions.begin() as session:
             crm_cursors.save_cursor(session, self.name, watermark=listing.watermark)
+
+
+def _with_completion_times(series: CrmSeries, stored: FollowUp | None) -> CrmSeries:
+    """The CRM's version with the completion times the store has for what it completed.
+
+    A CRM row keeps only a status, not when a calendar user ticked the occurrence off; without
+    this the document read back would differ from the one just written, for nothing.
+    """
+    if stored is None:
+        return series
+    when = {
+        _key(e.original_start): e.completed_at
+        for e in stored.exceptions
+        if e.status == FollowUpStatus.completed and e.completed_at is not None
+    }
+    document = series.followup.to_json_dict()
+    for exception in document.get("exceptions", []):
+        key = _key(dt.datetime.fromisoformat(exception["original_start"]))
+        if exception.get("status") == FollowUpStatus.completed.value and key in when:
+            exception["completed_at"] = when[key].isoformat()
+    if stored.completed_at is not None and document.get("status") == FollowUpStatus.completed:
+        document["completed_at"] = stored.completed_at.isoformat()
+    return CrmSeries(load_followup(document), series.rows)
 
 
 def _naive(moment: dt.datetime | dt.date) -> dt.datetime | dt.date:

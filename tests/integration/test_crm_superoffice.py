@@ -17,7 +17,8 @@ import pytest
 
 from sync.config.crm import CrmSettings
 from sync.crm.reconcile import ReconcileReport, reconcile
-from sync.crm.superoffice.connector import open_connector
+from sync.crm.superoffice.connector import SuperOfficeConnector, open_connector
+from sync.testing.superoffice.auth import private_pem
 from sync.testing.superoffice.server import SuperOfficeStandIn
 from sync.testing.superoffice.tenant import Row
 from tests.integration import client_edits as ce
@@ -200,3 +201,165 @@ def test_a_crm_edit_racing_a_calendar_edit_is_a_logged_conflict_the_crm_wins(
     linked.sync()
     assert "Moved to the board room" in linked.resource(followup_id).text
     assert_idle(linked)
+
+
+#: One series per SuperOffice pattern (superoffice-recurrence.md §1.2, §2.1): its first start.
+PATTERNS: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "every-workday",
+        "2026-03-05T14:00:00",
+        {"Pattern": "Daily", "DayPattern": {"Pattern": "EveryWorkday"}},
+    ),
+    (
+        "every-3-days",
+        "2026-03-02T09:00:00",
+        {"Pattern": "Daily", "DayPattern": {"Pattern": "EveryCyclicDay", "Cycle": 3}},
+    ),
+    (
+        "tuesday-and-thursday",
+        "2026-03-03T11:30:00",
+        {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Tuesday, Thursday", "Cycle": 1}},
+    ),
+    (
+        "every-2-weeks",
+        "2026-03-02T09:00:00",
+        {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Monday", "Cycle": 2}},
+    ),
+    (
+        "day-20-monthly",
+        "2026-03-20T10:00:00",
+        {"Pattern": "Monthly", "MonthPattern": {"Pattern": "DayOfMonth", "Day": 20, "Cycle": 1}},
+    ),
+    (
+        "fourth-thursday",
+        "2026-03-26T13:00:00",
+        {
+            "Pattern": "Monthly",
+            "MonthPattern": {
+                "Pattern": "WeekdayOfMonth",
+                "Cycle": 1,
+                "Weekday": "Thursday",
+                "WeekOfMonth": "Fourth",
+            },
+        },
+    ),
+    (
+        "yearly-day",
+        "2026-03-15T08:00:00",
+        {"Pattern": "Yearly", "YearPattern": {"Pattern": "DayOfMonth", "Cycle": 3, "Day": 15}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "start", "rule"), PATTERNS, ids=[p[0] for p in PATTERNS])
+def test_every_pattern_goes_to_the_calendar_and_one_moved_occurrence_comes_back(
+    linked: Env, crm: SuperOfficeStandIn, name: str, start: str, rule: dict[str, Any]
+) -> None:
+    begin = dt.datetime.fromisoformat(start)
+    first = crm.create(
+        {
+            "Title": name,
+            "StartDate": start,
+            "EndDate": (begin + dt.timedelta(minutes=45)).isoformat(),
+            "Recurrence": {
+                "IsRecurrence": True,
+                **rule,
+                "RecurrenceEndType": "Counter",
+                "RecurrenceCounter": 4,
+            },
+        },
+        associate_id=ASSOCIATE,
+    )
+    rule_id = first.rule_id
+    before = [row.start for row in crm.tenant.series_rows(rule_id)]
+    assert len(before) == 4
+    followup_id = f"so-r{rule_id}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    second = before[1].replace(tzinfo=dt.UTC)
+    linked.client.replace(
+        resource,
+        ce.move_occurrence(
+            resource.data,
+            second,
+            second + dt.timedelta(hours=2),
+            second + dt.timedelta(hours=2, minutes=45),
+        ),
+    )
+    linked.sync()
+    assert run_reconcile(linked).written == [followup_id]
+    after = [row.start for row in crm.tenant.series_rows(rule_id)]
+    assert after == [before[0], before[1] + dt.timedelta(hours=2), before[2], before[3]]
+    assert_idle(linked)
+
+
+def test_a_task_occurrence_completed_in_a_client_is_completed_in_the_crm_only(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    first = crm.create(
+        {
+            "Title": "Submit the report",
+            "Type": "inChecklist",
+            "StartDate": "2026-03-02T15:00:00",
+            "EndDate": "2026-03-02T16:00:00",
+            "Recurrence": WEEKLY_RULE,
+        },
+        associate_id=ASSOCIATE,
+    )
+    followup_id = f"so-r{first.rule_id}"
+    run_reconcile(linked)
+    assert linked.followup(followup_id).kind.value == "task"
+    linked.sync()
+    resource = linked.resource(followup_id)
+    assert "VTODO" in resource.text
+    linked.client.replace(resource, ce.complete_task_occurrence(resource.data, utc(2026, 3, 9, 15)))
+    linked.sync()
+    assert run_reconcile(linked).written == [followup_id]
+    assert [row.completed for row in crm.tenant.series_rows(first.rule_id)] == [
+        "NotStarted",
+        "Completed",
+        "NotStarted",
+        "NotStarted",
+    ]
+    assert_idle(linked)
+
+
+def test_a_ticket_expiring_mid_pass_is_renewed_and_the_pass_completes(
+    env: Env, crm: SuperOfficeStandIn, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_bytes(private_pem(crm.sign_in.application_key))
+    monkeypatch.setenv("SO_APP_TOKEN", crm.sign_in.application_token)
+    monkeypatch.setenv("SO_SYSTEM_TOKEN", crm.sign_in.system_user_token)
+    env.configure(
+        crm=CrmSettings(
+            url=crm.base_url,
+            auth="ticket",
+            app_token_env="SO_APP_TOKEN",
+            system_token_env="SO_SYSTEM_TOKEN",
+            private_key_file=str(key_file),
+            context_identifier=crm.sign_in.context_identifier,
+            associates=[ASSOCIATE],
+            timezone="UTC",
+        )
+    )
+    rule_id = book_weekly(crm)[0].rule_id
+    assert env.account.crm is not None
+    connector = open_connector(env.account.crm, env.account.name)
+    reads = SuperOfficeConnector.read_series
+
+    def expire_then_read(self: SuperOfficeConnector, *args: Any) -> Any:
+        crm.expire_tickets()  # between the listing and the reads: mid-pass
+        return reads(self, *args)
+
+    monkeypatch.setattr(SuperOfficeConnector, "read_series", expire_then_read)
+    try:
+        report = reconcile(env.account, env.db, connector)
+        auth = connector.client.auth
+    finally:
+        connector.close()
+    assert report.ok and report.imported == [f"so-r{rule_id}"], report
+    assert getattr(auth, "sign_ins", 0) >= 2, "signed in again after the 401"
+    env.sync()
+    assert "RRULE" in env.resource(f"so-r{rule_id}").text

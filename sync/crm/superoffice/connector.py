@@ -113,6 +113,9 @@ class SuperOfficeConnector:
 
     # --- reading ------------------------------------------------------------------------
 
+    def owns(self, followup_id: str) -> bool:
+        return documents.parse_followup_id(followup_id) is not None
+
     def changed_since(self, watermark: str | None) -> ChangedRows:
         # ``ge``: SuperOffice stamps have whole seconds; a row written in the watermark's second
         # after the last read would be missed by ``gt``. Rows seen before are recognised by
