@@ -18,6 +18,7 @@ import pytest
 from sync.config.crm import CrmSettings
 from sync.crm.reconcile import ReconcileReport, reconcile
 from sync.crm.superoffice.connector import SuperOfficeConnector, open_connector
+from sync.policies import ConflictPolicy
 from sync.testing.superoffice.auth import private_pem
 from sync.testing.superoffice.server import SuperOfficeStandIn
 from sync.testing.superoffice.tenant import Row
@@ -363,3 +364,44 @@ def test_a_ticket_expiring_mid_pass_is_renewed_and_the_pass_completes(
     assert getattr(auth, "sign_ins", 0) >= 2, "signed in again after the 401"
     env.sync()
     assert "RRULE" in env.resource(f"so-r{rule_id}").text
+
+
+def test_a_series_deleted_in_a_client_is_deleted_in_the_crm(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rule_id = book_weekly(crm)[0].rule_id
+    followup_id = f"so-r{rule_id}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.delete(resource.url, resource.etag)
+    linked.sync(force_delete=True)  # the only resource: past the empty-calendar safety stop
+    assert run_reconcile(linked).written == [followup_id]
+    assert crm.tenant.series_rows(rule_id) == []
+    assert_idle(linked)
+
+
+def test_under_server_wins_the_calendar_edit_overwrites_a_racing_crm_edit_and_is_logged(
+    linked: Env, crm: SuperOfficeStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    linked.configure(conflict_policy=ConflictPolicy.server_wins)
+    rows = book_weekly(crm)
+    rule = rows[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(
+        resource,
+        ce.move_occurrence(
+            resource.data, utc(2026, 3, 16, 9), utc(2026, 3, 17, 11), utc(2026, 3, 17, 12)
+        ),
+    )
+    linked.sync()
+    crm.edit_behind(rows[1].appointment_id, location="Board room")  # another occurrence
+    report = run_reconcile(linked)
+    assert report.conflicts == [followup_id]
+    assert "the calendar's version wins" in caplog.text
+    assert rows_now(crm, rule)[2] == ("2026-03-17T11:00:00", "Weekly status")
+    linked.sync()
+    assert_idle(linked)
