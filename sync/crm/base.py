@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mappings.model import FollowUp
+from mappings.superoffice import RecurrenceInfo
 
 
 class CrmError(Exception):
@@ -77,6 +78,8 @@ class OccurrenceEdit:
     title: str | None = None
     description: str | None = None
     location: str | None = None
+    #: A this-and-following change may give the rest of the series a new pattern.
+    recurrence: RecurrenceInfo | None = None
 
 
 class CrmConnector(Protocol):
@@ -110,8 +113,12 @@ class CrmConnector(Protocol):
         """Mark one occurrence (a task) completed."""
         ...
 
-    def edit_this_and_following(self, row: RowStamp, edit: OccurrenceEdit) -> None:
-        """Change this occurrence and every later one (the CRM's this-and-forward)."""
+    def edit_this_and_following(self, row: RowStamp, edit: OccurrenceEdit) -> str:
+        """Change this occurrence and every later one (the CRM's this-and-forward).
+
+        Returns the follow-up id the occurrence belongs to afterwards: a new one when the
+        CRM made the rest of the series a series of its own (a new pattern).
+        """
         ...
 
     def stop_repeating(self, row: RowStamp) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from mappings.model import FollowUp, FollowUpStatus, load_followup
 from mappings.occurrences import Occurrence, occurrences
 from mappings.resource import check_renderable
+from mappings.superoffice import RecurrenceInfo
 from sync.config import Account
 from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
 from sync.policies import ConflictPolicy
@@ -132,7 +133,16 @@ class Reconciler:
             for entry in page.entries:
                 if entry.origin == "calendar" and entry.followup_id not in pending:
                     pending.append(entry.followup_id)
+        tails = {head: tail for tail in pending if (head := self._split_head(tail)) is not None}
         for followup_id in pending:
+            if followup_id in tails.values():
+                continue  # written with its head, as the CRM's this-and-forward
+            if followup_id in tails:
+                try:
+                    self._write_split(followup_id, tails[followup_id])
+                except CrmConflict as exc:
+                    self._conflict(followup_id, str(exc))
+                continue
             if not self.crm.owns(followup_id):
                 # New in a calendar (import_new) or from another source: no CRM row to write.
                 self.report.skipped.append(followup_id)
@@ -162,6 +172,66 @@ class Reconciler:
             self._gone(followup_id)
         else:
             self._adopt(_with_completion_times(after, wanted))
+
+    def _split_head(self, followup_id: str) -> str | None:
+        """The follow-up a calendar split ``followup_id`` off (``mappings.operations.split_id``)."""
+        head, _, day = followup_id.rpartition("-")
+        if len(day) == 8 and day.isdigit() and head and self.crm.owns(head):
+            return head
+        return None
+
+    def _write_split(self, head_id: str, tail_id: str) -> None:
+        """A calendar's this-and-following as the CRM's own this-and-forward from the split row.
+
+        The CRM keeps one series (or starts a new one for a new pattern); the tail the engine
+        made is then replaced by what the CRM has, so every occurrence is in one place.
+        """
+        known = self._known(head_id)
+        current = self.crm.read_series(head_id, known)
+        tail = self._stored(tail_id)
+        if current is None or tail is None:
+            return
+        if {(r.row_id, r.updated) for r in current.rows} != {(r.row_id, r.updated) for r in known}:
+            raise CrmConflict(f"{head_id} (rows changed in the CRM since the last read)")
+        split_day = dt.datetime.strptime(tail_id.rpartition("-")[2], "%Y%m%d").date()
+        row = min(
+            (r for r in current.rows if dt.date.fromisoformat(r.original_start[:10]) >= split_day),
+            key=lambda r: r.original_start,
+            default=None,
+        )
+        if row is None:
+            return
+        have = current.followup
+        new_pattern = (
+            tail.recurrence
+            if tail.recurrence is not None
+            and have.recurrence is not None
+            and _pattern(tail.recurrence) != _pattern(have.recurrence)
+            else None
+        )
+        new_id = self.crm.edit_this_and_following(
+            row,
+            OccurrenceEdit(
+                start=_naive(tail.start),
+                end=_naive(tail.end),
+                title=tail.title if tail.title != have.title else None,
+                description=(tail.description or "")
+                if tail.description != have.description
+                else None,
+                location=(tail.location or "") if tail.location != have.location else None,
+                recurrence=new_pattern,
+            ),
+        )
+        self.report.written += [head_id, tail_id]
+        for followup_id, rows in ((head_id, current.rows), (new_id, ())):
+            after = self.crm.read_series(followup_id, rows)
+            if after is not None:
+                self._adopt(after)
+            elif followup_id == head_id:
+                self._gone(head_id)
+        if new_id != tail_id:
+            with self.db.sessions.begin() as session:
+                store.tombstone(session, tail_id, origin="crm")
 
     def _stored(self, followup_id: str) -> FollowUp | None:
         with self.db.session() as session:
@@ -331,6 +401,11 @@ def _with_completion_times(series: CrmSeries, stored: FollowUp | None) -> CrmSer
     if stored.completed_at is not None and document.get("status") == FollowUpStatus.completed:
         document["completed_at"] = stored.completed_at.isoformat()
     return CrmSeries(load_followup(document), series.rows)
+
+
+def _pattern(rule: RecurrenceInfo) -> tuple[object, ...]:
+    """What makes two rules the same pattern (their end is not part of it)."""
+    return (rule.Pattern, rule.DayPattern, rule.WeekPattern, rule.MonthPattern, rule.YearPattern)
 
 
 def _naive(moment: dt.datetime | dt.date) -> dt.datetime | dt.date:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mappings.occurrences import occurrences
 from sync.config.crm import CrmSettings
 from sync.crm.reconcile import ReconcileReport, reconcile
 from sync.crm.superoffice.connector import SuperOfficeConnector, open_connector
@@ -404,4 +405,42 @@ def test_under_server_wins_the_calendar_edit_overwrites_a_racing_crm_edit_and_is
     assert "the calendar's version wins" in caplog.text
     assert rows_now(crm, rule)[2] == ("2026-03-17T11:00:00", "Weekly status")
     linked.sync()
+    assert_idle(linked)
+
+
+def test_this_and_following_in_a_client_is_the_crms_this_and_forward(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rule = book_weekly(crm)[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(
+        resource,
+        ce.this_and_future_override(
+            resource.data, utc(2026, 3, 16, 9), utc(2026, 3, 16, 11), utc(2026, 3, 16, 12)
+        ),
+    )
+    linked.sync()
+    tail_id = f"{followup_id}-20260316"
+    assert linked.store.get(tail_id) is not None, "the engine split the follow-up"
+    report = run_reconcile(linked)
+    assert report.written == [followup_id, tail_id]
+    assert [start for start, _ in rows_now(crm, rule)] == [
+        "2026-03-02T09:00:00",
+        "2026-03-09T09:00:00",
+        "2026-03-16T11:00:00",
+        "2026-03-23T11:00:00",
+    ], "one series in the CRM, the later rows at the new time"
+    assert linked.store.get(tail_id) is None, "the tail is the CRM series' again"
+    linked.sync()
+    assert linked.uids_on_server() == [linked.followup(followup_id).effective_uid]
+    shown = [o.start for o in occurrences(linked.followup(followup_id), include_cancelled=False)]
+    assert [s.replace(tzinfo=None) for s in shown] == [  # type: ignore[call-arg]
+        dt.datetime(2026, 3, 2, 9),
+        dt.datetime(2026, 3, 9, 9),
+        dt.datetime(2026, 3, 16, 11),
+        dt.datetime(2026, 3, 23, 11),
+    ]
     assert_idle(linked)

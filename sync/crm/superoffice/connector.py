@@ -187,7 +187,7 @@ class SuperOfficeConnector:
 
     # --- writing ------------------------------------------------------------------------
 
-    def _save(self, row: RowStamp, edit: OccurrenceEdit, mode: str) -> None:
+    def _save(self, row: RowStamp, edit: OccurrenceEdit, mode: str) -> dict[str, Any]:
         entity = self._entity(row.row_id)
         if entity is None:
             raise CrmConflict(row.row_id)  # deleted in the CRM meanwhile
@@ -202,15 +202,24 @@ class SuperOfficeConnector:
         ):
             if value is not None:
                 entity[key] = value
-        self._call(
+        if edit.recurrence is not None:
+            entity["Recurrence"] = edit.recurrence.model_dump(mode="json", exclude_none=True) | {
+                "IsRecurrence": True,
+                "StartDate": entity["StartDate"],
+            }
+        saved: dict[str, Any] = self._call(
             "POST", AGENT + "Save", row=row, json={"AppointmentEntity": entity, "UpdateMode": mode}
-        )
+        ).json()
+        return saved
 
     def edit_occurrence(self, row: RowStamp, edit: OccurrenceEdit) -> None:
         self._save(row, edit, "OnlyThis")
 
-    def edit_this_and_following(self, row: RowStamp, edit: OccurrenceEdit) -> None:
-        self._save(row, edit, "ThisAndForward")
+    def edit_this_and_following(self, row: RowStamp, edit: OccurrenceEdit) -> str:
+        saved = self._save(row, edit, "ThisAndForward")
+        recurrence = saved.get("Recurrence") or {}
+        rule_id = int(recurrence.get("RecurrenceId") or 0) if recurrence.get("IsRecurrence") else 0
+        return documents.followup_id_for(int(saved["AppointmentId"]), rule_id)
 
     def stop_repeating(self, row: RowStamp) -> None:
         self._save(row, OccurrenceEdit(), "StopRecurrence")
