@@ -3,6 +3,10 @@
 Accounts with an ``[accounts.NAME.crm]`` table only. The pass reads the CRM's changes into the
 store and writes calendar edits (the feed's ``calendar`` entries) back to the CRM; the
 ``sync`` command then carries the store's changes to the calendars (docs/crm-connector.md).
+
+``followup-sync crm webhook register``: SuperOffice posts ``activity.*`` events to the daemon
+(``sync.service.http``), so a CRM change reaches the calendars within seconds, not at the next
+scheduled reconcile. SuperOffice calls the receiver once while registering: the daemon must run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from sync.cli.options import (
 )
 from sync.crm.connect import connector_for
 from sync.crm.reconcile import reconcile
+from sync.crm.superoffice import webhooks
+from sync.crm.superoffice.connector import client_for
 from sync.errors import ConfigError
 
 
@@ -76,3 +82,39 @@ def reconcile_command(
         db.close()
     if failed:
         raise SystemExit(1)
+
+
+@crm_group.group("webhook")
+def webhook_group() -> None:
+    """SuperOffice webhooks: CRM changes reach the daemon within seconds."""
+
+
+@webhook_group.command("register")
+@config_option
+@account_option("The only account with a crm table when left out.")
+@click.option(
+    "--daemon-url",
+    required=True,
+    metavar="URL",
+    help="Where SuperOffice reaches the daemon's HTTP server (https://sync.example.com).",
+)
+def webhook_register_command(
+    config_path: str | None, account_name: str | None, daemon_url: str
+) -> None:
+    """Register the daemon as the receiver of the account's activity.* webhooks."""
+    settings = settings_or_defaults(config_path)
+    accounts = [a for a in settings.accounts_to_sync(account_name) if a.crm is not None]
+    if len(accounts) != 1:
+        raise ConfigError("name one account with an [accounts.NAME.crm] table (--account)")
+    account = accounts[0]
+    assert account.crm is not None
+    owner = f"account {account.name!r}"
+    secret = account.crm.webhook_secret(owner)
+    if secret is None:
+        raise ConfigError(f"{owner}: set crm.webhook_secret_env or crm.webhook_secret_file first")
+    target = daemon_url.rstrip("/") + webhooks.RECEIVER_PATH.format(account=account.name)
+    with client_for(account.crm, owner) as client:
+        saved = webhooks.register(
+            client, name=f"followup-sync {account.name}", target_url=target, secret=secret
+        )
+    click.echo(f"{account.name}: webhook {saved.get('WebhookId')} registered for {target}")

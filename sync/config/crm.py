@@ -36,6 +36,10 @@ class CrmSettings(BaseModel):
     private_key_file: str | None = None
     system_token_env: str | None = None
     context_identifier: str | None = None
+    #: Where the webhook secret is (``activity.*`` deliveries are checked with it); without
+    #: one the daemon takes no deliveries and reconciles on its schedule only.
+    webhook_secret_env: str | None = None
+    webhook_secret_file: str | None = None
     #: The associates whose appointments, tasks and calls this account syncs (ids).
     associates: list[int] = Field(default_factory=list)
     #: The zone the tenant's local timestamps are in (SuperOffice writes them without offset).
@@ -62,6 +66,12 @@ class CrmSettings(BaseModel):
             keyring=self.password_keyring,
             command=self.password_command,
             keyring_user=self.username,
+        )
+
+    def webhook_secret(self, owner: str) -> str | None:
+        """The secret SuperOffice signs webhook deliveries with (None: no webhooks)."""
+        return read_secret(
+            owner, "crm webhook secret", env=self.webhook_secret_env, file=self.webhook_secret_file
         )
 
     def app_token(self, owner: str) -> str | None:
