@@ -45,10 +45,11 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from mappings.documents import load_followup
 from mappings.equivalence import differences
 from mappings.errors import MappingError
 from mappings.from_ical import parse_components
-from mappings.model import FollowUp, id_for_uid, load_followup
+from mappings.model import FollowUp, id_for_uid
 from mappings.resource import read
 from sync.config import Account
 from sync.engine import unreadable as unreadable_items
