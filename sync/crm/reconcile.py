@@ -24,7 +24,8 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from mappings.model import FollowUp, FollowUpStatus, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp, FollowUpStatus
 from mappings.occurrences import Occurrence, occurrences
 from mappings.resource import check_renderable
 from mappings.superoffice import RecurrenceInfo

@@ -14,7 +14,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mappings.model import FollowUp, FollowUpKind, FollowUpStatus, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp, FollowUpKind, FollowUpStatus
 from mappings.superoffice import RecurrenceInfo
 from sync.crm.base import RowStamp
 
