@@ -166,7 +166,7 @@ class Reconciler:
         if wanted is None:
             self.crm.delete_followup(current.first_row)
         else:
-            self._write_differences(current, wanted)
+            write_differences(self.crm, current, wanted)
         self.report.written.append(followup_id)
         after = self.crm.read_series(followup_id, current.rows)
         if after is None:
@@ -241,81 +241,6 @@ class Reconciler:
                 None if row is None else store.load_documents(session, [followup_id])[followup_id]
             )
 
-    def _write_differences(self, current: CrmSeries, wanted: FollowUp) -> None:
-        have = current.followup
-        series_edit = OccurrenceEdit(
-            title=wanted.title if wanted.title != have.title else None,
-            description=(wanted.description or "")
-            if wanted.description != have.description
-            else None,
-            location=(wanted.location or "") if wanted.location != have.location else None,
-        )
-        if (wanted.start, wanted.end) != (have.start, have.end) and wanted.recurrence is None:
-            series_edit = OccurrenceEdit(
-                start=wanted.start,
-                end=wanted.end,
-                title=series_edit.title,
-                description=series_edit.description,
-                location=series_edit.location,
-            )
-        if series_edit != OccurrenceEdit():
-            self.crm.edit_this_and_following(current.first_row, series_edit)
-            current = self._reread(current)
-            have = current.followup
-        old, new = _by_key(have), _by_key(wanted)
-        for key, occurrence in new.items():
-            row = current.row_for(key)
-            before = old.get(key)
-            if row is None or before is None or before.cancelled:
-                continue  # an occurrence the CRM no longer has cannot be edited back in
-            if occurrence.cancelled:
-                self.crm.cancel_occurrence(row)
-                continue
-            edit = OccurrenceEdit(
-                start=occurrence.start if occurrence.start != before.start else None,
-                end=occurrence.end if occurrence.end != before.end else None,
-                title=occurrence.title if occurrence.title != before.title else None,
-                description=(occurrence.description or "")
-                if occurrence.description != before.description
-                else None,
-                location=(occurrence.location or "")
-                if occurrence.location != before.location
-                else None,
-            )
-            if edit.start is not None or edit.end is not None:
-                edit = OccurrenceEdit(
-                    _naive(occurrence.start),
-                    _naive(occurrence.end),
-                    edit.title,
-                    edit.description,
-                    edit.location,
-                )
-            if edit != OccurrenceEdit():
-                self.crm.edit_occurrence(row, edit)
-                current = self._reread(current)
-                row = current.row_for(key) or row
-        done = _completed_keys(wanted) - _completed_keys(have)
-        if wanted.status == FollowUpStatus.completed and have.status != FollowUpStatus.completed:
-            done |= {r.original_start for r in current.rows}
-        for key in sorted(done):
-            row = current.row_for(key)
-            if row is not None:
-                self.crm.complete_occurrence(row)
-        last_wanted = max((k for k, o in new.items() if not o.cancelled), default=None)
-        later = [
-            r for r in current.rows if last_wanted is not None and r.original_start > last_wanted
-        ]
-        if later and len(new) < len(old):
-            kept = current.row_for(last_wanted) if last_wanted else None
-            if kept is not None:
-                self.crm.stop_repeating(kept)
-
-    def _reread(self, series: CrmSeries) -> CrmSeries:
-        again = self.crm.read_series(series.followup.id, series.rows)
-        if again is None:
-            raise CrmConflict(series.followup.id)
-        return again
-
     def _conflict(self, followup_id: str, reason: str) -> None:
         policy = self.account.conflict_policy
         self.report.conflicts.append(followup_id)
@@ -379,6 +304,80 @@ class Reconciler:
                 self._adopt(series)
         with self.db.sessions.begin() as session:
             crm_cursors.save_cursor(session, self.name, watermark=listing.watermark)
+
+
+def write_differences(crm: CrmConnector, current: CrmSeries, wanted: FollowUp) -> None:
+    """Write what ``wanted`` (the store) has that ``current`` (the CRM) has not, series-aware."""
+    have = current.followup
+    series_edit = OccurrenceEdit(
+        title=wanted.title if wanted.title != have.title else None,
+        description=(wanted.description or "") if wanted.description != have.description else None,
+        location=(wanted.location or "") if wanted.location != have.location else None,
+    )
+    if (wanted.start, wanted.end) != (have.start, have.end) and wanted.recurrence is None:
+        series_edit = OccurrenceEdit(
+            start=wanted.start,
+            end=wanted.end,
+            title=series_edit.title,
+            description=series_edit.description,
+            location=series_edit.location,
+        )
+    if series_edit != OccurrenceEdit():
+        crm.edit_this_and_following(current.first_row, series_edit)
+        current = _reread(crm, current)
+        have = current.followup
+    old, new = _by_key(have), _by_key(wanted)
+    for key, occurrence in new.items():
+        row = current.row_for(key)
+        before = old.get(key)
+        if row is None or before is None or before.cancelled:
+            continue  # an occurrence the CRM no longer has cannot be edited back in
+        if occurrence.cancelled:
+            crm.cancel_occurrence(row)
+            continue
+        edit = OccurrenceEdit(
+            start=occurrence.start if occurrence.start != before.start else None,
+            end=occurrence.end if occurrence.end != before.end else None,
+            title=occurrence.title if occurrence.title != before.title else None,
+            description=(occurrence.description or "")
+            if occurrence.description != before.description
+            else None,
+            location=(occurrence.location or "")
+            if occurrence.location != before.location
+            else None,
+        )
+        if edit.start is not None or edit.end is not None:
+            edit = OccurrenceEdit(
+                _naive(occurrence.start),
+                _naive(occurrence.end),
+                edit.title,
+                edit.description,
+                edit.location,
+            )
+        if edit != OccurrenceEdit():
+            crm.edit_occurrence(row, edit)
+            current = _reread(crm, current)
+            row = current.row_for(key) or row
+    done = _completed_keys(wanted) - _completed_keys(have)
+    if wanted.status == FollowUpStatus.completed and have.status != FollowUpStatus.completed:
+        done |= {r.original_start for r in current.rows}
+    for key in sorted(done):
+        row = current.row_for(key)
+        if row is not None:
+            crm.complete_occurrence(row)
+    last_wanted = max((k for k, o in new.items() if not o.cancelled), default=None)
+    later = [r for r in current.rows if last_wanted is not None and r.original_start > last_wanted]
+    if later and len(new) < len(old):
+        kept = current.row_for(last_wanted) if last_wanted else None
+        if kept is not None:
+            crm.stop_repeating(kept)
+
+
+def _reread(crm: CrmConnector, series: CrmSeries) -> CrmSeries:
+    again = crm.read_series(series.followup.id, series.rows)
+    if again is None:
+        raise CrmConflict(series.followup.id)
+    return again
 
 
 def _with_completion_times(series: CrmSeries, stored: FollowUp | None) -> CrmSeries:
