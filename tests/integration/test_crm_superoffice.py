@@ -250,6 +250,35 @@ PATTERNS: list[tuple[str, str, dict[str, Any]]] = [
         "2026-03-15T08:00:00",
         {"Pattern": "Yearly", "YearPattern": {"Pattern": "DayOfMonth", "Cycle": 3, "Day": 15}},
     ),
+    (
+        "yearly-fourth-thursday-of-august",
+        "2026-08-27T10:00:00",
+        {
+            "Pattern": "Yearly",
+            "YearPattern": {
+                "Pattern": "WeekdayOfMonth",
+                "Cycle": 8,
+                "Weekday": "Thursday",
+                "WeekOfMonth": "Fourth",
+            },
+        },
+    ),
+    (
+        "every-weekday",
+        "2026-03-06T07:30:00",
+        {"Pattern": "Daily", "DayPattern": {"Pattern": "EveryWeekday"}},
+    ),
+    (
+        "custom-dates",
+        "2026-03-02T09:00:00",
+        {
+            "Pattern": "Custom",
+            "Dates": [
+                {"Date": f"{day}T00:00:00"}
+                for day in ("2026-03-02", "2026-03-19", "2026-04-07", "2026-05-11")
+            ],
+        },
+    ),
 ]
 
 
@@ -442,5 +471,32 @@ def test_this_and_following_in_a_client_is_the_crms_this_and_forward(
         dt.datetime(2026, 3, 9, 9),
         dt.datetime(2026, 3, 16, 11),
         dt.datetime(2026, 3, 23, 11),
+    ]
+    assert_idle(linked)
+
+
+def test_one_occurrence_retitled_or_cancelled_as_an_override_changes_that_row_only(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rule = book_weekly(crm)[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    data = ce.move_occurrence(
+        resource.data,
+        utc(2026, 3, 9, 9),
+        utc(2026, 3, 9, 9),
+        utc(2026, 3, 9, 10),
+        summary="Status with the auditors",
+    )
+    data = ce.cancel_occurrence(data, utc(2026, 3, 23, 9), duration=dt.timedelta(hours=1))
+    linked.client.replace(resource, data)
+    linked.sync()
+    assert run_reconcile(linked).written == [followup_id]
+    assert rows_now(crm, rule) == [
+        ("2026-03-02T09:00:00", "Weekly status"),
+        ("2026-03-09T09:00:00", "Status with the auditors"),
+        ("2026-03-16T09:00:00", "Weekly status"),
     ]
     assert_idle(linked)

@@ -83,6 +83,10 @@ def _recurrence(info: Mapping[str, Any], first: dt.datetime) -> RecurrenceInfo:
     same rule read from the CRM and pulled from a calendar gives the same document (and
     content hash), so neither side sees a change that is none.
     """
+    if info.get("Pattern") == "Custom":  # the date list is the whole rule
+        return RecurrenceInfo.model_validate(
+            {"Pattern": "Custom", "Dates": info.get("Dates"), "IsRecurrence": True}
+        )
     keep: dict[str, Any] = {"StartDate": first.date().isoformat(), "IsRecurrence": True}
     keep |= {
         key: info[key]
@@ -94,8 +98,6 @@ def _recurrence(info: Mapping[str, Any], first: dt.datetime) -> RecurrenceInfo:
         keep["RecurrenceCounter"] = info.get("RecurrenceCounter")
     else:
         keep["EndDate"] = info.get("EndDate")
-    if info.get("Pattern") == "Custom":
-        keep["Dates"] = info.get("Dates")
     return RecurrenceInfo.model_validate(keep)
 
 
