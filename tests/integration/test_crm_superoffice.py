@@ -33,8 +33,8 @@ pytestmark = pytest.mark.server
 ASSOCIATE = 5
 
 
-def utc(year: int, month: int, day: int, hour: int) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, tzinfo=dt.UTC)
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)
 
 
 WEEKLY_RULE: dict[str, Any] = {
@@ -499,4 +499,47 @@ def test_one_occurrence_retitled_or_cancelled_as_an_override_changes_that_row_on
         ("2026-03-09T09:00:00", "Status with the auditors"),
         ("2026-03-16T09:00:00", "Weekly status"),
     ]
+    assert_idle(linked)
+
+
+def test_a_single_call_moved_and_a_single_task_completed_in_clients_reach_the_crm(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    call = crm.create(
+        {
+            "Title": "Call Nordic Freight",
+            "Task": {"Value": "Phone"},
+            "StartDate": "2026-03-03T11:00:00",
+            "EndDate": "2026-03-03T11:30:00",
+        },
+        associate_id=ASSOCIATE,
+    )
+    task = crm.create(
+        {
+            "Title": "Send the offer",
+            "Type": "inChecklist",
+            "StartDate": "2026-03-04T15:00:00",
+            "EndDate": "2026-03-04T16:00:00",
+        },
+        associate_id=ASSOCIATE,
+    )
+    call_id, task_id = f"so-a{call.appointment_id}", f"so-a{task.appointment_id}"
+    run_reconcile(linked)
+    assert linked.followup(task_id).kind.value == "task"
+    linked.sync()
+    resource = linked.resource(call_id)
+    linked.client.replace(
+        resource,
+        ce.edit_series(resource.data, start=utc(2026, 3, 5, 14), end=utc(2026, 3, 5, 14, 30)),
+    )
+    resource = linked.resource(task_id)
+    linked.client.replace(resource, ce.complete_task(resource.data))
+    linked.sync()
+    assert sorted(run_reconcile(linked).written) == sorted([call_id, task_id])
+    moved = crm.tenant.row(call.appointment_id)
+    assert (moved.start, moved.end) == (
+        dt.datetime(2026, 3, 5, 14),
+        dt.datetime(2026, 3, 5, 14, 30),
+    )
+    assert crm.tenant.row(task.appointment_id).completed == "Completed"
     assert_idle(linked)
