@@ -92,6 +92,11 @@ class Reconciler:
             self.report.errors.append(str(exc))
         return self.report
 
+    def _mine(self, owner: str | None) -> bool:
+        """A follow-up of one of this account's associates (another account writes the rest)."""
+        associates = self.account.crm.associates if self.account.crm is not None else []
+        return not associates or owner in {str(a) for a in associates}
+
     # --- state ---------------------------------------------------------------------------
 
     def _known(self, followup_id: str) -> list[RowStamp]:
@@ -132,7 +137,11 @@ class Reconciler:
             page = changes.read(session, since, limit=FEED_PAGE)
             pending: list[str] = []
             for entry in page.entries:
-                if entry.origin == "calendar" and entry.followup_id not in pending:
+                if (
+                    entry.origin == "calendar"
+                    and self._mine(entry.owner)
+                    and entry.followup_id not in pending
+                ):
                     pending.append(entry.followup_id)
         tails = {head: tail for tail in pending if (head := self._split_head(tail)) is not None}
         for followup_id in pending:
