@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m sync.demo
 
-# The same loop with SuperOffice (the stand-in) in place of the JSON import (docs/crm-connector.md).
+# The same loop with SuperOffice (the stand-in) in place of the JSON import (docs/how-to/superoffice.md).
 demo-superoffice: $(STAMP)
 	$(BIN)/python -m sync.demo.superoffice
 

@@ -2,7 +2,7 @@
 
 Accounts with an ``[accounts.NAME.crm]`` table only. The pass reads the CRM's changes into the
 store and writes calendar edits (the feed's ``calendar`` entries) back to the CRM; the
-``sync`` command then carries the store's changes to the calendars (docs/crm-connector.md).
+``sync`` command then carries the store's changes to the calendars (docs/how-to/superoffice.md).
 
 ``followup-sync crm webhook register``: SuperOffice posts ``activity.*`` events to the daemon
 (``sync.service.http``), so a CRM change reaches the calendars within seconds, not at the next

@@ -132,7 +132,7 @@ def _loop(console: Console, run_dir: Path, crm_url: str) -> int:
         show_report(console, run_pass(account, db))
         db.close()
     crm.close()
-    console.print(f"\nState kept in {run_dir}/. See docs/crm-connector.md.")
+    console.print(f"\nState kept in {run_dir}/. See docs/how-to/superoffice.md.")
     moved = any(row["StartDate"] == MOVED_TO.isoformat() for row in rows)
     return 0 if moved and not (idle.imported or idle.written) else 1
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator
 import httpx
 
 from sync.crm.base import CrmError
+from sync.extras import MissingExtra
 
 TICKET_CLAIM = "http://schemes.superoffice.net/identity/ticket"
 #: Renewed well before SuperOffice's six idle hours.
@@ -28,9 +29,11 @@ TICKET_RENEW_AFTER = dt.timedelta(hours=5)
 
 def sign_system_user_token(system_token: str, private_key_pem: str, when: dt.datetime) -> str:
     """``token.yyyyMMddHHmm.base64(RSA-SHA256 signature)`` as the Authenticate call wants it."""
-    # optional extra: cryptography (only the ticket flow needs it)
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    try:  # optional extra: superoffice (only the ticket flow needs cryptography)
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError as exc:
+        raise MissingExtra("superoffice", "the SuperOffice system-user sign-in", exc) from None
 
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
