@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -342,6 +342,27 @@ class BaseRule:
     bounded: bool
 
 
+def occurrence_starts(
+    query: recurring_ical_events.CalendarQuery, window: Window, *, fast: bool = True
+) -> Iterator[Moment]:
+    """The start of each occurrence in the window, in the library's order.
+
+    Only the starts are needed, not the component copy recurring-ical-events makes of each
+    occurrence (whose DTSTART is this very start); the copies were most of the time of
+    reading a calendar. The library's ``_occurrences_between`` yields the occurrences
+    without copying; it is private, so where a release no longer has it the public
+    ``between`` (the same occurrences, copied) is used instead: slower, never wrong.
+    """
+    lo, hi = query.to_datetime(window.lo), query.to_datetime(window.hi)
+    without_copies = getattr(query, "_occurrences_between", None) if fast else None
+    if without_copies is not None:
+        for occurrence in without_copies(lo, hi):
+            yield occurrence.start
+    else:
+        for component in query.between(window.lo, window.hi):
+            yield component["DTSTART"].dt
+
+
 def base_rule(series: Series, window: Window) -> BaseRule:
     """Expand the master alone, without EXDATE and overrides: the occurrence keys."""
     master = series.master.copy()
@@ -356,16 +377,10 @@ def base_rule(series: Series, window: Window) -> BaseRule:
     cal.add_component(master)
     try:
         query = recurring_ical_events.of(cal, components=["VEVENT", "VTODO"])
-        # Only the starts are needed: the occurrences themselves, not the component copy
-        # recurring-ical-events makes of each (whose DTSTART is this very start), which
-        # was most of the time of reading a calendar.
-        found = query._occurrences_between(
-            query.to_datetime(window.lo), query.to_datetime(window.hi)
-        )
-        for index, occurrence in enumerate(found):
+        for index, start in enumerate(occurrence_starts(query, window)):
             if index > MAX_OCCURRENCES:
                 break
-            moments.append(to_local(occurrence.start, series.zone, series.all_day))
+            moments.append(to_local(start, series.zone, series.all_day))
     except Exception as exc:
         raise MappingError(
             f"the series cannot be expanded: {exc}", item=series.uid, field="RRULE"
