@@ -40,7 +40,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar, _Reply

@@ -27,9 +27,9 @@ from mappings.model import FollowUp, Moment, load_followups_json
 from sync.cli.sync import config_option, database_option, open_database, print_report
 from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings, load_settings
 from sync.dialog import DateInfo, DialogService, OperationResult, account_for, calculate_dates
-from sync.engine.runner import run_pass
 from sync.errors import ConfigError
 from sync.extras import MissingExtra
+from sync.run import run_pass
 from sync.state.db import Database
 
 DEFAULT_TOKEN_ENV = "FOLLOWUP_SYNC_API_TOKEN"

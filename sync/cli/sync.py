@@ -41,10 +41,11 @@ from sync.config import (
     find_config,
     load_settings,
 )
+from sync.engine.actions import describe
 from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import OnServerDelete, describe
-from sync.engine.runner import PassReport, run_pass
+from sync.engine.plan import OnServerDelete
 from sync.errors import AccountBusy
+from sync.run import PassReport, run_pass
 from sync.state.db import ConflictRecord, Database
 from sync.state.followups import FollowUpStore
 from sync.state.locks import SqliteFileLock, cluster_lock_for

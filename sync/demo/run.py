@@ -34,7 +34,7 @@ from mappings.describe import LANGUAGES, sentence, summary
 from mappings.model import FollowUp, Moment, load_followups_json
 from mappings.occurrences import occurrences
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
+from sync.run import PassReport, run_pass
 from sync.state.db import Database, SyncItem
 from sync.state.followups import FollowUpStore
 

@@ -65,9 +65,9 @@ from sqlalchemy import delete, func, select, text
 from sync import invitations, webhooks
 from sync.api import controls
 from sync.config import Account, Settings
-from sync.engine.runner import PassReport, run_pass
 from sync.errors import FollowupSyncError
 from sync.logs import log_context
+from sync.run import PassReport, run_pass
 from sync.service.metrics import Metrics
 from sync.state import changes
 from sync.state.db import (

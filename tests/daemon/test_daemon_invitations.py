@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 
 from sync import invitations
 from sync.config import load_settings
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import DaemonRun, Database
 from tests.daemon.conftest import (
     DaemonProcess,

@@ -32,8 +32,8 @@ from mappings import itip
 from mappings.model import load_followup
 from sync import invitations
 from sync.config import Account
-from sync.engine.runner import run_pass
 from sync.mail_config import ImapSettings, MailSettings
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

@@ -16,7 +16,7 @@ import pytest
 
 from mappings.model import uid_for_id
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database, FollowUpRow, SyncItem
 from sync.state.followups import FollowUpStore
 from tests.integration import client_edits as ce

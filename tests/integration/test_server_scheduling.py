@@ -31,8 +31,8 @@ from icalendar import Calendar
 from mappings.model import load_followup, uid_for_id
 from sync import invitations
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
 from sync.mail_config import MailSettings
+from sync.run import PassReport, run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

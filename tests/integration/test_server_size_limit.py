@@ -17,7 +17,7 @@ import pytest
 
 from mappings.model import load_followup, uid_for_id
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from tests.integration.client_edits import PlainClient, uid_of

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from benchmarks.bench_sync import realistic_followups
 from sync.engine.merge import ConflictPolicy
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import ConflictRecord, Database, PendingWrite, SyncItem, utcnow
 from sync.state.followups import FollowUpStore
 from tests.integration.client_edits import PlainClient, edit_series

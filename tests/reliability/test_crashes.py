@@ -24,7 +24,7 @@ import pytest
 
 from benchmarks.bench_sync import realistic_followups
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

@@ -24,7 +24,7 @@ from icalendar import Calendar, Event
 
 from benchmarks.bench_sync import realistic_followups
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from tests.reliability.fault_proxy import FaultProxy, Rewrite

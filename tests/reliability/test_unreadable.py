@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from benchmarks.bench_sync import realistic_followups
 from sync.engine import unreadable
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database, PendingHref, as_utc, utcnow
 from sync.state.followups import FollowUpStore
 from tests.integration.client_edits import PlainClient, edit_series

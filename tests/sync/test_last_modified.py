@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sync.engine.runner import _trusted
+from sync.engine.listing import _trusted
 from sync.stores.caldav import LastModified, _http_date
 
 NOON = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)

@@ -16,32 +16,25 @@ import pytest
 
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, load_followup, uid_for_id
-from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import (
-    Chunker,
+from sync.engine.actions import (
     CreateFromServer,
     CreateOnServer,
-    CrmView,
     DeleteInCrm,
     DeleteOnServer,
     DetachInCrm,
     Forget,
     Merge,
-    OnServerDelete,
     Plan,
     Planned,
-    PlanOptions,
     RecordState,
     SaveFromServer,
-    ServerDoc,
-    ServerView,
-    StateEntry,
     UpdateOnServer,
-    WriteIntent,
     describe,
-    plan,
-    plan_items,
 )
+from sync.engine.chunks import Chunker
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import OnServerDelete, PlanOptions, plan, plan_items
+from sync.engine.views import CrmView, ServerDoc, ServerView, StateEntry, WriteIntent
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.state.followups import CrmEntry, content_hash
 
