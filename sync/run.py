@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sync import invitations
 from sync.config import Account
 from sync.engine.runner import CHUNK_SIZE, PassHooks, PassReport, Progress, SyncPass
 from sync.errors import NotFound
+from sync.invitations.record import record_after_pass
+from sync.invitations.scheduling import schedule_agent_for
 from sync.state import repo
 from sync.state.db import Database
 from sync.stores.caldav import DavCalendar
@@ -49,15 +50,15 @@ def hooks_for(account: Account, db: Database, calendar: DavCalendar | None) -> P
 
     Invitations fall due only through a change a pass applied; a full pass also re-checks,
     which heals a recording that failed on an earlier pass. A failure to record them never
-    fails the pass (``invitations.record_after_pass``).
+    fails the pass (``sync.invitations.record.record_after_pass``).
     """
 
     def after_pass(report: PassReport) -> None:
         if report.applied.done or report.mode == "full":
-            invitations.record_after_pass(account, db, calendar)
+            record_after_pass(account, db, calendar)
 
     return PassHooks(
-        schedule_agent=invitations.schedule_agent_for(account, calendar),
+        schedule_agent=schedule_agent_for(account, calendar),
         after_pass=after_pass,
     )
 

@@ -8,7 +8,7 @@
     followup-sync invitations held [--json]       answers held: not shown to come from the attendee
     followup-sync invitations accept ID / reject ID   decide on a held answer
 
-A sync pass records what is due (``sync.invitations.record_due``); ``send`` delivers it.
+A sync pass records what is due (``sync.invitations.record.record_due``); ``send`` delivers it.
 ``followup-sync daemon`` does both on its own: it sends an account's messages right after
 each pass of that account and reads ``[mail.imap]`` every ``poll_seconds``, so these
 commands are for one-shot use, cron, and looking at the outbox.
@@ -22,10 +22,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sync import invitations
 from sync.cli.sync import config_option, database_option, open_database
 from sync.config import Settings, load_settings
 from sync.errors import ConfigError
+from sync.invitations import replies, send
 from sync.mail_config import MailSettings
 
 
@@ -49,7 +49,7 @@ def invitations_group(
     if ctx.invoked_subcommand is not None:
         return
     db = open_database(_settings(config_path) if config_path else None, database, create=False)
-    rows = invitations.answers(db)
+    rows = replies.answers(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -78,7 +78,7 @@ def _held_text(held: dict[str, object]) -> str:
 def held_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Answers held because the mail is not shown to come from the participant."""
     db = open_database(_settings(config_path) if config_path else None, database)
-    rows = invitations.held(db)
+    rows = replies.held(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -121,7 +121,7 @@ def _decide(
 ) -> None:
     db = open_database(_settings(config_path) if config_path else None, database)
     for record_id in ids:
-        o = invitations.decide_held(db, record_id, accept=accept)
+        o = replies.decide_held(db, record_id, accept=accept)
         where = f" ({o.recurrence_id})" if o.recurrence_id else ""
         click.echo(f"#{record_id} {o.outcome}: {o.attendee} {o.partstat}{where} — {o.reason}")
 
@@ -133,7 +133,7 @@ def _decide(
 def outbox_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Every invitation message recorded, and whether it was sent."""
     db = open_database(_settings(config_path) if config_path else None, database, create=False)
-    rows = invitations.outbox(db)
+    rows = replies.outbox(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -167,7 +167,7 @@ def send_command(database: str | None, config_path: str | None) -> None:
     """Send the invitation messages the sync passes recorded."""
     settings = _settings(config_path)
     db = open_database(settings, database, create=False)
-    report = invitations.send_pending(_mail(settings), db)
+    report = send.send_pending(_mail(settings), db)
     click.echo(
         f"sent {len(report.sent)}, failed {len(report.failed)}, uncertain {len(report.uncertain)}"
     )
@@ -185,7 +185,7 @@ def resend_command(ids: tuple[int, ...], database: str | None, config_path: str 
     """Send messages again on purpose (an 'uncertain' one after a crash): the identical message."""
     settings = _settings(config_path)
     db = open_database(settings, database, create=False)
-    report = invitations.send_pending(_mail(settings), db, only=ids)
+    report = send.send_pending(_mail(settings), db, only=ids)
     click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}")
 
 
@@ -197,7 +197,7 @@ def fetch_command(as_json: bool, database: str | None, config_path: str | None) 
     """Read iTIP replies from [mail.imap] and update the participants' answers."""
     settings = _settings(config_path)
     db = open_database(settings, database, create=False)
-    outcomes = invitations.fetch_replies(_mail(settings), db)
+    outcomes = replies.fetch_replies(_mail(settings), db)
     if as_json:
         click.echo(json.dumps([o.__dict__ for o in outcomes], indent=2, ensure_ascii=False))
         return

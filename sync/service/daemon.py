@@ -62,10 +62,12 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, func, select, text
 
-from sync import invitations, webhooks
+from sync import webhooks
 from sync.api import controls
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError
+from sync.invitations.replies import fetch_replies
+from sync.invitations.send import send_pending, unsent
 from sync.logs import log_context
 from sync.run import PassReport, run_pass
 from sync.service.metrics import Metrics
@@ -327,9 +329,9 @@ class Daemon:
         name = account.name
         with log_context(account=name):
             try:
-                if not invitations.unsent(self.db, name):
+                if not unsent(self.db, name):
                     return
-                report = invitations.send_pending(self.mail, self.db, account=name)
+                report = send_pending(self.mail, self.db, account=name)
             except Exception as exc:  # SMTP down, bad credentials, database hiccup
                 log.warning("invitations not sent, trying again after the next pass: %s", exc)
                 return
@@ -373,7 +375,7 @@ class Daemon:
             with self.cluster_lock.hold("followup-sync:mail-replies") as held:
                 if held is None:
                     return  # another daemon is reading the mailbox right now
-                outcomes = invitations.fetch_replies(self.mail, self.db)
+                outcomes = fetch_replies(self.mail, self.db)
         except Exception as exc:
             log.warning("reading invitation replies failed, trying again next poll: %s", exc)
             return

@@ -61,7 +61,7 @@ class DatabaseEmpty(ConfigError):
 #: Modules that define tables on ``Base``: imported before comparing models and migrations.
 MODEL_MODULES: tuple[str, ...] = (
     "sync.state.db",
-    "sync.invitations",
+    "sync.state.invitation_records",
     "sync.state.changes",
     "sync.webhooks",
     "sync.api.controls",

@@ -38,7 +38,7 @@ from xml.sax.saxutils import escape
 
 import tenacity
 from caldav import __version__ as caldav_version
-from caldav.collection import Calendar
+from caldav.collection import Calendar, Principal
 from caldav.davclient import DAVClient
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
@@ -925,6 +925,15 @@ class DavCalendar:
                 )
             )
         return found
+
+    def principal(self) -> Principal:
+        """The caldav library's principal of this connection (asked once per connection).
+
+        For questions about the account rather than this calendar, such as whether the
+        server delivers invitations itself (``sync.stores.scheduling``). Raises what the
+        caldav library raises.
+        """
+        return self._client.get_principal()
 
     def sibling(
         self, calendar_url: str, *, capability_overrides: Mapping[str, object] | None = None

@@ -30,8 +30,8 @@ from icalendar import Calendar
 
 from mappings import itip
 from mappings.model import load_followup
-from sync import invitations
 from sync.config import Account
+from sync.invitations import messages, replies, scheduling, send
 from sync.mail_config import ImapSettings, MailSettings
 from sync.run import run_pass
 from sync.state.db import Database
@@ -181,7 +181,7 @@ class Env:
     def sync_and_send(self) -> list[Captured]:
         report = run_pass(self.account, self.db)
         assert report.ok, report.errors
-        invitations.send_pending(self.mail, self.db)
+        send.send_pending(self.mail, self.db)
         return self.sink.take()
 
     def resource(self) -> Calendar:
@@ -320,7 +320,7 @@ def test_create_move_cancel_delete_each_send_the_right_message(env: Env) -> None
             "Når: Ukentlig (02.03.2026 - 30.03.2026): Hver uke på mandag, 5 ganger, 10:00–11:00"
             in text
         ), text
-        assert captured.message["Message-ID"] == invitations.message_id(
+        assert captured.message["Message-ID"] == messages.message_id(
             "", f"followup-{BOARD}@followup-sync", 0, "REQUEST", address, ""
         )
     # We send; the server must not: every ATTENDEE on the calendar says SCHEDULE-AGENT=CLIENT.
@@ -419,7 +419,7 @@ def test_each_client_reply_shape_updates_the_right_participant(env: Env) -> None
     append(env, "gmail-reply.eml", UID="someone-else@example.com", SEQUENCE="0")
     append(env, "thunderbird-reply.eml", UID=uid, SEQUENCE="0")  # same again: harmless
 
-    outcomes = invitations.fetch_replies(env.mail, env.db)
+    outcomes = replies.fetch_replies(env.mail, env.db)
     applied = [o for o in outcomes if o.outcome == "applied"]
     ignored = [o for o in outcomes if o.outcome == "ignored"]
     assert len(applied) == 5 and len(ignored) == 1
@@ -435,7 +435,7 @@ def test_each_client_reply_shape_updates_the_right_participant(env: Env) -> None
     assert status[PEOPLE["thunderbird"][1]].status.value == "tentative"
 
     # Fetching again reads nothing new (the messages are \Seen).
-    assert invitations.fetch_replies(env.mail, env.db) == []
+    assert replies.fetch_replies(env.mail, env.db) == []
 
     # The answers reach the calendar (PARTSTAT, and an override for Dag's one occurrence),
     # and an answer is no reason to send anything.
@@ -451,7 +451,7 @@ def test_each_client_reply_shape_updates_the_right_participant(env: Env) -> None
     dag = next(a for a in override["ATTENDEE"] if PEOPLE["apple"][1] in str(a))
     assert str(dag.params["PARTSTAT"]) == "DECLINED"
 
-    listing = invitations.answers(env.db)
+    listing = replies.answers(env.db)
     assert {row["email"]: row["status"] for row in listing}[PEOPLE["gmail"][1]] == "declined"
 
 
@@ -469,8 +469,8 @@ def test_a_stranger_or_an_old_sequence_is_reported_and_ignored(env: Env) -> None
         .replace("{SEQUENCE}", "1")
     )
     raw = raw.replace("eva@bird.example", "mallory@evil.example")
-    outcomes = invitations.apply_reply_message(raw.encode(), env.db, message_key="stranger")
-    outcomes += invitations.fetch_replies(env.mail, env.db)
+    outcomes = replies.apply_reply_message(raw.encode(), env.db, message_key="stranger")
+    outcomes += replies.fetch_replies(env.mail, env.db)
     reasons = sorted(str(o.reason) for o in outcomes)
     assert [o.outcome for o in outcomes] == ["ignored", "ignored"]
     assert "mallory@evil.example is not a participant" in reasons
@@ -539,7 +539,7 @@ def test_an_answer_from_someone_else_is_held_shown_and_decided_by_the_operator(e
     # Bjørn himself: applied.
     append_raw(env, reply_mail("outlook-reply.eml", UID=uid, SEQUENCE="0"))
 
-    outcomes = {o.attendee: o for o in invitations.fetch_replies(env.mail, env.db)}
+    outcomes = {o.attendee: o for o in replies.fetch_replies(env.mail, env.db)}
     assert outcomes[carol].outcome == "held"
     assert outcomes[carol].reason == f"sent by mallory@evil.example, not by {carol}"
     assert outcomes[eva].outcome == "held" and "dmarc=fail" in str(outcomes[eva].reason)
@@ -571,7 +571,7 @@ def test_an_answer_from_someone_else_is_held_shown_and_decided_by_the_operator(e
     assert "applied" in cli(env, "invitations", "accept", str(held[eva]["id"])).output
     assert answers_of(env)[carol] == ("needs-action", {})
     assert answers_of(env)[eva] == ("tentative", {})
-    assert invitations.held(env.db) == []
+    assert replies.held(env.db) == []
     env.sync_and_send()
     master = next(c for c in env.resource().walk("VEVENT") if "RECURRENCE-ID" not in c)
     assert partstats(master)[eva][0] == "TENTATIVE"
@@ -600,7 +600,7 @@ def test_with_the_receiving_servers_id_only_its_aligned_pass_vouches(env: Env) -
     append_raw(env, reply_mail("outlook-reply.eml", headers=ours, UID=uid, SEQUENCE="0"))
     append_raw(env, reply_mail("gmail-reply.eml", headers=self_made, UID=uid, SEQUENCE="0"))
     append_raw(env, reply_mail("thunderbird-reply.eml", headers=unaligned, UID=uid, SEQUENCE="0"))
-    outcomes = {o.attendee: o for o in invitations.fetch_replies(env.mail, env.db)}
+    outcomes = {o.attendee: o for o in replies.fetch_replies(env.mail, env.db)}
     assert outcomes[bjorn].outcome == "applied"
     assert outcomes[carol].outcome == "held"
     assert (
@@ -622,14 +622,14 @@ def test_a_delegate_named_by_sent_by_answers_only_when_authenticated(env: Env) -
     raw = reply_mail("outlook-reply.eml", sender=delegate, UID=uid, SEQUENCE="0")
     raw = raw.replace("ATTENDEE;", f'ATTENDEE;SENT-BY="mailto:{delegate}";', 1)
     passed = "Authentication-Results: mx.crm.example; dkim=pass header.d=partner.example\n"
-    outcomes = invitations.apply_reply_message(
+    outcomes = replies.apply_reply_message(
         raw.replace("\n", "\r\n").encode(),
         env.db,
         message_key="unauthenticated",
         authserv_ids=["mx.crm.example"],
     )
     assert [o.outcome for o in outcomes] == ["held"]
-    outcomes = invitations.apply_reply_message(
+    outcomes = replies.apply_reply_message(
         (passed + raw).replace("\n", "\r\n").encode(),
         env.db,
         message_key="delegate",
@@ -647,7 +647,7 @@ def test_an_answer_for_an_occurrence_the_series_does_not_have_is_ignored(env: En
     # A Thursday on a Monday series, a cancelled Monday, and a real one.
     for local in ("20260326T100000", "20260316T100000", "20260323T100000"):
         append(env, "apple-reply-occurrence.eml", UID=uid, SEQUENCE="0", RID_LOCAL=local)
-    thursday, cancelled, real = invitations.fetch_replies(env.mail, env.db)
+    thursday, cancelled, real = replies.fetch_replies(env.mail, env.db)
     assert thursday.outcome == "ignored"
     assert thursday.reason == "the series has no occurrence 26.03.2026 10:00"
     assert cancelled.outcome == "ignored"
@@ -739,7 +739,7 @@ def test_a_reschedule_asks_every_participant_again_a_description_edit_does_not(e
     append(env, "gmail-reply.eml", UID=uid, SEQUENCE="0")  # Carol: declined
     append(env, "apple-reply-occurrence.eml", UID=uid, SEQUENCE="0", RID_LOCAL="20260323T100000")
     append(env, "thunderbird-reply.eml", UID=uid, SEQUENCE="0")  # Eva: tentative
-    invitations.fetch_replies(env.mail, env.db)
+    replies.fetch_replies(env.mail, env.db)
     answered = {
         bjorn: ("accepted", {}),
         carol: ("declined", {}),
@@ -809,7 +809,7 @@ def test_a_reschedule_asks_every_participant_again_a_description_edit_does_not(e
     assert answers_of(env) == {a: ("needs-action", {}) for a in (bjorn, carol, dag, eva)}
     # An answer to the old time (SEQUENCE 1) no longer counts.
     append(env, "outlook-reply.eml", UID=uid, SEQUENCE="1")
-    (late,) = invitations.fetch_replies(env.mail, env.db)
+    (late,) = replies.fetch_replies(env.mail, env.db)
     assert late.outcome == "ignored" and "older than the current 2" in str(late.reason)
     assert answers_of(env)[bjorn] == ("needs-action", {})
 
@@ -838,13 +838,13 @@ def test_an_account_where_the_server_schedules_sends_no_email(
     env.edit(location="Møterom 9")
     env.store.delete(BOARD)
     assert env.sync_and_send() == []
-    assert invitations.outbox(env.db) == []
+    assert replies.outbox(env.db) == []
 
 
 def test_auto_on_a_server_without_scheduling_means_email(env: Env) -> None:
     # Radicale has no schedule-outbox: the probe says "email" and the attendees are marked CLIENT.
     assert (
-        invitations.scheduling_mode(
+        scheduling.scheduling_mode(
             env.account,
             DavCalendar.connect(
                 env.calendar_url, username=env.server.username, password=env.server.password
@@ -860,7 +860,7 @@ def test_auto_on_a_server_without_scheduling_means_email(env: Env) -> None:
 SENDER_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from sync import invitations
+    from sync.invitations.send import send_pending
     from sync.mail_config import MailSettings
     from sync.state.db import Database
 
@@ -869,7 +869,7 @@ SENDER_SCRIPT = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
     mail = MailSettings.model_validate_json(sys.argv[2])
-    invitations.send_pending(mail, Database.open(sys.argv[1]), after_smtp=die_after_second)
+    send_pending(mail, Database.open(sys.argv[1]), after_smtp=die_after_second)
     """
 )
 
@@ -878,7 +878,7 @@ def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: 
     env.edit()
     report = run_pass(env.account, env.db)
     assert report.ok
-    pending = [r for r in invitations.outbox(env.db) if r["status"] == "pending"]
+    pending = [r for r in replies.outbox(env.db) if r["status"] == "pending"]
     assert len(pending) == 4
 
     # A real sending process, SIGKILLed right after the SMTP server accepted message 2.
@@ -899,18 +899,18 @@ def test_killed_between_send_and_record_sends_nothing_twice(env: Env, tmp_path: 
     assert len(first) == 2
 
     # Run again (and again): the two not yet sent go out; the one in the crash window does not.
-    invitations.send_pending(env.mail, env.db)
-    invitations.send_pending(env.mail, env.db)
+    send.send_pending(env.mail, env.db)
+    send.send_pending(env.mail, env.db)
     rest = env.sink.take()
     assert len(rest) == 2
     ids = [m.message["Message-ID"] for m in first + rest]
     assert len(set(ids)) == 4, "nothing was sent twice"
-    statuses = sorted(r["status"] for r in invitations.outbox(env.db))
+    statuses = sorted(r["status"] for r in replies.outbox(env.db))
     assert statuses == ["sent", "sent", "sent", "uncertain"]
 
     # Resending the uncertain one on purpose sends the identical message (same Message-ID).
-    uncertain = next(r for r in invitations.outbox(env.db) if r["status"] == "uncertain")
-    invitations.send_pending(env.mail, env.db, only=[uncertain["id"]])
+    uncertain = next(r for r in replies.outbox(env.db) if r["status"] == "uncertain")
+    send.send_pending(env.mail, env.db, only=[uncertain["id"]])
     (again,) = env.sink.take()
     assert again.message["Message-ID"] in ids[:2]
     assert again.data == next(

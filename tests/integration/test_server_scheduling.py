@@ -29,8 +29,8 @@ from caldav.lib.error import NotFoundError
 from icalendar import Calendar
 
 from mappings.model import load_followup, uid_for_id
-from sync import invitations
 from sync.config import Account
+from sync.invitations import replies, scheduling, send
 from sync.mail_config import MailSettings
 from sync.run import PassReport, run_pass
 from sync.state.db import Database
@@ -96,7 +96,7 @@ class Scheduling:
         return report
 
     def send(self) -> list[Any]:
-        invitations.send_pending(self.mail, self.db)
+        send.send_pending(self.mail, self.db)
         return self.sink.take()
 
     def connect(self) -> DavCalendar:
@@ -177,7 +177,7 @@ def make(
 ) -> Iterator[Callable[[str], Scheduling]]:
     sink, port = smtp
     monkeypatch.setenv(PASSWORD_ENV, davical_server.password or "")
-    invitations._PROBED.clear()
+    scheduling.forget_probes()
     made: list[Database] = []
 
     def factory(scheduling: str) -> Scheduling:
@@ -217,8 +217,8 @@ def test_davical_schedules_the_invitation_and_no_email_is_sent(
 
     # (a) auto probes the server: DAViCal has a schedule-outbox and a mailto: address.
     with env.connect() as calendar:
-        assert invitations.scheduling_mode(env.account, calendar) == "server"
-    invitations._PROBED.clear()  # the pass probes again on its own
+        assert scheduling.scheduling_mode(env.account, calendar) == "server"
+    scheduling.forget_probes()  # the pass probes again on its own
 
     env.put()
     env.sync()
@@ -231,7 +231,7 @@ def test_davical_schedules_the_invitation_and_no_email_is_sent(
 
     # (b) No email, and nothing waits in the outbox.
     assert env.send() == []
-    assert invitations.outbox(env.db) == []
+    assert replies.outbox(env.db) == []
 
     # (c) bob has the invitation: a REQUEST in his inbox, the series in his calendar.
     (request,) = env.bob_inbox()
@@ -250,7 +250,7 @@ def test_davical_schedules_the_invitation_and_no_email_is_sent(
     followup = env.store.get(env.fid)
     assert followup is not None
     assert followup.participant(BOB).status.value == "accepted"  # type: ignore[union-attr]
-    assert env.send() == [] and invitations.outbox(env.db) == []
+    assert env.send() == [] and replies.outbox(env.db) == []
 
     # (e) The series moves two hours later: the server tells bob (his copy moves), and
     # asks him again (PARTSTAT back to NEEDS-ACTION); the pull brings that back too.
@@ -270,7 +270,7 @@ def test_davical_schedules_the_invitation_and_no_email_is_sent(
     env.sync()
     assert env.bob_copy() is None
     assert any(str(cal["METHOD"]) == "CANCEL" for cal in env.bob_inbox())
-    assert env.send() == [] and invitations.outbox(env.db) == []
+    assert env.send() == [] and replies.outbox(env.db) == []
 
 
 def test_occurrence_changes_davical_cannot_schedule_go_by_email_once(

@@ -14,7 +14,7 @@ from mappings.from_ical import parse_calendar
 from mappings.model import load_followup
 from mappings.resource import render
 from mappings.to_ical import to_ical_bytes
-from sync.invitations import calendar_parts
+from sync.invitations.replies import calendar_parts
 
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DATA = Path(__file__).parent.parent / "data" / "itip"

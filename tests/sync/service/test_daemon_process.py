@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mappings.model import uid_for_id
-from tests.daemon.conftest import (
+from tests.servers import RunningServer
+from tests.sync.service.conftest import (
     calendar_items,
     client_retitle,
     crm_titles,
@@ -26,7 +27,6 @@ from tests.daemon.conftest import (
     wait_for,
     write_config,
 )
-from tests.servers import RunningServer
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 

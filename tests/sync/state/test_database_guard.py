@@ -18,8 +18,8 @@ from sqlalchemy import inspect, text
 
 from sync.state import schema
 from sync.state.db import Database
-from tests.daemon.conftest import run_cli
 from tests.pg import RunningPostgres, find_bin_dir, running_postgres
+from tests.sync.service.conftest import run_cli
 
 #: Commands that only read the state; each must refuse a database it would have to create.
 READ_ONLY: list[list[str]] = [

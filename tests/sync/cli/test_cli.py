@@ -22,7 +22,7 @@ from icalendar import Calendar
 from sync.cli.main import cli
 from sync.config import DEFAULT_CALENDAR, Account
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "followups.json"
 SCRIPT = Path(sys.executable).parent / "followup-sync"
 STAMP = "2026-01-01T00:00:00Z"

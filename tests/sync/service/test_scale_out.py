@@ -27,7 +27,9 @@ from sqlalchemy import select
 
 from mappings.model import uid_for_id
 from sync.state.db import DaemonRun, Database, as_utc
-from tests.daemon.conftest import (
+from tests.pg import RunningPostgres, find_bin_dir, running_postgres
+from tests.servers import RunningServer, free_port
+from tests.sync.service.conftest import (
     DaemonProcess,
     followup,
     put_followups,
@@ -37,8 +39,6 @@ from tests.daemon.conftest import (
     wait_for,
     write_config,
 )
-from tests.pg import RunningPostgres, find_bin_dir, running_postgres
-from tests.servers import RunningServer, free_port
 
 pytestmark = [
     pytest.mark.server,

@@ -21,11 +21,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
-from sync import invitations
 from sync.config import load_settings
+from sync.invitations import replies
 from sync.run import run_pass
 from sync.state.db import DaemonRun, Database
-from tests.daemon.conftest import (
+from sync.state.invitation_records import Invitation
+from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_of  # noqa: F401
+from tests.servers import RunningServer, free_port
+from tests.sync.service.conftest import (
     DaemonProcess,
     calendar_items,
     put_followups,
@@ -34,8 +37,6 @@ from tests.daemon.conftest import (
     wait_for,
     write_config,
 )
-from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_of  # noqa: F401
-from tests.servers import RunningServer, free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -164,7 +165,7 @@ def wait_for_passes(database: str, more: int) -> None:
 def outbox(database: str) -> list[dict[str, Any]]:
     db = Database(database)
     try:
-        return invitations.outbox(db)
+        return replies.outbox(db)
     finally:
         db.close()
 
@@ -245,9 +246,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
         assert report.ok, report.errors
         with db.sessions.begin() as session:
             session.execute(
-                update(invitations.Invitation)
-                .where(invitations.Invitation.status == "pending")
-                .values(status="sending")
+                update(Invitation).where(Invitation.status == "pending").values(status="sending")
             )
     finally:
         db.close()

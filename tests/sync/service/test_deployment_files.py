@@ -14,7 +14,7 @@ import yaml
 from sync.cli.main import cli
 from sync.config import load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_compose_has_caldav_postgres_and_a_daemon_with_a_mounted_config() -> None:

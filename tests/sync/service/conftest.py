@@ -19,7 +19,7 @@ import pytest
 
 from tests.servers import PASSWORD, USERNAME, RunningServer, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DAEMON_START_TIMEOUT = 60.0
 
 

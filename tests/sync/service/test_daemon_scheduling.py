@@ -22,7 +22,7 @@ from sync.engine.runner import PassReport
 from sync.errors import TransportError
 from sync.service.daemon import Daemon, backoff_seconds
 from sync.state.db import CollectionState, Database, utcnow
-from tests.daemon.conftest import followup, put_followups, wait_for
+from tests.sync.service.conftest import followup, put_followups, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

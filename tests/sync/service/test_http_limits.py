@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import DaemonProcess, run_cli, start_daemon, write_config
+from tests.sync.service.conftest import DaemonProcess, run_cli, start_daemon, write_config
 
 TOKEN = "daemon-limits-token-0123"
 READ_TIMEOUT = 1.5

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from tests.daemon.conftest import DaemonProcess, run_cli, start_daemon, write_config
 from tests.servers import RunningServer, free_port
+from tests.sync.service.conftest import DaemonProcess, run_cli, start_daemon, write_config
 
 
 def test_health_asks_the_daemon_at_the_configured_port_and_its_overrides(

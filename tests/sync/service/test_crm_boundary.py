@@ -27,7 +27,8 @@ import pytest
 from mappings.model import uid_for_id
 from sync.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.conftest import SERVER_KINDS
-from tests.daemon.conftest import (
+from tests.servers import RunningServer, free_port
+from tests.sync.service.conftest import (
     DaemonProcess,
     calendar_items,
     client_retitle,
@@ -38,7 +39,6 @@ from tests.daemon.conftest import (
     wait_for,
     write_config,
 )
-from tests.servers import RunningServer, free_port
 
 CONVERGE = 30.0
 TOKEN = "crm-token-0123456789abcdef"
