@@ -242,6 +242,8 @@ class _Intents:
 
 
 class Applier:
+    """Carries out one chunk's plan: each action by the handler ``_HANDLERS`` names for it."""
+
     def __init__(
         self,
         account: str,

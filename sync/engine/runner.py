@@ -278,10 +278,6 @@ class SyncPass:
             )
         return self._calendar
 
-    @property
-    def calendar_exists(self) -> bool:
-        return self._calendar is not None
-
     # --- the pass ----------------------------------------------------------------------------
 
     def run(
@@ -294,8 +290,9 @@ class SyncPass:
     ) -> PassReport:
         if force_delete:
             self.options = replace(self.options, force_delete=True)
-        if dry_run and not self.calendar_exists:
+        if dry_run and self._calendar is None:
             return self._plan_for_new_calendar()
+        #: Fetches and reads this pass's resources; knows which items wait for a retry.
         self.fetcher = Fetcher(self.account, self.calendar)
         before = self.calendar.stats.copy()
         report = self._pass(dry_run=dry_run, full=full, progress=progress)

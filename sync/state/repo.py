@@ -280,6 +280,7 @@ def server_data(session: Session, account: str, followup_id: str) -> bytes | Non
 
 
 def sync_item(session: Session, account: str, followup_id: str) -> SyncItem | None:
+    """One follow-up's record, to update it in place (None: recorded for the first time)."""
     return session.get(SyncItem, (account, followup_id))
 
 
