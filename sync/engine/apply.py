@@ -1,5 +1,8 @@
 """Carry out a plan: one action at a time, server first, then the state.
 
+``Applier`` runs each action by the handler ``_HANDLERS`` names for its type; every write
+to the database goes through ``sync.state.repo`` (and ``sync.state.followups`` for the CRM).
+
 Order inside an action is always "server first, then record": if the process dies in
 between, the next pass finds the server ahead of the state and recognises its own
 write by UID and content (``plan._adopt``), instead of writing it a second time.
@@ -242,8 +245,6 @@ class _Intents:
 
 
 class Applier:
-    """Carries out one chunk's plan: each action by the handler ``_HANDLERS`` names for it."""
-
     def __init__(
         self,
         account: str,
