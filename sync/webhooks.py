@@ -41,7 +41,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, select
@@ -386,3 +386,33 @@ def as_json(value: SubscriptionStatus) -> dict[str, Any]:
         "backlog": value.backlog,
         "gap": value.gap,
     }
+
+
+# --- reads and removal for the API and the CLI --------------------------------------------------
+
+
+def subscriptions(
+    session: Session, *, after: str | None = None, limit: int | None = None
+) -> list[Subscription]:
+    """Subscriptions by id after ``after``, at most ``limit`` (the API pages, the CLI lists)."""
+    query = select(Subscription).order_by(Subscription.id)
+    if after is not None:
+        query = query.where(Subscription.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def subscription(session: Session, subscription_id: str) -> Subscription | None:
+    return session.get(Subscription, subscription_id)
+
+
+def remove(session: Session, subscription_id: str) -> Literal["removed", "missing", "config"]:
+    """Delete an API subscription; one from the config file stays (``config``): remove it there."""
+    row = session.get(Subscription, subscription_id)
+    if row is None:
+        return "missing"
+    if row.source == "config":
+        return "config"
+    session.delete(row)
+    return "removed"

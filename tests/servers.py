@@ -101,13 +101,7 @@ class RunningServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if the server does not go within 5 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
         if self._log_file is not None:
             self._log_file.close()
 
@@ -134,22 +128,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_until_up(server: RunningServer) -> None:
-    """Poll until the server answers anything over HTTP (401/404 count: it is listening)."""
+def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not gone within ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace)
+
+
+def wait_until_started(
+    name: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    answers: Callable[[], bool],
+    stop: Callable[[], None],
+) -> None:
+    """Poll ``answers`` until it is true; a process that exits first fails with its log's
+    tail, one that does not answer within START_TIMEOUT is stopped and fails."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if process.poll() is not None:
             raise RuntimeError(
-                f"{server.kind} exited with {server.process.returncode} during start-up:\n"
-                + server.log_path.read_text(errors="replace")[-2000:]
+                f"{name} exited with {process.returncode} during start-up:\n"
+                + log_path.read_text(errors="replace")[-2000:]
             )
+        if answers():
+            return
+        time.sleep(0.05)
+    stop()
+    raise RuntimeError(f"{name} did not answer within {START_TIMEOUT} s")
+
+
+def _wait_until_up(server: RunningServer) -> None:
+    """Until the server answers anything over HTTP (401/404 count: it is listening)."""
+
+    def answers() -> bool:
         try:
             _http(server, "OPTIONS", server.base_url, None, {})
-            return
         except httpx.TransportError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"{server.kind} did not answer within {START_TIMEOUT} s")
+            return False
+        return True
+
+    wait_until_started(server.kind, server.process, server.log_path, answers, server.stop)
 
 
 def _launch(

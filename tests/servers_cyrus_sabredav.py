@@ -37,11 +37,9 @@ from tests.servers import HOST, USERNAME, free_port
 from tests.servers_debian import (
     USERS,
     DebianServer,
+    _brought_up,
     _launch_daemon,
     _start_with_cleanup,
-    _stopped_on_failure,
-    _wait_for_home,
-    _wait_until_up,
     _with_port_retry,
 )
 
@@ -173,11 +171,7 @@ def start_cyrus(tmp: Path) -> DebianServer:
                 http_port, work, f"/dav/calendars/user/{USERNAME}/",
                 env={}, dav_root="/dav/",
             )  # fmt: skip
-            with _stopped_on_failure(server):
-                _wait_until_up(server)
-                _create_mailboxes(imap_port)
-                _wait_for_home(server)
-            return server
+            return _brought_up(server, before_home=lambda: _create_mailboxes(imap_port))
 
         return _with_port_retry(launch)
 
@@ -250,10 +244,7 @@ def start_sabredav(tmp: Path) -> DebianServer:
                 env={}, dav_root="/",
             )  # fmt: skip
             server.auth = "digest"
-            with _stopped_on_failure(server):
-                _wait_until_up(server)
-                _wait_for_home(server)
-            return server
+            return _brought_up(server)
 
         return _with_port_retry(launch)
 

@@ -48,6 +48,7 @@ from tests.servers import (
     _wait_until_up,
     _with_port_retry,
     free_port,
+    stop_process,
 )
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -318,12 +319,8 @@ def start_davical(tmp: Path) -> DebianServer:
                 port, work, f"/caldav.php/{USERNAME}/",
                 env={_DB_ENV: connect}, dav_root="/caldav.php/",
             )  # fmt: skip
-            with _stopped_on_failure(server):
-                _wait_until_up(server)
-                # DAViCal creates the calendar home (and a default calendar) on first login.
-                _wait_for_home(server)
-                _make_default_calendars(server)
-            return server
+            # DAViCal creates the calendar home (and a default calendar) on first login.
+            return _brought_up(server, then=lambda: _make_default_calendars(server))
 
         return _with_port_retry(launch)
 
@@ -378,7 +375,7 @@ def start_sogo(tmp: Path) -> DebianServer:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        cleanups.append(lambda: _terminate(memcached))
+        cleanups.append(lambda: stop_process(memcached))
         db = f"postgresql://sogo:sogo@{HOST}:{pg.port}/sogo"
         defaults = {
             "SOGoProfileURL": _plist(f"{db}/sogo_user_profile"),
@@ -419,16 +416,32 @@ def start_sogo(tmp: Path) -> DebianServer:
                 env={"HOME": str(gnustep), "GNUSTEP_USER_ROOT": str(gnustep)},
                 dav_root="/SOGo/dav/",
             )
-            with _stopped_on_failure(server):
-                _wait_until_up(server)
-                # The first authenticated request creates the user's profile and Calendar
-                # home; sogod answers (503) before its worker is ready, so wait for a 207.
-                _wait_for_home(server)
-            return server
+            # The first authenticated request creates the user's profile and Calendar home;
+            # sogod answers (503) before its worker is ready: _brought_up waits for a 207.
+            return _brought_up(server)
 
         return _with_port_retry(launch)
 
     return _start_with_cleanup("sogo", tmp, body)
+
+
+def _brought_up(
+    server: DebianServer,
+    *,
+    before_home: Callable[[], None] | None = None,
+    then: Callable[[], None] | None = None,
+) -> DebianServer:
+    """Wait until a just launched server answers and alice's calendar home exists, running
+    ``before_home`` and ``then`` on the way; stop it if it does not come up, so that
+    ``_with_port_retry`` starts the next attempt clean."""
+    with _stopped_on_failure(server):
+        _wait_until_up(server)
+        if before_home is not None:
+            before_home()
+        _wait_for_home(server)
+        if then is not None:
+            then()
+    return server
 
 
 @contextlib.contextmanager
@@ -459,16 +472,6 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 STARTERS: dict[str, Callable[[Path], RunningServer]] = {

@@ -11,7 +11,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
@@ -20,11 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from sync.api.app import create_app
 from sync.api.limits import server_config
 from sync.state.db import Database
+from tests import factories
+from tests.servers import HOST
+from tests.sync.api.served import serve
 
 SCRIPT = Path(sys.executable).parent / "followup-sync"
 TOKEN = "limits-token-0123456789"
@@ -34,21 +35,9 @@ READ_TIMEOUT = 1.5
 
 
 def weekly(fid: str = "77", **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": fid,
-        "title": "Status",
-        "start": "2026-01-05T09:00:00",
-        "end": "2026-01-05T10:00:00",
-        "timezone": "Europe/Oslo",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 3,
-        },
-    }
-    data.update(overrides)
-    return data
+    """Three Mondays; ``overrides`` replace fields as they are (even with a wrong type)."""
+    series = factories.weekly(fid, title="Status", start="2026-01-05T09:00:00", count=3)
+    return {**series, **overrides}
 
 
 def _text(document: Any) -> str:
@@ -135,30 +124,13 @@ def test_two_followups_with_one_id_are_refused_naming_both_positions(tmp_path: P
 # --- the API, served for real ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The host and port: some tests below speak raw sockets to the server."""
     db = Database.open(str(tmp_path_factory.mktemp("limits") / "api.sqlite"))
-    port = _free_port()
     app = create_app(db, token=TOKEN, max_body_bytes=MAX_BODY)
-    config = server_config(
-        app, host="127.0.0.1", port=port, read_timeout=READ_TIMEOUT, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield "127.0.0.1", port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app, config=server_config, read_timeout=READ_TIMEOUT) as url:
+        yield HOST, int(url.rsplit(":", 1)[1])
     db.close()
 
 

@@ -211,3 +211,9 @@ def resolve(
         else:
             existing.action, existing.resolved_at = action, utcnow()
     return chosen
+
+
+def resolution_of(session: Session, conflict_id: int) -> str | None:
+    """What an admin decided for the conflict (``resolve``'s action), None: not decided."""
+    decided = session.get(ConflictResolution, conflict_id)
+    return decided.action if decided is not None else None

@@ -25,17 +25,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 
 from mappings.model import FollowUp
 from sync import webhooks
 from sync.api import controls
-from sync.api.app import _PROBLEMS, _load, problem
-from sync.config import Settings
-from sync.state.db import CollectionState, ConflictRecord, Database, FollowUpRow, as_utc
+from sync.api.paging import BadCursor, after_id, list_cursor
+from sync.api.problems import PROBLEM_RESPONSE, problem
+from sync.api.schemas import load_body
+from sync.config import Settings, backoff_seconds
+from sync.state import followups as crm_store
+from sync.state import repo
+from sync.state.db import CollectionState, Database, as_utc
 
 _404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such account in the config", **_PROBLEMS}
+    404: {"description": "No such account in the config", **PROBLEM_RESPONSE}
 }
 
 
@@ -104,8 +107,6 @@ class ConflictPage(BaseModel):
 
 
 def _backoff_until(settings: Settings | None, state: CollectionState) -> dt.datetime | None:
-    from sync.service.daemon import backoff_seconds
-
     failures = state.consecutive_failures or 0
     account = settings.accounts.get(state.account) if settings is not None else None
     if not failures or account is None or state.last_run_at is None:
@@ -115,18 +116,17 @@ def _backoff_until(settings: Settings | None, state: CollectionState) -> dt.date
     return as_utc(state.last_run_at) + dt.timedelta(seconds=wait)
 
 
-def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> None:
+def create_router(db: Database, settings: Settings | None) -> APIRouter:
+    """``/v1/status``, ``/v1/conflicts`` and the account controls on one database."""
+    router = APIRouter(prefix="/v1", tags=["v1"])
     configured = set(settings.accounts) if settings is not None else set()
 
     @router.get("/status", response_model=ServiceStatus)
     def service_status() -> ServiceStatus:
         """Every account's passes and every webhook subscription's delivery."""
         with db.session() as session:
-            states = {s.account: s for s in session.scalars(select(CollectionState))}
-            counted = session.execute(
-                select(ConflictRecord.account, func.count()).group_by(ConflictRecord.account)
-            )
-            conflicts = {account: int(count) for account, count in counted}
+            states = repo.collection_states(session)
+            conflicts = repo.conflict_counts(session)
             paused = controls.paused_accounts(session)
             accounts = []
             for name in sorted(configured | set(states)):
@@ -145,9 +145,7 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
                     )
                 )
             hooks = []
-            for row in session.scalars(
-                select(webhooks.Subscription).order_by(webhooks.Subscription.id)
-            ):
+            for row in webhooks.subscriptions(session):
                 shown = webhooks.status(session, row)
                 hooks.append(
                     WebhookState(
@@ -160,7 +158,9 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
     @router.get(
         "/conflicts",
         response_model=ConflictPage,
-        responses={400: {"description": "A cursor this service did not hand out", **_PROBLEMS}},
+        responses={
+            400: {"description": "A cursor this service did not hand out", **PROBLEM_RESPONSE}
+        },
     )
     def list_conflicts(
         account: Annotated[str | None, Query(max_length=255)] = None,
@@ -169,50 +169,41 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> ConflictPage:
         """Newest first: what each side had, and which one the policy kept."""
-        from sync.api.v1 import BadCursor, _after_id
-
-        position = _after_id(cursor)
+        position = after_id(cursor)
         if position is not None and not position.isdigit():
             raise BadCursor(f"{cursor!r} is not a cursor of this list", "cursor")
         before = int(position) if position is not None else None
         with db.session() as session:
-            query = select(ConflictRecord).order_by(ConflictRecord.id.desc())
-            if before is not None:
-                query = query.where(ConflictRecord.id < before)
-            if account is not None:
-                query = query.where(ConflictRecord.account == account)
-            if followup_id is not None:
-                query = query.where(ConflictRecord.followup_id == followup_id)
-            rows = list(session.scalars(query.limit(limit + 1)))
+            rows = repo.conflicts_newest_first(
+                session, before_id=before, account=account, followup_id=followup_id,
+                limit=limit + 1,
+            )  # fmt: skip
             more = len(rows) > limit
             rows = rows[:limit]
             items = []
             for row in rows:
-                stored = session.get(FollowUpRow, row.followup_id)
-                decided = session.get(controls.ConflictResolution, row.id)
+                stored = crm_store.live_row(session, row.followup_id)
                 items.append(
                     Conflict(
                         id=row.id, account=row.account, followup_id=row.followup_id,
                         occurred_at=as_utc(row.occurred_at), part=row.part, policy=row.policy,
                         winner=row.winner, kept_value=row.kept_value, lost_value=row.lost_value,
-                        current=dict(stored.document) if stored and not stored.deleted else None,
-                        resolution=decided.action if decided is not None else None,
+                        current=dict(stored.document) if stored is not None else None,
+                        resolution=controls.resolution_of(session, row.id),
                     )
                 )  # fmt: skip
-        from sync.api.v1 import _list_cursor
-
-        next_cursor = _list_cursor(str(rows[-1].id)) if more and rows else None
+        next_cursor = list_cursor(str(rows[-1].id)) if more and rows else None
         return ConflictPage(items=items, next_cursor=next_cursor)
 
     @router.post(
         "/conflicts/{conflict_id}/resolve",
         response_model=Resolved,
         response_model_exclude_none=True,
-        responses={404: {"description": "No such conflict", **_PROBLEMS}},
+        responses={404: {"description": "No such conflict", **PROBLEM_RESPONSE}},
     )
     def resolve_conflict(conflict_id: int, body: ResolveRequest) -> Resolved | JSONResponse:
         """Decide a conflict: keep the CRM's value, the calendar's, or an edited follow-up."""
-        edited = _load(body.followup) if body.followup is not None else None
+        edited = load_body(body.followup) if body.followup is not None else None
         try:
             chosen = controls.resolve(db, conflict_id, body.action, edited)
         except LookupError:
@@ -229,7 +220,7 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
     @router.post(
         "/accounts/{name}/sync",
         status_code=202,
-        responses={**_404, 409: {"description": "The account is paused", **_PROBLEMS}},
+        responses={**_404, 409: {"description": "The account is paused", **PROBLEM_RESPONSE}},
     )
     def sync_now(name: str) -> JSONResponse:
         """Ask the daemon for a pass of this account now (409 while it is paused)."""
@@ -271,6 +262,8 @@ def add_routes(router: APIRouter, db: Database, settings: Settings | None) -> No
             return missing
         controls.set_paused(db, name, False)
         return JSONResponse({"account": name, "paused": False})
+
+    return router
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -24,8 +24,15 @@ from rich.table import Table
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment, load_followups_json
-from sync.cli.sync import config_option, database_option, open_database, print_report
-from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings, load_settings
+from sync.cli.options import (
+    account_option,
+    config_option,
+    database_option,
+    open_database,
+    open_settings,
+)
+from sync.cli.sync import print_report
+from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings
 from sync.dialog import DateInfo, DialogService, OperationResult, account_for, calculate_dates
 from sync.errors import ConfigError
 from sync.extras import MissingExtra
@@ -82,13 +89,8 @@ DATE = MomentType(date_only=True)
 MOMENT = MomentType()
 
 
-def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--account",
-        "account_name",
-        metavar="NAME",
-        help="Account from the config (default: the owner's).",
-    )(func)
+#: ``--account`` of the dialog commands: whose calendar conflicts are read in, or synced.
+owners_account_option = account_option("Account from the config (default: the owner's).")
 
 
 def sync_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,7 +122,7 @@ def sync_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (RecurrenceDate fields)."
 )
-@account_option
+@owners_account_option
 @database_option
 @config_option
 def dates_command(
@@ -140,7 +142,7 @@ def dates_command(
     follow-ups; the Tooltip column says what a date clashes with. Conflicts are
     warnings, as in the CRM.
     """
-    settings = load_settings(config_path) if config_path else None
+    settings = open_settings(config_path)
     db = (
         open_database(settings, database, create=False)
         if (conflicts or not Path(target).is_file())
@@ -225,7 +227,7 @@ def _print_dates(
 )
 @click.option("--delete", "delete", type=DATE, help="Delete the occurrence on this date.")
 @sync_option
-@account_option
+@owners_account_option
 @database_option
 @config_option
 def edit_command(
@@ -290,7 +292,7 @@ def edit_command(
 @click.option("--description", help="New description.")
 @click.option("--location", help="New location.")
 @sync_option
-@account_option
+@owners_account_option
 @database_option
 @config_option
 def update_command(
@@ -333,7 +335,7 @@ def update_command(
 @click.argument("followup_id", metavar="ID")
 @click.option("--from", "from_", type=MOMENT, required=True, help="The last occurrence to keep.")
 @sync_option
-@account_option
+@owners_account_option
 @database_option
 @config_option
 def stop_command(
@@ -367,7 +369,7 @@ def stop_command(
 )
 @click.option("--mode", type=click.Choice(MODES), default="only-this", show_default=True)
 @sync_option
-@account_option
+@owners_account_option
 @database_option
 @config_option
 def delete_command(
@@ -394,7 +396,7 @@ def delete_command(
 
 
 def _open(config_path: str | None, database: str | None) -> tuple[Settings | None, Database]:
-    settings = load_settings(config_path) if config_path else None
+    settings = open_settings(config_path)
     return settings, open_database(settings, database)
 
 
@@ -470,7 +472,7 @@ def api_command(
     needs 'Authorization: Bearer <token>'. The token comes from an environment variable,
     never from the command line, where other users could read it.
     """
-    try:
+    try:  # optional extra: api
         import uvicorn
 
         from sync.api.app import create_app
@@ -481,7 +483,7 @@ def api_command(
     token = os.environ.get(token_env)
     if not token:
         raise ConfigError(f"environment variable {token_env} (--token-env) is not set or empty")
-    settings = load_settings(config_path) if config_path else None
+    settings = open_settings(config_path)
     db = open_database(settings, database)
     app = create_app(db, token=token, settings=settings, max_body_bytes=max_body_bytes)
     config = server_config(app, host=host, port=port, read_timeout=read_timeout, log_level="info")

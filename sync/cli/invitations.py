@@ -22,8 +22,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sync.cli.sync import config_option, database_option, open_database
-from sync.config import Settings, load_settings
+from sync.cli.options import (
+    config_option,
+    database_option,
+    open_database,
+    open_settings,
+    settings_or_defaults,
+)
+from sync.config import Settings
 from sync.errors import ConfigError
 from sync.invitations import replies, send
 from sync.mail_config import MailSettings
@@ -31,10 +37,6 @@ from sync.mail_config import MailSettings
 
 def register(group: click.Group) -> None:
     group.add_command(invitations_group)
-
-
-def _settings(config_path: str | None) -> Settings:
-    return load_settings(config_path) if config_path else Settings()
 
 
 @click.group("invitations", invoke_without_command=True)
@@ -48,7 +50,7 @@ def invitations_group(
     """Invitations to participants: answers, sending (SMTP) and replies (IMAP)."""
     if ctx.invoked_subcommand is not None:
         return
-    db = open_database(_settings(config_path) if config_path else None, database, create=False)
+    db = open_database(open_settings(config_path), database, create=False)
     rows = replies.answers(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -77,7 +79,7 @@ def _held_text(held: dict[str, object]) -> str:
 @config_option
 def held_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Answers held because the mail is not shown to come from the participant."""
-    db = open_database(_settings(config_path) if config_path else None, database)
+    db = open_database(open_settings(config_path), database)
     rows = replies.held(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -119,7 +121,7 @@ def reject_command(ids: tuple[int, ...], database: str | None, config_path: str 
 def _decide(
     ids: tuple[int, ...], database: str | None, config_path: str | None, *, accept: bool
 ) -> None:
-    db = open_database(_settings(config_path) if config_path else None, database)
+    db = open_database(open_settings(config_path), database)
     for record_id in ids:
         o = replies.decide_held(db, record_id, accept=accept)
         where = f" ({o.recurrence_id})" if o.recurrence_id else ""
@@ -132,7 +134,7 @@ def _decide(
 @config_option
 def outbox_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Every invitation message recorded, and whether it was sent."""
-    db = open_database(_settings(config_path) if config_path else None, database, create=False)
+    db = open_database(open_settings(config_path), database, create=False)
     rows = replies.outbox(db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -165,7 +167,7 @@ def _mail(settings: Settings) -> MailSettings:
 @config_option
 def send_command(database: str | None, config_path: str | None) -> None:
     """Send the invitation messages the sync passes recorded."""
-    settings = _settings(config_path)
+    settings = settings_or_defaults(config_path)
     db = open_database(settings, database, create=False)
     report = send.send_pending(_mail(settings), db)
     click.echo(
@@ -183,7 +185,7 @@ def send_command(database: str | None, config_path: str | None) -> None:
 @config_option
 def resend_command(ids: tuple[int, ...], database: str | None, config_path: str | None) -> None:
     """Send messages again on purpose (an 'uncertain' one after a crash): the identical message."""
-    settings = _settings(config_path)
+    settings = settings_or_defaults(config_path)
     db = open_database(settings, database, create=False)
     report = send.send_pending(_mail(settings), db, only=ids)
     click.echo(f"sent {len(report.sent)}, failed {len(report.failed)}")
@@ -195,7 +197,7 @@ def resend_command(ids: tuple[int, ...], database: str | None, config_path: str 
 @config_option
 def fetch_command(as_json: bool, database: str | None, config_path: str | None) -> None:
     """Read iTIP replies from [mail.imap] and update the participants' answers."""
-    settings = _settings(config_path)
+    settings = settings_or_defaults(config_path)
     db = open_database(settings, database, create=False)
     outcomes = replies.fetch_replies(_mail(settings), db)
     if as_json:

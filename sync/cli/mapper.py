@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mappings.describe import LANGUAGES, Lang, is_open_ended, sentence, status_text, summary
-from mappings.errors import FollowupSyncError, MappingError
+from mappings.errors import MappingError
+from mappings.from_ical import parse_calendar
 from mappings.model import FollowUp, Moment, dump_followups_json, load_followups_json
 from mappings.occurrences import occurrences
 from mappings.patterns import DEFAULT_OPEN_ENDED_YEARS
@@ -113,12 +114,6 @@ def parse_command(file: IO[bytes], timezone: str) -> None:
     """
     _zone(timezone, "--timezone")
     data = _read(file)
-    # Imported here so the other commands work whatever the state of the reverse mapper.
-    try:
-        from mappings.from_ical import parse_calendar
-    except ImportError as exc:
-        raise FollowupSyncError(f"the iCalendar reader is not available: {exc}") from None
-
     try:
         result = parse_calendar(data, default_timezone=timezone)
     except MappingError:

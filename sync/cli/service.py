@@ -24,14 +24,17 @@ from types import FrameType
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from sync.cli.sync import config_option, database_option
+from sync import webhooks
+from sync.cli.options import config_option, database_option
 from sync.config import SYSTEM_CONFIG, Account, Settings, load_settings, user_config
 from sync.errors import ConfigError, FollowupSyncError, NotFound, network_failure
 from sync.extras import MissingExtra
 from sync.logs import configure_logging
-from sync.state.db import CollectionState, ConflictRecord, Database, as_utc, database_url, utcnow
+from sync.service.daemon import Daemon
+from sync.state import repo
+from sync.state.db import Database, as_utc, database_url, utcnow
 from sync.state.schema import check_current, current_revision, head_revision, upgrade
 from sync.stores.connect import check_sign_in, open_calendar
 
@@ -44,6 +47,11 @@ def register(group: click.Group) -> None:
 
 
 def _settings(config_path: str | None, *, required: bool = False) -> Settings:
+    """The settings of a service command, from the file or from the environment alone.
+
+    Unlike ``open_settings``, without a file the ``FOLLOWUP_SYNC_…`` environment still
+    configures it (a container needs no file); with ``required`` a file must be found.
+    """
     if config_path is None:
         if required:
             raise ConfigError(
@@ -92,8 +100,6 @@ def daemon_command(
     invitations a pass recorded are sent right after it; with [mail.imap], replies are
     read every poll_seconds.
     """
-    from sync.service.daemon import Daemon
-
     settings = _settings(config_path, required=True)
     overrides: dict[str, object] = {}
     if http_port is not None:
@@ -106,7 +112,7 @@ def daemon_command(
         )
     ds = settings.daemon
     if ds.http_port:
-        try:
+        try:  # optional extra: api
             from sync.service.http import HttpServer, create_service_app
         except ImportError as exc:
             raise MissingExtra(
@@ -183,11 +189,8 @@ class AccountStatus:
 
 def collect_status(settings: Settings, db: Database) -> list[AccountStatus]:
     with db.session() as session:
-        states = {s.account: s for s in session.scalars(select(CollectionState))}
-        counted = session.execute(
-            select(ConflictRecord.account, func.count()).group_by(ConflictRecord.account)
-        )
-        conflicts = {account: count for account, count in counted}
+        states = repo.collection_states(session)
+        conflicts = repo.conflict_counts(session)
     names = list(settings.accounts) or sorted(states)
     rows = []
     for name in names:
@@ -317,15 +320,9 @@ def health_command(config_path: str | None, ready: bool, timeout: float) -> None
 
 def _print_webhooks(db: Database) -> None:
     """One line per webhook subscription that is paused or failing (sync.webhooks)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from sync import webhooks
-
     try:
         with db.session() as session:
-            rows = list(
-                session.scalars(select(webhooks.Subscription).order_by(webhooks.Subscription.id))
-            )
+            rows = webhooks.subscriptions(session)
     except SQLAlchemyError:  # a database from before webhooks existed: nothing to show
         return
     for row in rows:

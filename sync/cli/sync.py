@@ -18,35 +18,32 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from mappings.errors import FollowupSyncError
 from mappings.model import dump_followups_json, load_followups_json
-from sync.cli.signin import apply_sign_in, sign_in_options
-from sync.config import (
-    APP_NAME,
-    CONFIG_ENV,
-    CONFIG_NAME,
-    DEFAULT_CALENDAR,
-    SYSTEM_CONFIG,
-    Account,
-    Settings,
-    find_config,
-    load_settings,
+from sync.cli.options import (
+    account_option,
+    config_option,
+    database_option,
+    open_database,
+    open_settings,
+    settings_or_defaults,
 )
+from sync.cli.signin import apply_sign_in, sign_in_options
+from sync.config import DEFAULT_CALENDAR, Account
 from sync.engine.actions import describe
-from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import OnServerDelete
 from sync.errors import AccountBusy
+from sync.policies import ConflictPolicy, OnServerDelete
 from sync.run import PassReport, run_pass
-from sync.state.db import ConflictRecord, Database
+from sync.state import repo
+from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.state.locks import SqliteFileLock, cluster_lock_for
 from sync.state.rehearsal import rehearsal_database
@@ -60,48 +57,6 @@ PROGRESS_THRESHOLD = 20
 def register(group: click.Group) -> None:
     for command in (import_command, export_command, sync_command, conflicts_command):
         group.add_command(command)
-
-
-def database_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--database",
-        "database",
-        metavar="URL|PATH",
-        envvar="FOLLOWUP_SYNC_DATABASE",
-        help="State database: a SQLite file path or a SQLAlchemy URL "
-        "(postgresql+psycopg://…). Default: followup-sync.sqlite, or the config's 'database'.",
-    )(func)
-
-
-def _found_config(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    found = find_config(value)
-    return str(found) if found is not None else None
-
-
-def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        callback=_found_config,
-        help=(
-            "TOML config file with [accounts.NAME] tables. Default: the first that exists "
-            f"of ${CONFIG_ENV}, {CONFIG_NAME} in the user's config directory "
-            f"(~/.config/{APP_NAME}/ on Linux, or $XDG_CONFIG_HOME/{APP_NAME}/), {SYSTEM_CONFIG}."
-        ),
-    )(func)
-
-
-def open_database(
-    settings: Settings | None, database: str | None, *, create: bool = True
-) -> Database:
-    """The state database, never migrated (``db upgrade`` does that).
-
-    ``create=False`` for commands that only read: a missing or empty database is an
-    error (exit 2) instead of a new empty file and an empty answer.
-    """
-    location = settings.database_location(database) if settings else database
-    return Database.open(location, create=create)
 
 
 @click.command(
@@ -121,8 +76,7 @@ def import_command(
     calendar. The whole file is checked first: one invalid follow-up stores nothing.
     """
     followups = load_followups_json(file.read())
-    settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database)
+    db = open_database(open_settings(config_path), database)
     result = FollowUpStore(db).import_followups(followups)
     if as_json:
         summary = {
@@ -145,8 +99,7 @@ def import_command(
 @config_option
 def export_command(ids: tuple[str, ...], database: str | None, config_path: str | None) -> None:
     """Print the stored follow-ups as a JSON array (the document 'import' and 'map' take)."""
-    settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database, create=False)
+    db = open_database(open_settings(config_path), database, create=False)
     followups = FollowUpStore(db).all()
     if ids:
         followups = [f for f in followups if f.id in set(ids)]
@@ -170,12 +123,7 @@ def export_command(ids: tuple[str, ...], database: str | None, config_path: str 
     ),
 )
 @config_option
-@click.option(
-    "--account",
-    "account_name",
-    metavar="NAME",
-    help="Only this account of the config (default: every enabled one).",
-)
+@account_option("Only this account of the config (default: every enabled one).")
 @click.option("--url", help="CalDAV server URL (instead of a config file).")
 @click.option("--username", help="CalDAV user name.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the password.")
@@ -251,7 +199,7 @@ def sync_command(
     not written or created): the plan is printed, action by action. Exit status 1 when
     an account or an item failed (it is retried next run) or a pass was stopped.
     """
-    settings = load_settings(config_path) if config_path else Settings()
+    settings = settings_or_defaults(config_path)
     if url:
         accounts = [
             Account(
@@ -417,7 +365,7 @@ def print_report(report: PassReport) -> None:
 
 
 @click.command("conflicts")
-@click.option("--account", "account_name", metavar="NAME", help="Only this account.")
+@account_option("Only this account.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @database_option
 @config_option
@@ -425,13 +373,9 @@ def conflicts_command(
     account_name: str | None, as_json: bool, database: str | None, config_path: str | None
 ) -> None:
     """List conflicts: both sides changed the same part; the losing value is kept here."""
-    settings = load_settings(config_path) if config_path else None
-    db = open_database(settings, database, create=False)
+    db = open_database(open_settings(config_path), database, create=False)
     with db.session() as session:
-        query = select(ConflictRecord).order_by(ConflictRecord.occurred_at)
-        if account_name:
-            query = query.where(ConflictRecord.account == account_name)
-        rows = list(session.scalars(query))
+        rows = repo.conflicts_oldest_first(session, account_name)
     if as_json:
         click.echo(
             json.dumps(

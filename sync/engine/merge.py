@@ -19,7 +19,6 @@ CRM when the server gives no LAST-MODIFIED).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from mappings.equivalence import (
@@ -30,17 +29,12 @@ from mappings.equivalence import (
 )
 from mappings.errors import MappingError
 from mappings.model import FollowUp, OccurrenceException, load_followup
+from sync.policies import ConflictPolicy
 
 #: ``pick``'s "no alternative base" marker (None is a real value of a part).
 _NO_ALT: Any = object()
 
 SERIES_FIELDS = ("start", "end", "timezone", "all_day", "recurrence", "ical_recurrence")
-
-
-class ConflictPolicy(StrEnum):
-    crm_wins = "crm-wins"
-    server_wins = "server-wins"
-    newest_wins = "newest-wins"
 
 
 @dataclass(frozen=True)

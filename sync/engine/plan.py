@@ -64,7 +64,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from mappings.equivalence import same_meaning
 from mappings.errors import MappingError, item_errors
@@ -85,7 +84,7 @@ from sync.engine.actions import (
     SaveFromServer,
     UpdateOnServer,
 )
-from sync.engine.merge import ConflictPolicy, merge, winner_side
+from sync.engine.merge import merge, winner_side
 from sync.engine.splits import cut_short_notice, first_date, lost_dates, parent_uids
 from sync.engine.views import (
     CrmView,
@@ -96,12 +95,8 @@ from sync.engine.views import (
     listed_as_deleted,
 )
 from sync.errors import SideEmpty, TooManyDeletes
+from sync.policies import ConflictPolicy, OnServerDelete
 from sync.state.followups import CrmEntry
-
-
-class OnServerDelete(StrEnum):
-    delete = "delete"  # the follow-up is deleted in the CRM too
-    detach = "detach"  # the follow-up stays in the CRM, no longer linked to the calendar
 
 
 @dataclass(frozen=True)

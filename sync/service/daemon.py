@@ -64,7 +64,7 @@ from sqlalchemy import delete, func, select, text
 
 from sync import webhooks
 from sync.api import controls
-from sync.config import Account, Settings
+from sync.config import Account, Settings, backoff_seconds
 from sync.errors import FollowupSyncError
 from sync.invitations.replies import fetch_replies
 from sync.invitations.send import send_pending, unsent
@@ -100,13 +100,6 @@ FRESH_SHARE = 0.5
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def backoff_seconds(account: Account, failures: int, cap: float) -> float:
-    """interval × 2^(failures-1), capped: 1 failure waits one interval, 2 wait two, 3 four …"""
-    if failures <= 0:
-        return 0.0
-    return float(min(account.interval_seconds * (2 ** min(failures - 1, 30)), cap))
 
 
 @dataclass

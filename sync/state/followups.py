@@ -212,3 +212,47 @@ def load_documents(
                     raise
                 errors[row.id] = str(exc)
     return result
+
+
+# --- reads for the API and the dialog ------------------------------------------------------------
+
+
+def live_row(session: Session, followup_id: str) -> FollowUpRow | None:
+    """The stored row of a follow-up that is not deleted: its document and version (hash).
+
+    The API compares the hash with If-Match and answers the document; None when the
+    follow-up is unknown or deleted, which the API treats alike.
+    """
+    row = session.get(FollowUpRow, followup_id)
+    return row if row is not None and not row.deleted else None
+
+
+def live_rows_after(
+    session: Session,
+    after: str | None,
+    *,
+    owner: str | None,
+    updated_since: dt.datetime | None,
+    limit: int,
+) -> list[FollowUpRow]:
+    """Up to ``limit`` live rows by id after ``after``: keyset paging, stable under writes."""
+    query = select(FollowUpRow).where(FollowUpRow.deleted.is_(False))
+    if after is not None:
+        query = query.where(FollowUpRow.id > after)
+    if owner is not None:
+        query = query.where(FollowUpRow.owner == owner)
+    if updated_since is not None:
+        query = query.where(FollowUpRow.updated_at >= updated_since)
+    return list(session.scalars(query.order_by(FollowUpRow.id).limit(limit)))
+
+
+def owner_documents(session: Session, owner: str, *, except_id: str) -> list[FollowUp]:
+    """The owner's live follow-ups but one: the dialog's conflicts within the CRM."""
+    rows = session.scalars(
+        select(FollowUpRow).where(
+            FollowUpRow.owner == owner,
+            FollowUpRow.deleted.is_(False),
+            FollowUpRow.id != except_id,
+        )
+    )
+    return [load_followup(row.document) for row in rows]

@@ -40,12 +40,6 @@ ROWS = 500
 # The collection row: where the calendar is, how far the last pass got.
 
 
-def known_calendar_url(session: Session, account: str) -> str | None:
-    """The calendar URL an earlier pass found, so a pass need not discover it again."""
-    known = session.get(CollectionState, account)
-    return known.calendar_url if known else None
-
-
 def remember_calendar_url(session: Session, account: str, url: str) -> None:
     """Keep the URL discovery found: the next pass connects without discovering."""
     state = session.get(CollectionState, account)
@@ -443,3 +437,79 @@ def drop_unlanded_intents(
 
 
 # --- what the shells read and change (daemon, dialog, API, CLI) ----------------------------------
+
+
+def collection_states(session: Session) -> dict[str, CollectionState]:
+    """Every account's collection row by account: the status views show its passes."""
+    return {state.account: state for state in session.scalars(select(CollectionState))}
+
+
+def known_calendar_url(session: Session, account: str) -> str | None:
+    """The calendar a sync pass of ``account`` found, so a pass or the dialog need not
+    discover it again (``sync.run.connect``, ``sync.dialog``)."""
+    state = session.get(CollectionState, account)
+    return state.calendar_url if state is not None else None
+
+
+def accounts_syncing_to(session: Session, calendar_url: str) -> list[str]:
+    """Accounts whose calendar is ``calendar_url``: any of them may hold a follow-up's copy."""
+    return list(
+        session.scalars(
+            select(CollectionState.account).where(CollectionState.calendar_url == calendar_url)
+        )
+    )
+
+
+def synced_document(session: Session, account: str, followup_id: str) -> dict[str, object] | None:
+    """The follow-up as last synced to ``account``'s calendar (None: never synced there).
+
+    The dialog takes it for what the calendar holds now, to recognise its own busy time.
+    """
+    item = session.get(SyncItem, (account, followup_id))
+    return item.synced_document if item is not None else None
+
+
+def synced_followup_ids(session: Session, account: str, ids: Collection[str]) -> set[str]:
+    """Which of ``ids`` are synced to ``account``: the API's account filter of a page."""
+    return set(
+        session.scalars(
+            select(SyncItem.followup_id).where(
+                SyncItem.account == account, SyncItem.followup_id.in_(ids)
+            )
+        )
+    )
+
+
+def conflict_counts(session: Session) -> dict[str, int]:
+    """How many conflicts the log holds per account (status views)."""
+    counted = session.execute(
+        select(ConflictRecord.account, func.count()).group_by(ConflictRecord.account)
+    )
+    return {account: int(count) for account, count in counted}
+
+
+def conflicts_oldest_first(session: Session, account: str | None = None) -> list[ConflictRecord]:
+    """The whole conflict log in the order it happened, or one account's (``conflicts``)."""
+    query = select(ConflictRecord).order_by(ConflictRecord.occurred_at)
+    if account:
+        query = query.where(ConflictRecord.account == account)
+    return list(session.scalars(query))
+
+
+def conflicts_newest_first(
+    session: Session,
+    *,
+    before_id: int | None,
+    account: str | None,
+    followup_id: str | None,
+    limit: int,
+) -> list[ConflictRecord]:
+    """Up to ``limit`` conflicts with an id below ``before_id``, newest first (API pages)."""
+    query = select(ConflictRecord).order_by(ConflictRecord.id.desc())
+    if before_id is not None:
+        query = query.where(ConflictRecord.id < before_id)
+    if account is not None:
+        query = query.where(ConflictRecord.account == account)
+    if followup_id is not None:
+        query = query.where(ConflictRecord.followup_id == followup_id)
+    return list(session.scalars(query.limit(limit)))

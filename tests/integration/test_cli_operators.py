@@ -266,7 +266,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """XDG config home and the system path inside tmp_path; $FOLLOWUP_SYNC_CONFIG unset."""
     monkeypatch.delenv("FOLLOWUP_SYNC_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr("sync.config.SYSTEM_CONFIG", tmp_path / "etc" / "config.toml")
+    monkeypatch.setattr("sync.config.locations.SYSTEM_CONFIG", tmp_path / "etc" / "config.toml")
     yield tmp_path
 
 

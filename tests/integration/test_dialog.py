@@ -17,7 +17,6 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import recurring_ical_events
@@ -30,8 +29,9 @@ from sync.dialog import DialogService, calculate_dates, validate_dates
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
-from sync.stores.caldav import DavCalendar
+from sync.stores.caldav import DavCalendar, ResponseTooLarge
 from tests.dav_signin import dav_transport
+from tests.factories import account_for, weekly
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import OSLO, PlainClient, oslo
 from tests.servers import ServerInfo
@@ -41,20 +41,7 @@ pytestmark = pytest.mark.server
 PASSWORD_ENV = "FOLLOWUP_SYNC_DIALOG_TEST_PASSWORD"
 ID = "3001"
 
-SERIES: dict[str, Any] = {
-    "id": ID,
-    "title": "Weekly status",
-    "start": "2026-03-02T10:00:00",
-    "end": "2026-03-02T11:00:00",
-    "timezone": "Europe/Oslo",
-    "owner": "alice",
-    "recurrence": {
-        "Pattern": "Weekly",
-        "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-        "RecurrenceEndType": "Counter",
-        "RecurrenceCounter": 10,
-    },
-}
+SERIES = weekly(ID, owner="alice")
 
 #: The series' Mondays; 30 March is after the switch to summer time, still 10:00 local.
 MONDAYS = [dt.datetime(2026, 3, 2, 10) + dt.timedelta(weeks=i) for i in range(10)]
@@ -104,15 +91,14 @@ def _local(value: dt.datetime) -> dt.datetime:
     return value.astimezone(OSLO).replace(tzinfo=None)
 
 
-def _side(server: ServerInfo, calendar_url: str, db_path: Path) -> Side:
-    account = Account(
-        name="alice",
-        url=server.url,
-        username=server.username,
-        auth=server.auth,
-        password_env=PASSWORD_ENV if server.password is not None else None,
-        calendar_url=calendar_url,
-        server_kind=server.kind,
+def _side(
+    server: ServerInfo, calendar_url: str, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Side:
+    account = account_for(
+        server,
+        calendar_url,
+        monkeypatch,
+        password_env=PASSWORD_ENV,
         default_timezone="Europe/Oslo",
         owners=["alice"],
     )
@@ -134,10 +120,8 @@ def sides(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Side, Side]]:
     """Two copies of the series in two calendars: one for our operation, one for a client."""
-    if dav_server.password is not None:
-        monkeypatch.setenv(PASSWORD_ENV, dav_server.password)
-    ours = _side(dav_server, calendar_url, tmp_path / "ours.sqlite")
-    theirs = _side(*second_calendar, tmp_path / "theirs.sqlite")
+    ours = _side(dav_server, calendar_url, tmp_path / "ours.sqlite", monkeypatch)
+    theirs = _side(*second_calendar, tmp_path / "theirs.sqlite", monkeypatch)
     for side in (ours, theirs):
         side.store.put(load_followup(SERIES))
         side.sync()
@@ -381,6 +365,30 @@ def test_conflicts_through_the_account_find_the_calendar_themselves(
     ours.account.busy_calendars = []
     infos = calculate_dates(followup, db=ours.db, account=ours.account)
     assert [i.Date for i in infos if i.IsConflict] == [dt.date(2026, 3, 30)]
+
+
+def test_conflicts_through_the_account_honour_its_max_response_bytes(
+    sides: tuple[Side, Side],
+) -> None:
+    """The dialog connects like a sync pass (sync.stores.connect): the size limit holds too."""
+    ours, _ = sides
+    # Sixty busy periods that do not touch: an answer of a few KiB, free-busy or not.
+    for day in range(2, 32):
+        for hour in (12, 14):
+            ours.client.create(
+                f"busy-{day}-{hour}.ics",
+                ce.new_event(
+                    f"busy-{day}-{hour}", "Busy " + "x" * 60,
+                    oslo(2026, 3, day, hour), oslo(2026, 3, day, hour, 30),
+                ),
+            )  # fmt: skip
+    followup = ours.store.get(ID)
+    assert followup is not None
+    ours.account.busy_calendars = []
+    assert calculate_dates(followup, db=ours.db, account=ours.account), "the default limit reads it"
+    ours.account.max_response_bytes = 1024
+    with pytest.raises(ResponseTooLarge):
+        calculate_dates(followup, db=ours.db, account=ours.account)
 
 
 def test_a_busy_event_in_another_calendar_of_the_owner_is_a_conflict(

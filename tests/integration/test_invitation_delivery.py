@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from icalendar import Calendar
 
@@ -45,7 +44,14 @@ from sync.cli.main import cli
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
-from tests.integration.test_invitations import BOARD, DATA, PEOPLE, board, free_port, imap_port
+from tests.integration.test_invitations import (
+    BOARD,
+    DATA,
+    PEOPLE,
+    board,
+    imap_port,
+    smtp_serving,
+)
 from tests.servers import RunningServer
 
 pytestmark = pytest.mark.server
@@ -113,13 +119,8 @@ class MailServer:
 @pytest.fixture
 def mail_server(imap_port: int) -> Iterator[tuple[MailServer, int]]:
     server = MailServer(imap_port)
-    port = free_port()
-    controller = Controller(server, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_serving(server) as port:
         yield server, port
-    finally:
-        controller.stop()
 
 
 def write_config(

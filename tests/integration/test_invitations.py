@@ -9,11 +9,11 @@ Thunderbird send (tests/data/itip/).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
 import imaplib
-import socket
 import subprocess
 import sys
 import textwrap
@@ -37,7 +37,8 @@ from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
-from tests.servers import RunningServer
+from tests.factories import weekly
+from tests.servers import RunningServer, free_port
 
 pytestmark = pytest.mark.server
 
@@ -55,34 +56,21 @@ BOARD = "3001"
 
 
 def board(**changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": BOARD,
-        "title": "Styremøte",
-        "location": "Møterom 2",
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-        "language": "nb",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 5,
-        },
-        "organizer": {"name": "Alice Ørn", "email": ORGANIZER},
-        "participants": [{"name": name, "email": address} for name, address in PEOPLE.values()],
-    }
+    """The board's five Monday meetings in Norwegian, alice organizing, everyone invited."""
+    doc = weekly(
+        BOARD,
+        title="Styremøte",
+        count=5,
+        location="Møterom 2",
+        language="nb",
+        organizer={"name": "Alice Ørn", "email": ORGANIZER},
+        participants=[{"name": name, "email": address} for name, address in PEOPLE.values()],
+    )
     doc.update(changes)
     return doc
 
 
 # --- servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -111,16 +99,23 @@ class SmtpSink:
         return taken
 
 
+@contextlib.contextmanager
+def smtp_serving(handler: Any) -> Iterator[int]:
+    """aiosmtpd with ``handler`` on a free loopback port for the block; yields the port."""
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[SmtpSink, int]]:
     sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_serving(sink) as port:
         yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")

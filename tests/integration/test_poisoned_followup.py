@@ -8,41 +8,26 @@ follow-up, name the bad ones in its errors, and go on doing so pass after pass.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mappings.model import uid_for_id
-from sync.config import Account
+from mappings.model import load_followup, uid_for_id
 from sync.run import run_pass
 from sync.state.db import Database, FollowUpRow, SyncItem
 from sync.state.followups import FollowUpStore
+from tests import factories
+from tests.factories import account_for
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import PlainClient
 from tests.servers import ServerInfo
 
 pytestmark = pytest.mark.server
 
-PASSWORD_ENV = "FOLLOWUP_SYNC_TEST_PASSWORD"
-
 
 def weekly(fid: str, *, start: str = "2026-03-02T10:00:00", cycle: int = 1) -> dict[str, Any]:
-    day = dt.datetime.fromisoformat(start)
-    return {
-        "id": fid,
-        "title": f"Meeting {fid}",
-        "start": start,
-        "end": (day + dt.timedelta(hours=1)).isoformat(),
-        "timezone": "Europe/Oslo",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": cycle},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 3,
-        },
-    }
+    return factories.weekly(fid, title=f"Meeting {fid}", start=start, count=3, cycle=cycle)
 
 
 POISONED = {
@@ -75,21 +60,9 @@ def test_one_poisoned_followup_does_not_stop_the_others(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if dav_server.password is not None:
-        monkeypatch.setenv(PASSWORD_ENV, dav_server.password)
-    account = Account(
-        name="alice",
-        url=dav_server.url,
-        username=dav_server.username,
-        auth=dav_server.auth,
-        password_env=PASSWORD_ENV if dav_server.password is not None else None,
-        calendar_url=calendar_url,
-        server_kind=dav_server.kind,
-    )
+    account = account_for(dav_server, calendar_url, monkeypatch)
     db = Database.open(str(tmp_path / "state.sqlite"))
     good = [weekly("good-1"), weekly("good-2"), weekly("good-3")]
-    from mappings.model import load_followup
-
     FollowUpStore(db).import_followups([load_followup(d) for d in good[:2]])
     bad = POISONED[poison]
     _store_raw(db, bad)
@@ -110,28 +83,12 @@ def test_one_poisoned_followup_does_not_stop_the_others(
     db.close()
 
 
-def _account(dav_server: ServerInfo, calendar_url: str, monkeypatch: pytest.MonkeyPatch) -> Account:
-    if dav_server.password is not None:
-        monkeypatch.setenv(PASSWORD_ENV, dav_server.password)
-    return Account(
-        name="alice",
-        url=dav_server.url,
-        username=dav_server.username,
-        auth=dav_server.auth,
-        password_env=PASSWORD_ENV if dav_server.password is not None else None,
-        calendar_url=calendar_url,
-        server_kind=dav_server.kind,
-    )
-
-
 def test_a_synced_followup_poisoned_later_fails_alone_and_keeps_its_calendar_copy(
     dav_server: ServerInfo, calendar_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The update path: the row changes under the store (cycle 10^9, then an unreadable
     document); the calendar keeps the last good copy, the others still sync."""
-    from mappings.model import load_followup
-
-    account = _account(dav_server, calendar_url, monkeypatch)
+    account = account_for(dav_server, calendar_url, monkeypatch)
     db = Database.open(str(tmp_path / "state.sqlite"))
     store = FollowUpStore(db)
     store.import_followups([load_followup(weekly(f"f{i}")) for i in range(3)])
@@ -159,9 +116,7 @@ def test_a_poisoned_followup_edited_on_both_sides_fails_in_planning_alone(
 ) -> None:
     """The merge path: a client retitled the series while the CRM row became unrenderable;
     comparing the two fails for that item only, and nothing of it is written anywhere."""
-    from mappings.model import load_followup
-
-    account = _account(dav_server, calendar_url, monkeypatch)
+    account = account_for(dav_server, calendar_url, monkeypatch)
     db = Database.open(str(tmp_path / "state.sqlite"))
     store = FollowUpStore(db)
     store.import_followups([load_followup(weekly(f"m{i}")) for i in range(3)])

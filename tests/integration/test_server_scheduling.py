@@ -36,6 +36,7 @@ from sync.run import PassReport, run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
+from tests.factories import weekly
 from tests.integration.test_invitations import SmtpSink, itip_of, smtp  # noqa: F401
 from tests.servers import RunningServer
 
@@ -49,22 +50,14 @@ OSLO = ZoneInfo("Europe/Oslo")
 
 def series(fid: str, **changes: Any) -> dict[str, Any]:
     """Five Monday meetings, alice organizing, bob invited."""
-    doc: dict[str, Any] = {
-        "id": fid,
-        "title": "Planning",
-        "location": "Room 2",
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 5,
-        },
-        "organizer": {"name": "Alice Example", "email": ALICE},
-        "participants": [{"name": "Bob Example", "email": BOB}],
-    }
+    doc = weekly(
+        fid,
+        title="Planning",
+        count=5,
+        location="Room 2",
+        organizer={"name": "Alice Example", "email": ALICE},
+        participants=[{"name": "Bob Example", "email": BOB}],
+    )
     doc.update(changes)
     return doc
 

@@ -20,6 +20,7 @@ from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
+from tests.factories import appointment
 from tests.integration.client_edits import PlainClient, uid_of
 from tests.reliability.fault_proxy import FaultProxy
 from tests.servers import PASSWORD, USERNAME, RunningServer, start_radicale
@@ -41,14 +42,7 @@ def small_radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 
 
 def meeting(fid: str, description: str = "") -> dict[str, Any]:
-    return {
-        "id": fid,
-        "title": f"Meeting {fid}",
-        "description": description,
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-    }
+    return appointment(fid, description=description)
 
 
 def test_an_oversized_resource_is_reported_as_too_large_and_sent_once(

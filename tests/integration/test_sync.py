@@ -33,31 +33,21 @@ from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
 from sync.stores.capabilities import capabilities_for
 from tests.dav_signin import dav_transport
+from tests.factories import PASSWORD_ENV, account_for, weekly
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import PlainClient, oslo
 from tests.servers import RunningServer, ServerInfo
 
 pytestmark = pytest.mark.server
 
-PASSWORD_ENV = "FOLLOWUP_SYNC_TEST_PASSWORD"
-
 WEEKLY, STANDUP, REVIEW, TASK, CALL = "2001", "2002", "2003", "2004", "2005"
 
 FOLLOWUPS: list[dict[str, Any]] = [
-    {
-        "id": WEEKLY,
-        "title": "Weekly status meeting",
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-        "owner": "alice",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 10,
-        },
-        "exceptions": [
+    weekly(
+        WEEKLY,
+        title="Weekly status meeting",
+        owner="alice",
+        exceptions=[
             {
                 "original_start": "2026-03-16T10:00:00",
                 "start": "2026-03-16T14:00:00",
@@ -65,7 +55,7 @@ FOLLOWUPS: list[dict[str, Any]] = [
             },
             {"original_start": "2026-04-06T10:00:00", "cancelled": True},
         ],
-    },
+    ),
     {
         "id": STANDUP,
         "title": "Daily standup",
@@ -186,18 +176,7 @@ class Env:
 def env(
     dav_server: ServerInfo, calendar_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Env]:
-    if dav_server.password is not None:
-        monkeypatch.setenv(PASSWORD_ENV, dav_server.password)
-    account = Account(
-        name="alice",
-        url=dav_server.url,
-        username=dav_server.username,
-        auth=dav_server.auth,
-        password_env=PASSWORD_ENV if dav_server.password is not None else None,
-        calendar_url=calendar_url,
-        server_kind=dav_server.kind,
-        default_timezone="Europe/Oslo",
-    )
+    account = account_for(dav_server, calendar_url, monkeypatch, default_timezone="Europe/Oslo")
     db_path = tmp_path / "state.sqlite"
     db = Database.open(str(db_path))
     yield Env(

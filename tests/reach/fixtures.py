@@ -12,7 +12,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,10 +25,9 @@ import dns.rrset
 import pytest
 import trustme
 
-from tests.servers import HOST, free_port
+from tests.servers import HOST, free_port, stop_process, wait_until_started
 
 FRONTS = Path(__file__).with_name("fronts.py")
-START_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -92,30 +90,19 @@ class Front:
         ).read()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def _wait_for_port(front: Front) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if front.process.poll() is not None:
-            raise RuntimeError(
-                f"front exited with {front.process.returncode}:\n"
-                + front.log.read_text(errors="replace")[-2000:]
-            )
+    def listening() -> bool:
         try:
             with socket.create_connection((HOST, front.port), timeout=1):
-                return
+                return True
         except OSError:
-            time.sleep(0.05)
-    front.stop()
-    raise RuntimeError(f"front on port {front.port} did not listen within {START_TIMEOUT} s")
+            return False
+
+    name = f"front on port {front.port}"
+    wait_until_started(name, front.process, front.log, listening, front.stop)
 
 
 StartFront = Callable[..., Front]

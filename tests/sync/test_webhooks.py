@@ -1,6 +1,6 @@
 """Webhook delivery without a daemon: a real receiver on loopback, a real SQLite store.
 
-The daemon's loop is in tests/daemon/test_crm_boundary.py; here the rules a single
+The daemon's loop is in tests/sync/service/test_crm_boundary.py; here the rules a single
 round follows: a failing receiver is retried, then paused (and says so), resumes from
 where it stopped, and retention keeps what an active subscription still owes.
 """

@@ -8,72 +8,30 @@ document and checks that none of them gets a 5xx.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
-from hypothesis import HealthCheck, given, settings
 
 from sync.api.app import create_app
 from sync.state.db import Database
+from tests.factories import appointment, weekly
+from tests.sync.api.served import fuzz, serve
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-WEEKLY: dict[str, Any] = {
-    "id": "4001",
-    "title": "Weekly status",
-    "start": "2026-03-02T10:00:00",
-    "end": "2026-03-02T11:00:00",
-    "timezone": "Europe/Oslo",
-    "owner": "alice",
-    "recurrence": {
-        "Pattern": "Weekly",
-        "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-        "RecurrenceEndType": "Counter",
-        "RecurrenceCounter": 10,
-    },
-}
-LUNCH: dict[str, Any] = {
-    "id": "4002",
-    "title": "Lunch with Bob",
-    "start": "2026-03-09T10:30:00",
-    "end": "2026-03-09T11:30:00",
-    "timezone": "Europe/Oslo",
-    "owner": "alice",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+WEEKLY = weekly("4001", owner="alice")
+LUNCH = appointment("4002", title="Lunch with Bob", start="2026-03-09T10:30:00", owner="alice")
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = Database.open(str(tmp_path_factory.mktemp("api") / "api.sqlite"))
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(db, token=TOKEN), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(db, token=TOKEN)) as url:
+        yield url
     db.close()
 
 
@@ -370,45 +328,19 @@ def test_operations_refuse_bad_input_naming_the_field(
 def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
     """Schemathesis over the whole OpenAPI document, a few examples per operation.
 
-    Driven by hand (not ``schema.parametrize``) because schemathesis' pytest plugin does
-    not support the pytest this project uses; the generated cases are the same.
     Responses are checked for 5xx only: bad input must get a 4xx problem, whatever it is.
     """
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) >= 14
 
-    def fuzz(operation: Any) -> None:
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=15,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
+    def server_error(case: schemathesis.Case, response: httpx.Response) -> str | None:  # type: ignore[type-arg]
+        if response.status_code < 500:
+            return None
+        return (
+            f"{case.method} {case.formatted_path} body={case.body!r} query={case.query!r}: "
+            f"{response.status_code} {response.text[:300]}"
         )
-        def check(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
-            # Sent with httpx: schemathesis' own transport (requests) trips over the
-            # urllib3-future that caldav's niquests installs in this environment.
-            kwargs = case.as_transport_kwargs(base_url=base_url, headers=AUTH)
-            response = client.request(
-                kwargs["method"],
-                kwargs["url"],
-                headers=kwargs.get("headers"),
-                params=kwargs.get("params"),
-                content=kwargs.get("data"),
-                json=kwargs.get("json"),
-            )
-            if response.status_code >= 500:
-                failures.append(
-                    f"{case.method} {case.formatted_path} body={case.body!r} query={case.query!r}: "
-                    f"{response.status_code} {response.text[:300]}"
-                )
 
-        check()
-
-    with httpx.Client(timeout=10) as client:
-        for operation in operations:
-            fuzz(operation)
+    failures = fuzz(operations, base_url, AUTH, max_examples=15, judge=server_error)
     assert not failures, f"{len(failures)} server error(s):\n" + "\n".join(failures[:10])

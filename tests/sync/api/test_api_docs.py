@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from sync.api.app import create_app
 from sync.state.db import Database
-from tests.servers import free_port
-
-
-def serve(app: FastAPI) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+from tests.sync.api.served import serve
 
 
 @pytest.fixture(scope="module", params=["alone", "under a prefix"])
@@ -40,11 +23,13 @@ def docs_url(
     db = Database.open(str(Path(tmp_path_factory.mktemp("docs")) / "api.sqlite"))
     api = create_app(db, token="t0ken")
     if request.param == "alone":
-        yield from (f"{base}/docs" for base in serve(api))
+        with serve(api) as base:
+            yield f"{base}/docs"
     else:
         outer = FastAPI()
         outer.mount("/crm", api)
-        yield from (f"{base}/crm/docs" for base in serve(outer))
+        with serve(outer) as base:
+            yield f"{base}/crm/docs"
     db.close()
 
 

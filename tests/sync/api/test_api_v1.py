@@ -1,7 +1,7 @@
 """API v1 served for real (uvicorn on 127.0.0.1, httpx): pages, ETags, If-Match, the feed.
 
 The calendar side of the loop (a pull landing in the feed, webhooks, a daemon) is in
-``tests/daemon/test_crm_boundary.py``; here the API is checked on its own, including
+``tests/sync/service/test_crm_boundary.py``; here the API is checked on its own, including
 schemathesis over the ``/v1`` operations with response schema checks.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
-from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     response_schema_conformance,
@@ -28,56 +25,30 @@ from schemathesis.specs.openapi.checks import (
 from sync.api.app import create_app
 from sync.state import changes
 from sync.state.db import ConflictRecord, Database
-from tests.servers import free_port
+from tests.factories import appointment, weekly
+from tests.sync.api.served import fuzz, serve
 
 TOKEN = "v1-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-WEEKLY: dict[str, Any] = {
-    "id": "w-1",
-    "title": "Weekly status",
-    "start": "2026-03-02T10:00:00",
-    "end": "2026-03-02T11:00:00",
-    "timezone": "Europe/Oslo",
-    "owner": "alice",
-    "recurrence": {
-        "Pattern": "Weekly",
-        "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-        "RecurrenceEndType": "Counter",
-        "RecurrenceCounter": 10,
-    },
-}
+WEEKLY = weekly("w-1", owner="alice")
 
 
 def single(fid: str, owner: str = "alice") -> dict[str, Any]:
-    return {
-        "id": fid,
-        "title": f"Call {fid}",
-        "start": "2026-04-01T09:00:00",
-        "end": "2026-04-01T09:30:00",
-        "timezone": "Europe/Oslo",
-        "owner": owner,
-    }
+    return appointment(
+        fid,
+        title=f"Call {fid}",
+        start="2026-04-01T09:00:00",
+        end="2026-04-01T09:30:00",
+        owner=owner,
+    )
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Database]]:
     db = Database.open(str(tmp_path_factory.mktemp("v1") / "v1.sqlite"))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(db, token=TOKEN), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", db
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(db, token=TOKEN)) as url:
+        yield url, db
     db.close()
 
 
@@ -277,43 +248,20 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
         if result.ok().path.startswith("/v1/")  # type: ignore[union-attr]
     ]
     assert len(operations) >= 11
-    failures: list[str] = []
 
-    def fuzz(operation: Any) -> None:
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=25,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
-        def check(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
-            kwargs = case.as_transport_kwargs(base_url=base_url, headers=AUTH)
-            response = client.request(
-                kwargs["method"],
-                kwargs["url"],
-                headers=kwargs.get("headers"),
-                params=kwargs.get("params"),
-                content=kwargs.get("data"),
-                json=kwargs.get("json"),
+    def nonconforming(case: schemathesis.Case, response: httpx.Response) -> str | None:  # type: ignore[type-arg]
+        where = f"{case.method} {case.formatted_path} query={case.query!r}"
+        if response.status_code >= 500:
+            return f"{where}: {response.status_code} {response.text[:300]}"
+        try:
+            case.validate_response(
+                response,
+                checks=[response_schema_conformance, status_code_conformance],
+                excluded_checks=[negative_data_rejection],
             )
-            where = f"{case.method} {case.formatted_path} query={case.query!r}"
-            if response.status_code >= 500:
-                failures.append(f"{where}: {response.status_code} {response.text[:300]}")
-                return
-            try:
-                case.validate_response(
-                    response,
-                    checks=[response_schema_conformance, status_code_conformance],
-                    excluded_checks=[negative_data_rejection],
-                )
-            except AssertionError as exc:
-                failures.append(f"{where}: {str(exc)[:400]}")
+        except AssertionError as exc:
+            return f"{where}: {str(exc)[:400]}"
+        return None
 
-        check()
-
-    with httpx.Client(timeout=10) as client:
-        for operation in operations:
-            fuzz(operation)
+    failures = fuzz(operations, base_url, AUTH, max_examples=25, judge=nonconforming)
     assert not failures, f"{len(failures)} failure(s):\n" + "\n".join(failures[:10])

@@ -30,6 +30,7 @@ from sync.errors import SideEmpty, TooManyDeletes
 from sync.state.db import CollectionState, Database, FollowUpRow, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
+from tests.factories import appointment, weekly_rule
 from tests.integration import client_edits as ce
 
 PATH = "/alice/cal/"
@@ -42,20 +43,11 @@ N = 9
 
 def followup(i: int, **changes: Any) -> FollowUp:
     """Series ``i``: a weekly meeting (every third one a single call)."""
-    data: dict[str, Any] = {
-        "id": f"c{i:03d}",
-        "title": f"Follow-up {i}",
-        "start": f"2026-03-{2 + i % 20:02d}T10:00:00",
-        "end": f"2026-03-{2 + i % 20:02d}T11:00:00",
-        "timezone": "Europe/Oslo",
-    }
+    data = appointment(
+        f"c{i:03d}", title=f"Follow-up {i}", start=f"2026-03-{2 + i % 20:02d}T10:00:00"
+    )
     if i % 3:
-        data["recurrence"] = {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday|Wednesday|Friday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 8,
-        }
+        data["recurrence"] = weekly_rule(8, weekdays="Monday|Wednesday|Friday")
     else:
         data["kind"] = "call"
     data.update(changes)

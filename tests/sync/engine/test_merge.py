@@ -15,27 +15,14 @@ import pytest
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, OccurrenceException, load_followup
 from sync.engine.merge import Conflict, ConflictPolicy, MergeResult, merge
+from tests.factories import status_meeting, weekly_rule
 
 MONDAYS = ["2025-01-06", "2025-01-13", "2025-01-20", "2025-01-27", "2025-02-03", "2025-02-10"]
 
 
 def weekly(**changes: Any) -> FollowUp:
     """The ancestor series with ``changes`` applied to its JSON document."""
-    data: dict[str, Any] = {
-        "id": "1001",
-        "title": "Status meeting",
-        "start": "2025-01-06T09:00:00",
-        "end": "2025-01-06T10:00:00",
-        "timezone": "Europe/Oslo",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 6,
-        },
-    }
-    data.update(changes)
-    return load_followup(data)
+    return load_followup(status_meeting(**changes))
 
 
 def moved(day: str, hour: int) -> dict[str, Any]:
@@ -49,15 +36,6 @@ def moved(day: str, hour: int) -> dict[str, Any]:
 
 def cancelled(day: str) -> dict[str, Any]:
     return {"original_start": f"{day}T09:00:00", "cancelled": True}
-
-
-def counter(n: int) -> dict[str, Any]:
-    return {
-        "Pattern": "Weekly",
-        "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-        "RecurrenceEndType": "Counter",
-        "RecurrenceCounter": n,
-    }
 
 
 def exceptions_of(followup: FollowUp) -> dict[str, dict[str, Any]]:
@@ -134,7 +112,7 @@ def test_occurrence_moved_in_crm_and_title_changed_on_server_keeps_both() -> Non
 
 def test_series_changed_on_server_and_location_in_crm_keeps_both() -> None:
     crm = weekly(location="Room 4")
-    server = weekly(recurrence=counter(3))
+    server = weekly(recurrence=weekly_rule(3))
 
     result = do_merge(weekly(), crm, server)
 
@@ -234,8 +212,8 @@ def test_title_changed_differently_on_both_sides_keeps_the_losing_title(
 
 
 def test_series_changed_differently_on_both_sides_is_one_series_conflict() -> None:
-    crm = weekly(recurrence=counter(4))
-    server = weekly(recurrence=counter(3))
+    crm = weekly(recurrence=weekly_rule(4))
+    server = weekly(recurrence=weekly_rule(3))
 
     result = do_merge(weekly(), crm, server, policy=ConflictPolicy.server_wins)
 
@@ -249,7 +227,7 @@ def test_series_changed_differently_on_both_sides_is_one_series_conflict() -> No
 def test_rule_shortened_in_crm_drops_an_exception_the_server_added_and_reports_it(
     policy: ConflictPolicy,
 ) -> None:
-    crm = weekly(recurrence=counter(3))  # 6, 13 and 20 January only
+    crm = weekly(recurrence=weekly_rule(3))  # 6, 13 and 20 January only
     server = weekly(
         exceptions=[moved("2025-02-03", 11)]
     )  # an occurrence the new rule no longer has
@@ -266,7 +244,7 @@ def test_rule_shortened_in_crm_drops_an_exception_the_server_added_and_reports_i
 
 def test_rule_shortened_on_server_drops_an_exception_the_crm_added_and_reports_it() -> None:
     crm = weekly(exceptions=[cancelled("2025-02-10"), moved("2025-01-13", 12)])
-    server = weekly(recurrence=counter(4))
+    server = weekly(recurrence=weekly_rule(4))
 
     result = do_merge(weekly(), crm, server, policy=ConflictPolicy.crm_wins)
 
@@ -284,7 +262,7 @@ def test_exception_the_new_rule_drops_on_both_sides_is_no_conflict() -> None:
     # the series, which removes that occurrence and its exception. Nothing is lost.
     base = weekly(exceptions=[cancelled("2025-02-10")])
     crm = weekly(exceptions=[cancelled("2025-02-10")], title="Weekly status")
-    server = weekly(recurrence=counter(4))
+    server = weekly(recurrence=weekly_rule(4))
 
     result = do_merge(base, crm, server)
 
@@ -343,7 +321,7 @@ def test_without_base_identical_documents_merge_without_conflict() -> None:
 def test_without_base_a_rewritten_rule_with_the_same_dates_is_no_conflict() -> None:
     # A client that rewrites "6 times" as "until 10 February" changed nothing.
     crm = weekly()
-    rule = {**counter(6), "RecurrenceEndType": "EndDate", "EndDate": "2025-02-10"}
+    rule = {**weekly_rule(6), "RecurrenceEndType": "EndDate", "EndDate": "2025-02-10"}
     rule.pop("RecurrenceCounter")
     server = weekly(recurrence=rule)
 
@@ -360,14 +338,16 @@ def test_without_base_a_rewritten_rule_with_the_same_dates_is_no_conflict() -> N
     ("crm", "server"),
     [
         pytest.param(weekly(title="CRM title"), weekly(title="Calendar title"), id="field"),
-        pytest.param(weekly(recurrence=counter(4)), weekly(recurrence=counter(3)), id="series"),
+        pytest.param(
+            weekly(recurrence=weekly_rule(4)), weekly(recurrence=weekly_rule(3)), id="series"
+        ),
         pytest.param(
             weekly(exceptions=[moved("2025-01-13", 10)]),
             weekly(exceptions=[moved("2025-01-13", 15)]),
             id="exception",
         ),
         pytest.param(
-            weekly(recurrence=counter(3)),
+            weekly(recurrence=weekly_rule(3)),
             weekly(exceptions=[cancelled("2025-02-03")]),
             id="dropped-exception",
         ),
@@ -386,8 +366,8 @@ def test_conflict_values_can_be_stored_as_json(crm: FollowUp, server: FollowUp) 
 
 
 def test_series_conflict_reports_the_losing_rule() -> None:
-    crm = weekly(recurrence=counter(4))
-    server = weekly(recurrence=counter(3))
+    crm = weekly(recurrence=weekly_rule(4))
+    server = weekly(recurrence=weekly_rule(3))
 
     [conflict] = do_merge(weekly(), crm, server, policy=ConflictPolicy.server_wins).conflicts
 

@@ -37,6 +37,7 @@ from sync.engine.plan import OnServerDelete, PlanOptions, plan, plan_items
 from sync.engine.views import CrmView, ServerDoc, ServerView, StateEntry, WriteIntent
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.state.followups import CrmEntry, content_hash
+from tests.factories import appointment, status_meeting
 
 SYNCED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 EARLIER = SYNCED_AT + dt.timedelta(hours=1)
@@ -49,33 +50,21 @@ ALARM = b"BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\n"
 
 def weekly(followup_id: str = "1001", **changes: Any) -> FollowUp:
     """Six Mondays at 09:00 in Oslo from 6 January 2025, with ``changes`` applied."""
-    data: dict[str, Any] = {
-        "id": followup_id,
-        "title": "Status meeting",
-        "start": "2025-01-06T09:00:00",
-        "end": "2025-01-06T10:00:00",
-        "timezone": "Europe/Oslo",
-        "recurrence": {
-            "Pattern": "Weekly",
-            "WeekPattern": {"Weekdays": "Monday", "Cycle": 1},
-            "RecurrenceEndType": "Counter",
-            "RecurrenceCounter": 6,
-        },
-        "exceptions": [{"original_start": "2025-01-13T09:00:00", "cancelled": True}],
-    }
+    data = status_meeting(
+        followup_id, exceptions=[{"original_start": "2025-01-13T09:00:00", "cancelled": True}]
+    )
     data.update(changes)
     return load_followup(data)
 
 
 def single(followup_id: str = "2001", **changes: Any) -> FollowUp:
-    data: dict[str, Any] = {
-        "id": followup_id,
-        "kind": "call",
-        "title": "Call Kari",
-        "start": "2025-01-08T14:00:00",
-        "end": "2025-01-08T14:30:00",
-        "timezone": "Europe/Oslo",
-    }
+    data = appointment(
+        followup_id,
+        title="Call Kari",
+        start="2025-01-08T14:00:00",
+        end="2025-01-08T14:30:00",
+        kind="call",
+    )
     data.update(changes)
     return load_followup(data)
 
@@ -804,8 +793,8 @@ def test_every_planned_document_keeps_the_followup_id() -> None:
 
 
 # --- a pass in chunks ------------------------------------------------------------------
-# (tests/sync/test_sync_machine.py checks on random passes that the chunks decide what
-# plan() decides; tests/sync/test_chunked_pass.py runs chunked passes end to end.)
+# (tests/sync/engine/test_sync_machine.py checks on random passes that the chunks decide what
+# plan() decides; tests/sync/engine/test_chunked_pass.py runs chunked passes end to end.)
 
 
 def lite(crm: CrmView, server: ServerView) -> tuple[CrmView, ServerView]:

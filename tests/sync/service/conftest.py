@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,10 @@ from typing import IO, Any
 
 import pytest
 
+from mappings.model import load_followups_json, uid_for_id
+from sync.state.db import Database
+from sync.state.followups import FollowUpStore
+from tests.factories import appointment
 from tests.servers import PASSWORD, USERNAME, RunningServer, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,6 +66,48 @@ def write_config(
         lines += [f"{k} = {value(v)}" for k, v in merged.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class AliceConfig:
+    """What ``alice_config`` made: the config file, alice's calendar and the state database."""
+
+    path: Path
+    calendar_url: str
+    database: str
+
+
+def alice_config(
+    tmp_path: Path,
+    server: RunningServer,
+    *,
+    http_port: int,
+    prefix: str,
+    daemon: dict[str, Any] | None = None,
+    **account: Any,
+) -> AliceConfig:
+    """A fresh calendar on ``server`` (named ``prefix``-<random>), a SQLite state database
+    brought to the current schema (``db upgrade``, as an operator does first), and a config
+    whose one account, alice, syncs alice's follow-ups to it; ``account`` adds settings."""
+    calendar_url = server.make_calendar(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    config = write_config(
+        tmp_path / "config.toml",
+        database=database,
+        http_port=http_port,
+        daemon=daemon,
+        accounts={
+            "alice": {
+                "url": server.base_url,
+                "calendar_url": calendar_url,
+                "owners": ["alice"],
+                **account,
+            }
+        },
+    )
+    upgraded = run_cli("db", "upgrade", "--config", str(config))
+    assert upgraded.returncode == 0, upgraded.stderr
+    return AliceConfig(config, calendar_url, database)
 
 
 @dataclass
@@ -151,6 +200,22 @@ def start_daemon(
     return DaemonProcess(process, log_path, http_port, log)
 
 
+def start_ready(
+    daemons: list[DaemonProcess],
+    config: Path,
+    log_path: Path,
+    *,
+    http_port: int,
+    env: dict[str, str] | None = None,
+) -> DaemonProcess:
+    """Start a daemon, hand it to the test's ``daemons`` (killed at the end whatever
+    happens) and wait until it is ready."""
+    daemon = start_daemon(config, log_path, http_port=http_port, env=env)
+    daemons.append(daemon)
+    daemon.wait_ready()
+    return daemon
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "DAV_PASSWORD": PASSWORD, **(env or {})}
     environ.pop("FOLLOWUP_SYNC_DATABASE", None)
@@ -177,6 +242,13 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+def wait_for_title(
+    server: RunningServer, calendar_url: str, fid: str, title: str, timeout: float, what: str
+) -> None:
+    """Until the calendar shows follow-up ``fid`` under ``title``."""
+    wait_for(lambda: summaries(server, calendar_url).get(uid_for_id(fid)) == title, timeout, what)
+
+
 @pytest.fixture
 def daemons() -> Iterator[list[DaemonProcess]]:
     """Every daemon a test starts is appended here and killed at the end, whatever happens."""
@@ -191,7 +263,18 @@ def http_port() -> int:
     return free_port()
 
 
-__all__ = ["DaemonProcess", "RunningServer", "run_cli", "start_daemon", "wait_for", "write_config"]
+__all__ = [
+    "AliceConfig",
+    "DaemonProcess",
+    "RunningServer",
+    "alice_config",
+    "run_cli",
+    "start_daemon",
+    "start_ready",
+    "wait_for",
+    "wait_for_title",
+    "write_config",
+]
 
 
 # --- the calendar side, as a client would see it: plain HTTP, nothing from sync.stores ---
@@ -204,8 +287,6 @@ def _request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    import base64
-
     req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
     req.add_header("Authorization", f"Basic {token}")
@@ -218,8 +299,6 @@ def _request(
 
 def calendar_items(server: RunningServer, calendar_url: str) -> dict[str, tuple[str, bytes]]:
     """href -> (etag, data) of every resource in the calendar (PROPFIND + GETs)."""
-    import re
-
     body = (
         b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:">'
         b"<D:prop><D:getetag/></D:prop></D:propfind>"
@@ -274,24 +353,22 @@ def client_retitle(server: RunningServer, url: str, etag: str, data: bytes, titl
     assert status in (200, 201, 204), (status, body[:300])
 
 
+def client_retitles(server: RunningServer, calendar_url: str, fid: str, title: str) -> None:
+    """A calendar client renames the event of follow-up ``fid``, found by its UID."""
+    uid = uid_for_id(fid).encode()
+    url, (etag, data) = next(
+        (u, v) for u, v in calendar_items(server, calendar_url).items() if uid in v[1]
+    )
+    client_retitle(server, url, etag, data, title)
+
+
 def followup(fid: str, title: str, owner: str = "alice") -> dict[str, Any]:
-    return {
-        "id": fid,
-        "kind": "appointment",
-        "title": title,
-        "owner": owner,
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-    }
+    """A one-hour appointment on 2 March 2026, as the CRM writes it."""
+    return appointment(fid, title=title, kind="appointment", owner=owner)
 
 
 def put_followups(database: str, items: list[dict[str, Any]]) -> None:
     """A CRM write, as the CRM integration (or the API) does it: through FollowUpStore."""
-    from mappings.model import load_followups_json
-    from sync.state.db import Database
-    from sync.state.followups import FollowUpStore
-
     db = Database(database)
     try:
         FollowUpStore(db).import_followups(load_followups_json(json.dumps(items).encode()))
@@ -300,9 +377,6 @@ def put_followups(database: str, items: list[dict[str, Any]]) -> None:
 
 
 def crm_titles(database: str) -> dict[str, str]:
-    from sync.state.db import Database
-    from sync.state.followups import FollowUpStore
-
     db = Database(database)
     try:
         return {f.id: f.title for f in FollowUpStore(db).all()}

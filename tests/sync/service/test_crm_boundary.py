@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,14 +29,14 @@ from tests.conftest import SERVER_KINDS
 from tests.servers import RunningServer, free_port
 from tests.sync.service.conftest import (
     DaemonProcess,
+    alice_config,
     calendar_items,
-    client_retitle,
+    client_retitles,
     followup,
-    run_cli,
-    start_daemon,
+    start_ready,
     summaries,
     wait_for,
-    write_config,
+    wait_for_title,
 )
 
 CONVERGE = 30.0
@@ -119,31 +118,21 @@ def configure(
     http_port: int,
     interval: float = 1.5,
 ) -> tuple[Path, str, str]:
-    calendar_url = server.make_calendar(f"crm-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
+    made = alice_config(
+        tmp_path,
+        server,
         http_port=http_port,
+        prefix="crm",
         daemon={"api_token_env": "CRM_API_TOKEN"},
-        accounts={
-            "alice": {
-                "url": server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-                "server_kind": server.kind,
-                "interval_seconds": interval,
-            }
-        },
+        server_kind=server.kind,
+        interval_seconds=interval,
     )
-    with config.open("a") as out:
+    with made.path.open("a") as out:
         out.write(
             f'\n[feed]\nretention_days = 2\n\n[webhooks.crm]\nurl = "{receiver.url}"\n'
             'secret_env = "CRM_WEBHOOK_SECRET"\nevents = ["*"]\n'
         )
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
-    assert upgraded.returncode == 0, upgraded.stderr
-    return config, calendar_url, database
+    return made.path, made.calendar_url, made.database
 
 
 ENV = {"CRM_API_TOKEN": TOKEN, "CRM_WEBHOOK_SECRET": SECRET}
@@ -178,9 +167,7 @@ def test_calendar_edit_reaches_feed_and_webhook_and_stale_crm_write_is_refused(
 ) -> None:
     server: RunningServer = request.getfixturevalue(f"{kind}_server")
     config, calendar_url, _ = configure(tmp_path, server, receiver, http_port)
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
     client = api(http_port)
 
     # The CRM creates a follow-up (create-only); it reaches the calendar and the receiver.
@@ -189,18 +176,13 @@ def test_calendar_edit_reaches_feed_and_webhook_and_stale_crm_write_is_refused(
     )
     assert created.status_code == 201, created.text
     crm_etag = created.headers["ETag"]
-    wait_for(
-        lambda: summaries(server, calendar_url).get(uid_for_id("b1")) == "Budget review",
-        CONVERGE,
-        "the CRM's follow-up on the calendar",
+    wait_for_title(
+        server, calendar_url, "b1", "Budget review", CONVERGE, "the CRM's follow-up on the calendar"
     )
     wait_for(lambda: receiver.changes_of("b1"), CONVERGE, "the create at the receiver")
 
     # A calendar client renames it, by plain HTTP with If-Match, as clients do.
-    url, (etag, data) = next(
-        (u, v) for u, v in calendar_items(server, calendar_url).items() if b"b1" in v[1]
-    )
-    client_retitle(server, url, etag, data, "Budget review (moved by Dana)")
+    client_retitles(server, calendar_url, "b1", "Budget review (moved by Dana)")
 
     def from_calendar() -> list[dict[str, Any]]:
         return [c for c in feed(client) if c["followup_id"] == "b1" and c["origin"] == "calendar"]
@@ -235,8 +217,11 @@ def test_calendar_edit_reaches_feed_and_webhook_and_stale_crm_write_is_refused(
         headers={"If-Match": calendar_etag},
     )
     assert fresh.status_code == 200, fresh.text
-    wait_for(
-        lambda: summaries(server, calendar_url).get(uid_for_id("b1")) == "Budget review (CRM edit)",
+    wait_for_title(
+        server,
+        calendar_url,
+        "b1",
+        "Budget review (CRM edit)",
         CONVERGE,
         "the CRM's conditional write on the calendar",
     )
@@ -254,9 +239,7 @@ def test_receiver_down_then_back_gets_every_change_in_order(
     receiver: Receiver,
 ) -> None:
     config, _, _ = configure(tmp_path, radicale_server, receiver, http_port)
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
     client = api(http_port)
 
     receiver.stop()
@@ -289,9 +272,7 @@ def test_sigkill_between_delivery_and_record_loses_nothing_and_redelivers_by_id(
     receiver: Receiver,
 ) -> None:
     config, _, _ = configure(tmp_path, radicale_server, receiver, http_port)
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
     client = api(http_port)
 
     # The receiver takes the first change and stalls: the daemon has sent it but not yet
@@ -305,9 +286,7 @@ def test_sigkill_between_delivery_and_record_loses_nothing_and_redelivers_by_id(
     client.close()
 
     receiver.mode = "ok"
-    restarted = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port, env=ENV)
-    daemons.append(restarted)
-    restarted.wait_ready()
+    start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port, env=ENV)
     client = api(http_port)
     wanted = [c["cursor"] for c in feed(client)]
     assert len(wanted) == 3
@@ -332,13 +311,14 @@ def test_status_pause_resume_and_sync_now(
     config, calendar_url, _ = configure(
         tmp_path, radicale_server, receiver, http_port, interval=3600
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
     client = api(http_port)
     assert client.put("/v1/followups/s1", json=followup("s1", "Status")).status_code == 201
-    wait_for(
-        lambda: summaries(radicale_server, calendar_url).get(uid_for_id("s1")) == "Status",
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "s1",
+        "Status",
         CONVERGE,
         "the follow-up on the calendar (CRM-triggered pass)",
     )
@@ -358,17 +338,17 @@ def test_status_pause_resume_and_sync_now(
 
     # Resume: the write made while paused goes out at once, not with the next interval.
     client.post("/v1/accounts/alice/resume")
-    wait_for(
-        lambda: summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status (paused)",
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "s1",
+        "Status (paused)",
         CONVERGE,
         "the write made while paused",
     )
 
     # A client edit is not seen for an hour, unless someone asks: sync now.
-    url, (etag, data) = next(
-        (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"s1" in v[1]
-    )
-    client_retitle(radicale_server, url, etag, data, "Status (client)")
+    client_retitles(radicale_server, calendar_url, "s1", "Status (client)")
     time.sleep(2)
     assert client.get("/v1/followups/s1").json()["title"] == "Status (paused)"
     assert client.post("/v1/accounts/alice/sync").status_code == 202
@@ -384,10 +364,7 @@ def test_status_pause_resume_and_sync_now(
     client.post("/v1/accounts/alice/pause")
     time.sleep(2)
     client.put("/v1/followups/s1", json=followup("s1", "Status (CRM side)"))
-    url, (etag, data) = next(
-        (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"s1" in v[1]
-    )
-    client_retitle(radicale_server, url, etag, data, "Status (calendar side)")
+    client_retitles(radicale_server, calendar_url, "s1", "Status (calendar side)")
     client.post("/v1/accounts/alice/resume")
     conflict = wait_for(
         lambda: client.get("/v1/conflicts", params={"followup_id": "s1"}).json()["items"],
@@ -399,8 +376,11 @@ def test_status_pause_resume_and_sync_now(
         "Status (CRM side)",
         "Status (calendar side)",
     )
-    wait_for(
-        lambda: summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status (CRM side)",
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "s1",
+        "Status (CRM side)",
         CONVERGE,
         "the policy's choice on the calendar",
     )
@@ -409,10 +389,11 @@ def test_status_pause_resume_and_sync_now(
     )
     assert resolved.status_code == 200, resolved.text
     assert resolved.json()["followup"]["title"] == "Status (calendar side)"
-    wait_for(
-        lambda: (
-            summaries(radicale_server, calendar_url)[uid_for_id("s1")] == "Status (calendar side)"
-        ),
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "s1",
+        "Status (calendar side)",
         CONVERGE,
         "the resolution carried out by the next pass",
     )
@@ -430,9 +411,7 @@ def test_reset_relinks_by_uid_without_duplicates(
     receiver: Receiver,
 ) -> None:
     config, calendar_url, database = configure(tmp_path, radicale_server, receiver, http_port)
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port, env=ENV)
     client = api(http_port)
     for n in range(3):
         client.put(f"/v1/followups/z{n}", json=followup(f"z{n}", f"Linked {n}"))
@@ -444,12 +423,9 @@ def test_reset_relinks_by_uid_without_duplicates(
     # A client edit waiting on the server when the links are forgotten has no common base
     # to merge against: the conflict policy decides, and the losing value is kept in
     # /v1/conflicts for an admin to resolve.
-    url, (etag, data) = next(
-        (u, v) for u, v in calendar_items(radicale_server, calendar_url).items() if b"z1" in v[1]
-    )
     client.post("/v1/accounts/alice/pause")  # so that no ordinary pass pulls the edit first
     time.sleep(2)  # a pass already under way when pausing finishes (it takes milliseconds)
-    client_retitle(radicale_server, url, etag, data, "Linked 1 (client)")
+    client_retitles(radicale_server, calendar_url, "z1", "Linked 1 (client)")
     before_reset = feed(client)[-1]["cursor"]
 
     assert client.post("/v1/accounts/alice/reset").status_code == 202
@@ -471,8 +447,11 @@ def test_reset_relinks_by_uid_without_duplicates(
 
     # Links are back: a CRM write updates the same resource in place.
     client.put("/v1/followups/z2", json=followup("z2", "Linked 2 (CRM)"))
-    wait_for(
-        lambda: summaries(radicale_server, calendar_url).get(uid_for_id("z2")) == "Linked 2 (CRM)",
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "z2",
+        "Linked 2 (CRM)",
         CONVERGE,
         "a CRM write after the reset",
     )

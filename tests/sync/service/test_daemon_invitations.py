@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import imaplib
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,17 @@ from sync.invitations import replies
 from sync.run import run_pass
 from sync.state.db import DaemonRun, Database
 from sync.state.invitation_records import Invitation
+from tests.factories import appointment
 from tests.integration.test_invitations import DATA, SmtpSink, imap_port, itip_of  # noqa: F401
 from tests.servers import RunningServer, free_port
 from tests.sync.service.conftest import (
     DaemonProcess,
+    alice_config,
     calendar_items,
     put_followups,
     run_cli,
-    start_daemon,
+    start_ready,
     wait_for,
-    write_config,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
@@ -76,18 +76,16 @@ def smtp_server() -> Iterator[Smtp]:
 
 
 def meeting(fid: str, participant: str, **changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": fid,
-        "kind": "appointment",
-        "title": "Kick-off",
-        "owner": "alice",
-        "location": "Room 2",
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-        "organizer": {"name": "Alice", "email": ORGANIZER},
-        "participants": [{"name": "Guest", "email": participant}],
-    }
+    """alice's kick-off in Room 2, one guest invited."""
+    doc = appointment(
+        fid,
+        title="Kick-off",
+        kind="appointment",
+        owner="alice",
+        location="Room 2",
+        organizer={"name": "Alice", "email": ORGANIZER},
+        participants=[{"name": "Guest", "email": participant}],
+    )
     doc.update(changes)
     return doc
 
@@ -100,21 +98,9 @@ def configure(
     *,
     imap_port: int | None = None,
 ) -> tuple[Path, str]:
-    calendar_url = server.make_calendar(f"inv-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
-        http_port=http_port,
-        accounts={
-            "alice": {
-                "url": server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-                "scheduling": "auto",  # Radicale does not schedule: the probe says email
-            }
-        },
-    )
+    # Radicale does not schedule: the probe says email.
+    made = alice_config(tmp_path, server, http_port=http_port, prefix="inv", scheduling="auto")
+    config, database = made.path, made.database
     mail = [
         "",
         "[mail]",
@@ -135,8 +121,6 @@ def configure(
             "poll_seconds = 0.5",
         ]
     config.write_text(config.read_text() + "\n".join(mail) + "\n")
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
-    assert upgraded.returncode == 0, upgraded.stderr
     return config, database
 
 
@@ -182,9 +166,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
     sink = smtp_server.sink
     put_followups(database, [meeting("i1", BJORN)])
 
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
 
     # The first pass records the invitation; the daemon sends it right after.
     wait_for(lambda: sink.messages, CONVERGE, "the invitation")
@@ -199,9 +181,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
 
     # A restart: nothing is sent again either.
     assert daemon.terminate() == 0, daemon.log_text()[-3000:]
-    daemon = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port)
     wait_for_passes(database, 3)
     assert len(sink.messages) == 1
     assert [r["status"] for r in outbox(database)] == ["sent"]
@@ -250,9 +230,7 @@ def test_each_invitation_goes_out_once_across_ticks_restarts_and_an_smtp_outage(
             )
     finally:
         db.close()
-    daemon = start_daemon(config, tmp_path / "daemon3.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon3.log", http_port=http_port)
     wait_for_passes(database, 3)
     assert len(sink.messages) == 2
     assert sorted(r["status"] for r in outbox(database)) == ["sent", "sent", "uncertain"]
@@ -282,11 +260,13 @@ def test_the_daemon_reads_replies_and_the_answer_reaches_the_calendar(
         tmp_path, radicale_server, smtp_server, http_port, imap_port=imap_port
     )
     put_followups(database, [meeting("r1", CAROL)])
-    daemon = start_daemon(
-        config, tmp_path / "daemon.log", http_port=http_port, env={"IMAP_PASSWORD": "secret"}
+    daemon = start_ready(
+        daemons,
+        config,
+        tmp_path / "daemon.log",
+        http_port=http_port,
+        env={"IMAP_PASSWORD": "secret"},
     )
-    daemons.append(daemon)
-    daemon.wait_ready()
     wait_for(lambda: smtp_server.sink.messages, CONVERGE, "the invitation")
 
     # Carol declines from Gmail; nobody runs a command.

@@ -16,15 +16,17 @@ import pytest
 from mappings.model import uid_for_id
 from tests.servers import RunningServer
 from tests.sync.service.conftest import (
+    alice_config,
     calendar_items,
-    client_retitle,
+    client_retitles,
     crm_titles,
     followup,
     put_followups,
     run_cli,
-    start_daemon,
+    start_ready,
     summaries,
     wait_for,
+    wait_for_title,
     write_config,
 )
 
@@ -53,30 +55,14 @@ def metric(text: str, name: str, **labels: str) -> float:
 def test_daemon_converges_both_ways_survives_sigterm_and_restart(
     radicale_server: RunningServer, tmp_path: Path, daemons: list, http_port: int
 ) -> None:
-    calendar_url = radicale_server.make_calendar(f"daemon-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
-        http_port=http_port,
-        accounts={
-            "alice": {
-                "url": radicale_server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-            }
-        },
-    )
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
-    assert upgraded.returncode == 0, upgraded.stderr
+    made = alice_config(tmp_path, radicale_server, http_port=http_port, prefix="daemon")
+    config, calendar_url, database = made.path, made.calendar_url, made.database
     put_followups(
         database,
         [followup("d1", "Kick-off"), followup("d2", "Review"), followup("x9", "Bob's", "bob")],
     )
 
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
     assert daemon.get("/healthz")[0] == 200
 
     # 1. First passes put the CRM's follow-ups (alice's only) on the calendar.
@@ -92,19 +78,18 @@ def test_daemon_converges_both_ways_survives_sigterm_and_restart(
     # 2. A CRM write reaches the calendar within seconds (the crm-poll job), not "next interval".
     started = time.monotonic()
     put_followups(database, [followup("d1", "Kick-off (moved)")])
-    wait_for(
-        lambda: (
-            summaries(radicale_server, calendar_url).get(uid_for_id("d1")) == "Kick-off (moved)"
-        ),
+    wait_for_title(
+        radicale_server,
+        calendar_url,
+        "d1",
+        "Kick-off (moved)",
         CONVERGE,
         "CRM change on the calendar",
     )
     crm_latency = time.monotonic() - started
 
     # 3. A calendar client's edit comes back to the CRM.
-    items = calendar_items(radicale_server, calendar_url)
-    url, (etag, data) = next((u, v) for u, v in items.items() if uid_for_id("d2").encode() in v[1])
-    client_retitle(radicale_server, url, etag, data, "Review (renamed in Thunderbird)")
+    client_retitles(radicale_server, calendar_url, "d2", "Review (renamed in Thunderbird)")
     wait_for(
         lambda: crm_titles(database).get("d2") == "Review (renamed in Thunderbird)",
         CONVERGE,
@@ -134,12 +119,8 @@ def test_daemon_converges_both_ways_survives_sigterm_and_restart(
 
     # 6. Changes while it is down, on both sides; a restart picks them up, nothing doubles.
     put_followups(database, [followup("d3", "Created while down")])
-    items = calendar_items(radicale_server, calendar_url)
-    url, (etag, data) = next((u, v) for u, v in items.items() if uid_for_id("d1").encode() in v[1])
-    client_retitle(radicale_server, url, etag, data, "Kick-off (client while down)")
-    restarted = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port)
-    daemons.append(restarted)
-    restarted.wait_ready()
+    client_retitles(radicale_server, calendar_url, "d1", "Kick-off (client while down)")
+    restarted = start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port)
     expected = {
         uid_for_id("d1"): "Kick-off (client while down)",
         uid_for_id("d2"): "Review (renamed in Thunderbird)",
@@ -170,26 +151,11 @@ def test_sigterm_mid_pass_abandons_safely_and_restart_completes(
     radicale_server: RunningServer, tmp_path: Path, daemons: list, http_port: int
 ) -> None:
     """A pass with many writes is interrupted; the restart finishes it with no duplicate."""
-    calendar_url = radicale_server.make_calendar(f"sigterm-{uuid.uuid4().hex[:8]}")
-    database = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    config = write_config(
-        tmp_path / "config.toml",
-        database=database,
-        http_port=http_port,
-        accounts={
-            "alice": {
-                "url": radicale_server.base_url,
-                "calendar_url": calendar_url,
-                "owners": ["alice"],
-            }
-        },
-    )
-    assert run_cli("db", "upgrade", "--config", str(config)).returncode == 0
+    made = alice_config(tmp_path, radicale_server, http_port=http_port, prefix="sigterm")
+    config, calendar_url, database = made.path, made.calendar_url, made.database
     count = 80
     put_followups(database, [followup(f"m{i:03d}", f"Meeting {i}") for i in range(count)])
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    daemon = start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
     wait_for(
         lambda: len(calendar_items(radicale_server, calendar_url)) >= 3,
         30,
@@ -200,9 +166,7 @@ def test_sigterm_mid_pass_abandons_safely_and_restart_completes(
     partial = len(calendar_items(radicale_server, calendar_url))
     assert any("stopping" in r["msg"] for r in daemon.log_records()) or partial == count
 
-    restarted = start_daemon(config, tmp_path / "daemon2.log", http_port=http_port)
-    daemons.append(restarted)
-    restarted.wait_ready()
+    restarted = start_ready(daemons, config, tmp_path / "daemon2.log", http_port=http_port)
     wait_for(
         lambda: len(summaries(radicale_server, calendar_url)) == count,
         60,

@@ -6,7 +6,12 @@ import uuid
 from pathlib import Path
 
 from tests.servers import RunningServer, free_port
-from tests.sync.service.conftest import DaemonProcess, run_cli, start_daemon, write_config
+from tests.sync.service.conftest import (
+    DaemonProcess,
+    run_cli,
+    start_ready,
+    write_config,
+)
 
 
 def test_health_asks_the_daemon_at_the_configured_port_and_its_overrides(
@@ -29,9 +34,7 @@ def test_health_asks_the_daemon_at_the_configured_port_and_its_overrides(
     assert down.returncode == 1
     assert f"127.0.0.1:{http_port}/healthz: connection refused" in down.stderr
 
-    daemon = start_daemon(config, tmp_path / "daemon.log", http_port=http_port)
-    daemons.append(daemon)
-    daemon.wait_ready()
+    start_ready(daemons, config, tmp_path / "daemon.log", http_port=http_port)
     # Listening on every address (as in the container): asked on loopback.
     env = {"FOLLOWUP_SYNC_DAEMON__HTTP_HOST": "0.0.0.0"}
     alive = run_cli("health", "--config", str(config), env=env)

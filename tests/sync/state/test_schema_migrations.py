@@ -14,6 +14,7 @@ from mappings.model import load_followup
 from sync.state import schema
 from sync.state.db import Base, CollectionState, Database, FollowUpRow
 from sync.state.followups import FollowUpStore
+from tests.factories import appointment
 
 
 def test_head_constant_is_the_newest_revision() -> None:
@@ -65,13 +66,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
 
 
 def _doc(fid: str, participants: list[dict[str, str]] | None = None) -> dict[str, object]:
-    doc: dict[str, object] = {
-        "id": fid,
-        "title": fid,
-        "start": "2026-03-02T10:00:00",
-        "end": "2026-03-02T11:00:00",
-        "timezone": "Europe/Oslo",
-    }
+    doc: dict[str, object] = appointment(fid, title=fid)
     if participants is not None:
         doc["organizer"] = {"email": "alice@crm.example"}
         doc["participants"] = participants

@@ -1,8 +1,6 @@
-"""The recurrence dialog against real data: date lists with conflicts, and stored edits.
+"""The recurrence dialog's date list: every date a follow-up occurs on, with conflicts.
 
-Two halves, both shared by the CLI (``sync.cli.dialog``) and the HTTP API (``sync.api.app``):
-
-**Dates and conflicts** — SuperOffice's ``CalculateDays`` / ``ValidateDays``
+SuperOffice's ``CalculateDays`` / ``ValidateDays``
 (``shared/reference/superoffice-recurrence.md`` §1.4, §2.5): every date a follow-up will
 occur on, each with ``IsConflict``, a ``Tooltip`` saying what it clashes with, and the
 weekday as ``Description``. A conflict is an overlap with
@@ -20,12 +18,8 @@ weekday as ``Description``. A conflict is an overlap with
 * the owner's other follow-ups in the store (same ``owner``), expanded over the same
   window — the CRM side may be ahead of the calendar, and these have titles.
 
-As in the CRM a conflict is a warning: nothing here refuses a date.
-
-**Stored edits** — ``DialogService`` loads a follow-up, applies one of the pure
-operations of ``mappings.operations``, stores the result (a split as two follow-ups in one
-transaction, "nothing left" as a deletion) and says what changed in a sentence. The next
-sync pass, or the daemon, takes it to the calendar.
+As in the CRM a conflict is a warning: nothing here refuses a date. The calendar is
+opened through ``sync.stores.connect.open_calendar``, like every other connection.
 """
 
 from __future__ import annotations
@@ -34,65 +28,24 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp, Moment, load_followup
 from mappings.occurrences import Occurrence, occurrences
-from mappings.operations import (
-    add_date,
-    change_occurrence,
-    delete_date,
-    delete_occurrence,
-    move_date,
-    stop_repeating,
-)
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError
-from sync.state import changes
 from sync.state import followups as crm_store
-from sync.state.db import CollectionState, Database, FollowUpRow, SyncItem
+from sync.state import repo
+from sync.state.db import Database
 from sync.stores import connect
 from sync.stores.caldav import BusyPeriod, DavCalendar
 
 log = logging.getLogger(__name__)
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-#: How many changed occurrences a summary spells out before saying "and N more".
-SUMMARY_ITEMS = 4
-
-__all__ = [
-    "DateInfo",
-    "DialogService",
-    "FollowUpNotFound",
-    "OperationResult",
-    "account_for",
-    "calculate_dates",
-    "open_calendar",
-    "validate_dates",
-]
-
-
-class FollowUpNotFound(MappingError):
-    """No (live) follow-up with that id: bad input, like any other wrong field."""
-
-    def __init__(self, followup_id: str) -> None:
-        super().__init__("no such follow-up", item=followup_id, field="id")
-
-
-class VersionMoved(FollowupSyncError):
-    """The follow-up is no longer the version the caller based its edit on (HTTP If-Match)."""
-
-    def __init__(self, followup_id: str, current: FollowUp | None) -> None:
-        super().__init__(f"follow-up {followup_id!r} changed since the version given")
-        self.followup_id = followup_id
-        self.current = current
 
 
 class DateInfo(BaseModel):
@@ -158,7 +111,7 @@ def validate_dates(
                 assert isinstance(followup.start, dt.datetime)
                 start = dt.datetime.combine(day, followup.start.time(), tzinfo=zone)
                 spans.append((start, start + followup.duration))
-                _utc(start + followup.duration, zone)
+                utc_moment(start + followup.duration, zone)
         except OverflowError:
             raise MappingError(
                 f"{day} is out of the range of dates the calendar can hold",
@@ -180,7 +133,7 @@ def _date_infos(
     conflicts: bool,
 ) -> list[DateInfo]:
     zone = followup.zone
-    utc_spans = [(_utc(s, zone), _utc(e, zone)) for s, e in spans]
+    utc_spans = [(utc_moment(s, zone), utc_moment(e, zone)) for s, e in spans]
     clashes: list[list[str]] = [[] for _ in spans]
     if conflicts and spans:
         lo = min(s for s, _ in utc_spans)
@@ -211,7 +164,7 @@ def _date_infos(
                     clashes[index].append(_label(period, zone))
     result = []
     for (start, end), labels in zip(spans, clashes, strict=True):
-        local_start = _local(start, zone)
+        local_start = local_moment(start, zone)
         day = local_start if not isinstance(local_start, dt.datetime) else local_start.date()
         unique = list(dict.fromkeys(labels))
         result.append(
@@ -221,7 +174,7 @@ def _date_infos(
                 Description=WEEKDAYS[day.weekday()],
                 Tooltip="; ".join(unique) if unique else None,
                 Start=local_start,
-                End=_local(end, zone),
+                End=local_moment(end, zone),
             )
         )
     return result
@@ -232,21 +185,14 @@ def _other_followups(db: Database, followup: FollowUp) -> list[FollowUp]:
     if followup.owner is None:
         return []
     with db.session() as session:
-        rows = session.scalars(
-            select(FollowUpRow).where(
-                FollowUpRow.owner == followup.owner,
-                FollowUpRow.deleted.is_(False),
-                FollowUpRow.id != followup.id,
-            )
-        )
-        return [load_followup(row.document) for row in rows]
+        return crm_store.owner_documents(session, followup.owner, except_id=followup.id)
 
 
 def _store_busy(others: Iterable[FollowUp], lo: dt.datetime, hi: dt.datetime) -> list[_Busy]:
     busy = []
     for other in others:
         for o in _live_between(other, lo, hi):
-            start, end = _utc(o.start, other.zone), _utc(o.end, other.zone)
+            start, end = utc_moment(o.start, other.zone), utc_moment(o.end, other.zone)
             busy.append(_Busy(start, end, o.title, _span_text(o, other)))
     return busy
 
@@ -268,7 +214,8 @@ def _calendar_busy(
     synced = _synced_copy(db, followup.id, account, calendar) if db is not None else None
     for item in [*([synced] if synced is not None else []), *others]:
         known += [
-            (_utc(o.start, item.zone), _utc(o.end, item.zone)) for o in _live_between(item, lo, hi)
+            (utc_moment(o.start, item.zone), utc_moment(o.end, item.zone))
+            for o in _live_between(item, lo, hi)
         ]
     busy = []
     for period in periods:
@@ -336,15 +283,11 @@ def _synced_copy(
         names: list[str] = []
         if account is not None:
             names.append(account.name)
-        names += list(
-            session.scalars(
-                select(CollectionState.account).where(CollectionState.calendar_url == calendar.url)
-            )
-        )
+        names += repo.accounts_syncing_to(session, calendar.url)
         for name in names:
-            item = session.get(SyncItem, (name, followup_id))
-            if item is not None:
-                return load_followup(item.synced_document)
+            document = repo.synced_document(session, name, followup_id)
+            if document is not None:
+                return load_followup(document)
     return None
 
 
@@ -367,7 +310,7 @@ def _live_between(followup: FollowUp, lo: dt.datetime, hi: dt.datetime) -> list[
         for o in occurrences(
             followup, window_start=lo - dt.timedelta(days=2), window_end=hi, include_cancelled=False
         )
-        if _overlaps(_utc(o.start, followup.zone), _utc(o.end, followup.zone), lo, hi)
+        if _overlaps(utc_moment(o.start, followup.zone), utc_moment(o.end, followup.zone), lo, hi)
     ]
 
 
@@ -411,7 +354,11 @@ def _times_text(start: dt.datetime, end: dt.datetime) -> str:
     return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}"
 
 
-def _utc(value: Moment, zone: dt.tzinfo) -> dt.datetime:
+def utc_moment(value: Moment, zone: dt.tzinfo) -> dt.datetime:
+    """A follow-up's moment in UTC (a date is its midnight, a naive time is in ``zone``).
+
+    Overlaps are compared in UTC: busy periods from the server come as UTC.
+    """
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     if value.tzinfo is None:
@@ -419,7 +366,8 @@ def _utc(value: Moment, zone: dt.tzinfo) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def _local(value: Moment, zone: dt.tzinfo) -> Moment:
+def local_moment(value: Moment, zone: dt.tzinfo) -> Moment:
+    """An aware moment as the follow-up's wall-clock time in ``zone``, as the dialog shows it."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(zone).replace(tzinfo=None)
     return value
@@ -441,183 +389,5 @@ def account_for(settings: Settings, followup: FollowUp, name: str | None = None)
 def open_calendar(account: Account, db: Database) -> DavCalendar:
     """The account's calendar: its configured URL, the one a sync pass found, or discovery."""
     with db.session() as session:
-        known = session.get(CollectionState, account.name)
-    return connect.open_calendar(
-        account, known_url=known.calendar_url if known else None, create=False
-    )
-
-
-# --- stored edits -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OperationResult:
-    """What one operation stored: follow-ups written (a split writes two), ids deleted."""
-
-    saved: list[FollowUp]
-    deleted: list[str]
-    summary: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "summary": self.summary,
-            "saved": [f.to_json_dict() for f in self.saved],
-            "deleted": self.deleted,
-        }
-
-
-class DialogService:
-    """The dialog's operations on stored follow-ups: load, apply, store, explain."""
-
-    def __init__(self, db: Database, *, expect_hash: str | None = None) -> None:
-        self.db = db
-        self.store = crm_store.FollowUpStore(db)
-        #: Content hash the caller's edit is based on (If-Match): checked when the
-        #: follow-up is read and again, under the feed's write lock, when it is stored.
-        self.expect_hash = expect_hash
-
-    def get(self, followup_id: str) -> FollowUp:
-        found = self.store.get(followup_id)
-        if found is None:
-            raise FollowUpNotFound(followup_id)
-        if self.expect_hash is not None and crm_store.content_hash(found) != self.expect_hash:
-            raise VersionMoved(followup_id, found)
-        return found
-
-    def _still_expected(self, session: Session, followup_id: str) -> None:
-        if self.expect_hash is None:
-            return
-        changes.lock_writes(session)
-        row = session.get(FollowUpRow, followup_id)
-        if row is None or row.deleted or row.content_hash != self.expect_hash:
-            current = None if row is None or row.deleted else load_followup(row.document)
-            raise VersionMoved(followup_id, current)
-
-    def move(self, followup_id: str, date: dt.date, days: int) -> OperationResult:
-        before = self.get(followup_id)
-        after = move_date(before, date, days)
-        word = "later" if days > 0 else "earlier"
-        return self._store(before, [after], f"moved the {date} occurrence one day {word}")
-
-    def add_date(self, followup_id: str, date: dt.date) -> OperationResult:
-        before = self.get(followup_id)
-        return self._store(before, [add_date(before, date)], f"added {date}")
-
-    def delete_date(self, followup_id: str, date: dt.date) -> OperationResult:
-        before = self.get(followup_id)
-        return self._store(before, [delete_date(before, date)], f"deleted {date}")
-
-    def change(
-        self,
-        followup_id: str,
-        occurrence: Moment,
-        *,
-        mode: str,
-        start: Moment | None = None,
-        end: Moment | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        location: str | None = None,
-    ) -> OperationResult:
-        before = self.get(followup_id)
-        result = change_occurrence(
-            before,
-            occurrence,
-            mode=mode,
-            start=start,
-            end=end,
-            title=title,
-            description=description,
-            location=location,
-        )
-        parts = list(result) if isinstance(result, tuple) else [result]
-        if len(parts) == 2:
-            old, new = parts
-            assert old.recurrence is not None
-            headline = (
-                f"split the series: {old.id} now ends {old.recurrence.EndDate}, "
-                f"{new.id} starts {_moment_text(new.start)} with the new values"
-            )
-            existing = self.store.get(new.id)
-            if existing is not None:
-                raise MappingError(
-                    f"the series was already split here: follow-up {new.id!r} exists",
-                    item=followup_id,
-                    field="occurrence",
-                )
-        else:
-            scope = "one occurrence" if mode == "only-this" else "this and every later occurrence"
-            headline = f"changed {scope}"
-        return self._store(before, parts, headline)
-
-    def stop(self, followup_id: str, from_occurrence: Moment) -> OperationResult:
-        before = self.get(followup_id)
-        after = stop_repeating(before, from_occurrence)
-        if after.recurrence is None and after.ical_recurrence is None:
-            headline = "stopped repeating: it is a single follow-up now"
-        else:
-            headline = f"stopped repeating after {_moment_text(from_occurrence)}"
-        return self._store(before, [after], headline)
-
-    def delete(
-        self, followup_id: str, occurrence: Moment | None = None, mode: str = "only-this"
-    ) -> OperationResult:
-        before = self.get(followup_id)
-        after = None if occurrence is None else delete_occurrence(before, occurrence, mode)
-        if after is None:
-            with self.db.sessions.begin() as session:
-                self._still_expected(session, followup_id)
-                crm_store.tombstone(session, followup_id)
-            return OperationResult([], [followup_id], f"{followup_id}: deleted the follow-up")
-        what = "this occurrence" if mode == "only-this" else "this and every later occurrence"
-        return self._store(before, [after], f"deleted {what} ({_moment_text(occurrence)})")
-
-    def _store(self, before: FollowUp, after: list[FollowUp], headline: str) -> OperationResult:
-        # A split (two documents) says so in the change feed: the old id and the new one.
-        notes: list[dict[str, str] | None] = [None] * len(after)
-        if len(after) == 2:
-            notes = [{"split_into": after[1].id}, {"split_from": after[0].id}]
-        with self.db.sessions.begin() as session:
-            self._still_expected(session, before.id)
-            for followup, note in zip(after, notes, strict=True):
-                crm_store.save(session, followup, note=note)
-        return OperationResult(
-            after, [], f"{before.id}: {headline}" + describe_change(before, after)
-        )
-
-
-def describe_change(before: FollowUp, after: Sequence[FollowUp]) -> str:
-    """The occurrences an edit removed and added, a few spelled out (``"; removed …"``)."""
-
-    def seen(items: Iterable[FollowUp]) -> dict[tuple[Any, ...], str]:
-        out: dict[tuple[Any, ...], str] = {}
-        for f in items:
-            for o in occurrences(f, include_cancelled=False):
-                key = (_utc(o.start, f.zone), _utc(o.end, f.zone), o.title, o.location or None)
-                out[key] = f"{_moment_text(_local(o.start, f.zone))} {o.title!r}"
-        return out
-
-    old, new = seen([before]), seen(after)
-    removed = [text for key, text in old.items() if key not in new]
-    added = [text for key, text in new.items() if key not in old]
-    if not removed and not added:
-        return "; no occurrence changed"
-    return "".join(
-        f"; {label}: {_some(items)}"
-        for label, items in (("removed", removed), ("now", added))
-        if items
-    )
-
-
-def _some(items: list[str]) -> str:
-    shown = ", ".join(items[:SUMMARY_ITEMS])
-    more = len(items) - SUMMARY_ITEMS
-    return shown + (f" and {more} more" if more > 0 else "")
-
-
-def _moment_text(value: Moment | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dt.datetime):
-        return value.strftime("%a %Y-%m-%d %H:%M")
-    return value.strftime("%a %Y-%m-%d")
+        known_url = repo.known_calendar_url(session, account.name)
+    return connect.open_calendar(account, known_url=known_url, create=False)
