@@ -24,7 +24,7 @@ test: $(STAMP)
 INTEROP_SERVERS ?= radicale,xandikos,davical,sogo,cyrus,sabredav
 test-interop: $(STAMP)
 	scripts/install-debian-tier.sh
-	FOLLOWUP_SYNC_SERVERS=$(INTEROP_SERVERS) $(BIN)/python -m pytest -q tests/integration
+	FOLLOWUP_SYNC_SERVERS=$(INTEROP_SERVERS) $(BIN)/python -m pytest -q tests/integration tests/sync/stores/test_store_contract.py
 
 # The documentation site, into site/. The CLI, config and HTTP API references are generated
 # from the code at build time (mkdocs-click, scripts/docs_hooks.py). NO_MKDOCS_2_WARNING

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, insert, select, update
 
-from benchmarks.bench_sync import iter_followups, load_line, render
+from benchmarks.bench_sync import load_line, render
 from benchmarks.peers import CountingProxy
 from mappings.model import FollowUp
 from sync.config import Account, DaemonSettings, Settings
@@ -57,6 +57,7 @@ from sync.state.db import (
 )
 from sync.state.followups import content_hash
 from sync.stores.caldav import DavCalendar
+from sync.testing.followups import iter_followups
 
 PASSWORD_ENV = "BENCH_ACCOUNTS_PW"
 INTERVAL = 3600.0

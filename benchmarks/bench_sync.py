@@ -31,13 +31,10 @@ calendar, so the push ratio is what to read, not the absolute seconds.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,76 +43,15 @@ from urllib.parse import urlsplit
 import niquests
 
 from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.resource import render
 from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar, RequestStats
-
-STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-PATTERNS: list[dict[str, Any]] = [
-    {"Pattern": "Daily", "DayPattern": {"Pattern": "EveryWorkday"}},
-    {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Monday", "Cycle": 1}},
-    {"Pattern": "Weekly", "WeekPattern": {"Weekdays": "Tuesday, Thursday", "Cycle": 2}},
-    {
-        "Pattern": "Monthly",
-        "MonthPattern": {
-            "Pattern": "WeekdayOfMonth",
-            "Weekday": "Thursday",
-            "WeekOfMonth": "Fourth",
-            "Cycle": 1,
-        },
-    },
-    {"Pattern": "Monthly", "MonthPattern": {"Pattern": "DayOfMonth", "Day": 15, "Cycle": 1}},
-    {"Pattern": "Yearly", "YearPattern": {"Pattern": "DayOfMonth", "Cycle": 9, "Day": 23}},
-]
-
-
-def realistic_followups(n: int, seed: int = 7, owners: int = 1) -> list[FollowUp]:
-    """N recurring series like a CRM team's: mixed patterns, some with a moved or cancelled date."""
-    return list(iter_followups(n, seed, owners))
-
-
-def iter_followups(n: int, seed: int = 7, owners: int = 1) -> Iterator[FollowUp]:
-    """``realistic_followups`` one at a time, so 50,000 need not be in memory at once.
-
-    With ``owners`` > 1 the series are dealt round-robin to owners ``owner-0`` .. (the
-    natural way to spread a large CRM over one calendar per owner).
-    """
-    rng = random.Random(seed)
-    for i in range(n):
-        day = dt.date(2026, 1, 5) + dt.timedelta(days=rng.randrange(0, 60))
-        hour = rng.choice([8, 9, 10, 13, 14, 15])
-        start = dt.datetime.combine(day, dt.time(hour))
-        pattern = dict(rng.choice(PATTERNS))
-        pattern.update({"RecurrenceEndType": "Counter", "RecurrenceCounter": rng.randrange(5, 40)})
-        doc: dict[str, Any] = {
-            "id": f"bench-{i:06d}",
-            "kind": rng.choice(["appointment", "appointment", "call", "task"]),
-            "title": f"Follow-up {i} with customer {rng.randrange(1000)}",
-            "description": "Agenda: status, open issues, next steps. " * rng.randrange(1, 4),
-            "location": rng.choice([None, "Meeting room 2", "Teams"]),
-            "start": start.isoformat(),
-            "end": (start + dt.timedelta(minutes=rng.choice([15, 30, 60]))).isoformat(),
-            "timezone": "Europe/Oslo",
-            "recurrence": pattern,
-            "owner": f"owner-{i % owners}" if owners > 1 else None,
-        }
-        followup = load_followup({k: v for k, v in doc.items() if v is not None})
-        if rng.random() < 0.1:
-            from mappings.occurrences import occurrences
-
-            first = occurrences(followup)[1]
-            original = first.original_start.replace(tzinfo=None)  # type: ignore[union-attr]
-            followup = load_followup(
-                {
-                    **followup.to_json_dict(),
-                    "exceptions": [{"original_start": original.isoformat(), "cancelled": True}],
-                }
-            )
-        yield followup
+from sync.testing.dav_server import BASE, InProcessDav, in_process_calendar
+from sync.testing.followups import STAMP, realistic_followups
 
 
 @dataclass
@@ -572,8 +508,6 @@ def profile_push(n: int) -> None:
     """cProfile of our push against the in-process store: where the client's time goes."""
     import cProfile
     import pstats
-
-    from benchmarks.memory import BASE, InProcessDav, in_process_calendar
 
     with tempfile.TemporaryDirectory(prefix="followup-profile-") as tmp:
         os.environ["BENCH_PW"] = "secret"

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from mappings.model import FollowUp, Moment
+from mappings.model import FollowUp, Moment, OccurrenceException
 from mappings.occurrences import occurrences
 
 #: Fields compared one by one; ``series`` stands for everything that decides the dates.
@@ -43,11 +43,44 @@ def series_signature(followup: FollowUp) -> tuple[Any, ...]:
 
 def exception_map(followup: FollowUp) -> dict[str, str]:
     """Exceptions keyed by their original start, as canonical JSON of what they mean, for
-    per-occurrence merging (``exception_documents`` holds the whole of each)."""
+    per-occurrence merging (``exception_documents`` holds the whole of each).
+
+    Canonical: each one as the difference to its series, the way ``mappings.from_ical``
+    reads an override back. A CRM may spell out an end, title or place equal to what the
+    series gives; the calendar's copy leaves it out, and the two mean the same.
+    """
     return {
-        key: json.dumps({k: v for k, v in doc.items() if k not in NOT_COMPARED}, sort_keys=True)
-        for key, doc in exception_documents(followup).items()
+        exception.original_start.isoformat(): exception_json(_as_difference(exception, followup))
+        for exception in followup.exceptions
     }
+
+
+def exception_json(exception: OccurrenceException) -> str:
+    """One exception as canonical JSON, without the informative fields (``NOT_COMPARED``)."""
+    doc = exception.model_dump(mode="json", exclude_none=True)
+    return json.dumps({k: v for k, v in doc.items() if k not in NOT_COMPARED}, sort_keys=True)
+
+
+def _as_difference(exception: OccurrenceException, series: FollowUp) -> OccurrenceException:
+    if exception.cancelled:
+        return exception
+    start = exception.start if exception.start is not None else exception.original_start
+    length = dt.timedelta(days=1) if exception.all_day else series.duration
+    return exception.model_copy(
+        update={
+            "start": None if exception.start == exception.original_start else exception.start,
+            "end": None if exception.end == start + length else exception.end,
+            "title": None if exception.title == series.title else exception.title,
+            "description": (
+                None
+                if _norm(exception.description) == _norm(series.description)
+                else exception.description
+            ),
+            "location": (
+                None if _norm(exception.location) == _norm(series.location) else exception.location
+            ),
+        }
+    )
 
 
 def exception_documents(followup: FollowUp) -> dict[str, dict[str, Any]]:

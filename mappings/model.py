@@ -38,7 +38,7 @@ reference) is two optional fields, on the follow-up and on each exception:
 
 * ``status`` — ``"not-started"``, ``"started"`` or ``"completed"``. Left out, nothing is
   known (documents written before this field existed); an exception without it has the
-  series' status. ``docs/tasks-and-splits.md`` says what each maps to in a calendar.
+  series' status. ``docs/explanation/tasks-and-splits.md`` says what each maps to in a calendar.
 * ``completed_at`` — when it was completed (UTC), if known: a calendar's COMPLETED.
   Informative only: two documents that differ only here mean the same.
 """

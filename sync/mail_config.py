@@ -103,7 +103,7 @@ class MailSettings(BaseModel):
     #: Who emailed invitations name as ORGANIZER, i.e. where the answers go: "service"
     #: (``from``'s address, the mailbox ``[mail.imap]`` reads, in the organizer's name) or
     #: "person" (the follow-up organizer's own address: answers reach the service only
-    #: if a mail-server rule copies them there). docs/invitations.md compares the two.
+    #: if a mail-server rule copies them there). docs/how-to/invitations.md compares the two.
     organizer: Literal["service", "person"] = "service"
     timeout: float = Field(default=30.0, gt=0)
     imap: ImapSettings | None = None

@@ -18,6 +18,7 @@ from sync.invitations.record import record_after_pass
 from sync.invitations.scheduling import schedule_agent_for
 from sync.state import repo
 from sync.state.db import Database
+from sync.stores.base import CalendarStore
 from sync.stores.caldav import DavCalendar
 from sync.stores.connect import open_calendar
 
@@ -45,7 +46,7 @@ def connect(account: Account, db: Database, *, create: bool) -> DavCalendar | No
     return calendar
 
 
-def hooks_for(account: Account, db: Database, calendar: DavCalendar | None) -> PassHooks:
+def hooks_for(account: Account, db: Database, calendar: CalendarStore | None) -> PassHooks:
     """What the invitations add to a pass of ``account``.
 
     Invitations fall due only through a change a pass applied; a full pass also re-checks,
@@ -70,7 +71,7 @@ def run_pass(
     dry_run: bool = False,
     full: bool = False,
     force_delete: bool = False,
-    calendar: DavCalendar | None = None,
+    calendar: CalendarStore | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     chunk_size: int = CHUNK_SIZE,

@@ -66,7 +66,7 @@ def _from_file(owner: str, key: str, path: Path) -> str:
 def _from_keyring(owner: str, key: str, reference: str, default_user: str | None) -> str:
     service, _, user = reference.partition(":")
     user = user or (default_user or "")
-    try:
+    try:  # optional extra: keyring
         import keyring
         from keyring.errors import KeyringError
     except ImportError as exc:  # the keyring extra

@@ -27,7 +27,9 @@ and duplicates by delivery id. The signing is six lines of ``hmac``; no library 
 this particular scheme better.
 
 Several daemons on one PostgreSQL database: each subscription is delivered under the
-cluster lock ``webhook:<id>``, so only one process sends its changes at a time.
+cluster lock ``webhook:<id>`` (a session advisory lock, ``sync.state.locks``), so only one
+process sends its changes at a time, and each one reads the position its predecessor
+stored; a sender whose lock connection broke stops before its next POST.
 """
 
 from __future__ import annotations
@@ -44,15 +46,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from sync.config import WebhookSettings
 from sync.errors import ConfigError
-from sync.state import changes
-from sync.state.db import Base, Database, as_utc, utcnow
-from sync.state.locks import ClusterLock, LocalOnly
+from sync.state import changes, outbox
+from sync.state.db import Database, as_utc, utcnow
+from sync.state.locks import ClusterLock, Held, LocalOnly
+from sync.state.outbox import Subscription as Subscription  # the API and tests name it here
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +69,6 @@ BACKOFF_CAP = 600.0
 #: Changes sent per subscription per round, so one busy receiver does not hold the job.
 BATCH = 100
 TIMEOUT = 10.0
-
-
-class Subscription(Base):
-    """One receiver and how far it has got in the feed."""
-
-    __tablename__ = "webhook_subscriptions"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    url: Mapped[str] = mapped_column(String(2048))
-    #: API subscriptions keep their key here (needed to sign); config ones name an
-    #: environment variable instead and leave this empty.
-    secret: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    events: Mapped[list[str]] = mapped_column(JSON)
-    source: Mapped[str] = mapped_column(String(16))  # config | api
-    delivered_through: Mapped[int] = mapped_column(Integer, default=0)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
-    paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_delivery_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -145,38 +123,18 @@ def sync_config(db: Database, configured: Mapping[str, WebhookSettings]) -> None
 
 
 def _sync_config(db: Database, configured: Mapping[str, WebhookSettings]) -> None:
+    wanted = {name: (settings.url, settings.events) for name, settings in configured.items()}
     with db.sessions.begin() as session:
-        head = changes.head(session).last_seq
-        rows = {
-            row.id: row
-            for row in session.scalars(select(Subscription).where(Subscription.source == "config"))
-        }
-        for name, settings in configured.items():
-            row = rows.pop(name, None)
-            if row is None:
-                session.add(
-                    Subscription(
-                        id=name, url=settings.url, secret=None, events=list(settings.events),
-                        source="config", delivered_through=head, failures=0, paused=False,
-                        created_at=utcnow(),
-                    )
-                )  # fmt: skip
-            else:
-                row.url, row.events = settings.url, list(settings.events)
-        for gone in rows.values():
-            session.delete(gone)
+        outbox.match_configured(session, wanted)
 
 
 def create(db: Database, *, url: str, secret: str | None, events: list[str]) -> Subscription:
     """An API subscription; it receives the changes committed after this call."""
     with db.sessions.begin() as session:
-        row = Subscription(
-            id="wh-" + secrets.token_hex(8), url=url, secret=secret or secrets.token_urlsafe(32),
-            events=events, source="api", delivered_through=changes.head(session).last_seq,
-            failures=0, paused=False, created_at=utcnow(),
+        return outbox.add_api_subscription(
+            session, subscription_id="wh-" + secrets.token_hex(8), url=url,
+            secret=secret or secrets.token_urlsafe(32), events=events,
         )  # fmt: skip
-        session.add(row)
-    return row
 
 
 @dataclass(frozen=True)
@@ -198,27 +156,20 @@ class SubscriptionStatus:
 
 def status(session: Session, row: Subscription) -> SubscriptionStatus:
     head = changes.head(session)
-    backlog = session.scalar(
-        select(func.count())
-        .select_from(changes.ChangeRow)
-        .where(changes.ChangeRow.seq > row.delivered_through)
-    )
+    backlog = outbox.backlog(session, row)
     return SubscriptionStatus(
         id=row.id, url=row.url, events=list(row.events), source=row.source, paused=row.paused,
         failures=row.failures, last_error=row.last_error,
         next_attempt_at=as_utc(row.next_attempt_at) if row.next_attempt_at else None,
         last_delivery_at=as_utc(row.last_delivery_at) if row.last_delivery_at else None,
         delivered_through=changes.encode_cursor(row.delivered_through),
-        backlog=int(backlog or 0), gap=row.delivered_through < head.pruned_through,
+        backlog=backlog, gap=row.delivered_through < head.pruned_through,
     )  # fmt: skip
 
 
 def oldest_owed(session: Session) -> int | None:
     """The lowest position of an active subscription: retention keeps what is after it."""
-    value = session.scalar(
-        select(func.min(Subscription.delivered_through)).where(Subscription.paused.is_(False))
-    )
-    return int(value) if value is not None else None
+    return outbox.oldest_owed(session)
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -251,23 +202,14 @@ class Deliverer:
         report = DeliveryReport(paused=[])
         now = utcnow()
         with self.db.session() as session:
-            last = changes.head(session).last_seq
             # Only subscriptions that are owed something: the cluster lock costs a
             # connection on PostgreSQL, not worth taking twice a second for nothing.
-            due = [
-                row.id
-                for row in session.scalars(
-                    select(Subscription).where(
-                        Subscription.paused.is_(False), Subscription.delivered_through < last
-                    )
-                )
-                if row.next_attempt_at is None or as_utc(row.next_attempt_at) <= now
-            ]
+            due = outbox.due(session, now)
         for subscription_id in due:
             with self.cluster_lock.hold(f"webhook:{subscription_id}") as held:
                 if held is None:
                     continue  # another daemon delivers this one right now
-                self._deliver(subscription_id, report)
+                self._deliver(subscription_id, report, held)
         return report
 
     def _secret(self, row: Subscription) -> str:
@@ -278,21 +220,19 @@ class Deliverer:
             return settings.secret()
         return row.secret or ""
 
-    def _deliver(self, subscription_id: str, report: DeliveryReport) -> None:
+    def _deliver(self, subscription_id: str, report: DeliveryReport, held: Held) -> None:
         with self.db.session() as session:
-            row = session.get(Subscription, subscription_id)
+            row = outbox.subscription(session, subscription_id)
             if row is None or row.paused:
                 return
-            entries = list(
-                session.scalars(
-                    select(changes.ChangeRow)
-                    .where(changes.ChangeRow.seq > row.delivered_through)
-                    .order_by(changes.ChangeRow.seq)
-                    .limit(BATCH)
-                )
-            )
+            entries = outbox.owed_entries(session, row, BATCH)
             session.expunge_all()
         for entry in entries:
+            if not held.still_held():
+                # The lock's connection broke: another daemon may hold the subscription
+                # now, and two senders would race each other's order. It resumes here.
+                log.warning("webhook %s: lost its cluster lock; stopping", subscription_id)
+                return
             if wants(row, entry):
                 error = self._post(row, entry)
                 if error is not None:
@@ -326,36 +266,25 @@ class Deliverer:
 
     def _advance(self, subscription_id: str, seq: int) -> None:
         with self.db.sessions.begin() as session:
-            row = session.get(Subscription, subscription_id)
-            if row is None:
-                return
-            if seq > row.delivered_through:
-                row.delivered_through = seq
-            row.failures = 0
-            row.next_attempt_at = None
-            row.last_error = None
-            row.last_delivery_at = utcnow()
+            outbox.mark_delivered(session, subscription_id, seq)
 
     def _failed(self, subscription_id: str, error: str, report: DeliveryReport) -> None:
         report.failed += 1
         with self.db.sessions.begin() as session:
-            row = session.get(Subscription, subscription_id)
-            if row is None:
+            failures = outbox.note_failure(session, subscription_id, error)
+            if failures is None:
                 return
-            row.failures += 1
-            row.last_error = error
-            if row.failures >= MAX_FAILURES:
-                row.paused = True
-                row.next_attempt_at = None
+            if failures >= MAX_FAILURES:
+                outbox.pause(session, subscription_id)
                 assert report.paused is not None
                 report.paused.append(subscription_id)
                 log.warning(
                     "webhook %s paused after %d failures in a row: %s",
-                    subscription_id, row.failures, error,
+                    subscription_id, failures, error,
                 )  # fmt: skip
             else:
-                wait = backoff(row.failures)
-                row.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
+                wait = backoff(failures)
+                outbox.retry_at(session, subscription_id, utcnow() + dt.timedelta(seconds=wait))
                 log.info("webhook %s: %s; trying again in %.0f s", subscription_id, error, wait)
 
     def close(self) -> None:
@@ -364,11 +293,7 @@ class Deliverer:
 
 def resume(db: Database, subscription_id: str) -> bool:
     with db.sessions.begin() as session:
-        row = session.get(Subscription, subscription_id)
-        if row is None:
-            return False
-        row.paused, row.failures, row.next_attempt_at = False, 0, None
-        return True
+        return outbox.resume(session, subscription_id)
 
 
 def as_json(value: SubscriptionStatus) -> dict[str, Any]:
@@ -395,24 +320,19 @@ def subscriptions(
     session: Session, *, after: str | None = None, limit: int | None = None
 ) -> list[Subscription]:
     """Subscriptions by id after ``after``, at most ``limit`` (the API pages, the CLI lists)."""
-    query = select(Subscription).order_by(Subscription.id)
-    if after is not None:
-        query = query.where(Subscription.id > after)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
+    return outbox.subscriptions(session, after=after, limit=limit)
 
 
 def subscription(session: Session, subscription_id: str) -> Subscription | None:
-    return session.get(Subscription, subscription_id)
+    return outbox.subscription(session, subscription_id)
 
 
 def remove(session: Session, subscription_id: str) -> Literal["removed", "missing", "config"]:
     """Delete an API subscription; one from the config file stays (``config``): remove it there."""
-    row = session.get(Subscription, subscription_id)
+    row = outbox.subscription(session, subscription_id)
     if row is None:
         return "missing"
     if row.source == "config":
         return "config"
-    session.delete(row)
+    outbox.delete(session, row)
     return "removed"

@@ -41,7 +41,7 @@ import secrets
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sync.api import problems, status, unversioned, v1, v1_feed
+from sync.api import direction, problems, status, unversioned, v1, v1_feed
 from sync.api.docs import serve_docs_offline
 from sync.api.schemas import describe_local_times
 from sync.config import DEFAULT_MAX_BODY_BYTES, Settings
@@ -94,5 +94,6 @@ def create_app(
     app.include_router(v1.create_router(db, settings))
     app.include_router(v1_feed.create_router(db))
     app.include_router(status.create_router(db, settings))
+    app.include_router(direction.create_router(db, settings))
     app.include_router(unversioned.create_router(db, settings))
     return app

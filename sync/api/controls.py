@@ -16,63 +16,30 @@ was decided how.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Integer, String, delete, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from mappings.equivalence import PLAIN_FIELDS
-from mappings.model import FollowUp
+from mappings.model import FollowUp, load_followup
 from sync.engine.merge import SERIES_FIELDS
-from sync.state.db import (
-    Base,
-    CollectionState,
-    ConflictRecord,
-    Database,
-    FollowUpRow,
-    PendingHref,
-    SyncItem,
-    utcnow,
-)
-
-
-class AccountControl(Base):
-    __tablename__ = "account_controls"
-    account: Mapped[str] = mapped_column(String(255), primary_key=True)
-    paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    paused_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    #: Set by "sync now", cleared by the daemon that queues the pass.
-    sync_requested_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
-    #: Set by "reset", cleared by the pass that forgets the links and re-links by UID.
-    reset_requested_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
-
-
-def _row(session: Session, account: str) -> AccountControl:
-    row = session.get(AccountControl, account)
-    if row is None:
-        row = AccountControl(account=account, paused=False)
-        session.add(row)
-    return row
+from sync.state import controls as control_rows
+from sync.state import followups as crm_store
+from sync.state import repo
+from sync.state.db import ConflictRecord, Database, utcnow
 
 
 def set_paused(db: Database, account: str, paused: bool) -> None:
     with db.sessions.begin() as session:
-        row = _row(session, account)
-        row.paused = paused
-        row.paused_at = utcnow() if paused else None
+        control_rows.set_paused(session, account, paused)
         if not paused:
             # CRM changes seen while paused triggered nothing: catch up at once.
-            row.sync_requested_at = utcnow()
+            control_rows.ask_sync(session, account, utcnow())
 
 
 def request_sync(db: Database, account: str) -> None:
     with db.sessions.begin() as session:
-        _row(session, account).sync_requested_at = utcnow()
+        control_rows.ask_sync(session, account, utcnow())
 
 
 def request_reset(db: Database, account: str) -> None:
@@ -82,8 +49,9 @@ def request_reset(db: Database, account: str) -> None:
     a pass under way would otherwise record links the reset just removed.
     """
     with db.sessions.begin() as session:
-        row = _row(session, account)
-        row.reset_requested_at = row.sync_requested_at = utcnow()
+        asked = utcnow()
+        control_rows.ask_reset(session, account, asked)
+        control_rows.ask_sync(session, account, asked)
 
 
 def take_reset(db: Database, account: str) -> bool:
@@ -94,57 +62,23 @@ def take_reset(db: Database, account: str) -> bool:
     they mean the same, merged when not), so nothing is created twice.
     """
     with db.sessions.begin() as session:
-        row = session.get(AccountControl, account)
-        if row is None or row.reset_requested_at is None:
+        if not control_rows.take_reset_request(session, account):
             return False
-        row.reset_requested_at = None
-        session.execute(delete(SyncItem).where(SyncItem.account == account))
-        session.execute(delete(PendingHref).where(PendingHref.account == account))
-        state = session.get(CollectionState, account)
-        if state is not None:
-            state.sync_token = None
-            state.last_modified_seen = None
+        repo.forget_links(session, account)
         return True
 
 
-def is_paused(session: Session, account: str) -> bool:
-    row = session.get(AccountControl, account)
-    return bool(row is not None and row.paused)
-
-
-def paused_accounts(session: Session) -> set[str]:
-    return set(session.scalars(select(AccountControl.account).where(AccountControl.paused)))
+is_paused = control_rows.is_paused
+paused_accounts = control_rows.paused_accounts
 
 
 def take_requests(db: Database, accounts: set[str]) -> list[str]:
     """Accounts (of ``accounts``) someone asked to sync now; the requests are cleared."""
     with db.sessions.begin() as session:
-        names = [
-            name
-            for name in session.scalars(
-                select(AccountControl.account).where(AccountControl.sync_requested_at.is_not(None))
-            )
-            if name in accounts
-        ]
-        if names:
-            session.execute(
-                update(AccountControl)
-                .where(AccountControl.account.in_(names))
-                .values(sync_requested_at=None)
-            )
-        return names
+        return control_rows.take_sync_requests(session, accounts)
 
 
 # --- conflict resolution --------------------------------------------------------------------------
-
-
-class ConflictResolution(Base):
-    """An admin's decision on a conflict the policy settled (``resolve``)."""
-
-    __tablename__ = "conflict_resolutions"
-    conflict_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    action: Mapped[str] = mapped_column(String(32))
-    resolved_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class NotResolvable(ValueError):
@@ -186,15 +120,12 @@ def resolve(
     follow-up as it is now; ``edit`` stores ``edited`` whole. The write is an ordinary
     CRM-side change (so it is in the feed, and the planner pushes it).
     """
-    from mappings.model import load_followup
-    from sync.state import followups as crm_store
-
     with db.sessions.begin() as session:
-        record = session.get(ConflictRecord, conflict_id)
+        record = repo.conflict(session, conflict_id)
         if record is None:
             raise LookupError(conflict_id)
-        row = session.get(FollowUpRow, record.followup_id)
-        if row is None or row.deleted:
+        row = crm_store.live_row(session, record.followup_id)
+        if row is None:
             raise NotResolvable(f"follow-up {record.followup_id!r} no longer exists")
         if action == "edit":
             if edited is None or edited.id != record.followup_id:
@@ -205,15 +136,10 @@ def resolve(
             value = side_value(record, side)
             chosen = load_followup(with_part(dict(row.document), record.part, value))
         crm_store.save(session, chosen, note={"resolves_conflict": conflict_id})
-        existing = session.get(ConflictResolution, conflict_id)
-        if existing is None:
-            session.add(ConflictResolution(conflict_id=conflict_id, action=action))
-        else:
-            existing.action, existing.resolved_at = action, utcnow()
+        control_rows.record_resolution(session, conflict_id, action)
     return chosen
 
 
 def resolution_of(session: Session, conflict_id: int) -> str | None:
     """What an admin decided for the conflict (``resolve``'s action), None: not decided."""
-    decided = session.get(ConflictResolution, conflict_id)
-    return decided.action if decided is not None else None
+    return control_rows.resolution_of(session, conflict_id)

@@ -33,8 +33,8 @@ from sync.api.paging import BadCursor, after_id, list_cursor
 from sync.api.problems import PROBLEM_RESPONSE, problem
 from sync.api.schemas import load_body
 from sync.config import Settings, backoff_seconds
+from sync.state import directions, repo
 from sync.state import followups as crm_store
-from sync.state import repo
 from sync.state.db import CollectionState, Database, as_utc
 
 _404: dict[int | str, dict[str, Any]] = {
@@ -45,6 +45,9 @@ _404: dict[int | str, dict[str, Any]] = {
 class AccountState(BaseModel):
     name: str
     paused: bool = Field(description="Paused over the API: no pass runs until resumed.")
+    direction: str = Field(
+        description="both, to-calendar or to-crm (one-way); GET /v1/accounts/NAME/direction."
+    )
     last_run: dt.datetime | None
     last_success: dt.datetime | None
     last_result: str | None
@@ -128,6 +131,7 @@ def create_router(db: Database, settings: Settings | None) -> APIRouter:
             states = repo.collection_states(session)
             conflicts = repo.conflict_counts(session)
             paused = controls.paused_accounts(session)
+            one_way = directions.overrides(session)
             accounts = []
             for name in sorted(configured | set(states)):
                 state = states.get(name)
@@ -135,6 +139,7 @@ def create_router(db: Database, settings: Settings | None) -> APIRouter:
                     AccountState(
                         name=name,
                         paused=name in paused,
+                        direction=one_way.get(name) or _configured_direction(settings, name),
                         last_run=_utc(state.last_run_at if state else None),
                         last_success=_utc(state.last_success_at if state else None),
                         last_result=state.last_result if state else "never run",
@@ -264,6 +269,11 @@ def create_router(db: Database, settings: Settings | None) -> APIRouter:
         return JSONResponse({"account": name, "paused": False})
 
     return router
+
+
+def _configured_direction(settings: Settings | None, name: str) -> str:
+    account = settings.accounts.get(name) if settings is not None else None
+    return account.direction if account is not None else "both"
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -19,7 +19,7 @@ The file (``config/followup-sync.example.toml`` documents every key)::
 Secrets never live in the file itself: a password comes from an environment variable,
 a file, the system keyring or a command, so the config can be committed and shown.
 Sign-in (``auth``: basic, digest, bearer, oauth2), TLS trust (``ca_bundle``, ``client_cert``,
-``pin_sha256``) and ``proxy`` are per account; ``docs/servers-and-sign-in.md`` shows them.
+``pin_sha256``) and ``proxy`` are per account; ``docs/how-to/servers-and-sign-in.md`` shows them.
 Every problem is reported at once, each naming the key and, where the file has it, the line (or the
 environment variable that set it).
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync.config.signin import OAuth2Settings
-from sync.policies import ConflictPolicy, OnServerDelete
+from sync.policies import ConflictPolicy, OnServerDelete, SyncDirection
 from sync.secret_sources import read_secret
 
 #: The calendar an account uses when it names none (display name or id).
@@ -60,6 +60,11 @@ class Account(BaseModel):
     verify_tls: bool = True
     timeout: float = 30.0
     conflict_policy: ConflictPolicy = ConflictPolicy.crm_wins
+    #: "both" syncs both ways; "to-calendar": the CRM is the master, nothing is written to
+    #: the CRM and the calendar copy is corrected to the CRM's version; "to-crm": the
+    #: calendar is the master, nothing is written to the calendar (sync.engine.direction).
+    #: ``PUT /v1/accounts/NAME/direction`` overrides it without a restart.
+    direction: SyncDirection = "both"
     on_server_delete: OnServerDelete = OnServerDelete.delete
     import_new: bool = False
     max_delete_percent: float = Field(default=50.0, ge=0, le=100)
@@ -79,7 +84,7 @@ class Account(BaseModel):
     #: The address emailed invitations name as ORGANIZER and come From, where calendar
     #: programs send the answers: the mailbox ``[mail.imap]`` reads. Filled from
     #: ``[mail] from`` unless ``[mail] organizer = "person"``; set it here for an
-    #: account-specific address (``crm+alice@example.com``). See docs/invitations.md.
+    #: account-specific address (``crm+alice@example.com``). See docs/how-to/invitations.md.
     invitation_address: str | None = None
     #: Which of the owner's calendars make a date a conflict in the recurrence dialog,
     #: besides the synced one: unset, every calendar of the calendar home that holds

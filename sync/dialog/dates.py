@@ -10,7 +10,7 @@ weekday as ``Description``. A conflict is an overlap with
   a time-range calendar-query expanded here. Through an account, that is the synced
   calendar and every other calendar in the owner's calendar home that holds busy time
   (events, not marked transparent), or the ones ``busy_calendars`` names
-  (docs/invitations.md); with a calendar passed in, that calendar alone. The
+  (docs/how-to/invitations.md); with a calendar passed in, that calendar alone. The
   follow-up's own resource is ignored (by UID; on a free-busy answer, which has no
   UIDs, a busy period wholly covered by the follow-up's own synced occurrences is taken
   to be them), and so are the calendar copies of the owner's other follow-ups, which

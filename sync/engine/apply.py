@@ -66,9 +66,9 @@ from sync.engine.actions import (
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
 from sync.logs import log_context
 from sync.state import followups as crm_store
-from sync.state import repo
+from sync.state import intents, repo
 from sync.state.db import Database, SyncItem, utcnow
-from sync.stores.caldav import DavCalendar
+from sync.stores.base import CalendarStore
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class _Intents:
     """The write intents of one run (module docstring): recorded before the PUTs of a chunk,
     cleared in the transaction that records each write."""
 
-    def __init__(self, account: str, db: Database, calendar: DavCalendar) -> None:
+    def __init__(self, account: str, db: Database, calendar: CalendarStore) -> None:
         self.account = account
         self.db = db
         self.calendar = calendar
@@ -229,7 +229,7 @@ class _Intents:
             # Two writes for one follow-up in one chunk (a split head, then its update):
             # the later one is the one that stands.
             latest = {row["followup_id"]: row for row in rows}
-            repo.add_intents(session, list(latest.values()))
+            intents.add_intents(session, list(latest.values()))
         for action in actions:
             if isinstance(action, (CreateOnServer, UpdateOnServer)):
                 self._intended[action.followup_id] = id(action)
@@ -241,7 +241,7 @@ class _Intents:
     def clear(self, session: Session, ids: Sequence[str]) -> None:
         for followup_id in ids:
             self._intended.pop(followup_id, None)
-        repo.clear_intents(session, self.account, ids, batch=RECORD_BATCH)
+        intents.clear_intents(session, self.account, ids, batch=RECORD_BATCH)
 
 
 class Applier:
@@ -249,7 +249,7 @@ class Applier:
         self,
         account: str,
         db: Database,
-        calendar: DavCalendar,
+        calendar: CalendarStore,
         *,
         policy: str,
         replan: Replanner,

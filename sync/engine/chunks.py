@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from mappings.model import FollowUp
@@ -18,7 +18,7 @@ from sync.engine.actions import Plan
 from sync.engine.inputs import Inputs
 from sync.engine.plan import PlanOptions, plan_items
 from sync.engine.views import CrmView, ServerDoc, ServerView, StateEntry, listed_as_deleted
-from sync.stores.caldav import FetchError, Resource
+from sync.stores.base import FetchError, Resource
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,13 @@ def plan_chunk(
     docs: dict[str, ServerDoc],
     failed: dict[str, str],
     synced_docs: dict[str, FollowUp],
+    adjust: Callable[[Plan, Mapping[str, ServerDoc]], Plan],
 ) -> Plan:
-    """``plan_items`` for one chunk, with its documents loaded from the database."""
+    """``plan_items`` for one chunk, with its documents loaded from the database.
+
+    ``adjust`` rewrites the decided plan with the chunk's fetched resources (the account's
+    one-way mode, ``sync.engine.direction``).
+    """
     state = chunks.state
     entries = chunks.crm.entries
     chunk_state: dict[str, StateEntry] = {}
@@ -208,6 +213,7 @@ def plan_chunk(
         synced_hrefs=chunks.by_href,
         pending=intents,
     )
+    decided = adjust(decided, docs)
     return replace(decided, failed=decided.failed + tuple(sorted(unreadable.items())))
 
 

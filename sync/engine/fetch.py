@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from mappings.model import FollowUp
 from mappings.resource import read
 from sync.config import Account
 from sync.engine import unreadable as unreadable_items
-from sync.engine.actions import Action, CreateOnServer
+from sync.engine.actions import Action, CreateOnServer, Plan
 from sync.engine.inputs import Inputs
 from sync.engine.listing import Listing
 from sync.engine.plan import PlanOptions, plan
@@ -30,7 +30,7 @@ from sync.engine.views import ServerDoc, ServerView, StateEntry
 from sync.errors import StoreError, TransportError
 from sync.state import repo
 from sync.state.db import PendingHref
-from sync.stores.caldav import DavCalendar, FetchError, Resource
+from sync.stores.base import CalendarStore, FetchError, Resource
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def to_fetch(
 class Fetcher:
     """Fetches and reads one pass's resources for one account."""
 
-    def __init__(self, account: Account, calendar: DavCalendar) -> None:
+    def __init__(self, account: Account, calendar: CalendarStore) -> None:
         self.account = account
         self.calendar = calendar
         #: Unreadable items of the last passes (``sync.engine.unreadable``), read at the pass start.
@@ -203,8 +203,17 @@ class Fetcher:
                 retry_at=unreadable_items.retry_at,
             )
 
-    def replan(self, action: Action, inputs: Inputs, options: PlanOptions) -> list[Action]:
-        """Read one item again after a refused write (412) and plan it on its own."""
+    def replan(
+        self,
+        action: Action,
+        inputs: Inputs,
+        options: PlanOptions,
+        adjust: Callable[[Plan, Mapping[str, ServerDoc]], Plan],
+    ) -> list[Action]:
+        """Read one item again after a refused write (412) and plan it on its own.
+
+        ``adjust`` rewrites the new plan as every plan of the pass (one-way mode).
+        """
         followup_id = action.followup_id
         known = inputs.state_entry(followup_id)
         href = getattr(action, "href", None) or (known.href if known else None)
@@ -229,15 +238,15 @@ class Fetcher:
         crm = inputs.one_followup(followup_id)
         server = ServerView(False, {h: d.etag for h, d in docs.items()}, deleted, docs, {})
         options = replace(options, force_delete=True)
-        replanned = plan(crm, server, single_state, options)
+        replanned = adjust(plan(crm, server, single_state, options), docs)
         return list(replanned.actions)
 
 
-def _fetch_error(calendar: DavCalendar, href: str, exc: TransportError) -> FetchError:
+def _fetch_error(calendar: CalendarStore, href: str, exc: TransportError) -> FetchError:
     return FetchError(calendar.normalise_href(href), exc.status or 0, str(exc))
 
 
-def fetch_one(calendar: DavCalendar, href: str) -> tuple[str, bytes] | None:
+def fetch_one(calendar: CalendarStore, href: str) -> tuple[str, bytes] | None:
     """The current ETag and bytes of one resource, or None if it is gone."""
     for result in calendar.get_multi([href]):
         if isinstance(result, FetchError):

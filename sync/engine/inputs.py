@@ -15,7 +15,7 @@ from mappings.model import FollowUp, load_followup
 from sync.config import Account
 from sync.engine.views import CrmView, StateEntry, WriteIntent
 from sync.state import followups as crm_store
-from sync.state import repo
+from sync.state import intents, repo
 from sync.state.db import Database, as_utc
 from sync.state.followups import CrmEntry
 
@@ -89,17 +89,17 @@ class Inputs:
         """
         with self.db.session() as session:
             documents = crm_store.load_documents(session, needed, errors=unreadable)
-            intents: dict[str, WriteIntent] = {}
-            for row in repo.intents(session, self.account.name, ids):
+            pending: dict[str, WriteIntent] = {}
+            for row in intents.intents(session, self.account.name, ids):
                 document = load_followup(row.document)
-                intents[row.followup_id] = WriteIntent(
+                pending[row.followup_id] = WriteIntent(
                     row.followup_id,
                     row.href,
                     row.if_match,
                     document,
                     crm_store.content_hash(document),
                 )
-        return documents, intents
+        return documents, pending
 
     def current_documents(self, ids: Collection[str]) -> dict[str, FollowUp]:
         """The CRM's documents of some follow-ups, as they are now (a dry run's changes)."""

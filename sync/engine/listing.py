@@ -22,9 +22,12 @@ from sync.engine.views import StateEntry
 from sync.errors import InvalidSyncToken, StoreError, SyncCollectionUnsupported
 from sync.state import repo
 from sync.state.db import CollectionState, Database, as_utc
-from sync.stores.caldav import DavCalendar, Delta, LastModified
+from sync.stores.base import CalendarStore, Delta, LastModified
 
 log = logging.getLogger(__name__)
+
+#: Hrefs whose recorded ETags are read per round trip.
+_ROWS = 500
 
 #: A seconds-precision token (SOGo) at most this much older than our last pass is ours.
 _RECENT_TOKEN = dt.timedelta(minutes=2)
@@ -62,7 +65,7 @@ class Listing:
 class Lister:
     """Lists one account's calendar for a pass; reads the state only where a quirk needs it."""
 
-    def __init__(self, account: str, calendar: DavCalendar, db: Database) -> None:
+    def __init__(self, account: str, calendar: CalendarStore, db: Database) -> None:
         self.account = account
         self.calendar = calendar
         self.db = db
@@ -264,6 +267,6 @@ class Lister:
         """(batch of ``hrefs``, href -> recorded ETag of those in the state), batch by batch."""
         wanted = sorted(hrefs)
         with self.db.session() as session:
-            for start in range(0, len(wanted), repo.ROWS):
-                batch = wanted[start : start + repo.ROWS]
+            for start in range(0, len(wanted), _ROWS):
+                batch = wanted[start : start + _ROWS]
                 yield batch, repo.recorded_etags(session, self.account, batch)

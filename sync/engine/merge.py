@@ -24,6 +24,7 @@ from typing import Any
 from mappings.equivalence import (
     PLAIN_FIELDS,
     exception_documents,
+    exception_json,
     exception_map,
     series_signature,
 )
@@ -142,11 +143,17 @@ def merge(
     crm_exc, server_exc = exception_map(crm), exception_map(server)
     alt_exc = exception_map(alt) if alt is not None else None
     whole = {"crm": exception_documents(crm), "server": exception_documents(server)}
+    # Compared as the calendar reads them back (``exception_map``); logged as each side wrote them.
+    written = {
+        side: {e.original_start.isoformat(): exception_json(e) for e in doc.exceptions}
+        for side, doc in (("crm", crm), ("server", server))
+    }
     merged_exc: list[dict[str, Any]] = []
     for key in sorted(set(base_exc) | set(crm_exc) | set(server_exc)):
         b, c, s = base_exc.get(key), crm_exc.get(key), server_exc.get(key)
         a = alt_exc.get(key) if alt_exc is not None else _NO_ALT
-        side = pick(f"exception {key}", b, c, s, same=c == s, a=a)
+        shown = (written["crm"].get(key), written["server"].get(key))
+        side = pick(f"exception {key}", b, c, s, same=c == s, shown=shown, a=a)
         value = whole[side].get(key)
         if value is not None:
             merged_exc.append(value)

@@ -38,6 +38,7 @@ and their recording after the pass) comes in as ``PassHooks``, wired by ``sync.r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -57,6 +58,7 @@ from sync.engine.actions import (
 )
 from sync.engine.apply import Applier, ApplyReport
 from sync.engine.chunks import Chunker, Spill, plan_chunk
+from sync.engine.direction import OneWay
 from sync.engine.fetch import Fetcher, to_fetch
 from sync.engine.inputs import Inputs
 from sync.engine.listing import Lister, Listing
@@ -66,11 +68,11 @@ from sync.engine.plan import (
     check_sides_not_empty,
     too_many_deletions,
 )
-from sync.engine.views import ServerDoc, ServerView, StateEntry
+from sync.engine.views import ServerDoc, ServerView
 from sync.errors import StoreError
-from sync.state import repo
+from sync.state import intents, repo
 from sync.state.db import CollectionState, Database, utcnow
-from sync.stores.caldav import DavCalendar, Resource
+from sync.stores.base import CalendarStore, Resource
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,16 @@ def _crm_unchanged(collection: CollectionState, revision: int | None, scope: str
     return collection.crm_scope_seen == scope
 
 
+def _options_for(account: Account) -> PlanOptions:
+    """What the planner takes from the account's settings."""
+    return PlanOptions(
+        policy=account.conflict_policy,
+        on_server_delete=account.on_server_delete,
+        import_new=account.import_new,
+        max_delete_percent=account.max_delete_percent,
+    )
+
+
 def _found_nothing_to_do(report: PassReport, failed: Mapping[str, str], listing: Listing) -> bool:
     """Only a pass that found nothing at all to do vouches for the rows it read: one that
     wrote moved the change counter anyway, one that failed or skipped must retry."""
@@ -244,7 +256,7 @@ class SyncPass:
         account: Account,
         db: Database,
         *,
-        calendar: DavCalendar | None,
+        calendar: CalendarStore | None,
         hooks: PassHooks | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         should_stop: Callable[[], bool] | None = None,
@@ -262,15 +274,12 @@ class SyncPass:
         self._calendar = calendar
         self._started = utcnow()
         self.inputs = Inputs(account, db)
-        self.options = PlanOptions(
-            policy=account.conflict_policy,
-            on_server_delete=account.on_server_delete,
-            import_new=account.import_new,
-            max_delete_percent=account.max_delete_percent,
-        )
+        self.options = _options_for(account)
+        #: One-way mode (``sync.engine.direction``): applied to every plan this pass makes.
+        self.one_way = OneWay(account, db)
 
     @property
-    def calendar(self) -> DavCalendar:
+    def calendar(self) -> CalendarStore:
         if self._calendar is None:
             raise StoreError(
                 f"{self.account.name}: calendar {self.account.calendar!r} does not exist yet; "
@@ -331,13 +340,8 @@ class SyncPass:
             collection, revision, pending = repo.open_collection(
                 session, self.account.name, self.calendar.url
             )
-        loaded: list[dict[str, StateEntry]] = []
-
-        def recorded() -> dict[str, StateEntry]:
-            if not loaded:
-                loaded.append(self.inputs.state_entries())
-            return loaded[0]
-
+        # Read once, and only if needed: an idle pass reads no state entry.
+        recorded = functools.cache(self.inputs.state_entries)
         lister = Lister(self.account.name, self.calendar, self.db)
         listing = lister.changes(collection, recorded, full=full)
         if (
@@ -362,16 +366,10 @@ class SyncPass:
         # planning or written: an empty side now, too many deletions below.
         check_sides_not_empty(crm, server, state, self.options)
 
-        def chunker() -> Chunker:
-            return Chunker(
-                crm,
-                server,
-                state,
-                wanted,
-                size=self.chunk_size,
-                batch=self.account.batch_size,
-                by_href=by_href,
-            )
+        chunker = functools.partial(
+            Chunker, crm, server, state, wanted, size=self.chunk_size,
+            batch=self.account.batch_size, by_href=by_href,
+        )  # fmt: skip
 
         mode = "full" if listing.complete else "incremental"
         if dry_run:
@@ -444,13 +442,25 @@ class SyncPass:
         ) -> bool:
             """Plan (and apply) one chunk; False when the pass has to stop."""
             nonlocal planned
-            the_plan = plan_chunk(chunks, self.inputs, self.options, ids, docs, failed, synced_docs)
+            the_plan = plan_chunk(
+                chunks,
+                self.inputs,
+                self.options,
+                ids,
+                docs,
+                failed,
+                synced_docs,
+                self.one_way.apply,
+            )
             planned += len(the_plan.actions)
             out.deletions += the_plan.deletions()
-            if keep and explain:
-                out.planned.extend(_explain(self.inputs, the_plan))
-            elif keep:
-                out.planned.extend(Planned.of(action) for action in the_plan.actions)
+            if keep:
+                # A dry run (``explain``) reports what is skipped and noticed too.
+                out.planned.extend(
+                    _explain(self.inputs, the_plan)
+                    if explain
+                    else (Planned.of(action) for action in the_plan.actions)
+                )
                 out.skipped.extend(the_plan.skipped)
                 out.notices.extend(the_plan.notices)
                 for item, text in the_plan.notices:
@@ -463,7 +473,9 @@ class SyncPass:
                 self.db,
                 self.calendar,
                 policy=self.options.policy.value,
-                replan=lambda action: self.fetcher.replan(action, self.inputs, self.options),
+                replan=lambda action: self.fetcher.replan(
+                    action, self.inputs, self.options, self.one_way.apply
+                ),
                 clock=self.clock,
                 should_stop=self.should_stop,
             )
@@ -517,7 +529,7 @@ class SyncPass:
         keeps_token = listing.token is not None and not stopped
         with self.db.sessions.begin() as session:
             if not stopped:
-                repo.drop_unlanded_intents(
+                intents.drop_unlanded_intents(
                     session, account, before=self._started, failed=failed, fetched=fetched
                 )
             repo.record_pass_end(

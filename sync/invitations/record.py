@@ -279,7 +279,7 @@ def _addressed(followup: FollowUp, reply: str | None) -> FollowUp:
     Calendar programs send their answer to ORGANIZER's address (Outlook, Gmail and Apple
     Calendar alike; Reply-To and SENT-BY do not change where). With ``reply`` the
     service's own mailbox, answers come where ``[mail.imap]`` reads; the organizer's
-    name stays, so participants still see who invites them (docs/invitations.md).
+    name stays, so participants still see who invites them (docs/how-to/invitations.md).
     """
     if reply is None or followup.organizer is None:
         return followup

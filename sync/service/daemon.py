@@ -34,9 +34,10 @@ Who runs a pass (``run_account``), in order:
    CRM trigger that finds it busy asks for a re-run afterwards, so no change is lost);
 2. the cluster lock (``sync.state.locks``): a PostgreSQL advisory lock when the database is
    PostgreSQL, so several daemons divide the accounts and none is synced twice at once;
-3. the schedule as the database records it, shared by all processes: an account synced
-   by anyone within half an interval is not synced again, and a failing account waits
-   ``interval × 2^(failures-1)`` (at most ``max_backoff_seconds``) whoever tries it.
+3. the schedule as the database records it, shared by all processes (``sync.service.schedule``):
+   an account synced by anyone within half an interval is not synced again, and a failing
+   account waits ``interval × 2^(failures-1)`` (at most ``max_backoff_seconds``) whoever
+   tries it.
 
 Shutdown (SIGTERM/SIGINT): no new pass starts; passes in flight stop after their current
 item (``should_stop`` reaches the Applier), keep their old sync token, and the process
@@ -55,47 +56,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, func, select, text
 
-from sync import webhooks
 from sync.api import controls
-from sync.config import Account, Settings, backoff_seconds
+from sync.config import Account, DaemonSettings, Settings
 from sync.errors import FollowupSyncError
-from sync.invitations.replies import fetch_replies
-from sync.invitations.send import send_pending, unsent
 from sync.logs import log_context
 from sync.run import PassReport, run_pass
 from sync.service.metrics import Metrics
-from sync.state import changes
-from sync.state.db import (
-    CollectionState,
-    DaemonRun,
-    Database,
-    FollowUpRow,
-    SyncItem,
-    as_utc,
-    utcnow,
-)
+from sync.service.outboxes import Outboxes
+from sync.service.schedule import CrmWatch, Schedule
+from sync.state.db import Database, utcnow
 from sync.state.locks import ClusterLock, Held, cluster_lock_for
 from sync.state.schema import check_current
 
 log = logging.getLogger(__name__)
 
-#: Rows of ``daemon_runs`` older than this are deleted (hourly), so the table stays small.
-RUN_LOG_RETENTION = dt.timedelta(days=7)
-#: A CRM change is looked for again this far back, so a transaction that committed late
-#: with an earlier timestamp is still seen; (id, updated_at) pairs already handled are skipped.
-CRM_POLL_OVERLAP = dt.timedelta(seconds=10)
-#: How often the webhook outbox is looked at, and how often the feed is pruned.
+#: How often the webhook outbox is looked at.
 WEBHOOK_TICK = 0.5
-FEED_PRUNE_SECONDS = 60.0
-#: An interval pass is skipped when any process finished one this recently (share of the interval).
-FRESH_SHARE = 0.5
 
 
 def worker_name() -> str:
@@ -135,34 +116,17 @@ class Daemon:
         self.worker = worker_name()
         self.stopping = threading.Event()
         self.runtime = {name: AccountRuntime() for name in self.accounts}
-        self._crm_watermark: dt.datetime | None = None
-        self._crm_seen: set[tuple[str, dt.datetime]] = set()
-        self._last_prune = 0.0
-        #: Where invitations go out and replies come in; None: the daemon sends no mail.
-        self.mail = settings.mail
-        self.webhooks = webhooks.Deliverer(db, settings.webhooks, cluster_lock=self.cluster_lock)
-        self._last_feed_prune = 0.0
-        ds = self.daemon_settings
-        self.scheduler = BackgroundScheduler(
-            executors={
-                "default": ThreadPoolExecutor(max_workers=ds.max_concurrent_accounts),
-                "control": ThreadPoolExecutor(max_workers=1),
-                "webhooks": ThreadPoolExecutor(max_workers=1),
-            },
-            job_defaults={
-                "coalesce": True,  # a backlog of missed runs becomes one run
-                "max_instances": 1,
-                "misfire_grace_time": int(ds.misfire_grace_seconds),
-            },
-            timezone=dt.UTC,
-        )
+        self.schedule = Schedule(db, self.daemon_settings, worker=self.worker)
+        self.crm_watch = CrmWatch(db)
+        self.outboxes = Outboxes(settings, db, self.cluster_lock, self.stopping)
+        self.scheduler = _make_scheduler(self.daemon_settings)
 
     # --- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Check the schema, schedule every job and start the scheduler (returns at once)."""
         check_current(self.db)
-        self._crm_watermark = self._max_updated_at()
+        self.crm_watch.start()
         now = utcnow()
         ds = self.daemon_settings
         for index, (name, account) in enumerate(self.accounts.items()):
@@ -200,18 +164,19 @@ class Daemon:
             executor="control",
             replace_existing=True,
         )
-        if self.mail is not None and self.mail.imap is not None:
+        if self.outboxes.reads_replies:
+            assert self.settings.mail is not None and self.settings.mail.imap is not None
             self.scheduler.add_job(
-                self._fetch_replies,
+                self.outboxes.fetch_replies,
                 "interval",
                 id="mail-replies",
-                seconds=self.mail.imap.poll_seconds,
+                seconds=self.settings.mail.imap.poll_seconds,
                 next_run_time=now + dt.timedelta(seconds=1),
                 replace_existing=True,
             )
-        webhooks.sync_config(self.db, self.settings.webhooks)
+        self.outboxes.start()
         self.scheduler.add_job(
-            self._deliver_webhooks,
+            self.outboxes.deliver_webhooks,
             "interval",
             id="webhooks",
             seconds=WEBHOOK_TICK,
@@ -251,7 +216,7 @@ class Daemon:
                 "passes still running after %.0f s; exiting anyway (state is per item)", timeout
             )
         self.cluster_lock.close()
-        self.webhooks.close()
+        self.outboxes.close()
         log.info("daemon %s stopped", self.worker)
         return finished
 
@@ -295,7 +260,7 @@ class Daemon:
             if held is None:
                 log.debug("%s: synced by another process right now", name)
                 return "elsewhere"
-            why_not = self._not_due(account, full=full, reason=reason)
+            why_not = self.schedule.not_due(account, full=full, reason=reason)
             if why_not:
                 log.debug("%s: %s", name, why_not)
                 return why_not
@@ -303,107 +268,13 @@ class Daemon:
                 log.info("%s: links forgotten on request; re-linking by UID", name)
                 full = True
             outcome = self._run_pass(account, held, full=full, reason=reason)
-            self._send_invitations(account)
+            self.outboxes.send_invitations(account)
             return outcome
-
-    # --- invitations -----------------------------------------------------------------------------
-
-    def _send_invitations(self, account: Account) -> None:
-        """Send what the account's passes recorded; called under the account's locks.
-
-        Only when mail is configured and the account does not say ``scheduling = "none"``;
-        what is in the outbox was recorded because email is the way for it (the account's
-        mode is email, or the server cannot schedule that follow-up), and a message no
-        pass recorded is never sent. Failing to reach SMTP is logged and left for the next
-        pass: the messages stay pending (or failed) and are sent then, each once.
-        """
-        if self.mail is None or account.scheduling == "none" or self.stopping.is_set():
-            return
-        name = account.name
-        with log_context(account=name):
-            try:
-                if not unsent(self.db, name):
-                    return
-                report = send_pending(self.mail, self.db, account=name)
-            except Exception as exc:  # SMTP down, bad credentials, database hiccup
-                log.warning("invitations not sent, trying again after the next pass: %s", exc)
-                return
-            if report.sent or report.failed or report.uncertain:
-                log.info(
-                    "invitations: %d sent, %d failed (tried again after the next pass), "
-                    "%d uncertain (not sent again by itself; see 'invitations outbox')",
-                    len(report.sent),
-                    len(report.failed),
-                    len(report.uncertain),
-                )
-
-    # --- webhooks and the change feed ----------------------------------------------------------
-
-    def _deliver_webhooks(self) -> None:
-        """Send what the feed owes each subscription; prune the feed now and then."""
-        if self.stopping.is_set():
-            return
-        try:
-            self.webhooks.run_once()
-            self._prune_feed()
-        except Exception:
-            log.exception("webhook delivery failed; trying again next tick")
-
-    def _prune_feed(self) -> None:
-        now = time.monotonic()
-        if now - self._last_feed_prune < FEED_PRUNE_SECONDS:
-            return
-        self._last_feed_prune = now
-        retention = dt.timedelta(days=self.settings.feed.retention_days)
-        with self.db.sessions.begin() as session:
-            dropped = changes.prune(session, retention, keep_after=webhooks.oldest_owed(session))
-        if dropped:
-            log.info("change feed: %d entries older than %s dropped", dropped, retention)
-
-    def _fetch_replies(self) -> None:
-        """Job body: read new iTIP replies; one daemon at a time, failures logged and retried."""
-        if self.stopping.is_set() or self.mail is None:
-            return
-        try:
-            with self.cluster_lock.hold("followup-sync:mail-replies") as held:
-                if held is None:
-                    return  # another daemon is reading the mailbox right now
-                outcomes = fetch_replies(self.mail, self.db)
-        except Exception as exc:
-            log.warning("reading invitation replies failed, trying again next poll: %s", exc)
-            return
-        applied = sum(1 for o in outcomes if o.outcome == "applied")
-        if outcomes:
-            log.info("invitation replies: %d applied, %d ignored", applied, len(outcomes) - applied)
-
-    def _not_due(self, account: Account, *, full: bool, reason: str) -> str | None:
-        """Consult the shared schedule in the database (see the module docstring, step 3)."""
-        with self.db.session() as session:
-            if controls.is_paused(session, account.name):
-                return "paused over the API (resume: POST /v1/accounts/NAME/resume)"
-            state = session.get(CollectionState, account.name)
-        if state is None or state.last_run_at is None:
-            return None
-        if reason == "api":
-            return None  # "sync now" from an admin: not held back by the schedule
-        now = utcnow()
-        failures = state.consecutive_failures or 0
-        since = (now - as_utc(state.last_run_at)).total_seconds()
-        wait = backoff_seconds(account, failures, self.daemon_settings.max_backoff_seconds)
-        if failures and since < wait:
-            return f"backing off after {failures} failure(s): next try in {wait - since:.0f} s"
-        if reason == "interval" and not failures and since < account.interval_seconds * FRESH_SHARE:
-            return "fresh"
-        if reason == "full" and state.last_full_at is not None and account.full_interval_seconds:
-            since_full = (now - as_utc(state.last_full_at)).total_seconds()
-            if since_full < account.full_interval_seconds * FRESH_SHARE:
-                return "fresh"
-        return None
 
     def _run_pass(self, account: Account, held: Held, *, full: bool, reason: str) -> str:
         name = account.name
         mode = "full" if full else "incremental"
-        run_id = self._log_start(name, mode if reason != "crm" else f"{mode} (crm)")
+        run_id = self.schedule.run_started(name, mode if reason != "crm" else f"{mode} (crm)")
         self.metrics.running.inc()
         started = time.monotonic()
 
@@ -416,39 +287,25 @@ class Daemon:
                 log.info("%s pass starts (%s)", mode, reason)
                 try:
                     report = self.runner(account, self.db, full=full, should_stop=should_stop)
-                except (
-                    Exception
-                ) as exc:  # every failure of a pass is the account's, not the daemon's
+                # Every failure of a pass is the account's, not the daemon's.
+                except Exception as exc:
                     result = self._pass_failed(account, mode, exc, time.monotonic() - started)
                 else:
                     seconds = time.monotonic() - started
                     self.metrics.pass_done(report, seconds, time.time())
-                    self._set_failures(name, 0)
+                    self.schedule.succeeded(name)
                     result = "stopped" if report.stopped else ("ok" if report.ok else "partial")
-                    done = (
-                        ", ".join(f"{k}: {v}" for k, v in sorted(report.applied.done.items()))
-                        or "no changes"
-                    )
-                    log.info(
-                        "%s pass %s in %.2f s, %d request(s): %s; %d conflict(s), %d error(s)",
-                        report.mode,
-                        result,
-                        seconds,
-                        report.requests,
-                        done,
-                        report.applied.conflicts,
-                        len(report.errors),
-                    )
+                    _log_pass_done(report, result, seconds)
         finally:
             self.metrics.running.dec()
-        self._log_end(run_id, result)
+        self.schedule.run_ended(run_id, result)
         self.runtime[name].last_result = result
         return result
 
     def _pass_failed(self, account: Account, mode: str, exc: Exception, seconds: float) -> str:
         name = account.name
-        failures = self._failures(name) + 1
-        wait = backoff_seconds(account, failures, self.daemon_settings.max_backoff_seconds)
+        failures = self.schedule.failures(name) + 1
+        wait = self.schedule.backoff(account, failures)
         if isinstance(exc, FollowupSyncError):
             log.warning("pass failed (%d in a row, next try in %.0f s): %s", failures, wait, exc)
         else:
@@ -458,20 +315,7 @@ class Daemon:
                 wait,
             )
         self.metrics.pass_failed(name, mode, seconds, failures)
-        now = utcnow()
-        with self.db.sessions.begin() as session:
-            state = session.get(CollectionState, name)
-            if state is None:
-                state = CollectionState(
-                    account=name, calendar_url=account.calendar_url or account.url
-                )
-                session.add(state)
-            state.last_run_at = now
-            state.consecutive_failures = failures
-            state.last_result = f"failed ({failures} in a row, next try in {wait:.0f} s): {exc}"[
-                :2000
-            ]
-            state.next_run_at = now + dt.timedelta(seconds=wait)
+        self.schedule.failed(account, failures, wait, exc)
         return "failed"
 
     # --- CRM changes -----------------------------------------------------------------------------
@@ -502,88 +346,18 @@ class Daemon:
         if self.stopping.is_set():
             return
         try:
-            changed = self._changed_followups()
-            for name in self._accounts_for(changed):
+            changed = self.crm_watch.changed()
+            for name in self.crm_watch.accounts_for(changed, self.accounts):
                 log.info("CRM changed follow-ups of %s; syncing it soon", name)
                 self.request(name)
             for name in controls.take_requests(self.db, set(self.accounts)):
                 log.info("%s: a pass was asked for over the API; syncing it now", name)
                 self.request(name, reason="api", delay=0.0)
-            self._prune_run_log()
+            self.schedule.prune_run_log()
         except Exception:
             log.exception("polling the follow-up store failed; trying again next poll")
 
-    def _max_updated_at(self) -> dt.datetime | None:
-        with self.db.session() as session:
-            value = session.scalar(select(func.max(FollowUpRow.updated_at)))
-        return as_utc(value) if value is not None else None
-
-    def _changed_followups(self) -> list[Any]:
-        since = self._crm_watermark - CRM_POLL_OVERLAP if self._crm_watermark else None
-        query = select(
-            FollowUpRow.id,
-            FollowUpRow.owner,
-            FollowUpRow.kind,
-            FollowUpRow.origin_account,
-            FollowUpRow.updated_at,
-        )
-        if since is not None:
-            query = query.where(FollowUpRow.updated_at > since)
-        with self.db.session() as session:
-            rows = list(session.execute(query))
-        fresh = []
-        for row in rows:
-            key = (row.id, as_utc(row.updated_at))
-            if key in self._crm_seen:
-                continue
-            self._crm_seen.add(key)
-            fresh.append(row)
-            if self._crm_watermark is None or key[1] > self._crm_watermark:
-                self._crm_watermark = key[1]
-        if self._crm_watermark is not None:
-            horizon = self._crm_watermark - 2 * CRM_POLL_OVERLAP
-            self._crm_seen = {k for k in self._crm_seen if k[1] > horizon}
-        return fresh
-
-    def _accounts_for(self, rows: list[Any]) -> set[str]:
-        """Accounts a changed follow-up belongs to, or was synced to (an owner change moves it)."""
-        if not rows:
-            return set()
-        ids = [row.id for row in rows]
-        with self.db.session() as session:
-            synced = set(
-                session.execute(
-                    select(SyncItem.account, SyncItem.followup_id).where(
-                        SyncItem.followup_id.in_(ids)
-                    )
-                )
-            )
-        affected = set()
-        for row in rows:
-            for name, account in self.accounts.items():
-                if (
-                    (name, row.id) in synced
-                    or row.origin_account == name
-                    or (
-                        row.origin_account is None
-                        and account.selects(followup_id=row.id, owner=row.owner, kind=row.kind)
-                    )
-                ):
-                    affected.add(name)
-        return affected
-
     # --- bookkeeping in the database ----------------------------------------------------------
-
-    def _failures(self, name: str) -> int:
-        with self.db.session() as session:
-            state = session.get(CollectionState, name)
-            return (state.consecutive_failures or 0) if state is not None else 0
-
-    def _set_failures(self, name: str, failures: int) -> None:
-        with self.db.sessions.begin() as session:
-            state = session.get(CollectionState, name)
-            if state is not None:
-                state.consecutive_failures = failures
 
     def _write_next_run(self, name: str) -> None:
         """Store when this process will next run ``name`` (``status`` reads it)."""
@@ -594,63 +368,16 @@ class Daemon:
                 times.append(job.next_run_time)
         if not times:
             return
-        next_run = min(times)
         try:
-            with self.db.sessions.begin() as session:
-                state = session.get(CollectionState, name)
-                if state is None:
-                    return  # never connected yet: the first pass creates the row
-                failures = state.consecutive_failures or 0
-                if failures and state.last_run_at is not None:
-                    wait = backoff_seconds(
-                        self.accounts[name], failures, self.daemon_settings.max_backoff_seconds
-                    )
-                    next_run = max(next_run, as_utc(state.last_run_at) + dt.timedelta(seconds=wait))
-                state.next_run_at = next_run
+            self.schedule.write_next_run(self.accounts[name], min(times))
         except Exception as exc:
             log.debug("could not store next run of %s: %s", name, exc)
-
-    def _log_start(self, name: str, mode: str) -> int:
-        with self.db.sessions.begin() as session:
-            row = DaemonRun(account=name, worker=self.worker, mode=mode, started_at=utcnow())
-            session.add(row)
-            session.flush()
-            return row.id
-
-    def _log_end(self, run_id: int, result: str) -> None:
-        with self.db.sessions.begin() as session:
-            row = session.get(DaemonRun, run_id)
-            if row is not None:
-                row.finished_at = utcnow()
-                row.result = result
-
-    def _prune_run_log(self) -> None:
-        now = time.monotonic()
-        if now - self._last_prune < 3600:
-            return
-        self._last_prune = now
-        with self.db.sessions.begin() as session:
-            session.execute(
-                delete(DaemonRun).where(DaemonRun.started_at < utcnow() - RUN_LOG_RETENTION)
-            )
 
     # --- health ----------------------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, dict[str, str]]:
         """(ready, checks): the database answers, its schema is current, the scheduler runs."""
-        checks: dict[str, str] = {}
-        try:
-            with self.db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unreachable: {exc.__class__.__name__}"
-        if checks["database"] == "ok":
-            try:
-                check_current(self.db)
-                checks["schema"] = "ok"
-            except FollowupSyncError as exc:
-                checks["schema"] = str(exc)
+        checks = _database_checks(self.db)
         checks["scheduler"] = "ok" if self.running else "stopped"
         return all(v == "ok" for v in checks.values()), checks
 
@@ -661,3 +388,52 @@ class Daemon:
         """For tests and operators: drop one scheduled job."""
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(job_id)
+
+
+def _make_scheduler(settings: DaemonSettings) -> BackgroundScheduler:
+    """Passes in a pool of ``max_concurrent_accounts``; the CRM poller and the webhooks in a
+    thread of their own each, so passes never starve them."""
+    return BackgroundScheduler(
+        executors={
+            "default": ThreadPoolExecutor(max_workers=settings.max_concurrent_accounts),
+            "control": ThreadPoolExecutor(max_workers=1),
+            "webhooks": ThreadPoolExecutor(max_workers=1),
+        },
+        job_defaults={
+            "coalesce": True,  # a backlog of missed runs becomes one run
+            "max_instances": 1,
+            "misfire_grace_time": int(settings.misfire_grace_seconds),
+        },
+        timezone=dt.UTC,
+    )
+
+
+def _log_pass_done(report: PassReport, result: str, seconds: float) -> None:
+    done = ", ".join(f"{k}: {v}" for k, v in sorted(report.applied.done.items())) or "no changes"
+    log.info(
+        "%s pass %s in %.2f s, %d request(s): %s; %d conflict(s), %d error(s)",
+        report.mode,
+        result,
+        seconds,
+        report.requests,
+        done,
+        report.applied.conflicts,
+        len(report.errors),
+    )
+
+
+def _database_checks(db: Database) -> dict[str, str]:
+    """Readiness of the database: it answers, and its schema is the one this code needs."""
+    checks: dict[str, str] = {}
+    try:
+        db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {exc.__class__.__name__}"
+    if checks["database"] == "ok":
+        try:
+            check_current(db)
+            checks["schema"] = "ok"
+        except FollowupSyncError as exc:
+            checks["schema"] = str(exc)
+    return checks

@@ -59,7 +59,7 @@ def mount_followup_api(app: FastAPI, daemon: Daemon) -> bool:
         log.info("follow-up API off: $%s is not set", token_env)
         return False
     try:
-        from sync.api.app import create_app
+        from sync.api.app import create_app  # optional extra: api (fastapi, swagger-ui-bundle)
     except ImportError as exc:  # an install without the API module still runs the daemon
         log.warning("follow-up API not available: %s", exc)
         return False

@@ -46,9 +46,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp, FollowUpStatus, load_followup
 from mappings.occurrences import Occurrence, occurrences
-from sync.state.db import Base, as_utc, utcnow
+from sync.state.rows import Base, as_utc, utcnow
 
 Origin = Literal["calendar", "crm", "invitation"]
 ORIGINS: tuple[str, ...] = ("calendar", "crm", "invitation")
@@ -195,7 +195,8 @@ def describe(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) 
     """What changed between two documents: top-level fields and occurrences.
 
     ``exceptions`` is not listed as a field: its meaning is in the occurrences (moved,
-    cancelled, added, removed), keyed by where the series put each one.
+    cancelled, completed, added, changed), keyed by where the series put each one.
+    ``completed: true``: the follow-up itself became completed (a task, or a whole series).
     """
     old, new = dict(before or {}), dict(after or {})
     fields = sorted(
@@ -204,6 +205,8 @@ def describe(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) 
     result: dict[str, Any] = {"fields": fields}
     if before is None or after is None:
         return result
+    if new.get("status") == FollowUpStatus.completed != old.get("status"):
+        result["completed"] = True  # the whole follow-up: a task, or every occurrence
     timing = {"start", "end", "timezone", "all_day", "recurrence", "ical_recurrence"}
     if old.get("exceptions") != new.get("exceptions") or timing & set(fields):
         moved_etc = _occurrence_changes(old, new)
@@ -214,12 +217,24 @@ def describe(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) 
 
 def _occurrence_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[str]]:
     try:
-        before = _by_original(load_followup(old))
-        after = _by_original(load_followup(new))
+        old_followup, new_followup = load_followup(old), load_followup(new)
+        before, after = _by_original(old_followup), _by_original(new_followup)
     except (MappingError, ValueError, OverflowError):
         return {}
-    out: dict[str, list[str]] = {"moved": [], "cancelled": [], "added": [], "changed": []}
+    # A series completed as a whole is ``changes.completed``, not a list of every date.
+    series_done = old_followup.status == FollowUpStatus.completed
+    done_before = set(before) if series_done else _completed_by_themselves(old_followup)
+    done_after = _completed_by_themselves(new_followup)
+    out: dict[str, list[str]] = {
+        "moved": [],
+        "cancelled": [],
+        "completed": [],
+        "added": [],
+        "changed": [],
+    }
     for key, occ in after.items():
+        if key in done_after and key not in done_before and not occ.cancelled:
+            out["completed"].append(key)
         was = before.get(key)
         if was is None or was.cancelled:
             if not occ.cancelled:
@@ -238,6 +253,24 @@ def _occurrence_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, l
         if key not in after and not was.cancelled:
             out["cancelled"].append(key)
     return {k: sorted(v)[:MAX_LISTED_OCCURRENCES] for k, v in out.items() if v}
+
+
+def _completed_by_themselves(followup: FollowUp) -> set[str]:
+    """Keys of the occurrences with their own status ``completed``.
+
+    A task occurrence ticked off in a client is an exception with its own ``status``
+    (STATUS:COMPLETED on the VTODO's override); one without it has the series' status.
+    """
+    return {
+        _moment_key(_aware(e.original_start, followup.zone))
+        for e in followup.exceptions
+        if e.status == FollowUpStatus.completed
+    }
+
+
+def _aware(value: Any, zone: Any) -> Any:
+    """An exception's key as ``occurrences`` gives it: local time with the series' zone."""
+    return value.replace(tzinfo=zone) if isinstance(value, dt.datetime) else value
 
 
 def _by_original(followup: FollowUp) -> dict[str, Occurrence]:

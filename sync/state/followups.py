@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
@@ -256,3 +256,40 @@ def owner_documents(session: Session, owner: str, *, except_id: str) -> list[Fol
         )
     )
     return [load_followup(row.document) for row in rows]
+
+
+# --- reads for the daemon's CRM poll -------------------------------------------------------------
+
+
+def last_write_at(session: Session) -> dt.datetime | None:
+    """When the newest follow-up write happened (a poller starts watching from there)."""
+    value = session.scalar(select(func.max(FollowUpRow.updated_at)))
+    return as_utc(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class WrittenFollowUp:
+    """A follow-up some write touched: what decides which accounts it belongs to."""
+
+    id: str
+    owner: str | None
+    kind: str
+    origin_account: str | None
+    updated_at: dt.datetime
+
+
+def written_since(session: Session, since: dt.datetime | None) -> list[WrittenFollowUp]:
+    """Follow-ups (tombstones too) written after ``since``; all of them for None."""
+    query = select(
+        FollowUpRow.id,
+        FollowUpRow.owner,
+        FollowUpRow.kind,
+        FollowUpRow.origin_account,
+        FollowUpRow.updated_at,
+    )
+    if since is not None:
+        query = query.where(FollowUpRow.updated_at > since)
+    return [
+        WrittenFollowUp(row.id, row.owner, row.kind, row.origin_account, row.updated_at)
+        for row in session.execute(query)
+    ]

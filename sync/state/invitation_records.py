@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mappings.model import FollowUp, load_followup
-from sync.state.db import Base, Database, FollowUpRow, SyncItem, utcnow
+from sync.state.rows import Base, DatabaseLike, FollowUpRow, SyncItem, utcnow
 
 # --- tables --------------------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ class ReplyRecord(Base):
 TABLES = [InvitationState.__table__, Invitation.__table__, ReplyRecord.__table__]
 
 
-def ensure_tables(db: Database) -> None:
+def ensure_tables(db: DatabaseLike) -> None:
     """Create this module's tables if missing (they are new; older databases lack them)."""
     Base.metadata.create_all(db.engine, tables=TABLES)  # type: ignore[arg-type]
 

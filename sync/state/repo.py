@@ -13,28 +13,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.orm import Session
 
 from mappings.model import FollowUp, load_followup
 from sync.state import followups as crm_store
-from sync.state.db import (
+from sync.state.rows import (
     CollectionState,
     ConflictRecord,
     FollowUpRow,
     PendingHref,
-    PendingWrite,
     SyncItem,
-    as_utc,
     revision_of,
     utcnow,
 )
 
-# --- what one sync pass reads and records (the engine) -------------------------------------------
+#: Rows read per round trip when a query covers many follow-ups.
+_ROWS = 500
 
-#: Rows read from the database per round trip when a query covers every item.
-ROWS = 500
+# --- what one sync pass reads and records (the engine) -------------------------------------------
 
 
 # The collection row: where the calendar is, how far the last pass got.
@@ -167,7 +166,7 @@ def state_rows(session: Session, account: str) -> Iterator[Row[str, str, str, st
         SyncItem.etag,
         SyncItem.synced_hash,
     ).where(SyncItem.account == account, SyncItem.detached.is_(False))
-    yield from session.execute(query.execution_options(yield_per=ROWS))
+    yield from session.execute(query.execution_options(yield_per=_ROWS))
 
 
 def state_row(
@@ -190,7 +189,7 @@ def state_row(
 
 
 def recorded_etags(session: Session, account: str, hrefs: Collection[str]) -> dict[str, str]:
-    """href -> recorded ETag, for those of ``hrefs`` (at most ``ROWS``) an item has."""
+    """href -> recorded ETag, for those of ``hrefs`` (at most ``_ROWS``) an item has."""
     rows = session.execute(
         select(SyncItem.href, SyncItem.etag).where(
             SyncItem.account == account,
@@ -212,14 +211,14 @@ def recorded_at(session: Session, account: str, hrefs: Collection[str]) -> dict[
 
 
 def synced_documents(session: Session, account: str, ids: Collection[str]) -> dict[str, FollowUp]:
-    """The agreed documents (merge bases) of some follow-ups, ``ROWS`` per round trip."""
+    """The agreed documents (merge bases) of some follow-ups, ``_ROWS`` per round trip."""
     result: dict[str, FollowUp] = {}
     wanted = sorted(ids)
-    for start in range(0, len(wanted), ROWS):
+    for start in range(0, len(wanted), _ROWS):
         for row in session.execute(
             select(SyncItem.followup_id, SyncItem.synced_document).where(
                 SyncItem.account == account,
-                SyncItem.followup_id.in_(wanted[start : start + ROWS]),
+                SyncItem.followup_id.in_(wanted[start : start + _ROWS]),
             )
         ):
             result[row.followup_id] = load_followup(row.synced_document)
@@ -252,7 +251,7 @@ def followup_rows(
             FollowUpRow.deleted,
             FollowUpRow.updated_at,
             FollowUpRow.origin_account,
-        ).execution_options(yield_per=ROWS)
+        ).execution_options(yield_per=_ROWS)
     )
 
 
@@ -363,76 +362,6 @@ def log_conflict(
     )
 
 
-# Write intents (``pending_writes``): a server write announced before its PUT (crash safety).
-
-
-def add_intents(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
-    """Record the intents of a chunk's server writes in one statement."""
-    session.execute(insert(PendingWrite), list(rows))
-
-
-def clear_intents(session: Session, account: str, ids: Sequence[str], *, batch: int) -> None:
-    """Drop the intents of some follow-ups (their writes are recorded or re-planned)."""
-    for start in range(0, len(ids), batch):
-        session.execute(
-            delete(PendingWrite).where(
-                PendingWrite.account == account,
-                PendingWrite.followup_id.in_(ids[start : start + batch]),
-            )
-        )
-
-
-def intents(session: Session, account: str, ids: Sequence[str]) -> list[PendingWrite]:
-    """The intents a pass that died left for some follow-ups, ``ROWS`` per round trip."""
-    found: list[PendingWrite] = []
-    wanted = sorted(ids)
-    for start in range(0, len(wanted), ROWS):
-        found.extend(
-            session.scalars(
-                select(PendingWrite).where(
-                    PendingWrite.account == account,
-                    PendingWrite.followup_id.in_(wanted[start : start + ROWS]),
-                )
-            )
-        )
-    return found
-
-
-def drop_unlanded_intents(
-    session: Session,
-    account: str,
-    *,
-    before: dt.datetime,
-    failed: Collection[str],
-    fetched: Collection[str],
-) -> None:
-    """Forget intents from before ``before`` (this pass's start) whose write never landed.
-
-    A landed write moves its resource's ETag (or makes it exist), so a whole pass fetches
-    it; an intent from an earlier pass whose resource this pass neither read nor failed to
-    read was never carried out. Left in place (its follow-up had nothing to do: the CRM
-    went back to the agreed version), it would be taken for a landed write the day a
-    client edits the resource.
-    """
-    rows = session.execute(
-        select(PendingWrite.followup_id, PendingWrite.href, PendingWrite.created_at).where(
-            PendingWrite.account == account
-        )
-    ).all()
-    stale = [
-        row.followup_id
-        for row in rows
-        if as_utc(row.created_at) < before and row.href not in fetched and row.href not in failed
-    ]
-    if stale:
-        session.execute(
-            delete(PendingWrite).where(
-                PendingWrite.account == account,
-                PendingWrite.followup_id.in_(stale),
-            )
-        )
-
-
 # (end of the engine's section)
 
 
@@ -513,3 +442,106 @@ def conflicts_newest_first(
     if followup_id is not None:
         query = query.where(ConflictRecord.followup_id == followup_id)
     return list(session.scalars(query.limit(limit)))
+
+
+def agreed_versions(
+    session: Session, account: str, followup_ids: Collection[str]
+) -> dict[str, tuple[dict[str, Any], bytes]]:
+    """What both sides agreed on for some follow-ups: the document and the calendar's bytes.
+
+    In one-way mode to the CRM (``sync.engine.direction``) a CRM edit of an item the
+    calendar did not change is undone with this: it is the calendar's current version.
+    """
+    found: dict[str, tuple[dict[str, Any], bytes]] = {}
+    wanted = sorted(followup_ids)
+    for start in range(0, len(wanted), _ROWS):
+        rows = session.execute(
+            select(SyncItem.followup_id, SyncItem.synced_document, SyncItem.server_data).where(
+                SyncItem.account == account,
+                SyncItem.detached.is_(False),
+                SyncItem.followup_id.in_(wanted[start : start + _ROWS]),
+            )
+        )
+        for row in rows:
+            found[row.followup_id] = (dict(row.synced_document), bytes(row.server_data))
+    return found
+
+
+# the daemon's schedule and an admin's reset (h-state)
+
+
+def collection_state(session: Session, account: str) -> CollectionState | None:
+    """The account's collection row: its schedule, failures and last result (None: never run)."""
+    return session.get(CollectionState, account)
+
+
+def failures_in_a_row(session: Session, account: str) -> int:
+    """Failed passes in a row the database records for the account (shared by all daemons)."""
+    state = session.get(CollectionState, account)
+    return (state.consecutive_failures or 0) if state is not None else 0
+
+
+def set_failures_in_a_row(session: Session, account: str, failures: int) -> None:
+    """Store the failure count; an account never connected (no row) keeps none."""
+    state = session.get(CollectionState, account)
+    if state is not None:
+        state.consecutive_failures = failures
+
+
+def set_next_run(session: Session, account: str, at: dt.datetime) -> None:
+    """When a daemon runs the account next (``status`` shows it); no row, nothing to store."""
+    state = session.get(CollectionState, account)
+    if state is not None:
+        state.next_run_at = at
+
+
+def record_failed_pass(
+    session: Session,
+    account: str,
+    *,
+    calendar_url: str,
+    at: dt.datetime,
+    failures: int,
+    result: str,
+    next_run: dt.datetime,
+) -> None:
+    """A pass that failed: when, how many in a row, why and when it runs next (``status``).
+
+    Creates the collection row when the very first pass fails (it could not connect), so
+    the back-off applies to it as well.
+    """
+    state = session.get(CollectionState, account)
+    if state is None:
+        state = CollectionState(account=account, calendar_url=calendar_url)
+        session.add(state)
+    state.last_run_at = at
+    state.consecutive_failures = failures
+    state.last_result = result
+    state.next_run_at = next_run
+
+
+def forget_links(session: Session, account: str) -> None:
+    """Forget what links follow-ups to the account's calendar (an admin's reset).
+
+    Drops its sync records and unreadable hrefs and the sync token: the next pass sees what
+    a first pass sees and pairs follow-ups with calendar resources by UID again.
+    """
+    session.execute(delete(SyncItem).where(SyncItem.account == account))
+    session.execute(delete(PendingHref).where(PendingHref.account == account))
+    state = session.get(CollectionState, account)
+    if state is not None:
+        state.sync_token = None
+        state.last_modified_seen = None
+
+
+def synced_pairs(session: Session, followup_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(account, follow-up id) of every sync record of ``followup_ids``."""
+    rows = session.execute(
+        select(SyncItem.account, SyncItem.followup_id).where(SyncItem.followup_id.in_(followup_ids))
+    )
+    return {(account, followup_id) for account, followup_id in rows}
+
+
+def conflict(session: Session, conflict_id: int) -> ConflictRecord | None:
+    """One entry of the conflict log, by id."""
+    return session.get(ConflictRecord, conflict_id)

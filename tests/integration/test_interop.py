@@ -33,7 +33,7 @@ from sync.errors import (
 )
 from sync.run import PassReport, run_pass
 from sync.state.db import CollectionState, SyncItem
-from sync.stores.caldav import DavCalendar, Delta, FetchError, Resource
+from sync.stores.caldav import DavCalendar, DavRequest, Delta, FetchError, Reply, Resource, Sender
 from tests.dav_signin import dav_transport
 from tests.integration import client_edits as ce
 from tests.integration.test_sync import (  # noqa: F401  (env and synced are fixtures)
@@ -207,9 +207,24 @@ def test_create_does_not_overwrite_a_resource_where_if_none_match_is_ignored(
     assert "SUMMARY:Ours" in client.by_uid("followup-9001@followup-sync").text
 
 
+class _FirstLookupMisses:
+    """A Sender that answers the first PROPFIND of ``href`` 404: a check made too early."""
+
+    def __init__(self, inner: Sender, href: str) -> None:
+        self.inner = inner
+        self.href = href
+        self.missed = False
+
+    def send(self, request: DavRequest) -> Reply:
+        if not self.missed and request.method == "PROPFIND" and request.href == self.href:
+            self.missed = True
+            return Reply(404, {}, b"", request.url)
+        return self.inner.send(request)
+
+
 @sogo_only
 def test_create_that_replaced_a_resource_created_meanwhile_is_reported(
-    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str, monkeypatch: pytest.MonkeyPatch
+    cal: DavCalendar, dav_server: ServerInfo, calendar_url: str
 ) -> None:
     """The window between our existence check and the PUT: SOGo answers 204, not 201."""
     client = ce.PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
@@ -217,20 +232,12 @@ def test_create_that_replaced_a_resource_created_meanwhile_is_reported(
     href = cal.href_for_uid(uid)
     client.create(href.rsplit("/", 1)[1], vevent(uid, "Created meanwhile"))
     # Our existence check ran just before the client's PUT: it saw nothing.
-    original = DavCalendar._etag_of
-    calls: list[str] = []
-
-    def check_too_early(self: DavCalendar, key: str) -> str | None:
-        calls.append(key)
-        return None if len(calls) == 1 else original(self, key)
-
-    monkeypatch.setattr(DavCalendar, "_etag_of", check_too_early)
+    cal.sender = _FirstLookupMisses(cal.sender, href)
 
     with pytest.raises(AlreadyExists, match="replaced"):
         cal.create(href, vevent(uid, "Ours"))
 
     assert "Created meanwhile" not in client.by_uid(uid).text  # replaced, but reported
-    monkeypatch.setattr(DavCalendar, "_etag_of", original)
     with connect_to(dav_server, calendar_url, if_none_match_honoured=True) as trusting:
         trusting.create(href, vevent(uid, "Ours again"))  # no error: taken for a create
 

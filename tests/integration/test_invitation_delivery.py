@@ -1,4 +1,4 @@
-"""Answers reach the service in the deployment docs/invitations.md describes, over real mail.
+"""Answers reach the service in the deployment docs/how-to/invitations.md describes, over real mail.
 
 The pieces, all real and on loopback:
 
@@ -126,7 +126,7 @@ def mail_server(imap_port: int) -> Iterator[tuple[MailServer, int]]:
 def write_config(
     path: Path, server: RunningServer, calendar_url: str, smtp_port: int, imap_port: int
 ) -> Path:
-    """The configuration of docs/invitations.md, pointed at the loopback servers."""
+    """The configuration of docs/how-to/invitations.md, pointed at the loopback servers."""
     path.write_text(
         f"""
 database = "sqlite:///{path.parent / "state.sqlite"}"

@@ -1,4 +1,4 @@
-"""The accounts shown in docs/servers-and-sign-in.md load as they are written."""
+"""The accounts shown in docs/how-to/servers-and-sign-in.md load as they are written."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sync.config import load_settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "servers-and-sign-in.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "servers-and-sign-in.md"
 
 
 def test_every_account_in_the_sign_in_guide_is_a_valid_config(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from benchmarks.bench_sync import realistic_followups
 from sync.state.db import ConflictRecord, Database
 from sync.state.followups import FollowUpStore
 from sync.state.locks import SqliteFileLock
+from sync.testing.followups import realistic_followups
 from tests.reliability.helpers import agreement, direct
 from tests.servers import RunningServer
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from benchmarks.bench_sync import realistic_followups
 from sync.engine.merge import ConflictPolicy
 from sync.run import run_pass
 from sync.state.db import ConflictRecord, Database, PendingWrite, SyncItem, utcnow
 from sync.state.followups import FollowUpStore
+from sync.testing.followups import realistic_followups
 from tests.integration.client_edits import PlainClient, edit_series
 from tests.reliability.helpers import agreement, direct, fetch, server_followup
 from tests.reliability.test_crashes import PASSWORD_ENV, _account, _worker

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_sync import realistic_followups
 from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
+from sync.testing.followups import realistic_followups
 from tests.reliability.helpers import (
     FULL,
     agreement,

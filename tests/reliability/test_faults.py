@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from benchmarks.bench_sync import realistic_followups
 from mappings.errors import FollowupSyncError
 from mappings.model import FollowUp
 from sync.config import Account
@@ -27,6 +26,7 @@ from sync.run import PassReport, run_pass
 from sync.state.db import Database, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar, RetryPolicy
+from sync.testing.followups import realistic_followups
 from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.helpers import (
     FULL,
@@ -69,8 +69,8 @@ def _through(
         timeout=TIMEOUT,
         server_kind=server.kind,
         retry=POLICY,
+        sleep=sleeps,  # the test's clock; production uses time.sleep
     )
-    calendar._sleep = sleeps  # the test's clock; production uses time.sleep
     return calendar
 
 

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from icalendar import Calendar, Event
 
-from benchmarks.bench_sync import realistic_followups
 from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
+from sync.testing.followups import realistic_followups
 from tests.reliability.fault_proxy import FaultProxy, Rewrite
 from tests.reliability.helpers import client_create, direct
 from tests.servers import RunningServer

@@ -14,7 +14,7 @@ the two edits stands; every conflict entry is a choice between the two edits of 
 a series, and there is one per such series.
 
 ``FOLLOWUP_SYNC_STRESS=full``: 50 rounds on Radicale and on Xandikos (the figures in
-docs/reliability.md); the default run: 4 rounds on Radicale.
+docs/explanation/reliability.md); the default run: 4 rounds on Radicale.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from benchmarks.bench_sync import realistic_followups
 from mappings.model import FollowUp
 from mappings.resource import read
 from sync.engine.merge import ConflictPolicy
@@ -37,6 +36,7 @@ from sync.run import run_pass
 from sync.state.db import ConflictRecord, Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
+from sync.testing.followups import realistic_followups
 from tests.integration.client_edits import PlainClient, edit_series
 from tests.reliability.helpers import FULL, agreement, direct, seed_for, server_resources
 from tests.reliability.test_crashes import PASSWORD_ENV, _account, _worker

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from benchmarks.bench_sync import realistic_followups
 from sync.engine import unreadable
 from sync.run import run_pass
 from sync.state.db import Database, PendingHref, as_utc, utcnow
 from sync.state.followups import FollowUpStore
+from sync.testing.followups import realistic_followups
 from tests.integration.client_edits import PlainClient, edit_series
 from tests.reliability.test_crashes import PASSWORD_ENV, _account
 from tests.servers import RunningServer

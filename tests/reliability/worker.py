@@ -24,13 +24,12 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Mapping
 
 from mappings.errors import FollowupSyncError
 from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
-from sync.stores.caldav import DEFAULT_MAX_RESPONSE_BYTES, DavCalendar, _Reply
+from sync.stores.caldav import DEFAULT_MAX_RESPONSE_BYTES, DavCalendar, DavRequest, Reply, Sender
 
 _WRITES = ("PUT", "DELETE")
 
@@ -45,23 +44,24 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class CrashingCalendar(DavCalendar):
-    """A DavCalendar that kills its own process at the configured request."""
+class CrashingSender:
+    """Wraps a calendar's Sender and kills its own process at the configured request."""
 
     after_requests = _limit("AFTER_REQUESTS")
     before_requests = _limit("BEFORE_REQUESTS")
     after_writes = _limit("AFTER_WRITES")
-    requests = 0
-    writes = 0
 
-    def _send_once(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> _Reply:
+    def __init__(self, inner: Sender) -> None:
+        self.inner = inner
+        self.requests = 0
+        self.writes = 0
+
+    def send(self, request: DavRequest) -> Reply:
         self.requests += 1
         if self.before_requests is not None and self.requests >= self.before_requests:
             _die()
-        reply = super()._send_once(method, url, body, headers)
-        if method in _WRITES:
+        reply = self.inner.send(request)
+        if request.method in _WRITES:
             self.writes += 1
             if self.after_writes is not None and self.writes >= self.after_writes:
                 _die()
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         conflict_policy=args.conflict_policy,
     )
-    calendar = CrashingCalendar.connect(
+    calendar = DavCalendar.connect(
         args.calendar_url,
         username=args.username,
         password=account.password(),
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         max_response_bytes=args.max_response_bytes,
     )
+    crashing = CrashingSender(calendar.sender)
+    calendar.sender = crashing
     after_actions = _limit("AFTER_ACTIONS")
 
     def progress(done: int, total: int) -> None:
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"ok": False, "stopped": str(exc), "errors": [], "done": {}}
     out["seconds"] = round(time.monotonic() - started, 2)
     out["maxrss_kb"] = peak_rss_kb()
-    out["requests"] = calendar.requests
+    out["requests"] = crashing.requests
     print(json.dumps(out))
     return 0
 

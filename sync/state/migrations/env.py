@@ -5,12 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from sync.state.db import Base
-from sync.state.schema import import_models
+from sync.state.tables import METADATA
 
-import_models()  # autogenerate must see every table, not only those already imported
-
-target_metadata = Base.metadata
+target_metadata = METADATA  # every table, not only those some caller imported
 config = context.config
 
 

@@ -4,7 +4,7 @@
 memory does not grow with the calendar. Here the chunks are tiny (2 or 3) so that every
 boundary is crossed, and each scenario runs twice side by side: once in chunks, once
 in one piece (a chunk larger than the calendar), each against its own in-process CalDAV
-store (``benchmarks.memory.InProcessDav``) and database, with the same edits on both.
+store (``sync.testing.dav_server.InProcessDav``) and database, with the same edits on both.
 Both must end with the same calendar, the same follow-ups and the same state, from the
 same number of requests; the safety rails must still refuse a mass deletion before the
 first write, whichever chunk the deletions fall in.
@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from benchmarks.memory import InProcessDav, in_process_calendar
 from mappings.model import FollowUp, load_followup
 from sync.config import Account
 from sync.engine.merge import ConflictPolicy
@@ -30,6 +29,7 @@ from sync.errors import SideEmpty, TooManyDeletes
 from sync.state.db import CollectionState, Database, FollowUpRow, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
+from sync.testing.dav_server import InProcessDav, in_process_calendar
 from tests.factories import appointment, weekly_rule
 from tests.integration import client_edits as ce
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sync.engine.listing import _trusted
-from sync.stores.caldav import LastModified, _http_date
+from sync.stores.caldav import LastModified
+from sync.stores.caldav.listing import http_date
 
 NOON = dt.datetime(2026, 11, 24, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -29,8 +30,8 @@ def test_nothing_read_keeps_nothing() -> None:
 
 
 def test_http_dates_are_read_as_aware_datetimes_and_garbage_as_none() -> None:
-    assert _http_date("Tue, 24 Nov 2026 12:00:00 GMT") == NOON
-    assert _http_date("Tuesday, 24-Nov-26 12:00:00 GMT") == NOON  # RFC 850 form
-    assert _http_date("yesterday") is None
-    assert _http_date("") is None
-    assert _http_date(None) is None
+    assert http_date("Tue, 24 Nov 2026 12:00:00 GMT") == NOON
+    assert http_date("Tuesday, 24-Nov-26 12:00:00 GMT") == NOON  # RFC 850 form
+    assert http_date("yesterday") is None
+    assert http_date("") is None
+    assert http_date(None) is None

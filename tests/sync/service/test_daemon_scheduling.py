@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from sync.config import Account, DaemonSettings, Settings
+from sync.config import Account, DaemonSettings, Settings, backoff_seconds
 from sync.engine.actions import Plan
 from sync.engine.runner import PassReport
 from sync.errors import TransportError
-from sync.service.daemon import Daemon, backoff_seconds
+from sync.service.daemon import Daemon
 from sync.state.db import CollectionState, Database, utcnow
 from tests.sync.service.conftest import followup, put_followups, wait_for
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from sqlalchemy import inspect, select, text
 
 from mappings.model import load_followup
 from sync.state import schema
-from sync.state.db import Base, CollectionState, Database, FollowUpRow
+from sync.state.db import CollectionState, Database, FollowUpRow
 from sync.state.followups import FollowUpStore
+from sync.state.tables import METADATA
 from tests.factories import appointment
 
 
@@ -26,13 +29,42 @@ def test_upgrade_from_empty_matches_the_models(tmp_path: Path) -> None:
     with pytest.raises(schema.SchemaNotCurrent, match="db upgrade"):
         schema.check_current(db)
     assert schema.upgrade(db) == (None, schema.HEAD_REVISION)
-    schema.import_models()
     with db.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(connection), METADATA)
     # Every table of every model module (state, daemon, invitations) comes from a revision.
     assert diff == []
     assert schema.check_current(db) == schema.HEAD_REVISION
     assert schema.upgrade(db) == (schema.HEAD_REVISION, schema.HEAD_REVISION)  # idempotent
+
+
+def test_a_fresh_process_knows_every_table_from_the_state_package_alone(tmp_path: Path) -> None:
+    """``sync.state.tables`` lists every table module: a process that imports none of the
+    wings (invitations, webhooks, API) still creates every table on a quick start."""
+    url = f"sqlite:///{tmp_path / 'alone.sqlite'}"
+    code = (
+        "import sys\n"
+        "from alembic.autogenerate import compare_metadata\n"
+        "from alembic.runtime.migration import MigrationContext\n"
+        "from sync.state import schema\n"
+        "from sync.state.db import Database\n"
+        "migrated = Database(sys.argv[1] + '.m')\n"
+        "schema.upgrade(migrated)\n"
+        "from sync.state.tables import METADATA\n"
+        "with migrated.engine.connect() as connection:\n"
+        "    assert compare_metadata(MigrationContext.configure(connection), METADATA) == []\n"
+        "quick = Database.open(sys.argv[1])\n"
+        "from sqlalchemy import inspect\n"
+        "print(sorted(inspect(quick.engine).get_table_names()))\n"
+        "wings = ('sync.invitations', 'sync.webhooks', 'sync.api')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(wings)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True
+    )
+    tables, wings = done.stdout.splitlines()
+    assert wings == "[]"
+    for name in ("invitations", "webhook_subscriptions", "account_controls", "change_feed"):
+        assert f"'{name}'" in tables
 
 
 def test_database_open_quick_start_is_stamped_current(tmp_path: Path) -> None:
