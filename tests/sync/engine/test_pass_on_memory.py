@@ -16,7 +16,7 @@ import pytest
 
 from mappings.model import FollowUp, load_followup
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
+from sync.run import PassReport, run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.memory import MemoryCalendar
