@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-interop lint typecheck check bench docs docs-strict clean
+.PHONY: demo demo-superoffice test test-interop lint typecheck check bench docs docs-strict clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m sync.demo
+
+# The same loop with SuperOffice (the stand-in) in place of the JSON import (docs/how-to/superoffice.md).
+demo-superoffice: $(STAMP)
+	$(BIN)/python -m sync.demo.superoffice
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -32,7 +32,8 @@ from typing import Any
 
 from icalendar import Calendar, Component, Event, Todo, vRecur
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 from mappings.to_ical import add_timezones, followup_components, new_calendar
 

@@ -27,7 +27,8 @@ from typing import Literal
 
 from icalendar import vRecur
 
-from mappings.model import FollowUp, FollowUpStatus, Moment, OccurrenceException
+from mappings.model import FollowUp, FollowUpStatus, OccurrenceException
+from mappings.moments import date_of
 from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type, is_bounded
 from mappings.superoffice import (
@@ -394,12 +395,8 @@ def _pattern_name(followup: FollowUp, lang: Lang) -> str:
 
 def _occurrence_dates(followup: FollowUp) -> list[dt.date]:
     """Local dates of the occurrences that will happen (cancelled ones left out), in order."""
-    dates = [_date_of(o.start) for o in occurrences(followup, include_cancelled=False)]
+    dates = [date_of(o.start) for o in occurrences(followup, include_cancelled=False)]
     return sorted(dates)
-
-
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def _dmy(day: dt.date) -> str:

@@ -13,7 +13,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from mappings.model import FollowUp, Moment, OccurrenceException
+from mappings.model import FollowUp, OccurrenceException
+from mappings.moments import instant
 from mappings.occurrences import occurrences
 
 #: Fields compared one by one; ``series`` stands for everything that decides the dates.
@@ -37,7 +38,7 @@ NOT_COMPARED = frozenset({"completed_at"})
 def series_signature(followup: FollowUp) -> tuple[Any, ...]:
     """What the series produces before per-occurrence edits: zone, length and start instants."""
     bare = followup.model_copy(update={"exceptions": []})
-    starts = tuple(_instant(o.original_start) for o in occurrences(bare))
+    starts = tuple(instant(o.original_start) for o in occurrences(bare))
     return (followup.all_day, followup.timezone, followup.duration, starts)
 
 
@@ -124,9 +125,3 @@ def differences(old: FollowUp, new: FollowUp) -> list[str]:
 def _norm(value: object) -> object:
     # Clients drop empty DESCRIPTION/LOCATION lines; "" and None mean the same.
     return value or None
-
-
-def _instant(value: Moment) -> object:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC) if value.tzinfo is not None else value
-    return value

@@ -37,15 +37,16 @@ from dataclasses import dataclass
 from icalendar import Calendar, Component, Event, Todo, vCalAddress
 
 from mappings.errors import MappingError
-from mappings.model import FollowUp, FollowUpKind, Moment, Organizer, ParticipantStatus
+from mappings.model import FollowUp, FollowUpKind, Organizer, ParticipantStatus
+from mappings.moments import Moment, aware, instant, naive, wall_clock_key
 from mappings.occurrences import occurrences
+from mappings.rrule import ical_moment
 from mappings.to_ical import (
     KIND_PROPERTY,
     PRODID,
     add_participants,
     add_timezones,
     followup_components,
-    ical_moment,
 )
 
 REQUEST = "REQUEST"
@@ -162,13 +163,13 @@ def removed_occurrences(old: FollowUp, new: FollowUp) -> list[Moment]:
     occurrences explicitly cancelled at their old original start count as removed.
     Otherwise moving a series by two hours would also CANCEL each of its old occurrences.
     """
-    before = {_naive(o.original_start) for o in occurrences(old) if not o.cancelled}
+    before = {naive(o.original_start) for o in occurrences(old) if not o.cancelled}
     produced = occurrences(new)
-    after = {_naive(o.original_start) for o in produced if not o.cancelled}
+    after = {naive(o.original_start) for o in produced if not o.cancelled}
     if after <= before:
-        return sorted(before - after, key=_sort_key)
-    cancelled = {_naive(o.original_start) for o in produced if o.cancelled}
-    return sorted(before & cancelled, key=_sort_key)
+        return sorted(before - after, key=wall_clock_key)
+    cancelled = {naive(o.original_start) for o in produced if o.cancelled}
+    return sorted(before & cancelled, key=wall_clock_key)
 
 
 def rescheduled(old: FollowUp, new: FollowUp, *, ignoring: list[Moment]) -> bool:
@@ -177,7 +178,7 @@ def rescheduled(old: FollowUp, new: FollowUp, *, ignoring: list[Moment]) -> bool
         return True
     if (old.location or None) != (new.location or None):
         return True
-    skip = {_instant(_aware(m, old)) for m in ignoring}
+    skip = {instant(aware(m, old.zone)) for m in ignoring}
     return [e for e in _schedule(old) if e[0] not in skip] != [
         e for e in _schedule(new) if e[0] not in skip
     ]
@@ -199,7 +200,7 @@ def changed_occurrences(
         return None
     if (old.location or None) != (new.location or None):
         return None
-    skip = {_instant(_aware(m, old)) for m in ignoring}
+    skip = {instant(aware(m, old.zone)) for m in ignoring}
     before = {k: v for k, v in _by_original(old).items() if k not in skip}
     after = {k: v for k, v in _by_original(new).items() if k not in skip}
     if before.keys() != after.keys():
@@ -208,7 +209,7 @@ def changed_occurrences(
     live = [k for k in after if not after[k][1][2]]
     if changed and len(changed) >= len(live):
         return None
-    return sorted(changed, key=_sort_key)
+    return sorted(changed, key=wall_clock_key)
 
 
 def parse_reply(data: bytes | str) -> Reply:
@@ -381,26 +382,14 @@ def _as_list(value: object) -> list[vCalAddress]:
     return value if isinstance(value, list) else [value]  # type: ignore[list-item]
 
 
-def _naive(value: Moment) -> Moment:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.replace(tzinfo=None)
-    return value
-
-
-def _aware(value: Moment, followup: FollowUp) -> Moment:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=followup.zone)
-    return value
-
-
 def _schedule(followup: FollowUp) -> list[tuple[object, ...]]:
     result: list[tuple[object, ...]] = []
     for occurrence in occurrences(followup):
         result.append(
             (
-                _instant(occurrence.original_start),
-                _instant(occurrence.start),
-                _instant(occurrence.end),
+                instant(occurrence.original_start),
+                instant(occurrence.start),
+                instant(occurrence.end),
                 occurrence.cancelled,
                 occurrence.location or None,
             )
@@ -411,21 +400,9 @@ def _schedule(followup: FollowUp) -> list[tuple[object, ...]]:
 def _by_original(followup: FollowUp) -> dict[object, tuple[Moment, tuple[object, ...]]]:
     """Instant of each original start -> (its naive local key, (start, end, cancelled, place))."""
     return {
-        _instant(o.original_start): (
-            _naive(o.original_start),
-            (_instant(o.start), _instant(o.end), o.cancelled, o.location or None),
+        instant(o.original_start): (
+            naive(o.original_start),
+            (instant(o.start), instant(o.end), o.cancelled, o.location or None),
         )
         for o in occurrences(followup)
     }
-
-
-def _instant(value: Moment) -> object:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC)
-    return value
-
-
-def _sort_key(value: Moment) -> tuple[dt.date, dt.time]:
-    if isinstance(value, dt.datetime):
-        return (value.date(), value.time())
-    return (value, dt.time())

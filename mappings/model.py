@@ -41,14 +41,14 @@ reference) is two optional fields, on the follow-up and on each exception:
   series' status. ``docs/explanation/tasks-and-splits.md`` says what each maps to in a calendar.
 * ``completed_at`` — when it was completed (UTC), if known: a calendar's COMPLETED.
   Informative only: two documents that differ only here mean the same.
+
+This module holds the model and its parts only; reading documents (JSON, validation of
+the recurrence included) is ``mappings.documents``, the date helpers ``mappings.moments``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
-from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -57,12 +57,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from mappings.errors import DATA_ERRORS, MappingError
+from mappings.moments import Moment, date_of
 from mappings.superoffice import RecurrenceInfo
 
 #: UIDs we make are ``followup-<id>@followup-sync``; ``parse`` recognises them.
@@ -79,9 +78,6 @@ class FollowUpKind(StrEnum):
     appointment = "appointment"
     task = "task"
     call = "call"
-
-
-Moment = dt.datetime | dt.date
 
 
 class FollowUpStatus(StrEnum):
@@ -131,9 +127,9 @@ class OccurrenceException(BaseModel):
             if self.cancelled:
                 raise ValueError("a cancelled exception is not all-day")
             if self.start is None:
-                self.start = _date_of(self.original_start)
+                self.start = date_of(self.original_start)
             if self.end is None:
-                self.end = _date_of(self.start) + dt.timedelta(days=1)
+                self.end = date_of(self.start) + dt.timedelta(days=1)
             if type(self.start) is not dt.date or type(self.end) is not dt.date:
                 raise ValueError("an all-day exception takes dates for start and end")
             if self.end <= self.start:
@@ -347,10 +343,6 @@ class FollowUp(BaseModel):
         return data
 
 
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
-
-
 def uid_for_id(followup_id: str) -> str:
     return f"{UID_PREFIX}{followup_id}{UID_SUFFIX}"
 
@@ -402,119 +394,3 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 def _check_completion(status: FollowUpStatus | None, completed_at: dt.datetime | None) -> None:
     if completed_at is not None and status != FollowUpStatus.completed:
         raise ValueError("completed_at: is given, but status is not completed")
-
-
-def _error_from_validation(exc: ValidationError, item: str | None) -> MappingError:
-    first = exc.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"])
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    # Our own validators name the field at the start of the message ("end: is before start").
-    head, sep, rest = message.partition(": ")
-    if not loc and sep and " " not in head:
-        return MappingError(rest, item=item, field=head)
-    return MappingError(message, item=item, field=loc or None)
-
-
-def load_followup(data: Any) -> FollowUp:
-    """Validate one follow-up document; a MappingError names the id and the field."""
-    item = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else None
-    if not isinstance(data, dict):
-        raise MappingError("a follow-up must be a JSON object", item=item)
-    unencodable = _unencodable_text(data)
-    if unencodable is not None:
-        path, text = unencodable
-        raise MappingError(
-            f"holds {text!r}, a lone UTF-16 surrogate, which is not text", item=item, field=path
-        )
-    # Checks that need the whole model (patterns, exception keys) live with the recurrence code.
-    from mappings.occurrences import validate_followup
-
-    try:
-        followup = FollowUp.model_validate(data)
-        validate_followup(followup)
-    except ValidationError as exc:
-        raise _error_from_validation(exc, item) from None
-    except MappingError as exc:
-        if exc.item is None:
-            exc.item = item
-        raise
-    except DATA_ERRORS as exc:
-        # Found by tests/reliability/test_fuzz.py: a document broken in a way no validator
-        # foresaw is still a clear error about this item, never a crash of the import.
-        message = f"cannot be read: {type(exc).__name__}: {exc}"
-        raise MappingError(message, item=item, field="document") from None
-    return followup
-
-
-def _unencodable_text(data: Any, path: str = "") -> tuple[str, str] | None:
-    """The first string (or key) with a lone surrogate, as (field path, the surrogate).
-
-    JSON can spell one (``"\\ud800"``) and Python's parser accepts it, but it is not text:
-    it cannot be stored, hashed or written to a calendar.
-    """
-    if isinstance(data, str):
-        for char in data:
-            if "\ud800" <= char <= "\udfff":
-                return path or "document", char
-        return None
-    if isinstance(data, dict):
-        children: Iterable[tuple[str, Any]] = data.items()
-    elif isinstance(data, list):
-        children = ((str(index), item) for index, item in enumerate(data))
-    else:
-        return None
-    for key, value in children:
-        where = f"{path}.{key}" if path else str(key)
-        found = _unencodable_text(key, where) or _unencodable_text(value, where)
-        if found is not None:
-            return found
-    return None
-
-
-def load_followups(data: Any) -> list[FollowUp]:
-    """One document or an array of them; one id twice in an array is refused."""
-    items: Iterable[Any] = data if isinstance(data, list) else [data]
-    followups = [load_followup(item) for item in items]
-    first_at: dict[str, int] = {}
-    for position, followup in enumerate(followups, start=1):
-        earlier = first_at.setdefault(followup.id, position)
-        if earlier != position:
-            # The second would silently replace the first on import.
-            raise MappingError(
-                f"appears twice in this file: follow-ups number {earlier} and {position} "
-                "(counting from 1) have this id",
-                item=followup.id,
-                field="id",
-            )
-    return followups
-
-
-def load_followups_json(text: str | bytes) -> list[FollowUp]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MappingError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise MappingError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
-    except RecursionError:
-        raise MappingError("not valid JSON: nested too deeply to read") from None
-    except ValueError as exc:
-        # json turns digits into an int; Python refuses more than sys.get_int_max_str_digits().
-        raise MappingError(f"not valid JSON: {_number_error(exc)}") from None
-    return load_followups(data)
-
-
-def _number_error(exc: ValueError) -> str:
-    """Python's message for a number with too many digits, without its advice to programmers."""
-    message = str(exc)
-    if "integer string conversion" in message:
-        return f"a number has more than {sys.get_int_max_str_digits()} digits"
-    return message
-
-
-def dump_followups_json(followups: Iterable[FollowUp]) -> str:
-    return json.dumps([f.to_json_dict() for f in followups], indent=2, ensure_ascii=False)

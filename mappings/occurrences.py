@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, OccurrenceException
+from mappings.model import FollowUp, OccurrenceException
+from mappings.moments import Moment, aware, date_of, instant_key, show
 from mappings.patterns import (
     MAX_OCCURRENCES,
     is_bounded,
     pattern_dates,
     validate_pattern,
 )
+from mappings.rrule import ical_recurrence_starts, validate_ical_recurrence
 from mappings.superoffice import RecurrencePattern
 
 
@@ -69,7 +71,7 @@ def series_dates(followup: FollowUp, *, until: dt.date | None = None) -> SeriesD
     have no rule: everything is an "added" date.
     """
     info = followup.recurrence
-    start_date = _date_of(followup.start)
+    start_date = date_of(followup.start)
     if info is None or not info.repeats:
         return SeriesDates([start_date], [start_date], [], [], True, has_rule=False)
     bounded = is_bounded(info)
@@ -94,7 +96,7 @@ def validate_followup(followup: FollowUp) -> None:
     item = followup.id
     info = followup.recurrence
     if info is not None:
-        validate_pattern(info, item, _date_of(followup.start))
+        validate_pattern(info, item, date_of(followup.start))
         if (
             info.repeats
             and info.Pattern != RecurrencePattern.Custom
@@ -108,8 +110,6 @@ def validate_followup(followup: FollowUp) -> None:
                 field="recurrence.Dates",
             )
     if followup.ical_recurrence is not None:
-        from mappings.rrule import validate_ical_recurrence
-
         validate_ical_recurrence(followup)
     if not followup.exceptions:
         return
@@ -125,12 +125,12 @@ def validate_followup(followup: FollowUp) -> None:
                 field=f"exceptions.{index}.original_start",
             )
     keys = _occurrence_keys(
-        followup, until=max(_date_of(e.original_start) for e in followup.exceptions)
+        followup, until=max(date_of(e.original_start) for e in followup.exceptions)
     )
     for index, exception in enumerate(followup.exceptions):
         if exception.original_start not in keys:
             raise MappingError(
-                f"{_show(exception.original_start)} is not an occurrence of the series",
+                f"{show(exception.original_start)} is not an occurrence of the series",
                 item=item,
                 field=f"exceptions.{index}.original_start",
             )
@@ -149,7 +149,7 @@ def occurrences(
     ``mappings.patterns``; no expansion ever exceeds ``MAX_OCCURRENCES``.
     """
     zone = followup.zone
-    until = _date_of(window_end) + dt.timedelta(days=1) if window_end is not None else None
+    until = date_of(window_end) + dt.timedelta(days=1) if window_end is not None else None
     originals = _original_starts(followup, until=until)
     edits = {e.original_start: e for e in followup.exceptions}
     duration = followup.duration
@@ -160,14 +160,15 @@ def occurrences(
         if occurrence.cancelled and not include_cancelled:
             continue
         result.append(_localise(occurrence, zone, followup.all_day))
-    result.sort(key=lambda o: _sort_key(o.start))
+    result.sort(key=lambda o: instant_key(o.start))
     if window_start is not None or window_end is not None:
-        lo = _sort_key(_aware(window_start, zone)) if window_start is not None else None
-        hi = _sort_key(_aware(window_end, zone)) if window_end is not None else None
+        lo = instant_key(aware(window_start, zone)) if window_start is not None else None
+        hi = instant_key(aware(window_end, zone)) if window_end is not None else None
         result = [
             o
             for o in result
-            if (lo is None or _sort_key(o.start) >= lo) and (hi is None or _sort_key(o.start) < hi)
+            if (lo is None or instant_key(o.start) >= lo)
+            and (hi is None or instant_key(o.start) < hi)
         ]
     return result
 
@@ -175,8 +176,6 @@ def occurrences(
 def _original_starts(followup: FollowUp, *, until: dt.date | None) -> list[Moment]:
     """The unedited occurrence keys (local, naive), before exceptions apply."""
     if followup.ical_recurrence is not None:
-        from mappings.rrule import ical_recurrence_starts
-
         return ical_recurrence_starts(followup, until=until)
     dates = series_dates(followup, until=until).final
     if followup.all_day:
@@ -219,7 +218,7 @@ def _apply(
     end = exception.end if exception.end is not None else start + duration
     if exception.all_day:
         # all_day: start and end are dates (the exception's validator fills them in).
-        start, end = _date_of(start), _date_of(end)
+        start, end = date_of(start), date_of(end)
     return Occurrence(
         original,
         start,
@@ -235,34 +234,12 @@ def _localise(occurrence: Occurrence, zone: ZoneInfo, all_day: bool) -> Occurren
     if all_day:
         return occurrence
     return Occurrence(
-        _aware(occurrence.original_start, zone),
-        _aware(occurrence.start, zone),
-        _aware(occurrence.end, zone),
+        aware(occurrence.original_start, zone),
+        aware(occurrence.start, zone),
+        aware(occurrence.end, zone),
         occurrence.title,
         occurrence.description,
         occurrence.location,
         occurrence.cancelled,
         occurrence.moved,
     )
-
-
-def _aware(value: Moment, zone: ZoneInfo) -> Moment:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
-    return value
-
-
-def _sort_key(value: Moment) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-    return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
-
-
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
-
-
-def _show(value: Moment) -> str:
-    return value.isoformat()

@@ -36,7 +36,8 @@ from typing import Any
 from icalendar import Calendar, Component
 
 from mappings.errors import MappingError, item_errors
-from mappings.model import FollowUp, FollowUpKind, Moment
+from mappings.model import FollowUp, FollowUpKind
+from mappings.moments import Moment, date_of, naive, show, time_of, to_local
 from mappings.occurrences import occurrences
 from mappings.task_status import STATUS_PROPERTY, TASK_STATUS_PROPERTIES
 from mappings.to_ical import calendar_bytes, followup_components, unedited_override
@@ -103,7 +104,7 @@ class Rendered:
     def dropped_lines(self) -> list[str]:
         """One sentence per dropped override, for the pass report."""
         return [
-            f"occurrence {_show(key)} is no longer in the series; the calendar's own "
+            f"occurrence {show(key)} is no longer in the series; the calendar's own "
             "changes to it (alarm, status, …) were dropped with it"
             for key in self.dropped
         ]
@@ -341,29 +342,20 @@ def _occurrence_now(
     where the old series put its occurrences (the old master's time of day) and the
     series has moved to another time of day, the new series' occurrence on that day.
     """
-    original = _local(_prop(override, "RECURRENCE-ID").dt, followup)
+    original = to_local(_prop(override, "RECURRENCE-ID").dt, followup.zone, followup.all_day)
     candidates = [original]
     if old_master is not None and "DTSTART" in old_master:
-        old_start = _local(_prop(old_master, "DTSTART").dt, followup)
-        if _time_of(old_start) == _time_of(original):
-            candidates.append(_on_day(_date_of(original), followup))
-    last = max(_date_of(c) for c in candidates)
+        old_start = to_local(_prop(old_master, "DTSTART").dt, followup.zone, followup.all_day)
+        if time_of(old_start) == time_of(original):
+            candidates.append(_on_day(date_of(original), followup))
+    last = max(date_of(c) for c in candidates)
     keys = {
-        _naive(o.original_start)
+        naive(o.original_start)
         for o in occurrences(
             followup, window_end=last + dt.timedelta(days=2), include_cancelled=False
         )
     }
     return next((c for c in candidates if c in keys), None)
-
-
-def _local(value: Moment, followup: FollowUp) -> Moment:
-    """A server value as the follow-up keys occurrences: naive local time, or a date."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(followup.zone).replace(tzinfo=None)
-        return value.date() if followup.all_day else value
-    return value if followup.all_day else dt.datetime.combine(value, dt.time())
 
 
 def _on_day(day: dt.date, followup: FollowUp) -> Moment:
@@ -380,20 +372,6 @@ def _recurrence_key_of(key: Moment, followup: FollowUp) -> object:
     return key
 
 
-def _naive(value: Moment) -> Moment:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.replace(tzinfo=None)
-    return value
-
-
-def _time_of(value: Moment) -> dt.time | None:
-    return value.time() if isinstance(value, dt.datetime) else None
-
-
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
-
-
 def _sortable(key: object) -> tuple[int, str]:
     """Master first, then overrides in time order (dates and instants side by side)."""
     if key is None:
@@ -403,10 +381,6 @@ def _sortable(key: object) -> tuple[int, str]:
             return (1, key.isoformat())
         return (1, key.astimezone(dt.UTC).replace(tzinfo=None).isoformat())
     return (1, str(key))
-
-
-def _show(value: Moment) -> str:
-    return value.isoformat()
 
 
 def _prop(component: Component, name: str) -> Any:

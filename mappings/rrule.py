@@ -31,10 +31,12 @@ import calendar
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from icalendar import Event, vRecur
+import recurring_ical_events
+from icalendar import Calendar, Component, Event, vDDDLists, vDDDTypes, vPeriod, vRecur
 
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment
+from mappings.model import FollowUp
+from mappings.moments import Moment, date_of
 from mappings.patterns import (
     DEFAULT_OPEN_ENDED_YEARS,
     MAX_OCCURRENCES,
@@ -131,7 +133,42 @@ def until_value(end_date: dt.date, *, zone: ZoneInfo, all_day: bool) -> str:
     return last_moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def ical_moment(value: Moment, zone: ZoneInfo) -> Moment:
+    """A local document moment as the value icalendar writes (DATE, or DATE-TIME with TZID)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return value
+    return value
+
+
 # --- rules kept verbatim ---------------------------------------------------------------
+#
+# Writing a kept rule (``apply_kept_rule``) lives here, not in ``mappings.to_ical``:
+# expanding the rule (``ical_recurrence_starts``, which ``mappings.occurrences`` calls)
+# needs it, and to_ical sits above occurrences.
+
+
+def apply_kept_rule(component: Component, followup: FollowUp) -> None:
+    """Write an ``ical_recurrence`` back as the RRULE/EXRULE/RDATE lines it came from."""
+    kept = followup.ical_recurrence
+    assert kept is not None
+    zone = followup.zone
+    for value in kept.rrule:
+        component.add("rrule", vRecur.from_ical(value))
+    for value in kept.exrule:
+        component.add("exrule", vRecur.from_ical(value))
+    for value in kept.rdate:
+        parsed = parse_rdate(value, zone)
+        if isinstance(parsed, tuple):
+            # A bare vPeriod serialises right (TZID, VALUE=PERIOD) but recurring-ical-events
+            # reads RDATE values through ``.dts``; a one-value list with vPeriod's
+            # parameters serves both.
+            line = vDDDLists([parsed])
+            line.params = vPeriod(parsed).params
+            component.add("rdate", line)
+        else:
+            component.add("rdate", [parsed])
 
 
 def validate_ical_recurrence(followup: FollowUp) -> None:
@@ -168,8 +205,6 @@ def parse_rdate(
     value: str, zone: ZoneInfo
 ) -> Moment | tuple[dt.datetime, dt.datetime | dt.timedelta]:
     """One kept RDATE value: a local date-time, a date, a UTC time or a period."""
-    from icalendar import vDDDTypes, vPeriod
-
     text = value.strip()
     try:
         if "/" in text:
@@ -199,11 +234,6 @@ def ical_recurrence_starts(followup: FollowUp, *, until: dt.date | None) -> list
     The rule's meaning is iCalendar's, so it is expanded the way calendar clients do,
     with recurring-ical-events, on a bare master event.
     """
-    import recurring_ical_events
-    from icalendar import Calendar
-
-    from mappings.to_ical import apply_kept_rule, ical_moment
-
     zone = followup.zone
     event = Event()
     event.add("uid", "expand")
@@ -213,7 +243,7 @@ def ical_recurrence_starts(followup: FollowUp, *, until: dt.date | None) -> list
     cal = Calendar()
     cal.add_component(event)
     start = followup.start
-    horizon = until or _add_years(_date_of(start), DEFAULT_OPEN_ENDED_YEARS)
+    horizon = until or _add_years(date_of(start), DEFAULT_OPEN_ENDED_YEARS)
     query = recurring_ical_events.of(cal)
     result: list[Moment] = []
     lo: Moment = start if followup.all_day else start.replace(tzinfo=zone)  # type: ignore[call-arg]
@@ -226,7 +256,7 @@ def ical_recurrence_starts(followup: FollowUp, *, until: dt.date | None) -> list
     for component in query.between(first, horizon + dt.timedelta(days=2)):
         value = component["DTSTART"].dt
         local = _to_local(value, zone, followup.all_day)
-        if _date_of(local) > horizon:
+        if date_of(local) > horizon:
             continue
         result.append(local)
         if len(result) >= MAX_OCCURRENCES:
@@ -246,6 +276,8 @@ def _earliest_rdate(followup: FollowUp, zone: ZoneInfo) -> Moment | None:
 
 
 def _to_local(value: Moment, zone: ZoneInfo, all_day: bool) -> Moment:
+    """An expanded start in the document's terms. Unlike ``mappings.moments.to_local``, an
+    all-day series takes the date as recurring-ical-events gives it, without a zone change."""
     if isinstance(value, dt.datetime):
         if all_day:
             return value.date()
@@ -258,10 +290,8 @@ def _to_local(value: Moment, zone: ZoneInfo, all_day: bool) -> Moment:
 
 
 def _key(value: Moment) -> dt.datetime:
+    """Sort key for expanded starts; unlike ``mappings.moments.instant_key``, aware values
+    stay in their zone (two in the same zone compare by wall time, as before the move)."""
     if isinstance(value, dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
     return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
-
-
-def _date_of(value: Moment) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value

@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Calendar, Component, Event, Todo, vCalAddress, vDDDLists, vPeriod, vRecur
+from icalendar import Calendar, Component, Event, Todo, vCalAddress
 
-from mappings.model import FollowUp, FollowUpKind, Language, Moment, ParticipantRole
+from mappings.model import FollowUp, FollowUpKind, Language, ParticipantRole
+from mappings.moments import Moment, naive, wall_clock_key
 from mappings.occurrences import is_recurring, occurrences, series_dates
 from mappings.patterns import effective_end_type
-from mappings.rrule import parse_rdate, rrule_for
+from mappings.rrule import apply_kept_rule, ical_moment, rrule_for
 from mappings.superoffice import RecurrenceEndType
 from mappings.task_status import add_status
 from mappings.timezones import vtimezone
@@ -69,15 +70,6 @@ class MappedSeries:
     @property
     def emitted(self) -> bool:
         return bool(self.components)
-
-
-def ical_moment(value: Moment, zone: ZoneInfo) -> Moment:
-    """A local document moment as the value icalendar writes (DATE, or DATE-TIME with TZID)."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=zone)
-        return value
-    return value
 
 
 def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeries:
@@ -122,14 +114,14 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
             return MappedSeries(followup.id, uid, [])
 
     _times(master, followup, first_start, zone)
-    exdates.extend(sorted(cancelled, key=_sort_key))
+    exdates.extend(sorted(cancelled, key=wall_clock_key))
     if exdates:
         master.add("exdate", [ical_moment(value, zone) for value in exdates])
 
     add_participants(master, followup, None)
     components: list[Component] = [master]
     answered = _answered_occurrences(followup)
-    for exception in sorted(followup.exceptions, key=lambda e: _sort_key(e.original_start)):
+    for exception in sorted(followup.exceptions, key=lambda e: wall_clock_key(e.original_start)):
         answered.discard(exception.original_start)
         if exception.cancelled:
             continue
@@ -151,11 +143,11 @@ def followup_components(followup: FollowUp, *, stamp: dt.datetime) -> MappedSeri
         _times(override, followup, start, zone, end=end)
         add_participants(override, followup, exception.original_start)
         components.append(override)
-    for key in sorted(answered, key=_sort_key):
+    for key in sorted(answered, key=wall_clock_key):
         # An occurrence answered on its own but otherwise as the series has it.
         components.append(unedited_override(followup, key, stamp=stamp))
     if len(components) > 1:
-        components[1:] = sorted(components[1:], key=lambda c: _sort_key(_local_key(c, zone)))
+        components[1:] = sorted(components[1:], key=lambda c: wall_clock_key(_local_key(c, zone)))
     return MappedSeries(followup.id, uid, components)
 
 
@@ -203,15 +195,8 @@ def _answered_occurrences(followup: FollowUp) -> set[Moment]:
     keys = {key for p in followup.participants for key in p.occurrence_status}
     if not keys:
         return set()
-    moments = {_naive(o.original_start) for o in occurrences(followup, include_cancelled=False)}
+    moments = {naive(o.original_start) for o in occurrences(followup, include_cancelled=False)}
     return {m for m in moments if m.isoformat() in keys}
-
-
-def _naive(value: Moment) -> Moment:
-    """``occurrences`` gives aware local times; documents key occurrences by naive local time."""
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.replace(tzinfo=None)
-    return value
 
 
 def _local_key(component: Component, zone: ZoneInfo) -> Moment:
@@ -219,28 +204,6 @@ def _local_key(component: Component, zone: ZoneInfo) -> Moment:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(zone).replace(tzinfo=None)
     return value
-
-
-def apply_kept_rule(component: Component, followup: FollowUp) -> None:
-    """Write an ``ical_recurrence`` back as the RRULE/EXRULE/RDATE lines it came from."""
-    kept = followup.ical_recurrence
-    assert kept is not None
-    zone = followup.zone
-    for value in kept.rrule:
-        component.add("rrule", vRecur.from_ical(value))
-    for value in kept.exrule:
-        component.add("exrule", vRecur.from_ical(value))
-    for value in kept.rdate:
-        parsed = parse_rdate(value, zone)
-        if isinstance(parsed, tuple):
-            # A bare vPeriod serialises right (TZID, VALUE=PERIOD) but recurring-ical-events
-            # reads RDATE values through ``.dts``; a one-value list with vPeriod's
-            # parameters serves both.
-            line = vDDDLists([parsed])
-            line.params = vPeriod(parsed).params
-            component.add("rdate", line)
-        else:
-            component.add("rdate", [parsed])
 
 
 def to_calendar(
@@ -390,9 +353,3 @@ def _at_time(day: dt.date, followup: FollowUp) -> Moment:
     if followup.all_day:
         return day
     return dt.datetime.combine(day, followup.start.time())  # type: ignore[attr-defined]
-
-
-def _sort_key(value: Moment) -> tuple[dt.date, dt.time]:
-    if isinstance(value, dt.datetime):
-        return (value.date(), value.time())
-    return (value, dt.time())

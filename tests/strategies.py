@@ -1,6 +1,6 @@
 """Hypothesis strategies for valid follow-up documents.
 
-``followup_documents()`` draws JSON-like dicts that ``mappings.model.load_followup``
+``followup_documents()`` draws JSON-like dicts that ``mappings.documents.load_followup``
 accepts; ``followups()`` draws the validated ``FollowUp`` objects. What they cover:
 
 * every pattern and sub-pattern (Daily workday/weekday/every N days, Weekly on 1–7 days
@@ -29,7 +29,8 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 from mappings.patterns import _add_years, is_bounded, pattern_dates
 from mappings.superoffice import RecurrenceInfo

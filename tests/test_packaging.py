@@ -78,7 +78,7 @@ def test_the_wheel_ships_license_example_config_and_sample_followups(
     core = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
     for optional in ("fastapi", "uvicorn", "psycopg", "keyring", "radicale"):
         assert not any(optional in line and "extra ==" not in line for line in core), optional
-    for extra in ("postgresql", "keyring", "api", "demo"):
+    for extra in ("postgresql", "keyring", "api", "demo", "superoffice"):
         assert f"Provides-Extra: {extra}" in text
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mappings.documents import load_followup
 from mappings.equivalence import PLAIN_FIELDS
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from sync.engine.merge import SERIES_FIELDS
 from sync.state import controls as control_rows
 from sync.state import followups as crm_store

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfoNotFoundError
 from fastapi import FastAPI, Header
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.resource import check_renderable
 from sync.api.problems import PROBLEM_RESPONSE
 

@@ -31,8 +31,9 @@ from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from sync.api.paging import DEFAULT_PAGE, MAX_PAGE, BadCursor, after_id, list_cursor
 from sync.api.problems import PROBLEM_BASE, PROBLEM_RESPONSE, problem
 from sync.api.schemas import (

@@ -22,8 +22,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mappings.documents import load_followups_json
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, load_followups_json
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from sync.cli.options import (
     account_option,
     config_option,

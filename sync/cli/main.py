@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from mappings.errors import FollowupSyncError, MappingError
-from sync.cli import dialog, invitations, mapper, service
+from sync.cli import crm, dialog, invitations, mapper, service
 from sync.cli import sync as sync_commands
 from sync.errors import ConfigError
 
@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[Callable[[click.Group], None], ...] = (
     dialog.register,
     invitations.register,
     service.register,
+    crm.register,
 )
 
 #: ``--help`` lists the commands under these headings, in this order; a command missing
@@ -42,7 +43,18 @@ COMMAND_MODULES: tuple[Callable[[click.Group], None], ...] = (
 COMMAND_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "Sync and operations",
-        ("sync", "status", "conflicts", "config", "daemon", "health", "api", "db", "invitations"),
+        (
+            "sync",
+            "status",
+            "conflicts",
+            "config",
+            "daemon",
+            "health",
+            "api",
+            "db",
+            "invitations",
+            "crm",
+        ),
     ),
     (
         "Follow-ups in the store (the CRM side)",

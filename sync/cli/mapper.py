@@ -19,9 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mappings.describe import LANGUAGES, Lang, is_open_ended, sentence, status_text, summary
+from mappings.documents import dump_followups_json, load_followups_json
 from mappings.errors import MappingError
 from mappings.from_ical import parse_calendar
-from mappings.model import FollowUp, Moment, dump_followups_json, load_followups_json
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import occurrences
 from mappings.patterns import DEFAULT_OPEN_ENDED_YEARS
 from mappings.to_ical import to_calendar

@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mappings.documents import dump_followups_json, load_followups_json
 from mappings.errors import FollowupSyncError
-from mappings.model import dump_followups_json, load_followups_json
 from sync.cli.options import (
     account_option,
     config_option,

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sync.config.crm import CrmSettings
 from sync.config.signin import OAuth2Settings
 from sync.policies import ConflictPolicy, OnServerDelete, SyncDirection
 from sync.secret_sources import read_secret
@@ -98,6 +99,8 @@ class Account(BaseModel):
     full_every: int = Field(default=12, ge=0)
     #: The daemon skips accounts with ``enabled = false`` (sync/config check still work).
     enabled: bool = True
+    #: ``[accounts.NAME.crm]``: read follow-ups from the CRM itself and write edits back.
+    crm: CrmSettings | None = None
 
     @field_validator("url")
     @classmethod

@@ -31,7 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mappings.describe import LANGUAGES, sentence, summary
-from mappings.model import FollowUp, Moment, load_followups_json
+from mappings.documents import load_followups_json
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import occurrences
 from sync.config import Account
 from sync.run import PassReport, run_pass

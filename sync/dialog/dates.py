@@ -32,8 +32,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, load_followup
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import Occurrence, occurrences
 from sync.config import Account, Settings
 from sync.errors import FollowupSyncError

@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, load_followup
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import occurrences
 from mappings.operations import (
     add_date,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.config import Account
 from sync.engine.views import CrmView, StateEntry, WriteIntent
 from sync.state import followups as crm_store

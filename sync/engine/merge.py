@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mappings.documents import load_followup
 from mappings.equivalence import (
     PLAIN_FIELDS,
     exception_documents,
@@ -29,7 +30,7 @@ from mappings.equivalence import (
     series_signature,
 )
 from mappings.errors import MappingError
-from mappings.model import FollowUp, OccurrenceException, load_followup
+from mappings.model import FollowUp, OccurrenceException
 from sync.policies import ConflictPolicy
 
 #: ``pick``'s "no alternative base" marker (None is a real value of a part).

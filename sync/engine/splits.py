@@ -26,7 +26,8 @@ import re
 
 from icalendar import Calendar
 
-from mappings.model import FollowUp, Moment
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import is_recurring, occurrences
 
 #: Google's suffix on a split-off tail: ``_R`` and the tail's first start (UTC or floating).

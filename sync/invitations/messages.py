@@ -17,7 +17,8 @@ from typing import Any
 
 from mappings import describe, itip
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, Organizer
+from mappings.model import FollowUp, Organizer
+from mappings.moments import Moment
 from mappings.occurrences import occurrences
 
 

@@ -18,8 +18,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mappings import itip
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, Organizer, ParticipantStatus, load_followup
+from mappings.model import FollowUp, Organizer, ParticipantStatus
+from mappings.moments import Moment
 from sync.config import Account
 from sync.errors import FollowupSyncError
 from sync.invitations import scheduling

@@ -23,8 +23,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mappings import itip
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, Moment, ParticipantStatus, load_followup
+from mappings.model import FollowUp, ParticipantStatus
+from mappings.moments import Moment
 from mappings.occurrences import occurrences
 from sync.errors import ConfigError, FollowupSyncError
 from sync.invitations import reply_trust

@@ -63,6 +63,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from sync.api import controls
 from sync.config import Account, DaemonSettings, Settings
+from sync.crm.connect import reconcile_account
 from sync.errors import FollowupSyncError
 from sync.logs import log_context
 from sync.run import PassReport, run_pass
@@ -267,7 +268,9 @@ class Daemon:
             if controls.take_reset(self.db, name):
                 log.info("%s: links forgotten on request; re-linking by UID", name)
                 full = True
+            reconcile_account(account, self.db)  # the CRM's changes into the store first
             outcome = self._run_pass(account, held, full=full, reason=reason)
+            reconcile_account(account, self.db)  # the calendars' edits back to the CRM
             self.outboxes.send_invitations(account)
             return outcome
 

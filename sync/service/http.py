@@ -6,6 +6,8 @@ One uvicorn server in a background thread; the main thread keeps the signals. Ro
 ``/readyz``   200 when the database answers, its schema is current and the scheduler
               runs; 503 with the failing checks otherwise (a readiness probe)
 ``/metrics``  Prometheus text format (sync.service.metrics)
+``/crm/superoffice/ACCOUNT``  SuperOffice ``activity.*`` webhooks (signature checked; a
+              hint that queues the account's pass: sync.crm.superoffice.webhooks)
 
 The follow-up REST API (``sync.api.app.create_app``) is mounted on the same server, under
 its own paths, when a token is configured (``[daemon] api_token_env``); without one the
@@ -20,12 +22,13 @@ import threading
 import time
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from sync.api.limits import server_config
 from sync.config import DEFAULT_READ_TIMEOUT
+from sync.crm.superoffice.webhooks import check_delivery
 from sync.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,25 @@ def create_service_app(daemon: Daemon) -> FastAPI:
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/crm/superoffice/{account}")
+    async def superoffice_webhook(account: str, request: Request) -> Response:
+        # A hint only: answered at once; the pass it queues reads the CRM itself.
+        settings = daemon.accounts.get(account)
+        secret = (
+            settings.crm.webhook_secret(f"account {account!r}")
+            if settings is not None and settings.crm is not None
+            else None
+        )
+        if secret is None:
+            return Response(status_code=404)
+        delivery = check_delivery(secret, await request.body(), request.headers)
+        if delivery is None:
+            return Response(status_code=401)
+        if not delivery.test:
+            log.info("%s: SuperOffice %s; reconciling it soon", account, delivery.event)
+            daemon.request(account, reason="crm")
+        return Response(status_code=200)
 
     mount_followup_api(app, daemon)
     return app

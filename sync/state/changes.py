@@ -45,8 +45,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, FollowUpStatus, load_followup
+from mappings.model import FollowUp, FollowUpStatus
 from mappings.occurrences import Occurrence, occurrences
 from sync.state.rows import Base, as_utc, utcnow
 

@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.resource import check_renderable
 from sync.state import changes
 from sync.state.db import Database, FollowUpRow, as_utc, utcnow

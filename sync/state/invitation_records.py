@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.state.rows import Base, DatabaseLike, FollowUpRow, SyncItem, utcnow
 
 # --- tables --------------------------------------------------------------------------------------

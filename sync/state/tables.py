@@ -12,7 +12,15 @@ from types import ModuleType
 
 from sqlalchemy import MetaData
 
-from sync.state import changes, controls, directions, invitation_records, outbox, rows
+from sync.state import (
+    changes,
+    controls,
+    crm_cursors,
+    directions,
+    invitation_records,
+    outbox,
+    rows,
+)
 
 #: The modules that define tables on ``rows.Base``.
 TABLE_MODULES: tuple[ModuleType, ...] = (
@@ -22,6 +30,7 @@ TABLE_MODULES: tuple[ModuleType, ...] = (
     outbox,
     controls,
     directions,
+    crm_cursors,
 )
 
 #: Every table (``rows.Base.metadata``, complete once the modules above are imported).

@@ -12,7 +12,8 @@ import random
 from collections.abc import Iterator
 from typing import Any, cast
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 
 #: The DTSTAMP benchmarks render with, so that the same series render to the same bytes.

@@ -22,7 +22,8 @@ import pytest
 import recurring_ical_events
 from icalendar import Calendar
 
-from mappings.model import load_followup, uid_for_id
+from mappings.documents import load_followup
+from mappings.model import uid_for_id
 from mappings.occurrences import occurrences
 from sync.config import Account
 from sync.dialog import DialogService, calculate_dates, validate_dates

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.capabilities import capabilities_for

@@ -39,7 +39,7 @@ import pytest
 from click.testing import CliRunner
 from icalendar import Calendar
 
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from sync.cli.main import cli
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore

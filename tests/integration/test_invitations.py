@@ -29,7 +29,7 @@ from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
 from mappings import itip
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from sync.config import Account
 from sync.invitations import messages, replies, scheduling, send
 from sync.mail_config import ImapSettings, MailSettings

@@ -28,7 +28,8 @@ import pytest
 from caldav.lib.error import NotFoundError
 from icalendar import Calendar
 
-from mappings.model import load_followup, uid_for_id
+from mappings.documents import load_followup
+from mappings.model import uid_for_id
 from sync.config import Account
 from sync.invitations import replies, scheduling, send
 from sync.mail_config import MailSettings

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from mappings.model import load_followup, uid_for_id
+from mappings.documents import load_followup
+from mappings.model import uid_for_id
 from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database

@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select
 
-from mappings.model import FollowUp, load_followup, uid_for_id
+from mappings.documents import load_followup
+from mappings.model import FollowUp, uid_for_id
 from mappings.occurrences import occurrences
 from sync.cli.main import cli as cli_main
 from sync.config import Account

@@ -15,8 +15,8 @@ import icalendar
 import pytest
 import recurring_ical_events
 
+from mappings.documents import dump_followups_json, load_followups_json
 from mappings.from_ical import ParseResult, parse_calendar
-from mappings.model import dump_followups_json, load_followups_json
 from mappings.to_ical import to_ical_bytes
 
 STAMP = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from mappings.describe import edit_counts, ordinal_en, sentence, summary
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 
 
 def followup(recurrence: dict[str, Any] | None = None, **extra: Any) -> FollowUp:

@@ -10,8 +10,8 @@ import pytest
 from icalendar import Calendar
 
 from mappings import itip
+from mappings.documents import load_followup
 from mappings.from_ical import parse_calendar
-from mappings.model import load_followup
 from mappings.resource import render
 from mappings.to_ical import to_ical_bytes
 from sync.invitations.replies import calendar_parts

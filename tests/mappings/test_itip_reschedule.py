@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from mappings import itip
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from tests.mappings.test_itip import doc
 
 MOVED = {

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 from mappings.operations import (
     add_date,

@@ -10,8 +10,9 @@ import pytest
 import recurring_ical_events
 from icalendar import Calendar
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 from mappings.to_ical import to_ical_bytes
 

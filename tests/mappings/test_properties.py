@@ -16,7 +16,10 @@ import recurring_ical_events
 from hypothesis import HealthCheck, given, note, settings
 from icalendar import Calendar, Component
 
-from mappings.model import FollowUp, Moment, load_followup
+from mappings.documents import load_followup
+from mappings.from_ical import parse_calendar
+from mappings.model import FollowUp
+from mappings.moments import Moment
 from mappings.occurrences import Occurrence, occurrences
 from mappings.patterns import is_bounded
 from mappings.to_ical import followup_components, to_calendar
@@ -133,9 +136,6 @@ def test_clients_see_the_models_occurrences(followup: FollowUp) -> None:
 @tuned(150)
 @given(followups())
 def test_parse_of_map_has_the_same_occurrences(followup: FollowUp) -> None:
-    # Imported here so that the rest of this file runs while from_ical is being written.
-    from mappings.from_ical import parse_calendar
-
     data = _map(followup)
     note(data.decode())
     window = _window(followup)

@@ -10,11 +10,12 @@ import pytest
 from icalendar import Calendar, Component
 
 from mappings.describe import status_text
+from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
 from mappings.errors import MappingError
 from mappings.from_ical import parse_calendar
 from mappings.itip import request
-from mappings.model import FollowUp, FollowUpStatus, load_followup
+from mappings.model import FollowUp, FollowUpStatus
 from mappings.resource import render
 from mappings.to_ical import to_ical_bytes
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from mappings.rrule import rule_parts
 from mappings.superoffice import RecurrenceInfo
 from mappings.to_ical import to_ical_bytes

@@ -28,7 +28,9 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 from icalendar import Alarm, Calendar, Component, Event, Todo, vCalAddress
 
-from mappings.model import FollowUp, FollowUpKind, Moment, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp, FollowUpKind
+from mappings.moments import Moment
 from mappings.occurrences import is_recurring, occurrences
 from mappings.resource import render, render_resource
 from tests.mappings.test_properties import STAMP, tuned

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from mappings.documents import load_followups_json
 from mappings.errors import MappingError
 from mappings.from_ical import parse_calendar, parse_components
-from mappings.model import load_followups_json
 from mappings.resource import read, render
 from sync.testing.followups import STAMP, realistic_followups
 from tests.reliability.helpers import FULL, seed_for

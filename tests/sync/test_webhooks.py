@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from sync import webhooks
 from sync.cli.service import status_command
 from sync.config import WebhookSettings

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.config import Account
 from sync.engine.merge import ConflictPolicy
 from sync.engine.runner import PassReport, SyncPass

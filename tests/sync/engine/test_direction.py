@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.engine.actions import (
     CreateOnServer,
     DeleteInCrm,

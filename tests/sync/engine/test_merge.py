@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
-from mappings.model import FollowUp, OccurrenceException, load_followup
+from mappings.model import FollowUp, OccurrenceException
 from sync.engine.merge import Conflict, ConflictPolicy, MergeResult, merge
 from tests.factories import status_meeting, weekly_rule
 

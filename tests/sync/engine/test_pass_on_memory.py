@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.config import Account
 from sync.run import PassReport, run_pass
 from sync.state.db import Database

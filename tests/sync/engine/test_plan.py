@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
-from mappings.model import FollowUp, load_followup, uid_for_id
+from mappings.model import FollowUp, uid_for_id
 from sync.engine.actions import (
     CreateFromServer,
     CreateOnServer,

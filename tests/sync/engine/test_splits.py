@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.engine.splits import lost_dates, parent_uids
 
 UID = "followup-2002@followup-sync"

@@ -32,8 +32,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
-from mappings.model import FollowUp, load_followup
+from mappings.model import FollowUp
 from mappings.occurrences import occurrences
 from sync.engine.actions import (
     Action,

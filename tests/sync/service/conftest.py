@@ -20,7 +20,8 @@ from typing import IO, Any
 
 import pytest
 
-from mappings.model import load_followups_json, uid_for_id
+from mappings.documents import load_followups_json
+from mappings.model import uid_for_id
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from tests.factories import appointment

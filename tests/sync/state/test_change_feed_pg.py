@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mappings.model import FollowUp, load_followup
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.api.v1 import Precondition, check_preconditions
 from sync.state import changes
 from sync.state import followups as crm_store

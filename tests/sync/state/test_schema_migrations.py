@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from mappings.model import load_followup
+from mappings.documents import load_followup
 from sync.state import schema
 from sync.state.db import CollectionState, Database, FollowUpRow
 from sync.state.followups import FollowUpStore

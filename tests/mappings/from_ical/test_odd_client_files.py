@@ -13,9 +13,9 @@ import datetime as dt
 
 import pytest
 
+from mappings.documents import load_followup
 from mappings.errors import MappingError
 from mappings.from_ical import parse_calendar
-from mappings.model import load_followup
 from mappings.occurrences import occurrences
 from mappings.resource import read, render
 from mappings.to_ical import to_ical_bytes

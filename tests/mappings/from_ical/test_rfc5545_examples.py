@@ -19,7 +19,7 @@ from tests.mappings.conftest import expand, round_trip
 
 NEW_YORK = ZoneInfo("America/New_York")
 EXAMPLES: list[dict[str, Any]] = yaml.safe_load(
-    (Path(__file__).parent.parent / "data" / "rfc5545_rrule_examples.yaml").read_text()
+    (Path(__file__).parents[2] / "data" / "rfc5545_rrule_examples.yaml").read_text()
 )
 
 

@@ -16,7 +16,7 @@ from mappings.superoffice import DayPatternInfo, RecurrenceDailyPattern, Recurre
 from mappings.to_ical import followup_components
 from tests.mappings.conftest import STAMP, expand, round_trip
 
-CLIENTS = sorted((Path(__file__).parent.parent / "data" / "clients").glob("*.ics"))
+CLIENTS = sorted((Path(__file__).parents[2] / "data" / "clients").glob("*.ics"))
 
 
 def cal(*events: str, header: str = "") -> str:
@@ -62,10 +62,7 @@ def test_there_are_enough_client_files() -> None:
 
 def test_apple_calendar_exdate_and_moved_instance() -> None:
     data = (
-        Path(__file__).parent.parent
-        / "data"
-        / "clients"
-        / "apple_macos14_weekly_exdate_override.ics"
+        Path(__file__).parents[2] / "data" / "clients" / "apple_macos14_weekly_exdate_override.ics"
     ).read_bytes()
     followups = assert_round_trip(data)
     status = next(f for f in followups if f.title == "Status meeting")
@@ -82,10 +79,7 @@ def test_apple_calendar_exdate_and_moved_instance() -> None:
 
 def test_outlook_custom_vtimezone_is_matched_to_an_iana_zone() -> None:
     data = (
-        Path(__file__).parent.parent
-        / "data"
-        / "clients"
-        / "outlook_custom_vtimezone_windows_tzid.ics"
+        Path(__file__).parents[2] / "data" / "clients" / "outlook_custom_vtimezone_windows_tzid.ics"
     ).read_bytes()
     followups = assert_round_trip(data)
     berlin = ZoneInfo("Europe/Berlin")

@@ -1,0 +1,426 @@
+"""One reconcile pass between an account's CRM and the follow-up store.
+
+The engine syncs the store with the calendars; this pass syncs the CRM with the store:
+
+1. store -> CRM: change feed entries with origin ``calendar`` after the connector's feed cursor
+   are written to the CRM series-aware (one occurrence moved, changed, cancelled or completed
+   as that occurrence only; the series' own fields as this-and-following; a deleted follow-up
+   as a deletion), each write guarded by the row's ``updated`` stamp as last read. A CRM edit
+   made since (a stamp that moved, or the CRM's 412) is a conflict: the account's
+   ``conflict_policy`` picks the side, and the loser is logged.
+2. CRM -> store: rows changed since the watermark are read as follow-up documents and saved
+   with origin ``crm``; rows gone from the CRM cancel their occurrence or delete the follow-up.
+   This also heals any webhook that was lost: webhooks only make the pass run sooner.
+
+No loops: the store's feed entries with origin ``crm`` (this pass's own imports) are never
+written back, and after each CRM write the series is read again and its rows' new stamps
+remembered (``sync.state.crm_cursors``), so the next listing recognises them as the
+connector's own and does not import them as a CRM change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from mappings.documents import load_followup
+from mappings.model import FollowUp, FollowUpStatus
+from mappings.occurrences import Occurrence, occurrences
+from mappings.resource import check_renderable
+from mappings.superoffice import RecurrenceInfo
+from sync.config import Account
+from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
+from sync.policies import ConflictPolicy
+from sync.state import changes, crm_cursors
+from sync.state import followups as store
+from sync.state.db import Database
+
+log = logging.getLogger(__name__)
+FEED_PAGE = 500
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did, by follow-up id."""
+
+    imported: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _key(moment: dt.datetime | dt.date) -> str:
+    """An occurrence's key in the CRM rows' form (``RowStamp.original_start``): naive local ISO."""
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime.combine(moment, dt.time())
+    return moment.replace(tzinfo=None, microsecond=0).isoformat()
+
+
+def _by_key(followup: FollowUp) -> dict[str, Occurrence]:
+    return {_key(o.original_start): o for o in occurrences(followup)}
+
+
+def _completed_keys(followup: FollowUp) -> set[str]:
+    return {
+        _key(e.original_start) for e in followup.exceptions if e.status == FollowUpStatus.completed
+    }
+
+
+class Reconciler:
+    """One account's pass: its CRM connector, the store, and the connector's own state."""
+
+    def __init__(self, account: Account, db: Database, crm: CrmConnector) -> None:
+        self.account = account
+        self.name = account.name
+        self.db = db
+        self.crm = crm
+        self.report = ReconcileReport()
+
+    def run(self) -> ReconcileReport:
+        try:
+            self.write_back()
+            self.import_changes()
+        except CrmError as exc:
+            log.error("account %s: CRM reconcile stopped: %s", self.name, exc)
+            self.report.errors.append(str(exc))
+        return self.report
+
+    def _mine(self, owner: str | None) -> bool:
+        """A follow-up of one of this account's associates (another account writes the rest)."""
+        associates = self.account.crm.associates if self.account.crm is not None else []
+        return not associates or owner in {str(a) for a in associates}
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _known(self, followup_id: str) -> list[RowStamp]:
+        with self.db.session() as session:
+            return [
+                RowStamp(row.row_id, row.original_start, row.updated)
+                for row in crm_cursors.known_rows(session, self.name, followup_id)
+            ]
+
+    def _adopt(self, series: CrmSeries) -> None:
+        """Store the CRM's version (origin ``crm``) and remember its rows' stamps."""
+        check_renderable(series.followup)
+        with self.db.sessions.begin() as session:
+            outcome = store.save(session, series.followup, origin="crm")
+            crm_cursors.remember_series(
+                session,
+                self.name,
+                series.followup.id,
+                [
+                    crm_cursors.KnownRow(r.row_id, series.followup.id, r.original_start, r.updated)
+                    for r in series.rows
+                ],
+            )
+        if outcome != "unchanged":
+            self.report.imported.append(series.followup.id)
+
+    def _gone(self, followup_id: str) -> None:
+        with self.db.sessions.begin() as session:
+            if store.tombstone(session, followup_id, origin="crm"):
+                self.report.deleted.append(followup_id)
+            crm_cursors.forget_series(session, self.name, followup_id)
+
+    # --- store -> CRM --------------------------------------------------------------------
+
+    def write_back(self) -> None:
+        with self.db.session() as session:
+            since = crm_cursors.cursor(session, self.name).feed_seq
+            page = changes.read(session, since, limit=FEED_PAGE)
+            pending: list[str] = []
+            for entry in page.entries:
+                if (
+                    entry.origin == "calendar"
+                    and self._mine(entry.owner)
+                    and entry.followup_id not in pending
+                ):
+                    pending.append(entry.followup_id)
+        tails = {head: tail for tail in pending if (head := self._split_head(tail)) is not None}
+        for followup_id in pending:
+            if followup_id in tails.values():
+                continue  # written with its head, as the CRM's this-and-forward
+            if followup_id in tails:
+                try:
+                    self._write_split(followup_id, tails[followup_id])
+                except CrmConflict as exc:
+                    self._conflict(followup_id, str(exc))
+                continue
+            if not self.crm.owns(followup_id):
+                # New in a calendar (import_new) or from another source: no CRM row to write.
+                self.report.skipped.append(followup_id)
+                continue
+            try:
+                self._write_one(followup_id)
+            except CrmConflict as exc:
+                self._conflict(followup_id, str(exc))
+        with self.db.sessions.begin() as session:
+            crm_cursors.save_cursor(session, self.name, feed_seq=page.next_seq)
+
+    def _write_one(self, followup_id: str) -> None:
+        known = self._known(followup_id)
+        current = self.crm.read_series(followup_id, known)
+        if current is None:
+            return  # gone from the CRM: the import half deletes it
+        wanted = self._stored(followup_id)
+        if {(r.row_id, r.updated) for r in current.rows} != {(r.row_id, r.updated) for r in known}:
+            raise CrmConflict(f"{followup_id} (rows changed in the CRM since the last read)")
+        if wanted is None:
+            self.crm.delete_followup(current.first_row)
+        else:
+            write_differences(self.crm, current, wanted)
+        self.report.written.append(followup_id)
+        after = self.crm.read_series(followup_id, current.rows)
+        if after is None:
+            self._gone(followup_id)
+        else:
+            self._adopt(_with_completion_times(after, wanted))
+
+    def _split_head(self, followup_id: str) -> str | None:
+        """The follow-up a calendar split ``followup_id`` off (``mappings.operations.split_id``)."""
+        head, _, day = followup_id.rpartition("-")
+        if len(day) == 8 and day.isdigit() and head and self.crm.owns(head):
+            return head
+        return None
+
+    def _write_split(self, head_id: str, tail_id: str) -> None:
+        """A calendar's this-and-following as the CRM's own this-and-forward from the split row.
+
+        The CRM keeps one series (or starts a new one for a new pattern); the tail the engine
+        made is then replaced by what the CRM has, so every occurrence is in one place.
+        """
+        known = self._known(head_id)
+        current = self.crm.read_series(head_id, known)
+        tail = self._stored(tail_id)
+        if current is None or tail is None:
+            return
+        if {(r.row_id, r.updated) for r in current.rows} != {(r.row_id, r.updated) for r in known}:
+            raise CrmConflict(f"{head_id} (rows changed in the CRM since the last read)")
+        split_day = dt.datetime.strptime(tail_id.rpartition("-")[2], "%Y%m%d").date()
+        row = min(
+            (r for r in current.rows if dt.date.fromisoformat(r.original_start[:10]) >= split_day),
+            key=lambda r: r.original_start,
+            default=None,
+        )
+        if row is None:
+            return
+        have = current.followup
+        new_pattern = (
+            tail.recurrence
+            if tail.recurrence is not None
+            and have.recurrence is not None
+            and _pattern(tail.recurrence) != _pattern(have.recurrence)
+            else None
+        )
+        new_id = self.crm.edit_this_and_following(
+            row,
+            OccurrenceEdit(
+                start=_naive(tail.start),
+                end=_naive(tail.end),
+                title=tail.title if tail.title != have.title else None,
+                description=(tail.description or "")
+                if tail.description != have.description
+                else None,
+                location=(tail.location or "") if tail.location != have.location else None,
+                recurrence=new_pattern,
+            ),
+        )
+        self.report.written += [head_id, tail_id]
+        for followup_id, rows in ((head_id, current.rows), (new_id, ())):
+            after = self.crm.read_series(followup_id, rows)
+            if after is not None:
+                self._adopt(after)
+            elif followup_id == head_id:
+                self._gone(head_id)
+        if new_id != tail_id:
+            with self.db.sessions.begin() as session:
+                store.tombstone(session, tail_id, origin="crm")
+
+    def _stored(self, followup_id: str) -> FollowUp | None:
+        with self.db.session() as session:
+            row = store.live_row(session, followup_id)
+            return (
+                None if row is None else store.load_documents(session, [followup_id])[followup_id]
+            )
+
+    def _conflict(self, followup_id: str, reason: str) -> None:
+        policy = self.account.conflict_policy
+        self.report.conflicts.append(followup_id)
+        current = self.crm.read_series(followup_id, self._known(followup_id))
+        if policy == ConflictPolicy.server_wins and current is not None:
+            log.warning(
+                "account %s: conflict on %s (%s): the calendar's version wins, "
+                "the CRM edit is overwritten",
+                self.name, followup_id, reason,
+            )  # fmt: skip
+            self._adopt_stamps(current)
+            try:
+                self._write_one(followup_id)
+            except CrmConflict as exc:
+                self.report.errors.append(f"{followup_id}: {exc}")
+            return
+        log.warning(
+            "account %s: conflict on %s (%s): the CRM's version wins, the calendar edit is dropped",
+            self.name, followup_id, reason,
+        )  # fmt: skip
+        if current is None:
+            self._gone(followup_id)
+        else:
+            self._adopt(current)
+
+    def _adopt_stamps(self, series: CrmSeries) -> None:
+        """Take the CRM's current stamps as read (the calendar's version is then written)."""
+        with self.db.sessions.begin() as session:
+            crm_cursors.remember_series(
+                session,
+                self.name,
+                series.followup.id,
+                [
+                    crm_cursors.KnownRow(r.row_id, series.followup.id, r.original_start, r.updated)
+                    for r in series.rows
+                ],
+            )
+
+    # --- CRM -> store --------------------------------------------------------------------
+
+    def import_changes(self) -> None:
+        with self.db.session() as session:
+            watermark = crm_cursors.cursor(session, self.name).watermark
+            known_all = crm_cursors.known_rows(session, self.name)
+        known_stamps = {row.row_id: row.updated for row in known_all}
+        listing = self.crm.changed_since(watermark)
+        touched = [
+            followup_id
+            for followup_id, rows in listing.followups.items()
+            if any(known_stamps.get(row_id) != updated for row_id, updated in rows.items())
+        ]
+        present = self.crm.all_row_ids()
+        for row in known_all:
+            if row.row_id not in present and row.followup_id not in touched:
+                touched.append(row.followup_id)  # a row deleted in the CRM
+        for followup_id in touched:
+            series = self.crm.read_series(followup_id, self._known(followup_id))
+            if series is None:
+                self._gone(followup_id)
+            else:
+                self._adopt(series)
+        with self.db.sessions.begin() as session:
+            crm_cursors.save_cursor(session, self.name, watermark=listing.watermark)
+
+
+def write_differences(crm: CrmConnector, current: CrmSeries, wanted: FollowUp) -> None:
+    """Write what ``wanted`` (the store) has that ``current`` (the CRM) has not, series-aware."""
+    have = current.followup
+    series_edit = OccurrenceEdit(
+        title=wanted.title if wanted.title != have.title else None,
+        description=(wanted.description or "") if wanted.description != have.description else None,
+        location=(wanted.location or "") if wanted.location != have.location else None,
+    )
+    if (wanted.start, wanted.end) != (have.start, have.end) and wanted.recurrence is None:
+        series_edit = OccurrenceEdit(
+            start=wanted.start,
+            end=wanted.end,
+            title=series_edit.title,
+            description=series_edit.description,
+            location=series_edit.location,
+        )
+    if series_edit != OccurrenceEdit():
+        crm.edit_this_and_following(current.first_row, series_edit)
+        current = _reread(crm, current)
+        have = current.followup
+    old, new = _by_key(have), _by_key(wanted)
+    for key, occurrence in new.items():
+        row = current.row_for(key)
+        before = old.get(key)
+        if row is None or before is None or before.cancelled:
+            continue  # an occurrence the CRM no longer has cannot be edited back in
+        if occurrence.cancelled:
+            crm.cancel_occurrence(row)
+            continue
+        edit = OccurrenceEdit(
+            start=occurrence.start if occurrence.start != before.start else None,
+            end=occurrence.end if occurrence.end != before.end else None,
+            title=occurrence.title if occurrence.title != before.title else None,
+            description=(occurrence.description or "")
+            if occurrence.description != before.description
+            else None,
+            location=(occurrence.location or "")
+            if occurrence.location != before.location
+            else None,
+        )
+        if edit.start is not None or edit.end is not None:
+            edit = OccurrenceEdit(
+                _naive(occurrence.start),
+                _naive(occurrence.end),
+                edit.title,
+                edit.description,
+                edit.location,
+            )
+        if edit != OccurrenceEdit():
+            crm.edit_occurrence(row, edit)
+            current = _reread(crm, current)
+            row = current.row_for(key) or row
+    done = _completed_keys(wanted) - _completed_keys(have)
+    if wanted.status == FollowUpStatus.completed and have.status != FollowUpStatus.completed:
+        done |= {r.original_start for r in current.rows}
+    for key in sorted(done):
+        row = current.row_for(key)
+        if row is not None:
+            crm.complete_occurrence(row)
+    last_wanted = max((k for k, o in new.items() if not o.cancelled), default=None)
+    later = [r for r in current.rows if last_wanted is not None and r.original_start > last_wanted]
+    if later and len(new) < len(old):
+        kept = current.row_for(last_wanted) if last_wanted else None
+        if kept is not None:
+            crm.stop_repeating(kept)
+
+
+def _reread(crm: CrmConnector, series: CrmSeries) -> CrmSeries:
+    again = crm.read_series(series.followup.id, series.rows)
+    if again is None:
+        raise CrmConflict(series.followup.id)
+    return again
+
+
+def _with_completion_times(series: CrmSeries, stored: FollowUp | None) -> CrmSeries:
+    """The CRM's version with the completion times the store has for what it completed.
+
+    A CRM row keeps only a status, not when a calendar user ticked the occurrence off; without
+    this the document read back would differ from the one just written, for nothing.
+    """
+    if stored is None:
+        return series
+    when = {
+        _key(e.original_start): e.completed_at
+        for e in stored.exceptions
+        if e.status == FollowUpStatus.completed and e.completed_at is not None
+    }
+    document = series.followup.to_json_dict()
+    for exception in document.get("exceptions", []):
+        key = _key(dt.datetime.fromisoformat(exception["original_start"]))
+        if exception.get("status") == FollowUpStatus.completed.value and key in when:
+            exception["completed_at"] = when[key].isoformat()
+    if stored.completed_at is not None and document.get("status") == FollowUpStatus.completed:
+        document["completed_at"] = stored.completed_at.isoformat()
+    return CrmSeries(load_followup(document), series.rows)
+
+
+def _pattern(rule: RecurrenceInfo) -> tuple[object, ...]:
+    """What makes two rules the same pattern (their end is not part of it)."""
+    return (rule.Pattern, rule.DayPattern, rule.WeekPattern, rule.MonthPattern, rule.YearPattern)
+
+
+def _naive(moment: dt.datetime | dt.date) -> dt.datetime | dt.date:
+    return moment.replace(tzinfo=None) if isinstance(moment, dt.datetime) else moment
+
+
+def reconcile(account: Account, db: Database, crm: CrmConnector) -> ReconcileReport:
+    """One pass for ``account`` (see the module docstring); errors are in the report."""
+    return Reconciler(account, db, crm).run()
