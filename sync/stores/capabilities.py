@@ -87,7 +87,7 @@ class Capabilities:
     #: collection folder and every member file (Radicale: an mtime per file, no file read),
     #: so an unchanged value proves that nothing was added, changed or deleted, provided the
     #: value it is compared with was read at least a second after it (whole seconds). A
-    #: pass then asks only for it (``sync.engine.runner``) instead of the sync-collection REPORT,
+    #: pass then asks only for it (``sync.engine.listing``) instead of the sync-collection REPORT,
     #: which Radicale answers by reading every item (0.5 s at 5,000; getlastmodified 0.04 s).
     lastmodified_covers_members: bool = False
     #: A calendar-multiget naming an href that does not exist answers the others and

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_mapper import make_documents, ours
 from mappings.from_ical import parse_calendar, represent
 from mappings.from_ical.parse import ParseResult
+from sync.testing.mapper_mix import make_documents, ours
 
 
 def _parse_all(blobs: list[bytes]) -> list[ParseResult]:
