@@ -32,12 +32,14 @@ from mappings.superoffice import RecurrenceInfo
 from sync.config import Account
 from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
 from sync.policies import ConflictPolicy
-from sync.state import changes, crm_cursors
+from sync.state import changes, crm_cursors, repo
 from sync.state import followups as store
 from sync.state.db import Database
 
 log = logging.getLogger(__name__)
 FEED_PAGE = 500
+#: The conflict log's ``part`` for a CRM write-back conflict: the follow-up as a whole.
+CONFLICT_PART = "follow-up (CRM write-back)"
 
 
 @dataclass
@@ -254,7 +256,9 @@ class Reconciler:
         policy = self.account.conflict_policy
         self.report.conflicts.append(followup_id)
         current = self.crm.read_series(followup_id, self._known(followup_id))
-        if policy == ConflictPolicy.server_wins and current is not None:
+        calendar_wins = policy == ConflictPolicy.server_wins and current is not None
+        self._log_conflict(followup_id, current, calendar_wins=calendar_wins)
+        if calendar_wins and current is not None:
             log.warning(
                 "account %s: conflict on %s (%s): the calendar's version wins, "
                 "the CRM edit is overwritten",
@@ -274,6 +278,30 @@ class Reconciler:
             self._gone(followup_id)
         else:
             self._adopt(current)
+
+    def _log_conflict(
+        self, followup_id: str, current: CrmSeries | None, *, calendar_wins: bool
+    ) -> None:
+        """Keep both versions in the conflict log (``followup-sync conflicts``, the API).
+
+        The calendar's version is the store's (what the calendar pull saved); None on either
+        side is a deletion. The connector writes whole follow-ups, so the part is the whole.
+        """
+        stored = self._stored(followup_id)
+        calendar_doc = stored.to_json_dict() if stored is not None else None
+        crm_doc = current.followup.to_json_dict() if current is not None else None
+        kept, lost = (calendar_doc, crm_doc) if calendar_wins else (crm_doc, calendar_doc)
+        with self.db.sessions.begin() as session:
+            repo.record_conflict(
+                session,
+                self.name,
+                followup_id,
+                part=CONFLICT_PART,
+                policy=self.account.conflict_policy.value,
+                winner="server" if calendar_wins else "crm",
+                kept=kept,
+                lost=lost,
+            )
 
     def _adopt_stamps(self, series: CrmSeries) -> None:
         """Take the CRM's current stamps as read (the calendar's version is then written)."""
