@@ -464,6 +464,54 @@ def test_under_server_wins_the_calendar_edit_overwrites_a_racing_crm_edit_and_is
     assert_idle(linked)
 
 
+@pytest.mark.parametrize(
+    ("crm_clock", "winner", "row_after"),
+    [
+        # The CRM edit is an hour after the calendar's: the CRM's version is kept.
+        (dt.timedelta(hours=1), "crm", ("2026-03-16T09:00:00", "Weekly status")),
+        # The CRM's clock says its edit was two hours before the calendar's: the calendar wins.
+        (dt.timedelta(hours=-2), "server", ("2026-03-17T11:00:00", "Weekly status")),
+    ],
+    ids=["crm-newer", "calendar-newer"],
+)
+def test_under_newest_wins_the_later_of_a_racing_crm_and_calendar_edit_is_kept(
+    linked: Env,
+    crm: SuperOfficeStandIn,
+    crm_clock: dt.timedelta,
+    winner: str,
+    row_after: tuple[str, str],
+) -> None:
+    linked.configure(conflict_policy=ConflictPolicy.newest_wins)
+    if crm_clock < dt.timedelta():
+        crm.advance_clock(crm_clock)  # before booking: the tenant's stamps only move forward
+    rows = book_weekly(crm)
+    rule = rows[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(
+        resource,
+        ce.move_occurrence(
+            resource.data, utc(2026, 3, 16, 9), utc(2026, 3, 17, 11), utc(2026, 3, 17, 12)
+        ),
+    )
+    linked.sync()
+    if crm_clock > dt.timedelta():
+        crm.advance_clock(crm_clock)
+    crm.edit_behind(rows[1].appointment_id, location="Board room")  # another occurrence
+    report = run_reconcile(linked)
+    assert report.conflicts == [followup_id]
+    assert rows_now(crm, rule)[2] == row_after
+    [listed] = listed_conflicts(linked)
+    assert (listed["followup_id"], listed["policy"], listed["winner"]) == (
+        followup_id, "newest-wins", winner
+    )  # fmt: skip
+    assert ("Board room" in json.dumps(listed["kept"])) == (winner == "crm")
+    linked.sync()
+    assert_idle(linked)
+
+
 def test_this_and_following_in_a_client_is_the_crms_this_and_forward(
     linked: Env, crm: SuperOfficeStandIn
 ) -> None:
