@@ -46,7 +46,7 @@ from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
 from mappings.model import FollowUp
 from mappings.resource import render
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar, RequestStats

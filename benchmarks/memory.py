@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.testing.dav_server import BASE, InProcessDav, in_process_calendar

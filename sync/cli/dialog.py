@@ -36,9 +36,9 @@ from sync.cli.options import (
 from sync.cli.sync import print_report
 from sync.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, Settings
 from sync.dialog import DateInfo, DialogService, OperationResult, account_for, calculate_dates
-from sync.engine.runner import run_pass
 from sync.errors import ConfigError
 from sync.extras import MissingExtra
+from sync.run import run_pass
 from sync.state.db import Database
 
 DEFAULT_TOKEN_ENV = "FOLLOWUP_SYNC_API_TOKEN"

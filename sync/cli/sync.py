@@ -38,10 +38,10 @@ from sync.cli.options import (
 )
 from sync.cli.signin import apply_sign_in, sign_in_options
 from sync.config import DEFAULT_CALENDAR, Account
-from sync.engine.plan import describe
-from sync.engine.runner import PassReport, run_pass
+from sync.engine.actions import describe
 from sync.errors import AccountBusy
 from sync.policies import ConflictPolicy, OnServerDelete
+from sync.run import PassReport, run_pass
 from sync.state import repo
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore

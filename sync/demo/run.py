@@ -36,7 +36,7 @@ from mappings.model import FollowUp
 from mappings.moments import Moment
 from mappings.occurrences import occurrences
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
+from sync.run import PassReport, run_pass
 from sync.state.db import Database, SyncItem
 from sync.state.followups import FollowUpStore
 

@@ -31,7 +31,7 @@ from sync.config.crm import CrmSettings
 from sync.crm.connect import connector_for
 from sync.crm.reconcile import ReconcileReport, reconcile
 from sync.demo.run import show_report
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database, SyncItem
 
 try:

@@ -1,5 +1,8 @@
 """Carry out a plan: one action at a time, server first, then the state.
 
+``Applier`` runs each action by the handler ``_HANDLERS`` names for its type; every write
+to the database goes through ``sync.state.repo`` (and ``sync.state.followups`` for the CRM).
+
 Order inside an action is always "server first, then record": if the process dies in
 between, the next pass finds the server ahead of the state and recognises its own
 write by UID and content (``plan._adopt``), instead of writing it a second time.
@@ -37,16 +40,15 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mappings.errors import MappingError
 from mappings.model import FollowUp
 from mappings.resource import Rendered, render_resource
-from sync.engine.plan import (
+from sync.engine.actions import (
     Action,
     CreateFromServer,
     CreateOnServer,
@@ -64,8 +66,9 @@ from sync.engine.plan import (
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
 from sync.logs import log_context
 from sync.state import followups as crm_store
-from sync.state.db import ConflictRecord, Database, FollowUpRow, PendingWrite, SyncItem, utcnow
-from sync.stores.base import CalendarStore, FetchError
+from sync.state import intents, repo
+from sync.state.db import Database, SyncItem, utcnow
+from sync.stores.base import CalendarStore
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,12 @@ class ApplyReport:
 
     def count(self, key: str) -> None:
         self.done[key] = self.done.get(key, 0) + 1
+
+    def note_dropped(self, followup_id: str, rendered: Rendered) -> None:
+        """Say which client overrides left with their occurrence (a CRM write-back)."""
+        for line in rendered.dropped_lines():
+            log.warning("%s: %s", followup_id, line)
+            self.notes.append((followup_id, line))
 
 
 #: Re-reads one item and plans it again after a 412; returns the actions to run instead.
@@ -161,6 +170,80 @@ class _RenderAhead:
         return None
 
 
+def _render_job(
+    action: Action,
+    clock: Callable[[], dt.datetime],
+    schedule_agent: Callable[[FollowUp], str | None],
+) -> Callable[[], Rendered] | None:
+    """The render of a server write as a call with every input fixed now, or None."""
+    if isinstance(action, CreateOnServer):
+        base = None
+    elif isinstance(action, UpdateOnServer) and action.base_data is not None:
+        base = action.base_data
+    else:
+        return None
+    document, stamp, agent = action.document, clock(), schedule_agent(action.document)
+    return lambda: render_resource(document, stamp=stamp, base=base, schedule_agent=agent)
+
+
+class _Intents:
+    """The write intents of one run (module docstring): recorded before the PUTs of a chunk,
+    cleared in the transaction that records each write."""
+
+    def __init__(self, account: str, db: Database, calendar: CalendarStore) -> None:
+        self.account = account
+        self.db = db
+        self.calendar = calendar
+        #: Follow-up id -> the server write (by identity) whose intent is recorded now.
+        self._intended: dict[str, int] = {}
+
+    def record(self, actions: Sequence[Action]) -> None:
+        """Record the intent of every server write among ``actions``, in one transaction.
+
+        Replaces what an earlier pass left for those follow-ups: this pass planned them
+        with it, so it has done its job.
+        """
+        rows: list[dict[str, object]] = []
+        for action in actions:
+            if isinstance(action, CreateOnServer):
+                href, if_match = self.calendar.href_for_uid(action.uid), None
+            elif isinstance(action, UpdateOnServer):
+                href, if_match = action.href, action.etag
+            else:
+                continue
+            rows.append(
+                {
+                    "account": self.account,
+                    "followup_id": action.followup_id,
+                    "href": href,
+                    "if_match": if_match,
+                    "document": action.document.to_json_dict(),
+                    "created_at": utcnow(),
+                }
+            )
+        if not rows:
+            return
+        with self.db.sessions.begin() as session:
+            ids = sorted({str(row["followup_id"]) for row in rows})
+            self.clear(session, ids)
+            # Two writes for one follow-up in one chunk (a split head, then its update):
+            # the later one is the one that stands.
+            latest = {row["followup_id"]: row for row in rows}
+            intents.add_intents(session, list(latest.values()))
+        for action in actions:
+            if isinstance(action, (CreateOnServer, UpdateOnServer)):
+                self._intended[action.followup_id] = id(action)
+
+    def ensure(self, action: CreateOnServer | UpdateOnServer) -> None:
+        if self._intended.get(action.followup_id) != id(action):
+            self.record([action])
+
+    def clear(self, session: Session, ids: Sequence[str]) -> None:
+        for followup_id in ids:
+            self._intended.pop(followup_id, None)
+        intents.clear_intents(session, self.account, ids, batch=RECORD_BATCH)
+
+
 class Applier:
     def __init__(
         self,
@@ -190,14 +273,15 @@ class Applier:
         self._unrecorded: list[Written] = []
         self._ahead: _RenderAhead | None = None
         self._index = -1
-        #: Follow-up id -> the server write (by identity) whose intent is recorded now.
-        self._intended: dict[str, int] = {}
+        self._intents = _Intents(account, db, calendar)
 
     def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
         actions = plan.actions
-        self._intend(actions)
+        self._intents.record(actions)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead") as pool:
-            self._ahead = _RenderAhead(pool, actions, self._render_job)
+            self._ahead = _RenderAhead(
+                pool, actions, lambda action: _render_job(action, self.clock, self.schedule_agent)
+            )
             try:
                 for index, action in enumerate(actions):
                     if self.should_stop is not None and self.should_stop():
@@ -241,122 +325,53 @@ class Applier:
         self.report.errors.append((action.followup_id, message))
 
     def _dispatch(self, action: Action) -> None:
-        if isinstance(action, CreateOnServer):
-            self._create_on_server(action)
-        elif isinstance(action, UpdateOnServer):
-            self._update_on_server(action)
-        elif isinstance(action, DeleteOnServer):
-            self._delete_on_server(action)
-        elif isinstance(action, SaveFromServer):
-            with self.db.sessions.begin() as session:
-                crm_store.save(session, action.document, origin="calendar")
-                self._record(session, action)
-            self._done(action, "crm update")
-        elif isinstance(action, CreateFromServer):
-            with self.db.sessions.begin() as session:
-                crm_store.save(
-                    session, action.document, origin_account=self.account, origin="calendar"
-                )
-                if action.href is not None and action.etag is not None and action.data is not None:
-                    self._record(
-                        session,
-                        Written(
-                            action.followup_id,
-                            action.href,
-                            action.etag,
-                            action.document,
-                            action.data,
-                        ),
-                    )
-            self._done(action, "crm create")
-        elif isinstance(action, DeleteInCrm):
-            with self.db.sessions.begin() as session:
-                self._forget(session, action.followup_id)
-                crm_store.tombstone(session, action.followup_id, origin="calendar")
-                self._purge_if_unused(session, action.followup_id)
-            self._done(action, "crm delete")
-        elif isinstance(action, DetachInCrm):
-            with self.db.sessions.begin() as session:
-                item = session.get(SyncItem, (self.account, action.followup_id))
-                if item is not None:
-                    item.detached = True
-            self._done(action, "crm detach")
-        elif isinstance(action, RecordState):
-            with self.db.sessions.begin() as session:
-                self._record(session, action)
-        elif isinstance(action, Forget):
-            with self.db.sessions.begin() as session:
-                self._forget(session, action.followup_id)
-                self._purge_if_unused(session, action.followup_id)
-        elif isinstance(action, Merge):
-            self._merge(action)
-        else:  # pragma: no cover - the Action union is closed
+        handler = _HANDLERS.get(type(action))
+        if handler is None:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
+        handler(self, action)
+
+    # --- CRM writes and records: one transaction each -------------------------------------
+
+    def _save_from_server(self, action: SaveFromServer) -> None:
+        with self.db.sessions.begin() as session:
+            crm_store.save(session, action.document, origin="calendar")
+            self._record(session, action)
+        self._done(action, "crm update")
+
+    def _create_from_server(self, action: CreateFromServer) -> None:
+        with self.db.sessions.begin() as session:
+            crm_store.save(session, action.document, origin_account=self.account, origin="calendar")
+            if action.href is not None and action.etag is not None and action.data is not None:
+                self._record(
+                    session,
+                    Written(
+                        action.followup_id, action.href, action.etag, action.document, action.data
+                    ),
+                )
+        self._done(action, "crm create")
+
+    def _delete_in_crm(self, action: DeleteInCrm) -> None:
+        with self.db.sessions.begin() as session:
+            self._forget(session, action.followup_id)
+            crm_store.tombstone(session, action.followup_id, origin="calendar")
+            repo.purge_if_unused(session, action.followup_id)
+        self._done(action, "crm delete")
+
+    def _detach_in_crm(self, action: DetachInCrm) -> None:
+        with self.db.sessions.begin() as session:
+            repo.detach(session, self.account, action.followup_id)
+        self._done(action, "crm detach")
+
+    def _record_state(self, action: RecordState) -> None:
+        with self.db.sessions.begin() as session:
+            self._record(session, action)
+
+    def _forget_item(self, action: Forget) -> None:
+        with self.db.sessions.begin() as session:
+            self._forget(session, action.followup_id)
+            repo.purge_if_unused(session, action.followup_id)
 
     # --- server writes -------------------------------------------------------------------
-
-    def _intend(self, actions: Sequence[Action]) -> None:
-        """Record the intent of every server write among ``actions``, in one transaction.
-
-        Replaces what an earlier pass left for those follow-ups: this pass planned them
-        with it, so it has done its job.
-        """
-        rows: list[dict[str, object]] = []
-        for action in actions:
-            if isinstance(action, CreateOnServer):
-                href, if_match = self.calendar.href_for_uid(action.uid), None
-            elif isinstance(action, UpdateOnServer):
-                href, if_match = action.href, action.etag
-            else:
-                continue
-            rows.append(
-                {
-                    "account": self.account,
-                    "followup_id": action.followup_id,
-                    "href": href,
-                    "if_match": if_match,
-                    "document": action.document.to_json_dict(),
-                    "created_at": utcnow(),
-                }
-            )
-        if not rows:
-            return
-        with self.db.sessions.begin() as session:
-            ids = sorted({str(row["followup_id"]) for row in rows})
-            self._clear_intents(session, ids)
-            # Two writes for one follow-up in one chunk (a split head, then its update):
-            # the later one is the one that stands.
-            latest = {row["followup_id"]: row for row in rows}
-            session.execute(insert(PendingWrite), list(latest.values()))
-        for action in actions:
-            if isinstance(action, (CreateOnServer, UpdateOnServer)):
-                self._intended[action.followup_id] = id(action)
-
-    def _ensure_intended(self, action: CreateOnServer | UpdateOnServer) -> None:
-        if self._intended.get(action.followup_id) != id(action):
-            self._intend([action])
-
-    def _clear_intents(self, session: Session, ids: Sequence[str]) -> None:
-        for followup_id in ids:
-            self._intended.pop(followup_id, None)
-        for start in range(0, len(ids), RECORD_BATCH):
-            session.execute(
-                delete(PendingWrite).where(
-                    PendingWrite.account == self.account,
-                    PendingWrite.followup_id.in_(ids[start : start + RECORD_BATCH]),
-                )
-            )
-
-    def _render_job(self, action: Action) -> Callable[[], Rendered] | None:
-        """The render of a server write as a call with every input fixed now, or None."""
-        if isinstance(action, CreateOnServer):
-            base = None
-        elif isinstance(action, UpdateOnServer) and action.base_data is not None:
-            base = action.base_data
-        else:
-            return None
-        document, stamp, agent = action.document, self.clock(), self.schedule_agent(action.document)
-        return lambda: render_resource(document, stamp=stamp, base=base, schedule_agent=agent)
 
     def _rendered(self, action: CreateOnServer | UpdateOnServer, base: bytes | None) -> Rendered:
         """This action's resource: rendered ahead if it was, else now."""
@@ -370,12 +385,6 @@ class Applier:
             schedule_agent=self.schedule_agent(action.document),
         )
 
-    def _note_dropped(self, followup_id: str, rendered: Rendered) -> None:
-        """Say in the pass report which client overrides left with their occurrence."""
-        for line in rendered.dropped_lines():
-            log.warning("%s: %s", followup_id, line)
-            self.report.notes.append((followup_id, line))
-
     def _create_on_server(self, action: CreateOnServer) -> None:
         data = self._rendered(action, None).data
         if data is None:
@@ -385,7 +394,7 @@ class Applier:
             )
             return
         href = self.calendar.href_for_uid(action.uid)
-        self._ensure_intended(action)
+        self._intents.ensure(action)
         try:
             etag = self.calendar.create(href, data)
         except AlreadyExists:
@@ -406,9 +415,9 @@ class Applier:
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
             return
-        self._ensure_intended(action)
+        self._intents.ensure(action)
         etag = self.calendar.update(action.href, data, action.etag)
-        self._note_dropped(action.followup_id, rendered)
+        self.report.note_dropped(action.followup_id, rendered)
         self._written(Written(action.followup_id, action.href, etag, action.document, data))
         self._done(action, "server update")
 
@@ -419,7 +428,7 @@ class Applier:
             log.info("%s: already gone from the server", action.followup_id)
         with self.db.sessions.begin() as session:
             self._forget(session, action.followup_id)
-            self._purge_if_unused(session, action.followup_id)
+            repo.purge_if_unused(session, action.followup_id)
         self._done(action, "server delete")
 
     def _merge(self, action: Merge) -> None:
@@ -437,7 +446,7 @@ class Applier:
                 )
             etag = self.calendar.update(action.href, rendered.data, action.etag)
             data = rendered.data
-            self._note_dropped(action.followup_id, rendered)
+            self.report.note_dropped(action.followup_id, rendered)
         with self.db.sessions.begin() as session:
             if action.pull:
                 crm_store.save(session, action.document, origin="calendar")
@@ -445,16 +454,15 @@ class Applier:
                 session, Written(action.followup_id, action.href, etag, action.document, data)
             )
             for conflict in action.conflicts:
-                session.add(
-                    ConflictRecord(
-                        account=self.account,
-                        followup_id=action.followup_id,
-                        part=conflict.part,
-                        policy=self.policy,
-                        winner=conflict.winner,
-                        kept_value=conflict.kept,
-                        lost_value=conflict.lost,
-                    )
+                repo.log_conflict(
+                    session,
+                    self.account,
+                    action.followup_id,
+                    part=conflict.part,
+                    policy=self.policy,
+                    winner=conflict.winner,
+                    kept=conflict.kept,
+                    lost=conflict.lost,
                 )
         self.report.conflicts += len(action.conflicts)
         if action.push:
@@ -481,13 +489,8 @@ class Applier:
         try:
             with self.db.sessions.begin() as session:
                 ids = [written.followup_id for written in batch]
-                rows = session.scalars(
-                    select(SyncItem).where(
-                        SyncItem.account == self.account, SyncItem.followup_id.in_(ids)
-                    )
-                )
-                existing = {row.followup_id: row for row in rows}
-                self._clear_intents(session, ids)
+                existing = repo.sync_items(session, self.account, ids)
+                self._intents.clear(session, ids)
                 for written in batch:
                     self._record(
                         session, written, existing.get(written.followup_id), looked_up=True
@@ -513,62 +516,45 @@ class Applier:
     ) -> None:
         """Remember what both sides agree on; ``looked_up``: ``item`` is the row, or None if new."""
         if item is None and not looked_up:
-            item = session.get(SyncItem, (self.account, agreed.followup_id))
+            item = repo.sync_item(session, self.account, agreed.followup_id)
         if not looked_up:  # a batch (``flush``) clears its intents at once
-            self._clear_intents(session, [agreed.followup_id])
-        if item is None:
-            item = SyncItem(account=self.account, followup_id=agreed.followup_id)
-            session.add(item)
-        document = agreed.document
-        item.uid = document.effective_uid
-        item.href = agreed.href
-        item.etag = agreed.etag
-        synced = document.to_json_dict()
-        item.synced_hash = crm_store.json_hash(synced)
-        item.synced_document = synced
-        item.server_data = agreed.data
-        item.updated_at = utcnow()
-        item.detached = False
+            self._intents.clear(session, [agreed.followup_id])
+        repo.record_agreed(
+            session,
+            self.account,
+            item,
+            followup_id=agreed.followup_id,
+            href=agreed.href,
+            etag=agreed.etag,
+            document=agreed.document,
+            data=agreed.data,
+        )
 
     def _forget(self, session: Session, followup_id: str) -> None:
-        self._clear_intents(session, [followup_id])
-        session.execute(
-            delete(SyncItem).where(
-                SyncItem.account == self.account, SyncItem.followup_id == followup_id
-            )
-        )
-
-    def _purge_if_unused(self, session: Session, followup_id: str) -> None:
-        """A tombstone no calendar refers to any more has done its job."""
-        row = session.get(FollowUpRow, followup_id)
-        if row is None or not row.deleted:
-            return
-        others = session.scalar(
-            select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id)
-        )
-        if not others:
-            session.delete(row)
+        self._intents.clear(session, [followup_id])
+        repo.forget(session, self.account, followup_id)
 
     def _server_data(self, followup_id: str) -> bytes | None:
         if any(written.followup_id == followup_id for written in self._unrecorded):
             self.flush()
         with self.db.session() as session:
-            item = session.get(SyncItem, (self.account, followup_id))
-            return item.server_data if item is not None else None
+            return repo.server_data(session, self.account, followup_id)
 
     def _done(self, action: Action, key: str) -> None:
         log.info("%s", describe(action))
         self.report.count(key)
 
 
-def fetch_one(calendar: CalendarStore, href: str) -> tuple[str, bytes] | None:
-    """The current ETag and bytes of one resource, or None if it is gone."""
-    for result in calendar.get_multi([href]):
-        if isinstance(result, FetchError):
-            if result.status == 404:
-                return None
-            raise StoreError(
-                f"could not read {href}: {result.reason}", href=href, status=result.status
-            )
-        return result.etag, result.data
-    return None
+#: Which method carries out each kind of action.
+_HANDLERS: dict[type, Callable[[Applier, Any], None]] = {
+    CreateOnServer: Applier._create_on_server,
+    UpdateOnServer: Applier._update_on_server,
+    DeleteOnServer: Applier._delete_on_server,
+    SaveFromServer: Applier._save_from_server,
+    CreateFromServer: Applier._create_from_server,
+    DeleteInCrm: Applier._delete_in_crm,
+    DetachInCrm: Applier._detach_in_crm,
+    RecordState: Applier._record_state,
+    Forget: Applier._forget_item,
+    Merge: Applier._merge,
+}

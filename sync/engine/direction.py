@@ -32,7 +32,7 @@ from typing import Any
 from mappings.documents import load_followup
 from mappings.model import FollowUp
 from sync.config import Account
-from sync.engine.plan import (
+from sync.engine.actions import (
     Action,
     CreateFromServer,
     CreateOnServer,
@@ -44,9 +44,9 @@ from sync.engine.plan import (
     Plan,
     RecordState,
     SaveFromServer,
-    ServerDoc,
     UpdateOnServer,
 )
+from sync.engine.views import ServerDoc
 from sync.policies import OnServerDelete, SyncDirection
 from sync.state import directions, repo
 from sync.state import followups as crm_store

@@ -54,83 +54,49 @@ comes back empty while the state remembers items, or a CRM side that is suddenly
 stops the pass; so does a plan that deletes more than ``max_delete_percent`` of a
 calendar. Unreadable items are left alone and reported; they never count as deleted.
 
-A large pass is planned in chunks (``Chunker``, ``plan_items``): the same decisions, with
-the documents of one chunk at a time; the safety checks (``check_sides_not_empty``,
+A large pass is planned in chunks (``sync.engine.chunks.Chunker``, ``plan_items``): the same
+decisions, with the documents of one chunk at a time; the safety checks (``check_sides_not_empty``,
 ``check_deletions``) still judge the whole pass. ``plan()`` is the whole pass at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from mappings.equivalence import same_meaning
 from mappings.errors import MappingError, item_errors
 from mappings.model import FollowUp, id_for_uid
 from mappings.occurrences import is_recurring
 from mappings.operations import split_id
-from sync.engine.merge import Conflict, merge, winner_side
+from sync.engine.actions import (
+    Action,
+    CreateFromServer,
+    CreateOnServer,
+    DeleteInCrm,
+    DeleteOnServer,
+    DetachInCrm,
+    Forget,
+    Merge,
+    Plan,
+    RecordState,
+    SaveFromServer,
+    UpdateOnServer,
+)
+from sync.engine.merge import merge, winner_side
 from sync.engine.splits import cut_short_notice, first_date, lost_dates, parent_uids
+from sync.engine.views import (
+    CrmView,
+    ServerDoc,
+    ServerView,
+    StateEntry,
+    WriteIntent,
+    listed_as_deleted,
+)
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.policies import ConflictPolicy, OnServerDelete
 from sync.state.followups import CrmEntry
-
-
-@dataclass(frozen=True, slots=True)
-class StateEntry:
-    """What both sides agreed on for one follow-up at the end of the last pass."""
-
-    followup_id: str
-    uid: str
-    href: str
-    etag: str
-    synced_hash: str
-    #: Loaded only for items the server changed (the merge base); None otherwise.
-    synced_document: FollowUp | None
-
-
-@dataclass(frozen=True, slots=True)
-class WriteIntent:
-    """A server write recorded before its PUT and not recorded as done (see the docstring)."""
-
-    followup_id: str
-    href: str
-    if_match: str | None  # None: a create
-    document: FollowUp
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class ServerDoc:
-    """A resource fetched this pass and read by the mapper."""
-
-    href: str
-    etag: str
-    uid: str
-    followups: tuple[
-        FollowUp, ...
-    ]  # the series itself first, then tails split off by THISANDFUTURE
-    data: bytes
-    modified: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class ServerView:
-    complete: bool  # True: ``etags`` holds every resource; False: only what changed since the token
-    etags: Mapping[str, str]
-    deleted: frozenset[str] = frozenset()
-    docs: Mapping[str, ServerDoc] = field(default_factory=dict)
-    failed: Mapping[str, str] = field(default_factory=dict)  # href -> why it could not be read
-
-
-@dataclass(frozen=True)
-class CrmView:
-    entries: Mapping[
-        str, CrmEntry
-    ]  # every follow-up that belongs in this calendar (tombstones too)
-    documents: Mapping[str, FollowUp]  # loaded for the entries that changed or are new
-    uids: Mapping[str, str]  # uid -> follow-up id, for recognising our own resources
 
 
 @dataclass(frozen=True)
@@ -142,257 +108,6 @@ class PlanOptions:
     #: Below this many deletions the percentage rule does not apply: deleting 1 of 2 is normal.
     min_deletes_for_threshold: int = 5
     force_delete: bool = False
-
-
-# --- actions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreateOnServer:
-    followup_id: str
-    uid: str
-    document: FollowUp
-    side = "server"
-    verb = "create"
-
-
-@dataclass(frozen=True)
-class UpdateOnServer:
-    followup_id: str
-    href: str
-    etag: str
-    document: FollowUp
-    base_data: bytes | None  # the server's bytes we patch, so unknown properties survive
-    side = "server"
-    verb = "update"
-
-
-@dataclass(frozen=True)
-class DeleteOnServer:
-    followup_id: str
-    href: str
-    etag: str
-    side = "server"
-    verb = "delete"
-
-
-@dataclass(frozen=True)
-class SaveFromServer:
-    """The server's version becomes the follow-up (and the agreed state)."""
-
-    followup_id: str
-    href: str
-    etag: str
-    document: FollowUp
-    data: bytes
-    side = "crm"
-    verb = "update"
-
-
-@dataclass(frozen=True)
-class CreateFromServer:
-    followup_id: str
-    href: str | None  # None for a tail split off another resource: it gets its own resource
-    etag: str | None
-    document: FollowUp
-    data: bytes | None
-    side = "crm"
-    verb = "create"
-
-
-@dataclass(frozen=True)
-class DeleteInCrm:
-    followup_id: str
-    side = "crm"
-    verb = "delete"
-
-
-@dataclass(frozen=True)
-class DetachInCrm:
-    followup_id: str
-    side = "crm"
-    verb = "detach"
-
-
-@dataclass(frozen=True)
-class RecordState:
-    """Both sides already agree; remember the server's current ETag and bytes."""
-
-    followup_id: str
-    href: str
-    etag: str
-    document: FollowUp
-    data: bytes
-    side = "state"
-    verb = "record"
-
-
-@dataclass(frozen=True)
-class Forget:
-    followup_id: str
-    side = "state"
-    verb = "forget"
-
-
-@dataclass(frozen=True)
-class Merge:
-    """Both sides changed: write the merged document where it differs from each side."""
-
-    followup_id: str
-    href: str
-    etag: str
-    document: FollowUp
-    server_data: bytes
-    push: bool  # the server needs the merged version
-    pull: bool  # the CRM needs the merged version
-    conflicts: tuple[Conflict, ...]
-    side = "both"
-    verb = "merge"
-
-
-Action = (
-    CreateOnServer
-    | UpdateOnServer
-    | DeleteOnServer
-    | SaveFromServer
-    | CreateFromServer
-    | DeleteInCrm
-    | DetachInCrm
-    | RecordState
-    | Forget
-    | Merge
-)
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...]
-    skipped: tuple[tuple[str, str], ...]  # (item, reason): unreadable or ignored items
-    notices: tuple[tuple[str, str], ...] = ()  # (item, text): done, but worth telling a user
-    #: (follow-up id, message): items whose decision failed (a document that cannot be
-    #: mapped or compared); errors of the pass, while every other item is decided.
-    failed: tuple[tuple[str, str], ...] = ()
-
-    def count(self, side: str, verb: str) -> int:
-        return sum(1 for a in self.actions if a.side == side and a.verb == verb)
-
-    @property
-    def conflicts(self) -> list[tuple[str, Conflict]]:
-        return [
-            (a.followup_id, c) for a in self.actions if isinstance(a, Merge) for c in a.conflicts
-        ]
-
-    def deletions(self) -> int:
-        return sum(1 for a in self.actions if isinstance(a, (DeleteOnServer, DeleteInCrm)))
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """What a pass report keeps of one action: which, for whom and where, no documents.
-
-    A pass plans and applies in chunks; its report lists every action planned without
-    holding every document at once.
-    """
-
-    kind: str  # the action's class name: "CreateOnServer", "Merge", …
-    followup_id: str
-    side: str
-    verb: str
-    href: str | None = None
-    push: bool = False  # Merge only
-    pull: bool = False  # Merge only
-    conflicts: int = 0  # Merge only
-    #: For people reading a dry run: the follow-up's title and what the action changes
-    #: (``mappings.equivalence.differences``); filled in by dry runs only.
-    title: str | None = None
-    changes: tuple[str, ...] = ()
-
-    @classmethod
-    def of(
-        cls, action: Action, *, title: str | None = None, changes: tuple[str, ...] = ()
-    ) -> Planned:
-        href = getattr(action, "href", None)
-        if isinstance(action, Merge):
-            return cls(
-                "Merge",
-                action.followup_id,
-                action.side,
-                action.verb,
-                href,
-                action.push,
-                action.pull,
-                len(action.conflicts),
-                title,
-                changes,
-            )
-        kind = type(action).__name__
-        return cls(
-            kind, action.followup_id, action.side, action.verb, href, title=title, changes=changes
-        )
-
-    def as_json(self) -> dict[str, object]:
-        """The action for ``sync --dry-run --json``: what, to which follow-up, where."""
-        return {
-            "action": self.kind,
-            "what": _WHAT[self.kind],
-            "followup_id": self.followup_id,
-            "title": self.title,
-            "calendar_item": self.href,
-            "changes": list(self.changes),
-            "conflicts": self.conflicts,
-        }
-
-
-@dataclass(frozen=True)
-class PlanSummary:
-    """A whole pass's plan as its report keeps it (``Planned`` per action)."""
-
-    actions: tuple[Planned, ...] = ()
-    skipped: tuple[tuple[str, str], ...] = ()  # (item, reason): unreadable or ignored items
-    notices: tuple[tuple[str, str], ...] = ()  # (item, text): done, but worth telling a user
-
-    def count(self, side: str, verb: str) -> int:
-        return sum(1 for a in self.actions if a.side == side and a.verb == verb)
-
-    def deletions(self) -> int:
-        return sum(1 for a in self.actions if a.kind in ("DeleteOnServer", "DeleteInCrm"))
-
-
-#: What each action does, in the words of someone who uses the CRM and a calendar.
-_WHAT = {
-    "CreateOnServer": "create in the calendar",
-    "UpdateOnServer": "update in the calendar",
-    "DeleteOnServer": "delete from the calendar",
-    "SaveFromServer": "update the follow-up from the calendar",
-    "CreateFromServer": "create a follow-up from the calendar",
-    "DeleteInCrm": "delete the follow-up (deleted in the calendar)",
-    "DetachInCrm": "unlink the follow-up (deleted in the calendar; kept in the CRM)",
-    "RecordState": "nothing to write (both sides agree); remember it",
-    "Forget": "forget (gone on both sides)",
-    "Merge": "merge changes made on both sides",
-}
-
-
-def describe(action: Action | Planned) -> str:
-    """One line per action for ``--dry-run`` and the log: what, to which follow-up, where."""
-    planned = action if isinstance(action, Planned) else Planned.of(action)
-    what = _WHAT[planned.kind]
-    if planned.kind == "Merge":
-        written = (("calendar", planned.push), ("follow-up", planned.pull))
-        sides = [name for name, flag in written if flag]
-        what += f" (writes the {' and the '.join(sides) or 'record only'})"
-    line = f"{what}: follow-up {planned.followup_id}"
-    if planned.title:
-        line += f" {planned.title!r}"
-    if planned.href:
-        line += f", calendar item {planned.href}"
-    elif planned.kind == "CreateOnServer":
-        line += ", as a new calendar item"
-    if planned.changes:
-        line += f"; changes: {', '.join(planned.changes)}"
-    if planned.conflicts:
-        line += f"; {planned.conflicts} conflict(s)"
-    return line
 
 
 # --- the planner -----------------------------------------------------------------------
@@ -607,141 +322,6 @@ def _decide_item(
     return _Decided([CreateOnServer(followup_id, doc.effective_uid, doc)])
 
 
-# --- planning a pass in chunks -----------------------------------------------------------
-
-
-class Chunker:
-    """Splits one pass into chunks planned (and applied) one after another.
-
-    Built from the lightweight data of the whole pass: the listing (``server`` without
-    docs), the state entries (without documents) and the CRM entries and UIDs (without
-    documents), plus ``fetch``, the hrefs the pass fetches, in fetch order. Then:
-
-    1. ``slices()``: ``fetch`` in slices of ``size`` (a multiple of the multiget batch, so
-       the requests stay what they were). For each slice, ``claim(docs, failed)`` names
-       the follow-ups to decide with those resources: the owner of each recorded href,
-       and the new follow-up that adopts an unrecorded resource by UID. A resource
-       nobody claims is decided with its slice by ``plan_items``'s second loop.
-    2. ``rest()``: every other follow-up that has something to decide without a fetched
-       resource (a CRM edit, create or delete; a deletion in the listing), sorted, in
-       chunks of ``size``.
-
-    Decided with ``plan_items`` one after another, the chunks give exactly the actions
-    ``plan()`` gives for the whole pass (in another order): a follow-up is decided in one
-    chunk only, with the resources ``plan()`` would pair it with, and CRM entries, UIDs,
-    the listing and the state's hrefs stay global. The whole-pass safety rails are
-    ``check_sides_not_empty`` on the same data, and ``check_deletions`` on the sum of the
-    chunks' deletions; ``possible_deletions()`` tells when that sum cannot trip them.
-
-    One difference, by construction: follow-ups sharing one UID are not all routed to the
-    resource with that UID (``crm.uids`` names one of them); two such follow-ups could
-    not both be recorded for one href anyway.
-    """
-
-    def __init__(
-        self,
-        crm: CrmView,
-        server: ServerView,
-        state: Mapping[str, StateEntry],
-        fetch: Sequence[str],
-        *,
-        size: int,
-        batch: int = 1,
-        by_href: Mapping[str, StateEntry] | None = None,
-    ) -> None:
-        if size < 1 or batch < 1:
-            raise ValueError("chunk and batch sizes must be at least 1")
-        self.crm = crm
-        self.server = server
-        self.state = state
-        self.fetch = fetch
-        self.size = size
-        #: Slices of ``fetch`` are whole multiget batches.
-        self.slice_size = -(-size // batch) * batch
-        #: href -> state entry, for every recorded follow-up (``by_href``, if the caller has it).
-        self.by_href: Mapping[str, StateEntry] = (
-            by_href if by_href is not None else {entry.href: entry for entry in state.values()}
-        )
-        self.handled: set[str] = set()
-        self._undecided = [i for i in sorted(set(state) | set(crm.entries)) if self._to_decide(i)]
-        self._undecided_set = set(self._undecided)
-        self._fetch_left = len(fetch)
-        self._undecided_left = len(self._undecided)
-
-    def _to_decide(self, followup_id: str) -> bool:
-        """Whether a follow-up has anything to decide when the server sent nothing for it."""
-        entry = self.crm.entries.get(followup_id)
-        known = self.state.get(followup_id)
-        if known is None:
-            return entry is not None and not entry.deleted
-        return (
-            entry is None
-            or entry.deleted
-            or entry.content_hash != known.synced_hash
-            or _listed_as_deleted(self.server, known.href)
-        )
-
-    def slices(self) -> Iterator[Sequence[str]]:
-        for start in range(0, len(self.fetch), self.slice_size):
-            hrefs = self.fetch[start : start + self.slice_size]
-            self._fetch_left -= len(hrefs)
-            yield hrefs
-
-    def claim(self, docs: Mapping[str, ServerDoc], failed: Collection[str]) -> list[str]:
-        """The follow-ups to decide with one slice's resources (each only once a pass)."""
-        ids: set[str] = set()
-        for href in [*docs, *failed]:
-            known = self.by_href.get(href)
-            if known is not None:
-                ids.add(known.followup_id)
-        for href, doc in docs.items():
-            if href in self.by_href:
-                continue
-            owner = self.crm.uids.get(doc.uid)
-            entry = self.crm.entries.get(owner) if owner is not None else None
-            if owner is not None and owner not in self.state and entry and not entry.deleted:
-                ids.add(owner)
-        claimed = sorted(ids - self.handled)
-        self.handled.update(claimed)
-        self._undecided_left -= sum(1 for i in claimed if i in self._undecided_set)
-        return claimed
-
-    def rest(self) -> Iterator[list[str]]:
-        """What is left after the slices, in chunks; call after every slice was claimed."""
-        chunk: list[str] = []
-        for followup_id in self._undecided:
-            if followup_id in self.handled:
-                continue
-            chunk.append(followup_id)
-            if len(chunk) == self.size:
-                self._undecided_left -= len(chunk)
-                yield chunk
-                chunk = []
-        if chunk:
-            self._undecided_left -= len(chunk)
-            yield chunk
-
-    def left(self) -> int:
-        """Items not yet handed out: hrefs still to fetch plus follow-ups still undecided."""
-        return self._fetch_left + self._undecided_left
-
-    def possible_deletions(self) -> int:
-        """At least as many as the deletions the whole pass can plan (no document needed).
-
-        Only a recorded follow-up deleted in the CRM, one the listing reports deleted, or
-        an unrecorded resource whose UID belongs to a deleted follow-up plans a deletion,
-        and each at most one.
-        """
-        count = 0
-        for followup_id, known in self.state.items():
-            entry = self.crm.entries.get(followup_id)
-            if entry is None or entry.deleted or _listed_as_deleted(self.server, known.href):
-                count += 1
-        if any(entry.deleted for entry in self.crm.entries.values()):
-            count += sum(1 for href in self.fetch if href not in self.by_href)
-        return count
-
-
 def _known_item(
     followup_id: str,
     entry: CrmEntry | None,
@@ -774,7 +354,7 @@ def _known_item(
             base is not None and len(doc.followups) == 1 and same_meaning(doc.followups[0], base)
         )
         server_state = "cosmetic" if cosmetic else "changed"
-    elif _listed_as_deleted(server, known.href):
+    elif listed_as_deleted(server, known.href):
         server_state = "deleted"
     else:
         server_state = "unchanged"
@@ -948,12 +528,6 @@ def _server_doc_for_uid(
         if doc.uid == uid and href not in exclude:
             return doc
     return None
-
-
-def _listed_as_deleted(server: ServerView, href: str) -> bool:
-    if server.complete:
-        return href not in server.etags
-    return href in server.deleted
 
 
 def _crm_is_newer(entry: CrmEntry | None, doc: ServerDoc | None) -> bool | None:

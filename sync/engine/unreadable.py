@@ -50,7 +50,7 @@ def backed_off(
     return not moved
 
 
-#: How ``sync.engine.runner`` words a failure to fetch (not to read) an item.
+#: How ``sync.engine.fetch`` words a failure to fetch (not to read) an item.
 FETCH_FAILURE = "could not be fetched"
 
 

@@ -64,9 +64,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sync.api import controls
 from sync.config import Account, DaemonSettings, Settings
 from sync.crm.connect import reconcile_account
-from sync.engine.runner import PassReport, run_pass
 from sync.errors import FollowupSyncError
 from sync.logs import log_context
+from sync.run import PassReport, run_pass
 from sync.service.metrics import Metrics
 from sync.service.outboxes import Outboxes
 from sync.service.schedule import CrmWatch, Schedule

@@ -12,18 +12,355 @@ item and its feed entry in one commit.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.orm import Session
 
-from sync.state.rows import CollectionState, ConflictRecord, PendingHref, SyncItem
+from mappings.documents import load_followup
+from mappings.model import FollowUp
+from sync.state import followups as crm_store
+from sync.state.rows import (
+    CollectionState,
+    ConflictRecord,
+    FollowUpRow,
+    PendingHref,
+    SyncItem,
+    revision_of,
+    utcnow,
+)
 
 #: Rows read per round trip when a query covers many follow-ups.
 _ROWS = 500
 
 # --- what one sync pass reads and records (the engine) -------------------------------------------
+
+
+# The collection row: where the calendar is, how far the last pass got.
+
+
+def remember_calendar_url(session: Session, account: str, url: str) -> None:
+    """Keep the URL discovery found: the next pass connects without discovering."""
+    state = session.get(CollectionState, account)
+    if state is None:
+        session.add(CollectionState(account=account, calendar_url=url))
+    else:
+        state.calendar_url = url
+
+
+def open_collection(
+    session: Session, account: str, calendar_url: str
+) -> tuple[CollectionState, int | None, dict[str, PendingHref]]:
+    """The collection's record (created on the first pass), the change counter and the
+    items waiting for a retry: read together, so an idle pass costs one round trip."""
+    state = session.get(CollectionState, account)
+    if state is None:
+        state = CollectionState(account=account, calendar_url=calendar_url)
+        session.add(state)
+    revision = revision_of(session)
+    pending = {
+        row.href: row
+        for row in session.scalars(select(PendingHref).where(PendingHref.account == account))
+    }
+    return state, revision, pending
+
+
+def record_pass_end(
+    session: Session,
+    account: str,
+    *,
+    crm_revision_seen: int | None,
+    crm_scope_seen: str | None,
+    sync_token: str | None,
+    last_modified_seen: dt.datetime | None,
+    server_kind: str | None,
+    now: dt.datetime,
+    listed_everything: bool,
+    succeeded: bool,
+    last_result: str,
+) -> None:
+    """What a finished pass leaves on the collection row for the next one.
+
+    ``sync_token`` None keeps the stored token: a pass cut short must list the server's
+    changes it did not apply again. ``listed_everything`` and ``succeeded`` move
+    ``last_full_at`` and ``last_success_at``.
+    """
+    collection = session.get(CollectionState, account)
+    assert collection is not None
+    collection.crm_revision_seen = crm_revision_seen
+    collection.crm_scope_seen = crm_scope_seen
+    if sync_token is not None:
+        collection.sync_token = sync_token
+    collection.last_modified_seen = last_modified_seen
+    collection.server_kind = server_kind
+    collection.last_run_at = now
+    if listed_everything:
+        collection.last_full_at = now
+    if succeeded:
+        collection.last_success_at = now
+    collection.last_result = last_result
+
+
+# Unreadable items (``pending_hrefs``): retried on a back-off by the engine.
+
+
+def clear_pending_hrefs(
+    session: Session, account: str, fetched: Collection[str], listed: Mapping[str, str] | None
+) -> None:
+    """Forget the unreadable items this pass read, and, after a complete listing
+    (``listed``), the ones the server no longer has."""
+    gone = (
+        {
+            row.href
+            for row in session.scalars(select(PendingHref).where(PendingHref.account == account))
+            if row.href not in listed
+        }
+        if listed is not None
+        else set()
+    )
+    session.execute(
+        delete(PendingHref).where(
+            PendingHref.account == account,
+            PendingHref.href.in_(set(fetched) | gone),
+        )
+    )
+
+
+def note_unreadable(
+    session: Session,
+    account: str,
+    href: str,
+    reason: str,
+    *,
+    etag: str | None,
+    now: dt.datetime,
+    retry_at: Callable[[int, dt.datetime], dt.datetime | None],
+) -> None:
+    """Count one more failure to read ``href``; ``retry_at`` says when to try again.
+
+    A "vanished" reason keeps the reason it vanished after: that is what a user can fix.
+    """
+    row = session.get(PendingHref, (account, href))
+    if row is None:
+        row = PendingHref(account=account, href=href, reason=reason)
+        row.attempts = 1
+        session.add(row)
+    else:
+        row.attempts += 1
+        if not reason.startswith("vanished"):
+            row.reason = reason
+    row.last_seen = now
+    row.etag = etag
+    row.retry_at = retry_at(row.attempts, now)
+
+
+# What both sides agreed on (``sync_items``), read without the documents where it can be.
+
+
+def state_rows(session: Session, account: str) -> Iterator[Row[str, str, str, str, str]]:
+    """Every attached item's (followup_id, uid, href, etag, synced_hash), streamed."""
+    query = select(
+        SyncItem.followup_id,
+        SyncItem.uid,
+        SyncItem.href,
+        SyncItem.etag,
+        SyncItem.synced_hash,
+    ).where(SyncItem.account == account, SyncItem.detached.is_(False))
+    yield from session.execute(query.execution_options(yield_per=_ROWS))
+
+
+def state_row(
+    session: Session, account: str, followup_id: str
+) -> Row[str, str, str, str, str] | None:
+    """One attached item's (followup_id, uid, href, etag, synced_hash), or None."""
+    return session.execute(
+        select(
+            SyncItem.followup_id,
+            SyncItem.uid,
+            SyncItem.href,
+            SyncItem.etag,
+            SyncItem.synced_hash,
+        ).where(
+            SyncItem.account == account,
+            SyncItem.followup_id == followup_id,
+            SyncItem.detached.is_(False),
+        )
+    ).first()
+
+
+def recorded_etags(session: Session, account: str, hrefs: Collection[str]) -> dict[str, str]:
+    """href -> recorded ETag, for those of ``hrefs`` (at most ``_ROWS``) an item has."""
+    rows = session.execute(
+        select(SyncItem.href, SyncItem.etag).where(
+            SyncItem.account == account,
+            SyncItem.detached.is_(False),
+            SyncItem.href.in_(hrefs),
+        )
+    )
+    return {row.href: row.etag for row in rows}
+
+
+def recorded_at(session: Session, account: str, hrefs: Collection[str]) -> dict[str, dt.datetime]:
+    """href -> when we recorded it, for telling our own writes in a re-listed delta."""
+    rows = session.execute(
+        select(SyncItem.href, SyncItem.updated_at).where(
+            SyncItem.account == account, SyncItem.href.in_(hrefs)
+        )
+    )
+    return {row.href: row.updated_at for row in rows}
+
+
+def synced_documents(session: Session, account: str, ids: Collection[str]) -> dict[str, FollowUp]:
+    """The agreed documents (merge bases) of some follow-ups, ``_ROWS`` per round trip."""
+    result: dict[str, FollowUp] = {}
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), _ROWS):
+        for row in session.execute(
+            select(SyncItem.followup_id, SyncItem.synced_document).where(
+                SyncItem.account == account,
+                SyncItem.followup_id.in_(wanted[start : start + _ROWS]),
+            )
+        ):
+            result[row.followup_id] = load_followup(row.synced_document)
+    return result
+
+
+def detached_ids(session: Session, account: str) -> set[str]:
+    """Follow-ups unlinked from this calendar (``on_server_delete = detach``)."""
+    return set(
+        session.scalars(
+            select(SyncItem.followup_id).where(
+                SyncItem.account == account, SyncItem.detached.is_(True)
+            )
+        )
+    )
+
+
+def followup_rows(
+    session: Session,
+) -> Iterator[Row[str, str, str, str | None, str, bool, dt.datetime, str | None]]:
+    """Every follow-up's id, uid, kind, owner, content_hash, deleted, updated_at and
+    origin_account, streamed: what decides which belong in a calendar, without documents."""
+    yield from session.execute(
+        select(
+            FollowUpRow.id,
+            FollowUpRow.uid,
+            FollowUpRow.kind,
+            FollowUpRow.owner,
+            FollowUpRow.content_hash,
+            FollowUpRow.deleted,
+            FollowUpRow.updated_at,
+            FollowUpRow.origin_account,
+        ).execution_options(yield_per=_ROWS)
+    )
+
+
+def followup_uids(session: Session, followup_id: str) -> dict[str, str]:
+    """uid -> id of one follow-up (empty if it is gone): re-planning one item after a 412."""
+    rows = session.execute(
+        select(FollowUpRow.uid, FollowUpRow.id).where(FollowUpRow.id == followup_id)
+    )
+    return {row.uid: row.id for row in rows}
+
+
+def server_data(session: Session, account: str, followup_id: str) -> bytes | None:
+    """The server's bytes we recorded last: an update patches them, so unknown parts survive."""
+    item = session.get(SyncItem, (account, followup_id))
+    return item.server_data if item is not None else None
+
+
+# Recording and forgetting items: the writes of one action, in the caller's transaction.
+
+
+def sync_item(session: Session, account: str, followup_id: str) -> SyncItem | None:
+    """One follow-up's record, to update it in place (None: recorded for the first time)."""
+    return session.get(SyncItem, (account, followup_id))
+
+
+def sync_items(session: Session, account: str, ids: Collection[str]) -> dict[str, SyncItem]:
+    """The recorded items of some follow-ups, looked up at once for a batch of records."""
+    rows = session.scalars(
+        select(SyncItem).where(SyncItem.account == account, SyncItem.followup_id.in_(ids))
+    )
+    return {row.followup_id: row for row in rows}
+
+
+def record_agreed(
+    session: Session,
+    account: str,
+    item: SyncItem | None,
+    *,
+    followup_id: str,
+    href: str,
+    etag: str,
+    document: FollowUp,
+    data: bytes,
+) -> None:
+    """Remember what both sides agree on for one follow-up; ``item`` is its row, or None."""
+    if item is None:
+        item = SyncItem(account=account, followup_id=followup_id)
+        session.add(item)
+    item.uid = document.effective_uid
+    item.href = href
+    item.etag = etag
+    synced = document.to_json_dict()
+    item.synced_hash = crm_store.json_hash(synced)
+    item.synced_document = synced
+    item.server_data = data
+    item.updated_at = utcnow()
+    item.detached = False
+
+
+def forget(session: Session, account: str, followup_id: str) -> None:
+    """Drop one follow-up's record: it is gone from the calendar, or from both sides."""
+    session.execute(
+        delete(SyncItem).where(SyncItem.account == account, SyncItem.followup_id == followup_id)
+    )
+
+
+def detach(session: Session, account: str, followup_id: str) -> None:
+    """Unlink a follow-up from the calendar but keep it in the CRM (deleted in the calendar)."""
+    item = session.get(SyncItem, (account, followup_id))
+    if item is not None:
+        item.detached = True
+
+
+def purge_if_unused(session: Session, followup_id: str) -> None:
+    """A tombstone no calendar refers to any more has done its job."""
+    row = session.get(FollowUpRow, followup_id)
+    if row is None or not row.deleted:
+        return
+    others = session.scalar(
+        select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id)
+    )
+    if not others:
+        session.delete(row)
+
+
+def log_conflict(
+    session: Session,
+    account: str,
+    followup_id: str,
+    *,
+    part: str,
+    policy: str,
+    winner: str,
+    kept: object,
+    lost: object,
+) -> None:
+    """One part both sides changed, and which side's value the policy kept."""
+    session.add(
+        ConflictRecord(
+            account=account,
+            followup_id=followup_id,
+            part=part,
+            policy=policy,
+            winner=winner,
+            kept_value=kept,
+            lost_value=lost,
+        )
+    )
 
 
 # (end of the engine's section)
@@ -38,7 +375,8 @@ def collection_states(session: Session) -> dict[str, CollectionState]:
 
 
 def known_calendar_url(session: Session, account: str) -> str | None:
-    """The calendar a sync pass of ``account`` found, so the dialog need not discover it again."""
+    """The calendar a sync pass of ``account`` found, so a pass or the dialog need not
+    discover it again (``sync.run.connect``, ``sync.dialog``)."""
     state = session.get(CollectionState, account)
     return state.calendar_url if state is not None else None
 

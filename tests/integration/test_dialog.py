@@ -27,7 +27,7 @@ from mappings.model import uid_for_id
 from mappings.occurrences import occurrences
 from sync.config import Account
 from sync.dialog import DialogService, calculate_dates, validate_dates
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar, ResponseTooLarge

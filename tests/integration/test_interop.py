@@ -24,7 +24,6 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from mappings.model import uid_for_id
-from sync.engine.runner import PassReport, run_pass
 from sync.errors import (
     AlreadyExists,
     NotFound,
@@ -32,6 +31,7 @@ from sync.errors import (
     SyncCollectionUnsupported,
     WrongEtag,
 )
+from sync.run import PassReport, run_pass
 from sync.state.db import CollectionState, SyncItem
 from sync.stores.caldav import DavCalendar, DavRequest, Delta, FetchError, Reply, Resource, Sender
 from tests.dav_signin import dav_transport

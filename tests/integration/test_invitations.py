@@ -31,9 +31,9 @@ from icalendar import Calendar
 from mappings import itip
 from mappings.documents import load_followup
 from sync.config import Account
-from sync.engine.runner import run_pass
 from sync.invitations import messages, replies, scheduling, send
 from sync.mail_config import ImapSettings, MailSettings
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

@@ -31,9 +31,9 @@ from icalendar import Calendar
 from mappings.documents import load_followup
 from mappings.model import uid_for_id
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
 from sync.invitations import replies, scheduling, send
 from sync.mail_config import MailSettings
+from sync.run import PassReport, run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

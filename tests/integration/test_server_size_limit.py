@@ -18,7 +18,7 @@ import pytest
 from mappings.documents import load_followup
 from mappings.model import uid_for_id
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from tests.factories import appointment

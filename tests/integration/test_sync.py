@@ -27,8 +27,8 @@ from sync.cli.main import cli as cli_main
 from sync.config import Account
 from sync.engine.merge import ConflictPolicy
 from sync.engine.plan import OnServerDelete
-from sync.engine.runner import PassReport, run_pass
 from sync.errors import SideEmpty, TooManyDeletes
+from sync.run import PassReport, run_pass
 from sync.state.db import CollectionState, ConflictRecord, Database, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

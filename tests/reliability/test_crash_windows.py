@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sync.engine.merge import ConflictPolicy
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import ConflictRecord, Database, PendingWrite, SyncItem, utcnow
 from sync.state.followups import FollowUpStore
 from sync.testing.followups import realistic_followups

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from mappings.errors import FollowupSyncError
 from mappings.model import FollowUp
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
+from sync.run import PassReport, run_pass
 from sync.state.db import Database, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar, RetryPolicy

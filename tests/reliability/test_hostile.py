@@ -23,7 +23,7 @@ import pytest
 from icalendar import Calendar, Event
 
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.testing.followups import realistic_followups

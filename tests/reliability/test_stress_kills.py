@@ -32,7 +32,7 @@ from sqlalchemy import select
 from mappings.model import FollowUp
 from mappings.resource import read
 from sync.engine.merge import ConflictPolicy
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import ConflictRecord, Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar

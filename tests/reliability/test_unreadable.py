@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from sync.engine import unreadable
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database, PendingHref, as_utc, utcnow
 from sync.state.followups import FollowUpStore
 from sync.testing.followups import realistic_followups

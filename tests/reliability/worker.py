@@ -27,7 +27,7 @@ import time
 
 from mappings.errors import FollowupSyncError
 from sync.config import Account
-from sync.engine.runner import run_pass
+from sync.run import run_pass
 from sync.state.db import Database
 from sync.stores.caldav import DEFAULT_MAX_RESPONSE_BYTES, DavCalendar, DavRequest, Reply, Sender
 

@@ -16,6 +16,17 @@ import pytest
 
 from mappings.documents import load_followup
 from mappings.model import FollowUp
+from sync.engine.actions import (
+    CreateOnServer,
+    DeleteInCrm,
+    DeleteOnServer,
+    DetachInCrm,
+    Forget,
+    Plan,
+    RecordState,
+    SaveFromServer,
+    UpdateOnServer,
+)
 from sync.engine.direction import (
     CALENDAR_CORRECTED,
     CALENDAR_RECREATED,
@@ -26,23 +37,8 @@ from sync.engine.direction import (
     NOT_IMPORTED,
     one_way,
 )
-from sync.engine.plan import (
-    CreateOnServer,
-    CrmView,
-    DeleteInCrm,
-    DeleteOnServer,
-    DetachInCrm,
-    Forget,
-    Plan,
-    PlanOptions,
-    RecordState,
-    SaveFromServer,
-    ServerDoc,
-    ServerView,
-    StateEntry,
-    UpdateOnServer,
-    plan,
-)
+from sync.engine.plan import PlanOptions, plan
+from sync.engine.views import CrmView, ServerDoc, ServerView, StateEntry
 from sync.policies import ConflictPolicy, OnServerDelete, SyncDirection
 from sync.state.followups import CrmEntry, content_hash
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sync.engine.runner import _trusted
+from sync.engine.listing import _trusted
 from sync.stores.caldav import LastModified
 from sync.stores.caldav.listing import http_date
 

@@ -17,7 +17,7 @@ import pytest
 from mappings.documents import load_followup
 from mappings.model import FollowUp
 from sync.config import Account
-from sync.engine.runner import PassReport, run_pass
+from sync.run import PassReport, run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.memory import MemoryCalendar

@@ -17,32 +17,25 @@ import pytest
 from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp, uid_for_id
-from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import (
-    Chunker,
+from sync.engine.actions import (
     CreateFromServer,
     CreateOnServer,
-    CrmView,
     DeleteInCrm,
     DeleteOnServer,
     DetachInCrm,
     Forget,
     Merge,
-    OnServerDelete,
     Plan,
     Planned,
-    PlanOptions,
     RecordState,
     SaveFromServer,
-    ServerDoc,
-    ServerView,
-    StateEntry,
     UpdateOnServer,
-    WriteIntent,
     describe,
-    plan,
-    plan_items,
 )
+from sync.engine.chunks import Chunker
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import OnServerDelete, PlanOptions, plan, plan_items
+from sync.engine.views import CrmView, ServerDoc, ServerView, StateEntry, WriteIntent
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.state.followups import CrmEntry, content_hash
 from tests.factories import appointment, status_meeting

@@ -36,32 +36,31 @@ from mappings.documents import load_followup
 from mappings.equivalence import same_meaning
 from mappings.model import FollowUp
 from mappings.occurrences import occurrences
-from sync.engine.merge import ConflictPolicy
-from sync.engine.plan import (
+from sync.engine.actions import (
     Action,
-    Chunker,
     CreateFromServer,
     CreateOnServer,
-    CrmView,
     DeleteInCrm,
     DeleteOnServer,
     DetachInCrm,
     Forget,
     Merge,
-    OnServerDelete,
     Plan,
-    PlanOptions,
     RecordState,
     SaveFromServer,
-    ServerDoc,
-    ServerView,
-    StateEntry,
     UpdateOnServer,
+)
+from sync.engine.chunks import Chunker
+from sync.engine.merge import ConflictPolicy
+from sync.engine.plan import (
+    OnServerDelete,
+    PlanOptions,
     check_deletions,
     check_sides_not_empty,
     plan,
     plan_items,
 )
+from sync.engine.views import CrmView, ServerDoc, ServerView, StateEntry
 from sync.errors import SafetyStop, SideEmpty, TooManyDeletes
 from sync.state.followups import CrmEntry, content_hash
 

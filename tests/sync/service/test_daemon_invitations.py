@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
 from sync.config import load_settings
-from sync.engine.runner import run_pass
 from sync.invitations import replies
+from sync.run import run_pass
 from sync.state.db import DaemonRun, Database
 from sync.state.invitation_records import Invitation
 from tests.factories import appointment

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sync.config import Account, DaemonSettings, Settings, backoff_seconds
-from sync.engine.plan import Plan
+from sync.engine.actions import Plan
 from sync.engine.runner import PassReport
 from sync.errors import TransportError
 from sync.service.daemon import Daemon
