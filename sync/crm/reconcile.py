@@ -314,7 +314,7 @@ class Reconciler:
         crm_doc = current.followup.to_json_dict() if current is not None else None
         kept, lost = (calendar_doc, crm_doc) if calendar_wins else (crm_doc, calendar_doc)
         with self.db.sessions.begin() as session:
-            repo.record_conflict(
+            repo.log_conflict(
                 session,
                 self.name,
                 followup_id,

@@ -546,34 +546,3 @@ def synced_pairs(session: Session, followup_ids: Sequence[str]) -> set[tuple[str
 def conflict(session: Session, conflict_id: int) -> ConflictRecord | None:
     """One entry of the conflict log, by id."""
     return session.get(ConflictRecord, conflict_id)
-
-
-# the CRM connector's write-back (sync.crm.reconcile)
-
-
-def record_conflict(
-    session: Session,
-    account: str,
-    followup_id: str,
-    *,
-    part: str,
-    policy: str,
-    winner: str,
-    kept: object,
-    lost: object,
-) -> None:
-    """Log a conflict a pass settled outside the engine's merge (a CRM edit racing a calendar edit).
-
-    Written to the engine's log, so ``followup-sync conflicts`` and the API list it with the rest.
-    """
-    session.add(
-        ConflictRecord(
-            account=account,
-            followup_id=followup_id,
-            part=part,
-            policy=policy,
-            winner=winner,
-            kept_value=kept,
-            lost_value=lost,
-        )
-    )
