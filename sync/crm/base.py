@@ -97,6 +97,10 @@ class CrmConnector(Protocol):
         """Every row of the configured associates -> its follow-up id (to notice deletions)."""
         ...
 
+    def stamp_time(self, updated: str) -> dt.datetime:
+        """A row's ``updated`` stamp as an aware UTC time (``newest-wins`` compares it)."""
+        ...
+
     def read_series(self, followup_id: str, known: Iterable[RowStamp]) -> CrmSeries | None:
         """The follow-up as the CRM has it now (None: gone). ``known`` keeps moved rows' keys."""
         ...

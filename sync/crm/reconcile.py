@@ -32,12 +32,15 @@ from mappings.superoffice import RecurrenceInfo
 from sync.config import Account
 from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
 from sync.policies import ConflictPolicy
-from sync.state import changes, crm_cursors
+from sync.state import changes, crm_cursors, repo
 from sync.state import followups as store
 from sync.state.db import Database
+from sync.state.rows import as_utc
 
 log = logging.getLogger(__name__)
 FEED_PAGE = 500
+#: The conflict log's ``part`` for a CRM write-back conflict: the follow-up as a whole.
+CONFLICT_PART = "follow-up (CRM write-back)"
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Reconciler:
         self.db = db
         self.crm = crm
         self.report = ReconcileReport()
+        #: When the calendar last changed each follow-up written back (``newest-wins``).
+        self.calendar_changed_at: dict[str, dt.datetime] = {}
 
     def run(self) -> ReconcileReport:
         try:
@@ -137,12 +142,10 @@ class Reconciler:
             page = changes.read(session, since, limit=FEED_PAGE)
             pending: list[str] = []
             for entry in page.entries:
-                if (
-                    entry.origin == "calendar"
-                    and self._mine(entry.owner)
-                    and entry.followup_id not in pending
-                ):
-                    pending.append(entry.followup_id)
+                if entry.origin == "calendar" and self._mine(entry.owner):
+                    if entry.followup_id not in pending:
+                        pending.append(entry.followup_id)
+                    self.calendar_changed_at[entry.followup_id] = as_utc(entry.at)
         tails = {head: tail for tail in pending if (head := self._split_head(tail)) is not None}
         for followup_id in pending:
             if followup_id in tails.values():
@@ -151,7 +154,7 @@ class Reconciler:
                 try:
                     self._write_split(followup_id, tails[followup_id])
                 except CrmConflict as exc:
-                    self._conflict(followup_id, str(exc))
+                    self._conflict(followup_id, str(exc), also=tails[followup_id])
                 continue
             if not self.crm.owns(followup_id):
                 # New in a calendar (import_new) or from another source: no CRM row to write.
@@ -250,11 +253,20 @@ class Reconciler:
                 None if row is None else store.load_documents(session, [followup_id])[followup_id]
             )
 
-    def _conflict(self, followup_id: str, reason: str) -> None:
+    def _conflict(self, followup_id: str, reason: str, also: str | None = None) -> None:
+        """Settle a CRM edit racing a calendar edit by the policy; ``also``: a split's tail."""
         policy = self.account.conflict_policy
         self.report.conflicts.append(followup_id)
         current = self.crm.read_series(followup_id, self._known(followup_id))
-        if policy == ConflictPolicy.server_wins and current is not None:
+        calendar_wins = current is not None and (
+            policy == ConflictPolicy.server_wins
+            or (
+                policy == ConflictPolicy.newest_wins
+                and self._calendar_is_newer(current, [followup_id, also])
+            )
+        )
+        self._log_conflict(followup_id, current, calendar_wins=calendar_wins)
+        if calendar_wins and current is not None:
             log.warning(
                 "account %s: conflict on %s (%s): the calendar's version wins, "
                 "the CRM edit is overwritten",
@@ -274,6 +286,44 @@ class Reconciler:
             self._gone(followup_id)
         else:
             self._adopt(current)
+
+    def _calendar_is_newer(self, current: CrmSeries, followup_ids: list[str | None]) -> bool:
+        """``newest-wins``: the calendar's change is later than the CRM rows' newest stamp.
+
+        CRM stamps have whole seconds, so the calendar's time is compared at whole seconds
+        too, and a tie goes to the CRM (as the engine's merge gives an unknown order to it).
+        """
+        changed = [
+            self.calendar_changed_at[i] for i in followup_ids if i in self.calendar_changed_at
+        ]
+        if not changed or not current.rows:
+            return False
+        crm_time = max(self.crm.stamp_time(row.updated) for row in current.rows)
+        return max(changed).replace(microsecond=0) > crm_time
+
+    def _log_conflict(
+        self, followup_id: str, current: CrmSeries | None, *, calendar_wins: bool
+    ) -> None:
+        """Keep both versions in the conflict log (``followup-sync conflicts``, the API).
+
+        The calendar's version is the store's (what the calendar pull saved); None on either
+        side is a deletion. The connector writes whole follow-ups, so the part is the whole.
+        """
+        stored = self._stored(followup_id)
+        calendar_doc = stored.to_json_dict() if stored is not None else None
+        crm_doc = current.followup.to_json_dict() if current is not None else None
+        kept, lost = (calendar_doc, crm_doc) if calendar_wins else (crm_doc, calendar_doc)
+        with self.db.sessions.begin() as session:
+            repo.log_conflict(
+                session,
+                self.name,
+                followup_id,
+                part=CONFLICT_PART,
+                policy=self.account.conflict_policy.value,
+                winner="server" if calendar_wins else "crm",
+                kept=kept,
+                lost=lost,
+            )
 
     def _adopt_stamps(self, series: CrmSeries) -> None:
         """Take the CRM's current stamps as read (the calendar's version is then written)."""

@@ -10,12 +10,15 @@ stand-in's traffic inside SuperOffice's published API descriptions, and with idl
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from mappings.occurrences import occurrences
+from sync.cli.main import cli as cli_main
 from sync.config.crm import CrmSettings
 from sync.crm.reconcile import ReconcileReport, reconcile
 from sync.crm.superoffice.connector import SuperOfficeConnector, open_connector
@@ -95,6 +98,16 @@ def book_weekly(crm: SuperOfficeStandIn, title: str = "Weekly status") -> list[R
 
 def rows_now(crm: SuperOfficeStandIn, rule_id: int) -> list[tuple[str, str]]:
     return [(row.start.isoformat(), row.title) for row in crm.tenant.series_rows(rule_id)]
+
+
+def listed_conflicts(env: Env) -> list[dict[str, Any]]:
+    """What ``followup-sync conflicts --json`` lists for the account's database."""
+    result = CliRunner().invoke(
+        cli_main, ["conflicts", "--json", "--database", str(env.db_path)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    listed: list[dict[str, Any]] = json.loads(result.output)
+    return listed
 
 
 def assert_idle(env: Env) -> None:
@@ -200,6 +213,13 @@ def test_a_crm_edit_racing_a_calendar_edit_is_a_logged_conflict_the_crm_wins(
     assert report.conflicts == [followup_id]
     assert "conflict on " + followup_id in caplog.text
     assert rows_now(crm, rule)[2] == ("2026-03-16T09:00:00", "Moved to the board room")
+    [listed] = listed_conflicts(linked)
+    assert (listed["followup_id"], listed["policy"], listed["winner"]) == (
+        followup_id, "crm-wins", "crm"
+    )  # fmt: skip
+    assert "Moved to the board room" in json.dumps(listed["kept"])
+    assert "Moved to the board room" not in json.dumps(listed["lost"])
+    assert "2026-03-17T11:00:00" in json.dumps(listed["lost"])  # the calendar's move
     linked.sync()
     assert "Moved to the board room" in linked.resource(followup_id).text
     assert_idle(linked)
@@ -432,7 +452,62 @@ def test_under_server_wins_the_calendar_edit_overwrites_a_racing_crm_edit_and_is
     report = run_reconcile(linked)
     assert report.conflicts == [followup_id]
     assert "the calendar's version wins" in caplog.text
+    [listed] = listed_conflicts(linked)
+    assert (listed["followup_id"], listed["policy"], listed["winner"]) == (
+        followup_id, "server-wins", "server"
+    )  # fmt: skip
+    assert "Board room" in json.dumps(listed["lost"]) and "Board room" not in json.dumps(
+        listed["kept"]
+    )
     assert rows_now(crm, rule)[2] == ("2026-03-17T11:00:00", "Weekly status")
+    linked.sync()
+    assert_idle(linked)
+
+
+@pytest.mark.parametrize(
+    ("crm_clock", "winner", "row_after"),
+    [
+        # The CRM edit is an hour after the calendar's: the CRM's version is kept.
+        (dt.timedelta(hours=1), "crm", ("2026-03-16T09:00:00", "Weekly status")),
+        # The CRM's clock says its edit was two hours before the calendar's: the calendar wins.
+        (dt.timedelta(hours=-2), "server", ("2026-03-17T11:00:00", "Weekly status")),
+    ],
+    ids=["crm-newer", "calendar-newer"],
+)
+def test_under_newest_wins_the_later_of_a_racing_crm_and_calendar_edit_is_kept(
+    linked: Env,
+    crm: SuperOfficeStandIn,
+    crm_clock: dt.timedelta,
+    winner: str,
+    row_after: tuple[str, str],
+) -> None:
+    linked.configure(conflict_policy=ConflictPolicy.newest_wins)
+    if crm_clock < dt.timedelta():
+        crm.advance_clock(crm_clock)  # before booking: the tenant's stamps only move forward
+    rows = book_weekly(crm)
+    rule = rows[0].rule_id
+    followup_id = f"so-r{rule}"
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(
+        resource,
+        ce.move_occurrence(
+            resource.data, utc(2026, 3, 16, 9), utc(2026, 3, 17, 11), utc(2026, 3, 17, 12)
+        ),
+    )
+    linked.sync()
+    if crm_clock > dt.timedelta():
+        crm.advance_clock(crm_clock)
+    crm.edit_behind(rows[1].appointment_id, location="Board room")  # another occurrence
+    report = run_reconcile(linked)
+    assert report.conflicts == [followup_id]
+    assert rows_now(crm, rule)[2] == row_after
+    [listed] = listed_conflicts(linked)
+    assert (listed["followup_id"], listed["policy"], listed["winner"]) == (
+        followup_id, "newest-wins", winner
+    )  # fmt: skip
+    assert ("Board room" in json.dumps(listed["kept"])) == (winner == "crm")
     linked.sync()
     assert_idle(linked)
 

@@ -116,6 +116,9 @@ class SuperOfficeConnector:
     def owns(self, followup_id: str) -> bool:
         return documents.parse_followup_id(followup_id) is not None
 
+    def stamp_time(self, updated: str) -> dt.datetime:
+        return documents.parse_stamp(updated).replace(tzinfo=self.zone).astimezone(dt.UTC)
+
     def changed_since(self, watermark: str | None) -> ChangedRows:
         # ``ge``: SuperOffice stamps have whole seconds; a row written in the watermark's second
         # after the last read would be missed by ``gt``. Rows seen before are recognised by
