@@ -29,6 +29,7 @@ from sync.engine.merge import ConflictPolicy
 from sync.engine.plan import OnServerDelete
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.run import PassReport, run_pass
+from sync.state import repo
 from sync.state.db import CollectionState, ConflictRecord, Database, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
@@ -822,18 +823,16 @@ def test_lost_state_row_after_a_write_is_recognised_without_a_duplicate(synced: 
 def test_crash_between_create_and_record_leaves_no_duplicate(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sync.engine.apply import Applier
-
     env.store.import_followups(followup_set())
-    original_record = Applier._record
 
-    def crash(self: Applier, *args: Any, **kwargs: Any) -> None:
+    def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt("process killed after the PUT")
 
-    monkeypatch.setattr(Applier, "_record", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_pass(env.account, env.db)
-    monkeypatch.setattr(Applier, "_record", original_record)
+    # The repository is the one door to the sync tables: the record after the PUTs fails there.
+    with monkeypatch.context() as patched:
+        patched.setattr(repo, "record_agreed", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_pass(env.account, env.db)
     # The writes of one batch are on the server, none recorded (sync.engine.apply.RECORD_BATCH).
     assert len(env.client.list()) == len(followup_set())
     with env.db.session() as session:
