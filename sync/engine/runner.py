@@ -186,6 +186,11 @@ def _crm_unchanged(collection: CollectionState, revision: int | None, scope: str
     The change counter (``sync.state.db.ChangeCounter``) moves with every committed
     write to the follow-ups, the sync records or the write intents, whichever process
     or account made it; the account's settings must be the same too.
+
+    Only a pass that found nothing to do and left no write intent records the counter
+    (``SyncPass._finish``), and a pass that takes the shortcut read no unreadable item
+    waiting: so the shortcut's own record (``quiet``) has no intent to drop and no
+    unreadable item to forget, and skips both statements.
     """
     if revision is None or collection.crm_revision_seen != revision:
         return False
@@ -354,7 +359,7 @@ class SyncPass:
             # one would find nothing either, without reading a single row.
             report = _Sweep().report(self.account.name, "incremental", dry_run=dry_run)
             if not dry_run:
-                self._finish(listing, {}, set(), report, revision)
+                self._finish(listing, {}, set(), report, revision, True)  # quiet
             return report
         state = recorded()
         by_href = {entry.href: entry for entry in state.values()}
@@ -519,7 +524,9 @@ class SyncPass:
         fetched: set[str],
         report: PassReport,
         revision: int | None,
+        quiet: bool = False,
     ) -> None:
+        """Record the pass; ``quiet``: the idle shortcut, nothing to clear (``_crm_unchanged``)."""
         now = utcnow()
         account = self.account.name
         stopped = report.stopped
@@ -528,10 +535,11 @@ class SyncPass:
         # must be listed again next time, not skipped over.
         keeps_token = listing.token is not None and not stopped
         with self.db.sessions.begin() as session:
-            if not stopped:
-                intents.drop_unlanded_intents(
+            if not stopped and not quiet:
+                left = intents.drop_unlanded_intents(
                     session, account, before=self._started, failed=failed, fetched=fetched
                 )
+                idle = idle and left == 0  # a pass that leaves an intent vouches for nothing
             repo.record_pass_end(
                 session,
                 account,
@@ -545,7 +553,8 @@ class SyncPass:
                 succeeded=report.ok and not stopped,
                 last_result=_last_result(report),
             )
-            self.fetcher.remember_unreadable(session, listing, fetched, failed, now)
+            if not quiet:
+                self.fetcher.remember_unreadable(session, listing, fetched, failed, now)
 
 
 __all__ = [

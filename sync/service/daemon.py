@@ -285,6 +285,7 @@ class Daemon:
             return self.stopping.is_set() or not held.still_held()
 
         result: str
+        ran: str | None = None  # the account, once its pass ran
         try:
             with log_context(account=name):
                 log.info("%s pass starts (%s)", mode, reason)
@@ -296,12 +297,12 @@ class Daemon:
                 else:
                     seconds = time.monotonic() - started
                     self.metrics.pass_done(report, seconds, time.time())
-                    self.schedule.succeeded(name)
+                    ran = name
                     result = "stopped" if report.stopped else ("ok" if report.ok else "partial")
                     _log_pass_done(report, result, seconds)
         finally:
             self.metrics.running.dec()
-        self.schedule.run_ended(run_id, result)
+        self.schedule.run_ended(run_id, result, succeeded=ran)
         self.runtime[name].last_result = result
         return result
 

@@ -77,11 +77,6 @@ class Schedule:
         with self.db.session() as session:
             return repo.failures_in_a_row(session, name)
 
-    def succeeded(self, name: str) -> None:
-        """A pass ran: the back-off is over."""
-        with self.db.sessions.begin() as session:
-            repo.set_failures_in_a_row(session, name, 0)
-
     def failed(self, account: Account, failures: int, wait: float, error: Exception) -> None:
         """Record the failed pass: the count in a row, why, and when it is tried again."""
         now = utcnow()
@@ -110,8 +105,13 @@ class Schedule:
         with self.db.sessions.begin() as session:
             return shared.start_run(session, name, worker=self.worker, mode=mode)
 
-    def run_ended(self, run_id: int, result: str) -> None:
+    def run_ended(self, run_id: int, result: str, *, succeeded: str | None = None) -> None:
+        """Complete the run log row; ``succeeded``: the account whose pass ran, whose
+        back-off is over (in the same transaction: an idle pass costs a few round trips,
+        and each transaction is one more)."""
         with self.db.sessions.begin() as session:
+            if succeeded is not None:
+                repo.set_failures_in_a_row(session, succeeded, 0)
             shared.finish_run(session, run_id, result)
 
     def prune_run_log(self) -> None:

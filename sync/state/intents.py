@@ -61,14 +61,18 @@ def drop_unlanded_intents(
     before: dt.datetime,
     failed: Collection[str],
     fetched: Collection[str],
-) -> None:
-    """Forget intents from before ``before`` (this pass's start) whose write never landed.
+) -> int:
+    """Forget intents from before ``before`` (this pass's start) whose write never landed;
+    returns how many intents of the account are left.
 
     A landed write moves its resource's ETag (or makes it exist), so a whole pass fetches
     it; an intent from an earlier pass whose resource this pass neither read nor failed to
     read was never carried out. Left in place (its follow-up had nothing to do: the CRM
     went back to the agreed version), it would be taken for a landed write the day a
     client edits the resource.
+
+    The count left lets an idle pass vouch that the account has no intent at all: only
+    then may the next idle pass skip this query (``sync.engine.runner``).
     """
     rows = session.execute(
         select(PendingWrite.followup_id, PendingWrite.href, PendingWrite.created_at).where(
@@ -87,3 +91,4 @@ def drop_unlanded_intents(
                 PendingWrite.followup_id.in_(stale),
             )
         )
+    return len(rows) - len(stale)

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mappings.documents import load_followup
@@ -86,20 +86,28 @@ def record_pass_end(
     changes it did not apply again. ``listed_everything`` and ``succeeded`` move
     ``last_full_at`` and ``last_success_at``.
     """
-    collection = session.get(CollectionState, account)
-    assert collection is not None
-    collection.crm_revision_seen = crm_revision_seen
-    collection.crm_scope_seen = crm_scope_seen
+    values: dict[str, Any] = {
+        "crm_revision_seen": crm_revision_seen,
+        "crm_scope_seen": crm_scope_seen,
+        "last_modified_seen": last_modified_seen,
+        "server_kind": server_kind,
+        "last_run_at": now,
+        "last_result": last_result,
+    }
     if sync_token is not None:
-        collection.sync_token = sync_token
-    collection.last_modified_seen = last_modified_seen
-    collection.server_kind = server_kind
-    collection.last_run_at = now
+        values["sync_token"] = sync_token
     if listed_everything:
-        collection.last_full_at = now
+        values["last_full_at"] = now
     if succeeded:
-        collection.last_success_at = now
-    collection.last_result = last_result
+        values["last_success_at"] = now
+    # One UPDATE without reading the row first (the pass opened it: ``open_collection``).
+    moved = session.execute(
+        update(CollectionState)
+        .where(CollectionState.account == account)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    assert getattr(moved, "rowcount", 1) == 1
 
 
 # Unreadable items (``pending_hrefs``): retried on a back-off by the engine.

@@ -20,9 +20,9 @@ nothing of ``sync.state`` so that every table module can import it without a cyc
 ``conflicts``       the losing side of every conflict, for ``followup-sync conflicts``.
 ``daemon_runs``     one row per pass a daemon process ran (who, when, result).
 ``meta``            the schema version.
-``change_counter``  one number moved by every committed write to ``followups`` or
-                    ``sync_items``: an idle pass compares it with the value it saw
-                    instead of reading every row (``revision_of``).
+``change_counter``  one number moved by every committed write to ``followups``,
+                    ``sync_items`` or ``pending_writes``: an idle pass compares it with
+                    the value it saw instead of reading every row (``revision_of``).
 ``alembic_version`` the migration revision (``followup-sync db upgrade``, sync/state/migrations).
 
 Every write the sync worker makes to the server has its intent recorded before it is
@@ -52,7 +52,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column
 
 SCHEMA_VERSION = 1
 
@@ -158,7 +158,8 @@ class CollectionState(Base):
 
 
 class ChangeCounter(Base):
-    """A number that every committed write to ``followups`` or ``sync_items`` moves.
+    """A number that every committed write to ``followups``, ``sync_items`` or
+    ``pending_writes`` moves, through the ORM or as a bulk statement on the session.
 
     Why a counter and not ``max(updated_at)``: a timestamp is taken at flush time, so on
     PostgreSQL a transaction that commits later with an earlier stamp (or a process whose
@@ -183,6 +184,26 @@ def _note_watched_writes(session: Session, _context: object, _instances: object)
         if isinstance(row, FollowUpRow | SyncItem | PendingWrite):
             session.info["crm_changed"] = True
             return
+
+
+#: The tables whose writes move the change counter (``followups``, ``sync_items``,
+#: ``pending_writes``).
+_WATCHED_TABLES = frozenset({"followups", "sync_items", "pending_writes"})
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_watched_writes(execute_state: ORMExecuteState) -> None:
+    """Remember a bulk ``session.execute(insert/update/delete …)`` on a watched table too.
+
+    These never reach ``before_flush``: without this, an intent recorded in bulk
+    (``sync.state.intents.add_intents``) or a sync record deleted by a statement would
+    not move the counter, and an idle pass elsewhere could skip a change it must see.
+    """
+    if not (execute_state.is_insert or execute_state.is_update or execute_state.is_delete):
+        return
+    table = getattr(execute_state.statement, "table", None)
+    if getattr(table, "name", None) in _WATCHED_TABLES:
+        execute_state.session.info["crm_changed"] = True
 
 
 @event.listens_for(Session, "before_commit")

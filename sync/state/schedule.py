@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from sync.config import Account, backoff_seconds
@@ -40,10 +40,13 @@ def start_run(session: Session, account: str, *, worker: str, mode: str) -> int:
 
 
 def finish_run(session: Session, run_id: int, result: str) -> None:
-    row = session.get(DaemonRun, run_id)
-    if row is not None:
-        row.finished_at = utcnow()
-        row.result = result
+    """Complete a pass's row: one UPDATE, no read first (a row already pruned stays gone)."""
+    session.execute(
+        update(DaemonRun)
+        .where(DaemonRun.id == run_id)
+        .values(finished_at=utcnow(), result=result)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def prune_runs(session: Session, older_than: dt.timedelta) -> None:
