@@ -159,3 +159,59 @@ def test_a_rule_no_superoffice_pattern_is_stays_in_the_calendar_reported(
     assert report.skipped == [made.id] and report.written == []
     assert crm.tenant.rows == {}
     assert_idle(linked)
+
+
+def test_an_occurrence_made_all_day_in_a_client_is_all_day_in_that_crm_row_only(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    rows = book_weekly(crm)
+    followup_id = so_id(linked, rule=rows[0].rule_id)
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(
+        resource, ce.all_day_occurrence(resource.data, utc(2026, 3, 16, 9), dt.date(2026, 3, 16))
+    )
+    linked.sync()
+    [stored] = linked.store.all()
+    assert run_reconcile(linked).written == [followup_id]
+    after = crm.tenant.series_rows(rows[0].rule_id)
+    assert [(row.start, row.end, row.is_allday) for row in after] == [
+        (dt.datetime(2026, 3, 2, 9), dt.datetime(2026, 3, 2, 10), False),
+        (dt.datetime(2026, 3, 9, 9), dt.datetime(2026, 3, 9, 10), False),
+        (dt.datetime(2026, 3, 16), dt.datetime(2026, 3, 17), True),
+        (dt.datetime(2026, 3, 23, 9), dt.datetime(2026, 3, 23, 10), False),
+    ]
+    # Read back as the calendar has it (a day has no time zone: the tenant's is kept).
+    [now] = linked.store.all()
+    assert now.model_copy(update={"timezone": stored.timezone}) == stored
+    linked.sync()
+    assert_idle(linked)
+
+
+def test_a_single_appointment_made_all_day_in_a_client_is_all_day_in_the_crm(
+    linked: Env, crm: SuperOfficeStandIn
+) -> None:
+    row = crm.create(
+        {"Title": "Offsite", "StartDate": "2026-03-04T09:00:00", "EndDate": "2026-03-04T17:00:00"},
+        associate_id=ASSOCIATE,
+    )
+    followup_id = so_id(linked, row=row.appointment_id)
+    run_reconcile(linked)
+    linked.sync()
+    resource = linked.resource(followup_id)
+    linked.client.replace(resource, ce.all_day_single(resource.data, dt.date(2026, 3, 4)))
+    linked.sync()
+    [stored] = linked.store.all()
+    assert run_reconcile(linked).written == [followup_id]
+    after = crm.tenant.rows[row.appointment_id]
+    assert (after.start, after.end, after.is_allday) == (
+        dt.datetime(2026, 3, 4),
+        dt.datetime(2026, 3, 5),
+        True,
+    )
+    # Read back as the calendar has it (a day has no time zone: the tenant's is kept).
+    [now] = linked.store.all()
+    assert now.model_copy(update={"timezone": stored.timezone}) == stored
+    linked.sync()
+    assert_idle(linked)

@@ -227,6 +227,8 @@ class SuperOfficeConnector:
             "StartDate": self._local(followup.start),
             "EndDate": self._local(followup.end),
         }
+        if not isinstance(followup.start, dt.datetime):
+            entity["IsAlldayEvent"] = True
         if owner is not None and owner.isdigit():
             entity["Associate"] = {"AssociateId": int(owner)}
         if followup.kind == FollowUpKind.task:
@@ -248,6 +250,8 @@ class SuperOfficeConnector:
             raise CrmConflict(row.row_id)  # deleted in the CRM meanwhile
         if edit.start is not None:
             entity["StartDate"] = documents.stamp(edit.start)
+            # A DATE (a client's "all day") is the entity's all-day flag; a time clears it.
+            entity["IsAlldayEvent"] = not isinstance(edit.start, dt.datetime)
         if edit.end is not None:
             entity["EndDate"] = documents.stamp(edit.end)
         for key, value in (

@@ -137,6 +137,9 @@ def single_followup(
         "timezone": timezone,
         "owner": _owner(entity),
     }
+    if entity.get("IsAlldayEvent"):  # dates, the end exclusive, as the calendar pull has them
+        last = max(end.date(), start.date() + dt.timedelta(days=1))
+        document.update(start=start.date().isoformat(), end=last.isoformat(), all_day=True)
     if kind == FollowUpKind.task:
         document["status"] = _STATUS.get(str(entity.get("Completed")))
         if document["status"] == FollowUpStatus.completed:
@@ -212,9 +215,12 @@ def series_followup(
         exception: dict[str, Any] = {"original_start": key}
         start, end = parse_stamp(row["StartDate"]), parse_stamp(row["EndDate"])
         # As the calendar pull writes it: ``end`` only when the length differs from the series'.
-        if start != date:
+        if row.get("IsAlldayEvent"):  # dates, the end exclusive, as the calendar pull has them
+            last = max(end.date(), start.date() + dt.timedelta(days=1))
+            exception.update(start=start.date().isoformat(), end=last.isoformat(), all_day=True)
+        elif start != date:
             exception["start"] = stamp(start)
-        if end - start != duration:
+        if end - start != duration and not row.get("IsAlldayEvent"):
             exception.update(start=stamp(start), end=stamp(max(end, start)))
         for field, value, series_value in (
             ("title", row.get("Title") or "", title),
