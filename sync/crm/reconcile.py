@@ -203,8 +203,8 @@ class Reconciler:
     def _create(self, followup_id: str) -> None:
         """Made in a calendar: booked in the CRM (import_new), its rows remembered (linked)."""
         wanted = self._stored(followup_id)
-        if not self.account.import_new or wanted is None:
-            self.report.skipped.append(followup_id)  # not the connector's to book
+        if not self.account.import_new or wanted is None or wanted.uid is None:
+            self.report.skipped.append(followup_id)  # not made in a client (its UID): not ours
             return
         try:
             crm_id = self.crm.create_followup(wanted)
