@@ -35,6 +35,10 @@ class CrmConflict(CrmError):
         self.row_id = row_id
 
 
+class CrmCannotExpress(CrmError):
+    """The follow-up has something the CRM cannot keep (a rule none of its patterns is)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RowStamp:
     """One CRM row of a follow-up: which occurrence it stands for and its ``updated`` stamp."""
@@ -51,6 +55,9 @@ class CrmSeries:
 
     followup: FollowUp
     rows: tuple[RowStamp, ...]
+    #: The CRM's own id when the store keeps the follow-up under another one (made in a
+    #: calendar, or named before ids named the tenant); None: ``followup.id``.
+    crm_id: str | None = None
 
     def row_for(self, original_start: str) -> RowStamp | None:
         return next((row for row in self.rows if row.original_start == original_start), None)
@@ -103,6 +110,17 @@ class CrmConnector(Protocol):
 
     def read_series(self, followup_id: str, known: Iterable[RowStamp]) -> CrmSeries | None:
         """The follow-up as the CRM has it now (None: gone). ``known`` keeps moved rows' keys."""
+        ...
+
+    def followup_of_row(self, row_id: str) -> str | None:
+        """The CRM's follow-up id for one of its rows (None: the row is gone)."""
+        ...
+
+    def create_followup(self, followup: FollowUp) -> str:
+        """Book a follow-up made in a calendar; returns the CRM's id for it.
+
+        Raises ``CrmCannotExpress`` when its rule is none of the CRM's patterns.
+        """
         ...
 
     def edit_occurrence(self, row: RowStamp, edit: OccurrenceEdit) -> None:

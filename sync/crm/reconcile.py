@@ -24,13 +24,25 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from mappings.documents import load_followup
-from mappings.model import FollowUp, FollowUpStatus
-from mappings.occurrences import Occurrence, occurrences
+from mappings.model import FollowUp
 from mappings.resource import check_renderable
-from mappings.superoffice import RecurrenceInfo
 from sync.config import Account
-from sync.crm.base import CrmConflict, CrmConnector, CrmError, CrmSeries, OccurrenceEdit, RowStamp
+from sync.crm.base import (
+    CrmCannotExpress,
+    CrmConflict,
+    CrmConnector,
+    CrmError,
+    CrmSeries,
+    OccurrenceEdit,
+    RowStamp,
+)
+from sync.crm.differences import (
+    naive,
+    pattern,
+    rename,
+    with_completion_times,
+    write_differences,
+)
 from sync.policies import ConflictPolicy
 from sync.state import changes, crm_cursors, repo
 from sync.state import followups as store
@@ -57,23 +69,6 @@ class ReconcileReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def _key(moment: dt.datetime | dt.date) -> str:
-    """An occurrence's key in the CRM rows' form (``RowStamp.original_start``): naive local ISO."""
-    if not isinstance(moment, dt.datetime):
-        moment = dt.datetime.combine(moment, dt.time())
-    return moment.replace(tzinfo=None, microsecond=0).isoformat()
-
-
-def _by_key(followup: FollowUp) -> dict[str, Occurrence]:
-    return {_key(o.original_start): o for o in occurrences(followup)}
-
-
-def _completed_keys(followup: FollowUp) -> set[str]:
-    return {
-        _key(e.original_start) for e in followup.exceptions if e.status == FollowUpStatus.completed
-    }
 
 
 class Reconciler:
@@ -113,6 +108,7 @@ class Reconciler:
 
     def _adopt(self, series: CrmSeries) -> None:
         """Store the CRM's version (origin ``crm``) and remember its rows' stamps."""
+        series = _keeping_calendar_uid(self.db, series)
         check_renderable(series.followup)
         with self.db.sessions.begin() as session:
             outcome = store.save(session, series.followup, origin="crm")
@@ -141,8 +137,12 @@ class Reconciler:
             since = crm_cursors.cursor(session, self.name).feed_seq
             page = changes.read(session, since, limit=FEED_PAGE)
             pending: list[str] = []
+            mades = {e.followup_id for e in page.entries if e.owner is None}  # made in a calendar
+            in_mine = repo.synced_followup_ids(session, self.name, mades)
             for entry in page.entries:
-                if entry.origin == "calendar" and self._mine(entry.owner):
+                if entry.origin == "calendar" and (
+                    self._mine(entry.owner) or entry.followup_id in in_mine
+                ):
                     if entry.followup_id not in pending:
                         pending.append(entry.followup_id)
                     self.calendar_changed_at[entry.followup_id] = as_utc(entry.at)
@@ -156,9 +156,8 @@ class Reconciler:
                 except CrmConflict as exc:
                     self._conflict(followup_id, str(exc), also=tails[followup_id])
                 continue
-            if not self.crm.owns(followup_id):
-                # New in a calendar (import_new) or from another source: no CRM row to write.
-                self.report.skipped.append(followup_id)
+            if not self.crm.owns(followup_id) and not self._known(followup_id):
+                self._create(followup_id)
                 continue
             try:
                 self._write_one(followup_id)
@@ -169,7 +168,7 @@ class Reconciler:
 
     def _write_one(self, followup_id: str) -> None:
         known = self._known(followup_id)
-        current = self.crm.read_series(followup_id, known)
+        current = self._read(followup_id, known)
         if current is None:
             return  # gone from the CRM: the import half deletes it
         wanted = self._stored(followup_id)
@@ -180,11 +179,47 @@ class Reconciler:
         else:
             write_differences(self.crm, current, wanted)
         self.report.written.append(followup_id)
-        after = self.crm.read_series(followup_id, current.rows)
+        after = self._read(followup_id, current.rows)
         if after is None:
             self._gone(followup_id)
         else:
-            self._adopt(_with_completion_times(after, wanted))
+            self._adopt(with_completion_times(after, wanted))
+
+    def _read(
+        self, followup_id: str, known: list[RowStamp] | tuple[RowStamp, ...]
+    ) -> CrmSeries | None:
+        """The follow-up as the CRM has it, under the id the store keeps it by.
+
+        A follow-up made in a calendar (or named before ids named the tenant) is found in the
+        CRM through a row the connector knows for it.
+        """
+        crm_id: str | None = followup_id if self.crm.owns(followup_id) else None
+        for row in known if crm_id is None else ():
+            if (crm_id := self.crm.followup_of_row(row.row_id)) is not None:
+                break
+        series = None if crm_id is None else self.crm.read_series(crm_id, known)
+        return None if series is None else rename(series, followup_id)
+
+    def _create(self, followup_id: str) -> None:
+        """Made in a calendar: booked in the CRM (import_new), its rows remembered (linked)."""
+        wanted = self._stored(followup_id)
+        if not self.account.import_new or wanted is None or wanted.uid is None:
+            self.report.skipped.append(followup_id)  # not made in a client (its UID): not ours
+            return
+        try:
+            crm_id = self.crm.create_followup(wanted)
+        except CrmCannotExpress as exc:
+            log.warning("account %s: %s; it stays in the calendar only", self.name, exc)
+            self.report.skipped.append(followup_id)
+            return
+        created = self.crm.read_series(crm_id, ())
+        if created is None:
+            raise CrmError(f"{followup_id}: booked as {crm_id} but not found in the CRM")
+        write_differences(self.crm, rename(created, followup_id), wanted)
+        after = self.crm.read_series(crm_id, created.rows)
+        self.report.written.append(followup_id)
+        if after is not None:
+            self._adopt(with_completion_times(rename(after, followup_id), wanted))
 
     def _split_head(self, followup_id: str) -> str | None:
         """The follow-up a calendar split ``followup_id`` off (``mappings.operations.split_id``)."""
@@ -200,7 +235,7 @@ class Reconciler:
         made is then replaced by what the CRM has, so every occurrence is in one place.
         """
         known = self._known(head_id)
-        current = self.crm.read_series(head_id, known)
+        current = self._read(head_id, known)
         tail = self._stored(tail_id)
         if current is None or tail is None:
             return
@@ -219,14 +254,14 @@ class Reconciler:
             tail.recurrence
             if tail.recurrence is not None
             and have.recurrence is not None
-            and _pattern(tail.recurrence) != _pattern(have.recurrence)
+            and pattern(tail.recurrence) != pattern(have.recurrence)
             else None
         )
         new_id = self.crm.edit_this_and_following(
             row,
             OccurrenceEdit(
-                start=_naive(tail.start),
-                end=_naive(tail.end),
+                start=naive(tail.start),
+                end=naive(tail.end),
                 title=tail.title if tail.title != have.title else None,
                 description=(tail.description or "")
                 if tail.description != have.description
@@ -257,15 +292,24 @@ class Reconciler:
         """Settle a CRM edit racing a calendar edit by the policy; ``also``: a split's tail."""
         policy = self.account.conflict_policy
         self.report.conflicts.append(followup_id)
-        current = self.crm.read_series(followup_id, self._known(followup_id))
+        current = self._read(followup_id, self._known(followup_id))
         calendar_wins = current is not None and (
             policy == ConflictPolicy.server_wins
             or (
                 policy == ConflictPolicy.newest_wins
-                and self._calendar_is_newer(current, [followup_id, also])
+                and calendar_is_newer(
+                    self.crm, self.calendar_changed_at, current, [followup_id, also]
+                )
             )
         )
-        self._log_conflict(followup_id, current, calendar_wins=calendar_wins)
+        log_conflict(
+            self.db,
+            self.account,
+            followup_id,
+            self._stored(followup_id),
+            current,
+            calendar_wins=calendar_wins,
+        )
         if calendar_wins and current is not None:
             log.warning(
                 "account %s: conflict on %s (%s): the calendar's version wins, "
@@ -287,44 +331,6 @@ class Reconciler:
         else:
             self._adopt(current)
 
-    def _calendar_is_newer(self, current: CrmSeries, followup_ids: list[str | None]) -> bool:
-        """``newest-wins``: the calendar's change is later than the CRM rows' newest stamp.
-
-        CRM stamps have whole seconds, so the calendar's time is compared at whole seconds
-        too, and a tie goes to the CRM (as the engine's merge gives an unknown order to it).
-        """
-        changed = [
-            self.calendar_changed_at[i] for i in followup_ids if i in self.calendar_changed_at
-        ]
-        if not changed or not current.rows:
-            return False
-        crm_time = max(self.crm.stamp_time(row.updated) for row in current.rows)
-        return max(changed).replace(microsecond=0) > crm_time
-
-    def _log_conflict(
-        self, followup_id: str, current: CrmSeries | None, *, calendar_wins: bool
-    ) -> None:
-        """Keep both versions in the conflict log (``followup-sync conflicts``, the API).
-
-        The calendar's version is the store's (what the calendar pull saved); None on either
-        side is a deletion. The connector writes whole follow-ups, so the part is the whole.
-        """
-        stored = self._stored(followup_id)
-        calendar_doc = stored.to_json_dict() if stored is not None else None
-        crm_doc = current.followup.to_json_dict() if current is not None else None
-        kept, lost = (calendar_doc, crm_doc) if calendar_wins else (crm_doc, calendar_doc)
-        with self.db.sessions.begin() as session:
-            repo.log_conflict(
-                session,
-                self.name,
-                followup_id,
-                part=CONFLICT_PART,
-                policy=self.account.conflict_policy.value,
-                winner="server" if calendar_wins else "crm",
-                kept=kept,
-                lost=lost,
-            )
-
     def _adopt_stamps(self, series: CrmSeries) -> None:
         """Take the CRM's current stamps as read (the calendar's version is then written)."""
         with self.db.sessions.begin() as session:
@@ -345,9 +351,11 @@ class Reconciler:
             watermark = crm_cursors.cursor(session, self.name).watermark
             known_all = crm_cursors.known_rows(session, self.name)
         known_stamps = {row.row_id: row.updated for row in known_all}
+        stored_as = {row.row_id: row.followup_id for row in known_all}
         listing = self.crm.changed_since(watermark)
         touched = [
-            followup_id
+            # A known row keeps the id the store has (made in a calendar, or an older id).
+            next((stored_as[r] for r in rows if r in stored_as), followup_id)
             for followup_id, rows in listing.followups.items()
             if any(known_stamps.get(row_id) != updated for row_id, updated in rows.items())
         ]
@@ -356,7 +364,7 @@ class Reconciler:
             if row.row_id not in present and row.followup_id not in touched:
                 touched.append(row.followup_id)  # a row deleted in the CRM
         for followup_id in touched:
-            series = self.crm.read_series(followup_id, self._known(followup_id))
+            series = self._read(followup_id, self._known(followup_id))
             if series is None:
                 self._gone(followup_id)
             else:
@@ -365,110 +373,63 @@ class Reconciler:
             crm_cursors.save_cursor(session, self.name, watermark=listing.watermark)
 
 
-def write_differences(crm: CrmConnector, current: CrmSeries, wanted: FollowUp) -> None:
-    """Write what ``wanted`` (the store) has that ``current`` (the CRM) has not, series-aware."""
-    have = current.followup
-    series_edit = OccurrenceEdit(
-        title=wanted.title if wanted.title != have.title else None,
-        description=(wanted.description or "") if wanted.description != have.description else None,
-        location=(wanted.location or "") if wanted.location != have.location else None,
-    )
-    if (wanted.start, wanted.end) != (have.start, have.end) and wanted.recurrence is None:
-        series_edit = OccurrenceEdit(
-            start=wanted.start,
-            end=wanted.end,
-            title=series_edit.title,
-            description=series_edit.description,
-            location=series_edit.location,
-        )
-    if series_edit != OccurrenceEdit():
-        crm.edit_this_and_following(current.first_row, series_edit)
-        current = _reread(crm, current)
-        have = current.followup
-    old, new = _by_key(have), _by_key(wanted)
-    for key, occurrence in new.items():
-        row = current.row_for(key)
-        before = old.get(key)
-        if row is None or before is None or before.cancelled:
-            continue  # an occurrence the CRM no longer has cannot be edited back in
-        if occurrence.cancelled:
-            crm.cancel_occurrence(row)
-            continue
-        edit = OccurrenceEdit(
-            start=occurrence.start if occurrence.start != before.start else None,
-            end=occurrence.end if occurrence.end != before.end else None,
-            title=occurrence.title if occurrence.title != before.title else None,
-            description=(occurrence.description or "")
-            if occurrence.description != before.description
-            else None,
-            location=(occurrence.location or "")
-            if occurrence.location != before.location
-            else None,
-        )
-        if edit.start is not None or edit.end is not None:
-            edit = OccurrenceEdit(
-                _naive(occurrence.start),
-                _naive(occurrence.end),
-                edit.title,
-                edit.description,
-                edit.location,
-            )
-        if edit != OccurrenceEdit():
-            crm.edit_occurrence(row, edit)
-            current = _reread(crm, current)
-            row = current.row_for(key) or row
-    done = _completed_keys(wanted) - _completed_keys(have)
-    if wanted.status == FollowUpStatus.completed and have.status != FollowUpStatus.completed:
-        done |= {r.original_start for r in current.rows}
-    for key in sorted(done):
-        row = current.row_for(key)
-        if row is not None:
-            crm.complete_occurrence(row)
-    last_wanted = max((k for k, o in new.items() if not o.cancelled), default=None)
-    later = [r for r in current.rows if last_wanted is not None and r.original_start > last_wanted]
-    if later and len(new) < len(old):
-        kept = current.row_for(last_wanted) if last_wanted else None
-        if kept is not None:
-            crm.stop_repeating(kept)
+def calendar_is_newer(
+    crm: CrmConnector,
+    changed_at: dict[str, dt.datetime],
+    current: CrmSeries,
+    followup_ids: list[str | None],
+) -> bool:
+    """``newest-wins``: the calendar's change is later than the CRM rows' newest stamp.
 
-
-def _reread(crm: CrmConnector, series: CrmSeries) -> CrmSeries:
-    again = crm.read_series(series.followup.id, series.rows)
-    if again is None:
-        raise CrmConflict(series.followup.id)
-    return again
-
-
-def _with_completion_times(series: CrmSeries, stored: FollowUp | None) -> CrmSeries:
-    """The CRM's version with the completion times the store has for what it completed.
-
-    A CRM row keeps only a status, not when a calendar user ticked the occurrence off; without
-    this the document read back would differ from the one just written, for nothing.
+    CRM stamps have whole seconds, so the calendar's time is compared at whole seconds
+    too, and a tie goes to the CRM (as the engine's merge gives an unknown order to it).
     """
-    if stored is None:
+    changed = [changed_at[i] for i in followup_ids if i in changed_at]
+    if not changed or not current.rows:
+        return False
+    crm_time = max(crm.stamp_time(row.updated) for row in current.rows)
+    return max(changed).replace(microsecond=0) > crm_time
+
+
+def log_conflict(
+    db: Database,
+    account: Account,
+    followup_id: str,
+    stored: FollowUp | None,
+    current: CrmSeries | None,
+    *,
+    calendar_wins: bool,
+) -> None:
+    """Keep both versions in the conflict log (``followup-sync conflicts``, the API).
+
+    The calendar's version is the store's (what the calendar pull saved); None on either
+    side is a deletion. The connector writes whole follow-ups, so the part is the whole.
+    """
+    calendar_doc = stored.to_json_dict() if stored is not None else None
+    crm_doc = current.followup.to_json_dict() if current is not None else None
+    kept, lost = (calendar_doc, crm_doc) if calendar_wins else (crm_doc, calendar_doc)
+    with db.sessions.begin() as session:
+        repo.log_conflict(
+            session,
+            account.name,
+            followup_id,
+            part=CONFLICT_PART,
+            policy=account.conflict_policy.value,
+            winner="server" if calendar_wins else "crm",
+            kept=kept,
+            lost=lost,
+        )
+
+
+def _keeping_calendar_uid(db: Database, series: CrmSeries) -> CrmSeries:
+    """A follow-up made in a calendar keeps the client's UID (the CRM has no field for it)."""
+    with db.session() as session:
+        row = store.live_row(session, series.followup.id)
+        docs = store.load_documents(session, [series.followup.id]) if row is not None else {}
+    uid = docs[series.followup.id].uid if docs else None
+    if uid is None or series.followup.uid is not None:
         return series
-    when = {
-        _key(e.original_start): e.completed_at
-        for e in stored.exceptions
-        if e.status == FollowUpStatus.completed and e.completed_at is not None
-    }
-    document = series.followup.to_json_dict()
-    for exception in document.get("exceptions", []):
-        key = _key(dt.datetime.fromisoformat(exception["original_start"]))
-        if exception.get("status") == FollowUpStatus.completed.value and key in when:
-            exception["completed_at"] = when[key].isoformat()
-    if stored.completed_at is not None and document.get("status") == FollowUpStatus.completed:
-        document["completed_at"] = stored.completed_at.isoformat()
-    return CrmSeries(load_followup(document), series.rows)
-
-
-def _pattern(rule: RecurrenceInfo) -> tuple[object, ...]:
-    """What makes two rules the same pattern (their end is not part of it)."""
-    return (rule.Pattern, rule.DayPattern, rule.WeekPattern, rule.MonthPattern, rule.YearPattern)
-
-
-def _naive(moment: dt.datetime | dt.date) -> dt.datetime | dt.date:
-    return moment.replace(tzinfo=None) if isinstance(moment, dt.datetime) else moment
+    return CrmSeries(series.followup.model_copy(update={"uid": uid}), series.rows, series.crm_id)
 
 
 def reconcile(account: Account, db: Database, crm: CrmConnector) -> ReconcileReport:

@@ -30,6 +30,7 @@ from sync.config import Account
 from sync.config.crm import CrmSettings
 from sync.crm.connect import connector_for
 from sync.crm.reconcile import ReconcileReport, reconcile
+from sync.crm.superoffice import documents
 from sync.demo.run import show_report
 from sync.run import run_pass
 from sync.state.db import Database, SyncItem
@@ -102,7 +103,7 @@ def _loop(console: Console, run_dir: Path, crm_url: str) -> int:
         console.rule(f"[bold]1. A weekly series booked in SuperOffice (stand-in at {crm_url})")
         booked = crm.post("/api/v1/Appointment", json=SERIES).json()
         rule_id = booked["Recurrence"]["RecurrenceId"]
-        followup_id = f"so-r{rule_id}"
+        followup_id = documents.followup_id_for(0, rule_id, documents.tenant_key(crm_url, None))
         show_reconcile(console, account, db)
 
         console.rule(f"[bold]2. Sync to the CalDAV server at {server.url}")

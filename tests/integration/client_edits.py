@@ -591,6 +591,19 @@ def all_day_occurrence(
     return bytes(cal.to_ical())
 
 
+def all_day_single(data: bytes, day: dt.date) -> bytes:
+    """A client ticks "all day" on a timed event that does not repeat: DATEs, the end exclusive."""
+    cal = Calendar.from_ical(data)
+    event = master_of(cal)
+    for name in ("DTSTART", "DTEND", "DUE", "DURATION"):
+        event.pop(name, None)
+    event.add("dtstart", day)
+    event.add("dtend", day + dt.timedelta(days=1))
+    event.add("x-moz-generation", "4")
+    _touch(event)
+    return bytes(cal.to_ical())
+
+
 # --- files some tools write and some servers keep ------------------------------------------
 
 

@@ -21,6 +21,7 @@ from mappings.occurrences import occurrences
 from sync.cli.main import cli as cli_main
 from sync.config.crm import CrmSettings
 from sync.crm.reconcile import ReconcileReport, reconcile
+from sync.crm.superoffice import documents
 from sync.crm.superoffice.connector import SuperOfficeConnector, open_connector
 from sync.policies import ConflictPolicy
 from sync.testing.superoffice.auth import private_pem
@@ -67,6 +68,7 @@ def linked(env: Env, crm: SuperOfficeStandIn) -> Env:
         password_env="SO_PASSWORD",
         associates=[ASSOCIATE],
         timezone="UTC",  # the stand-in's local time
+        context_identifier="Cust12345",  # names the tenant in follow-up ids
     )
     env.configure(crm=settings)
     return env
@@ -96,6 +98,14 @@ def book_weekly(crm: SuperOfficeStandIn, title: str = "Weekly status") -> list[R
     return crm.tenant.series_rows(first.rule_id)
 
 
+def so_id(env: Env, *, rule: int = 0, row: int = 0) -> str:
+    """The follow-up id the connector gives a series (``rule``) or a single row, per tenant."""
+    settings = env.account.crm
+    assert settings is not None
+    tenant = documents.tenant_key(settings.url, settings.context_identifier)
+    return documents.followup_id_for(row, rule, tenant)
+
+
 def rows_now(crm: SuperOfficeStandIn, rule_id: int) -> list[tuple[str, str]]:
     return [(row.start.isoformat(), row.title) for row in crm.tenant.series_rows(rule_id)]
 
@@ -121,7 +131,7 @@ def test_crm_series_reaches_the_calendar_and_a_moved_occurrence_comes_back_alone
 ) -> None:
     rows = book_weekly(crm)
     rule = rows[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
 
     first = run_reconcile(linked)
     assert first.imported == [followup_id]
@@ -155,7 +165,7 @@ def test_occurrence_deleted_in_a_client_is_deleted_in_the_crm_only_there(
     linked: Env, crm: SuperOfficeStandIn
 ) -> None:
     rule = book_weekly(crm)[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -174,7 +184,7 @@ def test_crm_edits_and_deletions_reach_the_calendar_without_a_webhook(
     linked: Env, crm: SuperOfficeStandIn
 ) -> None:
     rows = book_weekly(crm)
-    followup_id = f"so-r{rows[0].rule_id}"
+    followup_id = so_id(linked, rule=rows[0].rule_id)
     run_reconcile(linked)
     linked.sync()
     crm.drop_next_webhooks(5)  # lost: the next reconcile heals it all the same
@@ -197,7 +207,7 @@ def test_a_crm_edit_racing_a_calendar_edit_is_a_logged_conflict_the_crm_wins(
 ) -> None:
     rows = book_weekly(crm)
     rule = rows[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -324,7 +334,7 @@ def test_every_pattern_goes_to_the_calendar_and_one_moved_occurrence_comes_back(
     rule_id = first.rule_id
     before = [row.start for row in crm.tenant.series_rows(rule_id)]
     assert len(before) == 4
-    followup_id = f"so-r{rule_id}"
+    followup_id = so_id(linked, rule=rule_id)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -358,7 +368,7 @@ def test_a_task_occurrence_completed_in_a_client_is_completed_in_the_crm_only(
         },
         associate_id=ASSOCIATE,
     )
-    followup_id = f"so-r{first.rule_id}"
+    followup_id = so_id(linked, rule=first.rule_id)
     run_reconcile(linked)
     assert linked.followup(followup_id).kind.value == "task"
     linked.sync()
@@ -410,17 +420,17 @@ def test_a_ticket_expiring_mid_pass_is_renewed_and_the_pass_completes(
         auth = connector.client.auth
     finally:
         connector.close()
-    assert report.ok and report.imported == [f"so-r{rule_id}"], report
+    assert report.ok and report.imported == [so_id(env, rule=rule_id)], report
     assert getattr(auth, "sign_ins", 0) >= 2, "signed in again after the 401"
     env.sync()
-    assert "RRULE" in env.resource(f"so-r{rule_id}").text
+    assert "RRULE" in env.resource(so_id(env, rule=rule_id)).text
 
 
 def test_a_series_deleted_in_a_client_is_deleted_in_the_crm(
     linked: Env, crm: SuperOfficeStandIn
 ) -> None:
     rule_id = book_weekly(crm)[0].rule_id
-    followup_id = f"so-r{rule_id}"
+    followup_id = so_id(linked, rule=rule_id)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -437,7 +447,7 @@ def test_under_server_wins_the_calendar_edit_overwrites_a_racing_crm_edit_and_is
     linked.configure(conflict_policy=ConflictPolicy.server_wins)
     rows = book_weekly(crm)
     rule = rows[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -486,7 +496,7 @@ def test_under_newest_wins_the_later_of_a_racing_crm_and_calendar_edit_is_kept(
         crm.advance_clock(crm_clock)  # before booking: the tenant's stamps only move forward
     rows = book_weekly(crm)
     rule = rows[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -516,7 +526,7 @@ def test_this_and_following_in_a_client_is_the_crms_this_and_forward(
     linked: Env, crm: SuperOfficeStandIn
 ) -> None:
     rule = book_weekly(crm)[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -554,7 +564,7 @@ def test_one_occurrence_retitled_or_cancelled_as_an_override_changes_that_row_on
     linked: Env, crm: SuperOfficeStandIn
 ) -> None:
     rule = book_weekly(crm)[0].rule_id
-    followup_id = f"so-r{rule}"
+    followup_id = so_id(linked, rule=rule)
     run_reconcile(linked)
     linked.sync()
     resource = linked.resource(followup_id)
@@ -598,7 +608,10 @@ def test_a_single_call_moved_and_a_single_task_completed_in_clients_reach_the_cr
         },
         associate_id=ASSOCIATE,
     )
-    call_id, task_id = f"so-a{call.appointment_id}", f"so-a{task.appointment_id}"
+    call_id, task_id = (
+        so_id(linked, row=call.appointment_id),
+        so_id(linked, row=task.appointment_id),
+    )
     run_reconcile(linked)
     assert linked.followup(task_id).kind.value == "task"
     linked.sync()

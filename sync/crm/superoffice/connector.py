@@ -19,8 +19,17 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from mappings.model import FollowUp, FollowUpKind
 from sync.config.crm import CrmSettings
-from sync.crm.base import ChangedRows, CrmConflict, CrmError, CrmSeries, OccurrenceEdit, RowStamp
+from sync.crm.base import (
+    ChangedRows,
+    CrmCannotExpress,
+    CrmConflict,
+    CrmError,
+    CrmSeries,
+    OccurrenceEdit,
+    RowStamp,
+)
 from sync.crm.superoffice import documents
 from sync.crm.superoffice.signin import TicketAuth
 
@@ -58,6 +67,7 @@ class SuperOfficeConnector:
         self.settings = settings
         self.client = client
         self.zone = ZoneInfo(settings.timezone)
+        self.tenant = documents.tenant_key(settings.url, settings.context_identifier)
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -114,7 +124,7 @@ class SuperOfficeConnector:
     # --- reading ------------------------------------------------------------------------
 
     def owns(self, followup_id: str) -> bool:
-        return documents.parse_followup_id(followup_id) is not None
+        return documents.parse_followup_id(followup_id, self.tenant) is not None
 
     def stamp_time(self, updated: str) -> dt.datetime:
         return documents.parse_stamp(updated).replace(tzinfo=self.zone).astimezone(dt.UTC)
@@ -128,7 +138,7 @@ class SuperOfficeConnector:
         newest = watermark
         for row in self._for_associates(condition):
             followup_id = documents.followup_id_for(
-                int(row["appointmentId"]), int(row.get("recurrenceRuleId") or 0)
+                int(row["appointmentId"]), int(row.get("recurrenceRuleId") or 0), self.tenant
             )
             followups.setdefault(followup_id, {})[str(row["appointmentId"])] = row["updatedDate"]
             if newest is None or row["updatedDate"] > newest:
@@ -138,7 +148,7 @@ class SuperOfficeConnector:
     def all_row_ids(self) -> dict[str, str]:
         return {
             str(row["appointmentId"]): documents.followup_id_for(
-                int(row["appointmentId"]), int(row.get("recurrenceRuleId") or 0)
+                int(row["appointmentId"]), int(row.get("recurrenceRuleId") or 0), self.tenant
             )
             for row in self._for_associates(None)
         }
@@ -153,7 +163,7 @@ class SuperOfficeConnector:
         return entity
 
     def read_series(self, followup_id: str, known: Iterable[RowStamp]) -> CrmSeries | None:
-        parsed = documents.parse_followup_id(followup_id)
+        parsed = documents.parse_followup_id(followup_id, self.tenant)
         if parsed is None:
             return None
         what, number = parsed
@@ -161,7 +171,7 @@ class SuperOfficeConnector:
             entity = self._entity(number)
             if entity is None or entity["Recurrence"].get("IsRecurrence"):
                 return None
-            followup, row = documents.single_followup(entity, self.settings.timezone)
+            followup, row = documents.single_followup(entity, self.settings.timezone, self.tenant)
             return CrmSeries(followup, (row,))
         rows: list[dict[str, Any]] = self._call(
             "POST",
@@ -184,11 +194,55 @@ class SuperOfficeConnector:
             for row in self._listing(f"recurrenceRuleId eq {number}")
         }
         followup, row_stamps = documents.series_followup(
-            entity, rows, rule_dates, known, self.settings.timezone, stamps
+            entity, rows, rule_dates, known, self.settings.timezone, stamps, self.tenant
         )
         return CrmSeries(followup, row_stamps)
 
+    def followup_of_row(self, row_id: str) -> str | None:
+        entity = self._entity(row_id)
+        if entity is None:
+            return None
+        recurrence = entity.get("Recurrence") or {}
+        rule_id = int(recurrence.get("RecurrenceId") or 0) if recurrence.get("IsRecurrence") else 0
+        return documents.followup_id_for(int(entity["AppointmentId"]), rule_id, self.tenant)
+
     # --- writing ------------------------------------------------------------------------
+
+    def _local(self, moment: dt.datetime | dt.date) -> str:
+        """A calendar time as the tenant's local stamp (SuperOffice keeps no offset)."""
+        if isinstance(moment, dt.datetime) and moment.tzinfo is not None:
+            moment = moment.astimezone(self.zone)
+        return documents.stamp(moment)
+
+    def create_followup(self, followup: FollowUp) -> str:
+        if followup.ical_recurrence:
+            raise CrmCannotExpress(f"{followup.id}: its rule is none of SuperOffice's patterns")
+        associates = [str(a) for a in self.settings.associates]
+        owner = followup.owner or (associates[0] if associates else None)
+        entity: dict[str, Any] = {
+            "AppointmentId": 0,
+            "Title": followup.title,
+            "Description": followup.description or "",
+            "Location": followup.location or "",
+            "StartDate": self._local(followup.start),
+            "EndDate": self._local(followup.end),
+        }
+        if not isinstance(followup.start, dt.datetime):
+            entity["IsAlldayEvent"] = True
+        if owner is not None and owner.isdigit():
+            entity["Associate"] = {"AssociateId": int(owner)}
+        if followup.kind == FollowUpKind.task:
+            entity["Type"] = "inChecklist"
+        if followup.recurrence is not None:
+            entity["Recurrence"] = followup.recurrence.model_dump(
+                mode="json", exclude_none=True
+            ) | {"IsRecurrence": True, "StartDate": entity["StartDate"]}
+        saved: dict[str, Any] = self._call(
+            "POST", AGENT + "Save", json={"AppointmentEntity": entity, "UpdateMode": "OnlyThis"}
+        ).json()
+        recurrence = saved.get("Recurrence") or {}
+        rule_id = int(recurrence.get("RecurrenceId") or 0) if recurrence.get("IsRecurrence") else 0
+        return documents.followup_id_for(int(saved["AppointmentId"]), rule_id, self.tenant)
 
     def _save(self, row: RowStamp, edit: OccurrenceEdit, mode: str) -> dict[str, Any]:
         entity = self._entity(row.row_id)
@@ -196,6 +250,8 @@ class SuperOfficeConnector:
             raise CrmConflict(row.row_id)  # deleted in the CRM meanwhile
         if edit.start is not None:
             entity["StartDate"] = documents.stamp(edit.start)
+            # A DATE (a client's "all day") is the entity's all-day flag; a time clears it.
+            entity["IsAlldayEvent"] = not isinstance(edit.start, dt.datetime)
         if edit.end is not None:
             entity["EndDate"] = documents.stamp(edit.end)
         for key, value in (
@@ -222,7 +278,7 @@ class SuperOfficeConnector:
         saved = self._save(row, edit, "ThisAndForward")
         recurrence = saved.get("Recurrence") or {}
         rule_id = int(recurrence.get("RecurrenceId") or 0) if recurrence.get("IsRecurrence") else 0
-        return documents.followup_id_for(int(saved["AppointmentId"]), rule_id)
+        return documents.followup_id_for(int(saved["AppointmentId"]), rule_id, self.tenant)
 
     def stop_repeating(self, row: RowStamp) -> None:
         self._save(row, OccurrenceEdit(), "StopRecurrence")

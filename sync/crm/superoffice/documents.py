@@ -11,14 +11,17 @@ rule date left over (docs/superoffice-standin.md, "What the connector has to do 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from mappings.documents import load_followup
 from mappings.model import FollowUp, FollowUpKind, FollowUpStatus
 from mappings.superoffice import RecurrenceInfo
 from sync.crm.base import RowStamp
 
+#: Ids before they named the tenant (``so-r<rule>``, ``so-a<row>``): still read as this tenant's.
 SERIES_PREFIX = "so-r"
 SINGLE_PREFIX = "so-a"
 #: Task names SuperOffice ships for calls ("Phone", "Phone call" …).
@@ -30,17 +33,33 @@ _STATUS = {
 }
 
 
-def followup_id_for(row_id: int, rule_id: int) -> str:
-    """A series is named by its rule, a single appointment by its row."""
-    return f"{SERIES_PREFIX}{rule_id}" if rule_id else f"{SINGLE_PREFIX}{row_id}"
+def tenant_key(url: str, context_identifier: str | None) -> str:
+    """The tenant in follow-up ids: its context id (``Cust12345``), else its URL's last part.
+
+    Rule and row numbers are per tenant: two accounts on two tenants would otherwise both
+    name a follow-up ``so-r1``.
+    """
+    parts = urlsplit(url)
+    path = [part for part in parts.path.split("/") if part]
+    raw = context_identifier or (path[-1] if path else parts.netloc)
+    return re.sub(r"[^a-z0-9]", "", raw.casefold()) or "tenant"
 
 
-def parse_followup_id(followup_id: str) -> tuple[str, int] | None:
-    """("rule" | "row", number) of a follow-up this connector named; None for any other id."""
-    for prefix, what in ((SERIES_PREFIX, "rule"), (SINGLE_PREFIX, "row")):
-        rest = followup_id.removeprefix(prefix)
-        if rest != followup_id and rest.isdigit():
-            return what, int(rest)
+def followup_id_for(row_id: int, rule_id: int, tenant: str) -> str:
+    """A series is named by its tenant and rule, a single appointment by its tenant and row."""
+    return f"so-{tenant}-r{rule_id}" if rule_id else f"so-{tenant}-a{row_id}"
+
+
+def parse_followup_id(followup_id: str, tenant: str) -> tuple[str, int] | None:
+    """("rule" | "row", number) of a follow-up this connector named; None for any other id.
+
+    The ids from before tenants were named (``so-r<rule>``) are read as this tenant's.
+    """
+    for kind, what in (("r", "rule"), ("a", "row")):
+        for prefix in (f"so-{tenant}-{kind}", f"so-{kind}"):
+            rest = followup_id.removeprefix(prefix)
+            if rest != followup_id and rest.isdigit():
+                return what, int(rest)
     return None
 
 
@@ -101,12 +120,14 @@ def _recurrence(info: Mapping[str, Any], first: dt.datetime) -> RecurrenceInfo:
     return RecurrenceInfo.model_validate(keep)
 
 
-def single_followup(entity: Mapping[str, Any], timezone: str) -> tuple[FollowUp, RowStamp]:
+def single_followup(
+    entity: Mapping[str, Any], timezone: str, tenant: str
+) -> tuple[FollowUp, RowStamp]:
     """One appointment, task or call that does not repeat."""
     kind = _kind(entity)
     start, end = parse_stamp(entity["StartDate"]), parse_stamp(entity["EndDate"])
     document: dict[str, Any] = {
-        "id": followup_id_for(int(entity["AppointmentId"]), 0),
+        "id": followup_id_for(int(entity["AppointmentId"]), 0, tenant),
         "kind": kind.value,
         "title": entity.get("Title") or "",
         "description": _text(entity.get("Description")),
@@ -116,6 +137,9 @@ def single_followup(entity: Mapping[str, Any], timezone: str) -> tuple[FollowUp,
         "timezone": timezone,
         "owner": _owner(entity),
     }
+    if entity.get("IsAlldayEvent"):  # dates, the end exclusive, as the calendar pull has them
+        last = max(end.date(), start.date() + dt.timedelta(days=1))
+        document.update(start=start.date().isoformat(), end=last.isoformat(), all_day=True)
     if kind == FollowUpKind.task:
         document["status"] = _STATUS.get(str(entity.get("Completed")))
         if document["status"] == FollowUpStatus.completed:
@@ -163,6 +187,7 @@ def series_followup(
     known: Iterable[RowStamp],
     timezone: str,
     row_stamps: Mapping[str, str],
+    tenant: str,
 ) -> tuple[FollowUp, tuple[RowStamp, ...]]:
     """A series: the rule, the first rule date as start, and every row that differs as exception.
 
@@ -190,9 +215,12 @@ def series_followup(
         exception: dict[str, Any] = {"original_start": key}
         start, end = parse_stamp(row["StartDate"]), parse_stamp(row["EndDate"])
         # As the calendar pull writes it: ``end`` only when the length differs from the series'.
-        if start != date:
+        if row.get("IsAlldayEvent"):  # dates, the end exclusive, as the calendar pull has them
+            last = max(end.date(), start.date() + dt.timedelta(days=1))
+            exception.update(start=start.date().isoformat(), end=last.isoformat(), all_day=True)
+        elif start != date:
             exception["start"] = stamp(start)
-        if end - start != duration:
+        if end - start != duration and not row.get("IsAlldayEvent"):
             exception.update(start=stamp(start), end=stamp(max(end, start)))
         for field, value, series_value in (
             ("title", row.get("Title") or "", title),
@@ -206,7 +234,7 @@ def series_followup(
         if len(exception) > 1:
             exceptions.append(exception)
     document: dict[str, Any] = {
-        "id": followup_id_for(0, int(info["RecurrenceId"])),
+        "id": followup_id_for(0, int(info["RecurrenceId"]), tenant),
         "kind": kind.value,
         "title": title,
         "description": description,

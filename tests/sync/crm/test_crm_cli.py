@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from sync.cli.main import cli
+from sync.crm.superoffice import documents
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.testing.superoffice.server import SuperOfficeStandIn
@@ -69,7 +70,9 @@ associates = [5]
     args = ["crm", "reconcile", "--config", str(config), "--database", database, "--json"]
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
-    assert json.loads(first.output)["imported"] == ["so-r1"]
+    assert json.loads(first.output)["imported"] == [
+        documents.followup_id_for(0, 1, documents.tenant_key(crm.base_url, None))
+    ]
     second = runner.invoke(cli, args)
     assert second.exit_code == 0, second.output
     assert json.loads(second.output)["imported"] == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.crm.superoffice import documents
 from sync.testing.superoffice.server import SuperOfficeStandIn
 from tests.servers import RunningServer
 from tests.sync.service.conftest import (
@@ -64,7 +65,9 @@ def test_the_daemon_reconciles_the_crm_on_its_schedule_both_ways(
             http_port=http_port,
             env={"SO_PASSWORD": "secret"},
         )
-        followup_id = f"so-r{first.rule_id}"
+        followup_id = documents.followup_id_for(
+            0, first.rule_id, documents.tenant_key(crm.base_url, None)
+        )
         wait_for_title(
             radicale_server, made.calendar_url, followup_id, "Weekly status", 30, "the CRM series"
         )
@@ -113,7 +116,9 @@ def test_a_registered_webhook_brings_a_crm_edit_to_the_calendar_within_seconds(
             )
         env = {"SO_PASSWORD": "secret", "SO_HOOK_SECRET": "hook-secret"}
         start_ready(daemons, made.path, tmp_path / "daemon.log", http_port=http_port, env=env)
-        followup_id = f"so-a{first.appointment_id}"
+        followup_id = documents.followup_id_for(
+            first.appointment_id, 0, documents.tenant_key(crm.base_url, None)
+        )
         wait_for_title(radicale_server, made.calendar_url, followup_id, "Kick-off", 30, "start")
 
         registered = run_cli(
