@@ -41,7 +41,7 @@ def our_push(n: int, tmp: Path, *, bulk: bool) -> tuple[float, int, int, int]:
             username=server.username,
             password=server.password,
             server_kind="radicale",
-            capability_overrides=None if bulk else {"bulk_upload_into_empty": False},
+            capability_overrides={"bulk_upload_into_empty": bulk},
             timeout=600,
         )
         started = time.perf_counter()

@@ -25,6 +25,7 @@ from sync.run import PassReport, run_pass
 from sync.state import repo
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
+from sync.stores.caldav import DavCalendar
 from sync.stores.caldav import bulk as store_bulk
 from sync.testing.followups import realistic_followups
 from tests.factories import account_for
@@ -51,7 +52,16 @@ def _push(
     account = account_for(server, url, monkeypatch, default_timezone="Europe/Oslo")
     db = Database.open(str(tmp_path / f"{name}.sqlite"))
     FollowUpStore(db).import_followups(followups)
-    report = run_pass(account, db)
+    # Off for Radicale by default (sync.stores.capabilities says why): asked for here.
+    calendar = DavCalendar.connect(
+        url,
+        username=server.username,
+        password=server.password,
+        server_kind=server.kind,
+        capability_overrides={"bulk_upload_into_empty": True},
+    )
+    report = run_pass(account, db, calendar=calendar)
+    calendar.close()
     assert report.ok, report.errors
     return report, db, PlainClient(url, server.username, server.password, server.auth), account
 
