@@ -273,11 +273,11 @@ class Applier:
         self._unrecorded: list[Written] = []
         self._ahead: _RenderAhead | None = None
         self._index = -1
-        self._intents = _Intents(account, db, calendar)
+        self.write_intents = _Intents(account, db, calendar)
 
     def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
         actions = plan.actions
-        self._intents.record(actions)
+        self.write_intents.record(actions)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead") as pool:
             self._ahead = _RenderAhead(
                 pool, actions, lambda action: _render_job(action, self.clock, self.schedule_agent)
@@ -394,14 +394,14 @@ class Applier:
             )
             return
         href = self.calendar.href_for_uid(action.uid)
-        self._intents.ensure(action)
+        self.write_intents.ensure(action)
         try:
             etag = self.calendar.create(href, data)
         except AlreadyExists:
             # Our own earlier write (a crash before it was recorded) or a client's copy:
             # re-plan this item against what is there now rather than overwrite it.
             raise
-        self._written(Written(action.followup_id, href, etag, action.document, data))
+        self.note_written(Written(action.followup_id, href, etag, action.document, data))
         self._done(action, "server create")
 
     def _update_on_server(self, action: UpdateOnServer) -> None:
@@ -415,10 +415,10 @@ class Applier:
         if data is None:
             self._delete_on_server(DeleteOnServer(action.followup_id, action.href, action.etag))
             return
-        self._intents.ensure(action)
+        self.write_intents.ensure(action)
         etag = self.calendar.update(action.href, data, action.etag)
         self.report.note_dropped(action.followup_id, rendered)
-        self._written(Written(action.followup_id, action.href, etag, action.document, data))
+        self.note_written(Written(action.followup_id, action.href, etag, action.document, data))
         self._done(action, "server update")
 
     def _delete_on_server(self, action: DeleteOnServer) -> None:
@@ -472,7 +472,7 @@ class Applier:
 
     # --- state ---------------------------------------------------------------------------
 
-    def _written(self, written: Written) -> None:
+    def note_written(self, written: Written) -> None:
         self._unrecorded.append(written)
         if len(self._unrecorded) >= RECORD_BATCH:
             self.flush()
@@ -490,7 +490,7 @@ class Applier:
             with self.db.sessions.begin() as session:
                 ids = [written.followup_id for written in batch]
                 existing = repo.sync_items(session, self.account, ids)
-                self._intents.clear(session, ids)
+                self.write_intents.clear(session, ids)
                 for written in batch:
                     self._record(
                         session, written, existing.get(written.followup_id), looked_up=True
@@ -518,7 +518,7 @@ class Applier:
         if item is None and not looked_up:
             item = repo.sync_item(session, self.account, agreed.followup_id)
         if not looked_up:  # a batch (``flush``) clears its intents at once
-            self._intents.clear(session, [agreed.followup_id])
+            self.write_intents.clear(session, [agreed.followup_id])
         repo.record_agreed(
             session,
             self.account,
@@ -531,7 +531,7 @@ class Applier:
         )
 
     def _forget(self, session: Session, followup_id: str) -> None:
-        self._intents.clear(session, [followup_id])
+        self.write_intents.clear(session, [followup_id])
         repo.forget(session, self.account, followup_id)
 
     def _server_data(self, followup_id: str) -> bytes | None:

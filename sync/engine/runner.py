@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from mappings.equivalence import differences
 from mappings.model import FollowUp, id_for_uid
 from sync.config import Account
+from sync.engine import bulk
 from sync.engine.actions import (
     CreateFromServer,
     Merge,
@@ -372,7 +373,8 @@ class SyncPass:
         check_sides_not_empty(crm, server, state, self.options)
 
         chunker = functools.partial(
-            Chunker, crm, server, state, wanted, size=self.chunk_size,
+            Chunker, crm, server, state, wanted,
+            size=bulk.chunk_size(self.calendar, listing, len(state), self.chunk_size),
             batch=self.account.batch_size, by_href=by_href,
         )  # fmt: skip
 
@@ -486,7 +488,7 @@ class SyncPass:
             )
             if agent is not None:
                 applier.schedule_agent = agent
-            _add_up(out.applied, applier.run(the_plan, progress=step))
+            _add_up(out.applied, bulk.run(applier, the_plan, progress=step))
             return not out.applied.stopped
 
         for index, hrefs in enumerate(chunks.slices()):

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sync.stores.capabilities import Capabilities
 
 __all__ = [
+    "BulkUpload",
     "CalendarStore",
     "Delta",
     "FetchError",
@@ -251,5 +252,27 @@ class CalendarStore(Protocol):
 
         Raises NotFound when it is already gone, WrongEtag when it changed, TransportError
         when the store cannot be asked.
+        """
+        ...
+
+
+@runtime_checkable
+class BulkUpload(Protocol):
+    """What a store offers on top of ``CalendarStore`` where ``bulk_upload_into_empty`` holds.
+
+    Optional: the engine asks ``isinstance(store, BulkUpload)`` and the capability, and
+    otherwise pushes item by item. ``MemoryCalendar`` does not offer it.
+    """
+
+    def upload_into_empty(self, resources: Sequence[bytes]) -> dict[str, str] | None:
+        """Store every one of ``resources`` in one request, only if the calendar is empty.
+
+        Reads the collection (its members and ETag) and uploads only under a precondition
+        the server keeps: nothing may have appeared in the calendar since it was read
+        empty. Returns href -> ETag of what the calendar then holds (one listing, since
+        the server names the resources itself); None when the upload was not made (not
+        empty, refused by the precondition, or properties it would lose): push item by
+        item then. Raises TransportError when the store cannot be asked (whether the
+        upload landed is unknown: the per-item push finds out, by UID).
         """
         ...

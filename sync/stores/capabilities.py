@@ -98,6 +98,12 @@ class Capabilities:
     #: all allowed by RFC 5545) is stored. Cyrus refuses all three with 403; DavCalendar
     #: then writes such events one second long and reads them back (sync.stores.zero_length).
     zero_length_events: bool = True
+    #: A PUT of one VCALENDAR to the collection URL replaces the whole collection, with
+    #: If-Match on the collection's ETag honoured under the server's write lock (Radicale:
+    #: app/put.py, the ETag hashes every member and the properties). The first push into
+    #: an empty calendar then costs one request instead of one per series
+    #: (``sync.engine.bulk``); the server names the resources itself.
+    bulk_upload_into_empty: bool = False
 
     def replace(self, **changes: object) -> Capabilities:
         """A copy with some fields overridden (config, or a probe result)."""
@@ -114,6 +120,12 @@ _TABLE: dict[str, Capabilities] = {
     # write or a deletion moves it. free-busy-query answers, but places the
     # occurrences of a recurring event one hour off after a DST change (seen in
     # tests/integration/test_dialog.py), so conflicts use a time-range calendar-query.
+    # A PUT of one VCALENDAR to the collection URL replaces the collection (create_collection,
+    # rename_exchange) after checking If-Match against the collection's ETag (a hash of every
+    # member's href and ETag and of the properties) under the write lock; it keeps only
+    # displayname and description (from X-WR-CALNAME / X-WR-CALDESC) of the properties,
+    # names each resource <UID>.ics (when a safe file name), and forgets the sync-token
+    # history (tests/integration/test_bulk_upload.py).
     "radicale": Capabilities(
         kind="radicale",
         sync_token=True,
@@ -130,6 +142,12 @@ _TABLE: dict[str, Capabilities] = {
         sends_schedule_tag=False,
         etag_is_content_hash=True,
         lastmodified_covers_members=True,
+        # Works and is safe against a concurrent write (If-Match on the collection's ETag,
+        # checked under Radicale's write lock), 5.5x faster than the per-item loop at 2,000
+        # series; but off: Radicale rebuilds each VTIMEZONE from the upload, and for
+        # Europe/Oslo writes the autumn switch at 04:00 instead of 03:00, so an event in that
+        # hour of that day could move. On only once the resources are proven identical.
+        bulk_upload_into_empty=False,
     ),
     # Xandikos 0.4.10 (pip): token = git sha; bogus token -> 412 valid-sync-token; minimal delta;
     # If-None-Match -> 412; same UID elsewhere -> 412 no-uid-conflict; PUT answers 201 with

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Self, cast
@@ -29,6 +29,7 @@ from sync.stores.base import (
     is_safe_name,
     resource_name,
 )
+from sync.stores.caldav.bulk import BulkWriting
 from sync.stores.caldav.busy import BusyPeriod, BusyTime, HomeCalendar, last_segment
 from sync.stores.caldav.collection import Collection
 from sync.stores.caldav.listing import Listing
@@ -112,6 +113,7 @@ class DavCalendar:
         self._reading = Reading(self._collection)
         self._writing = Writing(self._collection, self._reading)
         self._busy = BusyTime(self._collection)
+        self._bulk = BulkWriting(self._collection, self._listing)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -335,6 +337,10 @@ class DavCalendar:
     def delete(self, href: str, etag: str) -> None:
         """DELETE with If-Match; WrongEtag if it changed meanwhile, NotFound if already gone."""
         self._writing.delete(href, etag)
+
+    def upload_into_empty(self, resources: Sequence[bytes]) -> dict[str, str] | None:
+        """All ``resources`` in one PUT, only into an empty calendar (``caldav.bulk``)."""
+        return self._bulk.upload_into_empty(resources)
 
     def query_busy(self, start: datetime, end: datetime, *, zone: tzinfo = UTC) -> list[BusyPeriod]:
         """What makes the owner busy between ``start`` and ``end`` (see ``BusyTime.query_busy``)."""
