@@ -533,8 +533,7 @@ class SyncPass:
         account = self.account.name
         stopped = report.stopped
         idle = _found_nothing_to_do(report, failed, listing)
-        # A pass cut short keeps the old token: the server changes it did not apply yet
-        # must be listed again next time, not skipped over.
+        # Cut short: keep the old token, so changes not applied yet are listed again next time.
         keeps_token = listing.token is not None and not stopped
         with self.db.sessions.begin() as session:
             if not stopped and not quiet:
