@@ -24,6 +24,12 @@ env = test_sync.env
 synced = test_sync.synced
 
 
+#: Servers that schedule on their own: SOGo rewrites ORGANIZER's CN to the principal's display
+#: name and an attendee's PARTSTAT to NEEDS-ACTION. After a reset there is no base to tell
+#: that from a client's edit, so those two parts are logged as conflicts, the CRM's values kept.
+REWRITES_SCHEDULING = {"sogo"}
+
+
 def reset(env: Env) -> None:
     controls.request_reset(env.db, env.account.name)
     assert controls.take_reset(env.db, env.account.name)
@@ -46,9 +52,17 @@ def test_reset_with_nothing_changed_relinks_without_a_write_or_a_conflict(synced
     reset(synced)
     report = synced.sync(full=True)
 
-    assert {(a.kind, a.side) for a in report.plan.actions} == {("RecordState", "state")}
-    assert len(report.plan.actions) == len(uids)
-    assert synced.conflicts() == []
+    kinds = {(a.kind, a.side) for a in report.plan.actions}
+    if synced.server.kind in REWRITES_SCHEDULING:
+        assert kinds <= {("RecordState", "state"), ("Merge", "both")}
+        assert sorted((c.followup_id, c.part, c.winner) for c in synced.conflicts()) == [
+            (STANDUP, "organizer", "crm"),
+            (STANDUP, "participants", "crm"),
+        ]
+    else:
+        assert kinds == {("RecordState", "state")}
+        assert len(report.plan.actions) == len(uids)
+        assert synced.conflicts() == []
     assert synced.uids_on_server() == uids
     assert {f.id: f for f in synced.store.all()} == followups
     assert synced.sync().plan.actions == ()  # linked again: the next pass is idle
