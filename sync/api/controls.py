@@ -63,10 +63,15 @@ def take_reset(db: Database, account: str) -> bool:
     they mean the same, merged when not), so nothing is created twice.
     """
     with db.sessions.begin() as session:
-        if not control_rows.take_reset_request(session, account):
-            return False
-        repo.forget_links(session, account)
-        return True
+        return take_reset_in(session, account)
+
+
+def take_reset_in(session: Session, account: str) -> bool:
+    """``take_reset`` inside the caller's transaction (the daemon's start of a pass)."""
+    if not control_rows.take_reset_request(session, account):
+        return False
+    repo.forget_links(session, account)
+    return True
 
 
 is_paused = control_rows.is_paused

@@ -261,23 +261,28 @@ class Daemon:
             if held is None:
                 log.debug("%s: synced by another process right now", name)
                 return "elsewhere"
-            why_not = self.schedule.not_due(account, full=full, reason=reason)
-            if why_not:
-                log.debug("%s: %s", name, why_not)
-                return why_not
-            if controls.take_reset(self.db, name):
+            # Due or not, an admin's reset and the run log's row: one transaction.
+            start = self.schedule.begin(account, full=full, reason=reason)
+            if start.why_not:
+                log.debug("%s: %s", name, start.why_not)
+                return start.why_not
+            if start.reset:
                 log.info("%s: links forgotten on request; re-linking by UID", name)
-                full = True
-            reconcile_account(account, self.db)  # the CRM's changes into the store first
-            outcome = self._run_pass(account, held, full=full, reason=reason)
+            try:
+                reconcile_account(account, self.db)  # the CRM's changes into the store first
+            except BaseException:
+                self.schedule.run_ended(start.run_id, "failed before the pass (CRM reconcile)")
+                raise
+            outcome = self._run_pass(account, held, start.run_id, full=start.full, reason=reason)
             reconcile_account(account, self.db)  # the calendars' edits back to the CRM
             self.outboxes.send_invitations(account)
             return outcome
 
-    def _run_pass(self, account: Account, held: Held, *, full: bool, reason: str) -> str:
+    def _run_pass(
+        self, account: Account, held: Held, run_id: int, *, full: bool, reason: str
+    ) -> str:
         name = account.name
         mode = "full" if full else "incremental"
-        run_id = self.schedule.run_started(name, mode if reason != "crm" else f"{mode} (crm)")
         self.metrics.running.inc()
         started = time.monotonic()
 

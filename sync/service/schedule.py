@@ -3,7 +3,7 @@
 The daemon (:mod:`sync.service.daemon`) owns the clock of this process (APScheduler jobs);
 this module owns what all processes agree on, read from and written to the database:
 
-* whether a pass is due (``Schedule.not_due``): paused over the API, backing off after
+* whether a pass is due, and its start (``Schedule.begin``): paused over the API, backing off after
   failures (``interval × 2^(failures-1)``, at most ``max_backoff_seconds``), or fresh (any
   process synced it within half an interval);
 * the failures in a row, the next run shown by ``status``, and the run log (``daemon_runs``);
@@ -16,7 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from sync.api import controls
 from sync.config import Account, DaemonSettings, backoff_seconds
 from sync.state import controls as control_rows
 from sync.state import followups as crm_store
@@ -35,6 +39,17 @@ CRM_POLL_OVERLAP = dt.timedelta(seconds=10)
 FRESH_SHARE = 0.5
 
 
+@dataclass(frozen=True)
+class PassStart:
+    """What ``Schedule.begin`` decided: no pass (``why_not``), or a pass and its run log row."""
+
+    why_not: str | None = None
+    #: An admin's reset was taken: the links are forgotten and the pass is full.
+    reset: bool = False
+    full: bool = False
+    run_id: int = 0
+
+
 class Schedule:
     """The accounts' shared schedule in the database, as one daemon process consults it."""
 
@@ -47,12 +62,36 @@ class Schedule:
     def backoff(self, account: Account, failures: int) -> float:
         return backoff_seconds(account, failures, self.settings.max_backoff_seconds)
 
-    def not_due(self, account: Account, *, full: bool, reason: str) -> str | None:
+    def begin(self, account: Account, *, full: bool, reason: str) -> PassStart:
+        """Whether ``account`` is due and, if so, the start of its pass: in one transaction.
+
+        Paused, backing off or fresh: no pass (``PassStart.why_not``). Otherwise an admin's
+        reset request is taken (the links forgotten, the pass made full) and the run log's
+        row written. One transaction instead of three (the schedule read, the reset, the
+        run log), each a connection check-out, a round trip for its liveness check and a
+        commit: an idle pass made nine transactions, and they were most of its CPU time.
+        """
+        with self.db.sessions.begin() as session:
+            why_not = self._why_not(session, account, full=full, reason=reason)
+            if why_not:
+                return PassStart(why_not=why_not)
+            reset = controls.take_reset_in(session, account.name)
+            mode = "full" if full or reset else "incremental"
+            run_id = shared.start_run(
+                session,
+                account.name,
+                worker=self.worker,
+                mode=mode if reason != "crm" else f"{mode} (crm)",
+            )
+            return PassStart(reset=reset, full=full or reset, run_id=run_id)
+
+    def _why_not(
+        self, session: Session, account: Account, *, full: bool, reason: str
+    ) -> str | None:
         """Why ``account`` is not synced now (paused, backing off, fresh); None if it is due."""
-        with self.db.session() as session:
-            if control_rows.is_paused(session, account.name):
-                return "paused over the API (resume: POST /v1/accounts/NAME/resume)"
-            state = repo.collection_state(session, account.name)
+        if control_rows.is_paused(session, account.name):
+            return "paused over the API (resume: POST /v1/accounts/NAME/resume)"
+        state = repo.collection_state(session, account.name)
         if state is None or state.last_run_at is None:
             return None
         if reason == "api":
@@ -101,17 +140,13 @@ class Schedule:
 
     # --- the run log -----------------------------------------------------------------------------
 
-    def run_started(self, name: str, mode: str) -> int:
-        with self.db.sessions.begin() as session:
-            return shared.start_run(session, name, worker=self.worker, mode=mode)
-
     def run_ended(self, run_id: int, result: str, *, succeeded: str | None = None) -> None:
         """Complete the run log row; ``succeeded``: the account whose pass ran, whose
         back-off is over (in the same transaction: an idle pass costs a few round trips,
         and each transaction is one more)."""
         with self.db.sessions.begin() as session:
             if succeeded is not None:
-                repo.set_failures_in_a_row(session, succeeded, 0)
+                repo.clear_failures_in_a_row(session, succeeded)
             shared.finish_run(session, run_id, result)
 
     def prune_run_log(self) -> None:

@@ -42,6 +42,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -233,8 +234,13 @@ def bump_revision(session: Session) -> None:
 
 def revision_of(session: Session) -> int | None:
     """The change counter now; None before the first watched write."""
-    value = session.scalar(select(ChangeCounter.value).where(ChangeCounter.name == _CRM_COUNTER))
+    value = session.scalar(revision_query())
     return int(value) if value is not None else None
+
+
+def revision_query() -> Select[int]:
+    """The change counter's value, as a query another statement can carry as a column."""
+    return select(ChangeCounter.value).where(ChangeCounter.name == _CRM_COUNTER)
 
 
 class DaemonRun(Base):
