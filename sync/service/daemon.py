@@ -69,7 +69,7 @@ from sync.logs import log_context
 from sync.run import PassReport, run_pass
 from sync.service.metrics import Metrics
 from sync.service.outboxes import Outboxes
-from sync.service.schedule import CrmWatch, Schedule
+from sync.service.schedule import CrmWatch, PassStart, Schedule
 from sync.state.db import Database, utcnow
 from sync.state.locks import ClusterLock, Held, cluster_lock_for
 from sync.state.schema import check_current
@@ -273,15 +273,14 @@ class Daemon:
             except BaseException:
                 self.schedule.run_ended(start.run_id, "failed before the pass (CRM reconcile)")
                 raise
-            outcome = self._run_pass(account, held, start.run_id, full=start.full, reason=reason)
+            outcome = self._run_pass(account, held, start, reason=reason)
             reconcile_account(account, self.db)  # the calendars' edits back to the CRM
             self.outboxes.send_invitations(account)
             return outcome
 
-    def _run_pass(
-        self, account: Account, held: Held, run_id: int, *, full: bool, reason: str
-    ) -> str:
+    def _run_pass(self, account: Account, held: Held, start: PassStart, *, reason: str) -> str:
         name = account.name
+        full = start.full
         mode = "full" if full else "incremental"
         self.metrics.running.inc()
         started = time.monotonic()
@@ -307,7 +306,8 @@ class Daemon:
                     _log_pass_done(report, result, seconds)
         finally:
             self.metrics.running.dec()
-        self.schedule.run_ended(run_id, result, succeeded=ran)
+        # A pass that ran ends a back-off; with no failure before, there is none to end.
+        self.schedule.run_ended(start.run_id, result, succeeded=ran if start.failures else None)
         self.runtime[name].last_result = result
         return result
 

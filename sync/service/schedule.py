@@ -18,15 +18,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from sync.api import controls
 from sync.config import Account, DaemonSettings, backoff_seconds
 from sync.state import controls as control_rows
 from sync.state import followups as crm_store
 from sync.state import repo
 from sync.state import schedule as shared
-from sync.state.db import Database, as_utc, utcnow
+from sync.state.db import CollectionState, Database, as_utc, utcnow
 from sync.state.followups import WrittenFollowUp
 
 #: Rows of ``daemon_runs`` older than this are deleted (hourly), so the table stays small.
@@ -48,6 +46,10 @@ class PassStart:
     reset: bool = False
     full: bool = False
     run_id: int = 0
+    #: Failed passes in a row before this one. Only a pass that holds the account's lock
+    #: changes the count, so it is still this when the pass ends: a success needs to
+    #: reset it only when it is not 0 (one statement less for an idle pass).
+    failures: int = 0
 
 
 class Schedule:
@@ -72,10 +74,16 @@ class Schedule:
         commit: an idle pass made nine transactions, and they were most of its CPU time.
         """
         with self.db.sessions.begin() as session:
-            why_not = self._why_not(session, account, full=full, reason=reason)
+            paused, reset_asked = control_rows.pause_and_reset_asked(session, account.name)
+            if paused:
+                return PassStart(
+                    why_not="paused over the API (resume: POST /v1/accounts/NAME/resume)"
+                )
+            state = repo.collection_state(session, account.name)
+            why_not = self._why_not(state, account, full=full, reason=reason)
             if why_not:
                 return PassStart(why_not=why_not)
-            reset = controls.take_reset_in(session, account.name)
+            reset = reset_asked and controls.take_reset_in(session, account.name)
             mode = "full" if full or reset else "incremental"
             run_id = shared.start_run(
                 session,
@@ -83,15 +91,13 @@ class Schedule:
                 worker=self.worker,
                 mode=mode if reason != "crm" else f"{mode} (crm)",
             )
-            return PassStart(reset=reset, full=full or reset, run_id=run_id)
+            failures = (state.consecutive_failures or 0) if state is not None else 0
+            return PassStart(reset=reset, full=full or reset, run_id=run_id, failures=failures)
 
     def _why_not(
-        self, session: Session, account: Account, *, full: bool, reason: str
+        self, state: CollectionState | None, account: Account, *, full: bool, reason: str
     ) -> str | None:
-        """Why ``account`` is not synced now (paused, backing off, fresh); None if it is due."""
-        if control_rows.is_paused(session, account.name):
-            return "paused over the API (resume: POST /v1/accounts/NAME/resume)"
-        state = repo.collection_state(session, account.name)
+        """Why ``account`` is not synced now (backing off, fresh); None if it is due."""
         if state is None or state.last_run_at is None:
             return None
         if reason == "api":
@@ -141,9 +147,9 @@ class Schedule:
     # --- the run log -----------------------------------------------------------------------------
 
     def run_ended(self, run_id: int, result: str, *, succeeded: str | None = None) -> None:
-        """Complete the run log row; ``succeeded``: the account whose pass ran, whose
-        back-off is over (in the same transaction: an idle pass costs a few round trips,
-        and each transaction is one more)."""
+        """Complete the run log row; ``succeeded``: the account whose pass ran after
+        failures, whose back-off is over (in the same transaction: an idle pass costs a few
+        round trips, and each transaction is one more)."""
         with self.db.sessions.begin() as session:
             if succeeded is not None:
                 repo.clear_failures_in_a_row(session, succeeded)

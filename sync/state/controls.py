@@ -76,6 +76,18 @@ def is_paused(session: Session, account: str) -> bool:
     return bool(row is not None and row.paused)
 
 
+def pause_and_reset_asked(session: Session, account: str) -> tuple[bool, bool]:
+    """(paused, a reset asked for) from one read: the daemon decides both at a pass's start.
+
+    An account with no control row (the usual case) costs one statement here, not one
+    per question (the ORM does not remember that a row is missing).
+    """
+    row = session.get(AccountControl, account)
+    if row is None:
+        return False, False
+    return bool(row.paused), row.reset_requested_at is not None
+
+
 def paused_accounts(session: Session) -> set[str]:
     return set(session.scalars(select(AccountControl.account).where(AccountControl.paused)))
 

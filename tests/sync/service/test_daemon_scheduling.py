@@ -146,6 +146,28 @@ def test_a_failing_account_backs_off_and_is_reported(db: Database) -> None:
     assert backoff_seconds(daemon.accounts["bad"], 30, 5) == 5
 
 
+def test_a_pass_that_succeeds_after_failures_ends_the_back_off(db: Database) -> None:
+    daemon, runner = make_daemon(db, ["flaky"], interval=60, max_backoff_seconds=3600)
+
+    def failures() -> int:
+        with db.session() as session:
+            state = session.get(CollectionState, "flaky")
+            assert state is not None
+            return state.consecutive_failures or 0
+
+    runner.fail = {"flaky"}
+    assert [daemon.run_account("flaky", reason="api") for _ in range(2)] == ["failed"] * 2
+    assert failures() == 2
+    assert daemon.run_account("flaky", reason="interval").startswith("backing off")
+    runner.fail = set()
+    assert daemon.run_account("flaky", reason="api") == "ok"
+    assert failures() == 0
+    # Backed off no more: only fresh (it just ran), and a success after a success keeps 0.
+    assert daemon.run_account("flaky", reason="interval") == "fresh"
+    assert daemon.run_account("flaky", reason="api") == "ok"
+    assert failures() == 0
+
+
 def test_one_pass_per_account_at_a_time(db: Database) -> None:
     daemon, runner = make_daemon(db, ["x"], interval=60)
     runner.delay = {"x": 0.5}
