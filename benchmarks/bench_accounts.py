@@ -36,15 +36,17 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, insert, select, update
 
-from benchmarks.bench_sync import load_line, render
+from benchmarks.bench_sync import load_line
 from benchmarks.peers import CountingProxy
 from mappings.model import FollowUp
+from mappings.resource import render
 from sync.config import Account, DaemonSettings, Settings
 from sync.state.db import (
     CollectionState,
@@ -204,11 +206,25 @@ def worker(spec_path: str) -> int:
         # is mostly waiting for PostgreSQL and the server.
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
+
+    def timed(name: str) -> tuple[str, float, float]:
+        """One scheduled try: its outcome, wall seconds and this thread's CPU seconds."""
+        wall, thread_cpu = time.perf_counter(), time.thread_time()
+        outcome = daemon.run_account(name, reason="interval")
+        return outcome, time.perf_counter() - wall, time.thread_time() - thread_cpu
+
     if profiler is not None:  # cProfile sees one thread: the profiled round runs in this one
-        outcomes = [daemon.run_account(n, reason="interval") for n in order]
+        tries = [timed(n) for n in order]
     else:
         with ThreadPoolExecutor(spec["concurrency"]) as pool:
-            outcomes = list(pool.map(lambda n: daemon.run_account(n, reason="interval"), order))
+            tries = list(pool.map(timed, order))
+    outcomes = [outcome for outcome, _, _ in tries]
+    by_outcome: dict[str, list[float]] = {}
+    for outcome, wall, thread_cpu in tries:
+        counted = by_outcome.setdefault(outcome, [0, 0.0, 0.0])
+        counted[0] += 1
+        counted[1] += wall
+        counted[2] += thread_cpu
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec["profile"])
@@ -224,6 +240,7 @@ def worker(spec_path: str) -> int:
                 "passes": ran,
                 "skipped": len(outcomes) - ran,
                 "outcomes": sorted(set(outcomes)),
+                "by_outcome": by_outcome,
                 "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
@@ -232,8 +249,65 @@ def worker(spec_path: str) -> int:
     return 0
 
 
-def run_daemons(spec: dict[str, Any], count: int, tmp: Path) -> tuple[float, list[dict[str, Any]]]:
-    """``count`` daemon processes started together; wall time of the round and their reports."""
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its live descendants and the children it has reaped.
+
+    PostgreSQL runs one backend process per connection (the postmaster reaps them), and
+    Radicale one process with threads: this counts either whole, from ``/proc``.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue  # ended meanwhile: its parent's reaped-children time has it
+        # utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after "pid (comm)".
+        total += sum(int(value) for value in fields[11:15]) / ticks
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (``/proc/stat``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent by the server, PostgreSQL and the whole machine over one round."""
+
+    server_pid: int
+    postgres_pid: int
+
+    def read(self) -> dict[str, float]:
+        busy, everything = machine_cpu_seconds()
+        return {
+            "server": tree_cpu_seconds(self.server_pid),
+            "postgres": tree_cpu_seconds(self.postgres_pid),
+            "machine_busy": busy,
+            "machine_all": everything,
+        }
+
+
+def run_daemons(
+    spec: dict[str, Any], count: int, tmp: Path, meter: CpuMeter
+) -> tuple[float, list[dict[str, Any]], dict[str, float]]:
+    """``count`` daemon processes started together; wall time of the round, their reports,
+    and the CPU the server, PostgreSQL and the machine spent from the start signal to the
+    last report (process start-up and exit left out).
+
+    Every daemon gets the start signal before any report is read: waiting for one daemon
+    to finish before starting the next (``communicate`` one after another) let the first
+    run every account and the others only skip them, which measured a sequence, not a
+    shared round.
+    """
     procs = []
     for index in range(count):
         path = tmp / f"spec-{index}.json"
@@ -250,13 +324,23 @@ def run_daemons(spec: dict[str, Any], count: int, tmp: Path) -> tuple[float, lis
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != b"ready":
             raise SystemExit("a daemon process did not start")
-    outs = [proc.communicate(b"go\n")[0] for proc in procs]
+    before = meter.read()
     for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    lines = []
+    for proc in procs:
+        assert proc.stdout is not None
+        lines.append(proc.stdout.readline())  # the report is the worker's last line
+    after = meter.read()
+    for proc in procs:
+        proc.communicate()
         if proc.returncode != 0:
             raise SystemExit(f"a daemon process failed ({proc.returncode})")
-    reports = [json.loads(out.decode().strip().splitlines()[-1]) for out in outs]
+    reports = [json.loads(line.decode()) for line in lines]
     seconds = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
-    return seconds, reports
+    return seconds, reports, {key: after[key] - before[key] for key in after}
 
 
 def runs_per_account(db: Database, since: dt.datetime) -> dict[str, int]:
@@ -270,14 +354,26 @@ def runs_per_account(db: Database, since: dt.datetime) -> dict[str, int]:
 
 
 def round_of(
-    label: str, db: Database, proxy: CountingProxy, spec: dict[str, Any], daemons: int, tmp: Path
+    label: str,
+    db: Database,
+    proxy: CountingProxy,
+    spec: dict[str, Any],
+    daemons: int,
+    tmp: Path,
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     make_due(db)
     since = utcnow()
     before = proxy.traffic.requests
-    seconds, reports = run_daemons(spec, daemons, tmp)
+    seconds, reports, spent = run_daemons(spec, daemons, tmp, meter)
     runs = runs_per_account(db, since)
     passes = sum(r["passes"] for r in reports)
+    by_outcome: dict[str, list[float]] = {}
+    for report in reports:
+        for outcome, values in report["by_outcome"].items():
+            total = by_outcome.setdefault(outcome, [0, 0.0, 0.0])
+            for index, value in enumerate(values):
+                total[index] += value
     result = {
         "label": label,
         "seconds": seconds,
@@ -288,6 +384,12 @@ def round_of(
         "accounts_run": len(runs),
         "most_runs_of_one_account": max(runs.values(), default=0),
         "outcomes": sorted({o for r in reports for o in r["outcomes"]}),
+        "by_outcome": by_outcome,
+        "passes_per_daemon": [r["passes"] for r in reports],
+        "cpu_server": spent["server"],
+        "cpu_postgres": spent["postgres"],
+        "cpu_machine": spent["machine_busy"],
+        "cores_seconds": spent["machine_all"],
     }
     return result
 
@@ -354,14 +456,16 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": args.concurrency,
                 "accounts": {n: a.model_dump(mode="json") for n, a in accounts.items()},
             }
-            settle = round_of("settling round (first pass of each)", db, proxy, spec, 1, tmp)
+            meter = CpuMeter(server.process.pid, pg.process.pid)
+            settle = round_of("settling round (first pass of each)", db, proxy, spec, 1, tmp, meter)
             print(f"-- {settle}", flush=True)
-            one = round_of("idle round, one daemon", db, proxy, spec, 1, tmp)
+            one = round_of("idle round, one daemon", db, proxy, spec, 1, tmp, meter)
             many = round_of(
-                f"idle round, {args.daemons} daemons", db, proxy, spec, args.daemons, tmp
+                f"idle round, {args.daemons} daemons", db, proxy, spec, args.daemons, tmp, meter
             )
             if args.profile:  # a round of its own: profiled passes run one after another
-                round_of("profiled", db, proxy, spec | {"profile": args.profile}, 1, tmp)
+                profiled = spec | {"profile": args.profile}
+                round_of("profiled", db, proxy, profiled, 1, tmp, meter)
             alone = request_alone(server, accounts)
             proxy.close()
             db.close()
@@ -372,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_results(args: argparse.Namespace, rounds: list[dict[str, Any]], alone: float) -> None:
     one = rounds[0]
+    cores = os.cpu_count() or 1
     print(f"\n{args.accounts} accounts x {args.series} series, one Radicale, PostgreSQL")
     print(
         "| round | seconds | requests | passes | requests/pass | our CPU ms/pass "
@@ -390,13 +495,49 @@ def print_results(args: argparse.Namespace, rounds: list[dict[str, Any]], alone:
             f"{r['requests'] / passes:.2f} | {1000 * r['cpu'] / passes:.1f} | "
             f"{r['maxrss_mb']:.0f} | {once} |"
         )
+    print(f"\nwhere the time goes ({cores} cores; CPU seconds over the round)")
+    print(
+        "| round | seconds | ours | server | PostgreSQL | machine busy | busy share of "
+        "cores x seconds | floor: (ours + server + PostgreSQL) / cores |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rounds:
+        floor = (r["cpu"] + r["cpu_server"] + r["cpu_postgres"]) / cores
+        print(
+            f"| {r['label']} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['cpu_server']:.1f} | "
+            f"{r['cpu_postgres']:.1f} | {r['cpu_machine']:.1f} | "
+            f"{100 * r['cpu_machine'] / max(r['cores_seconds'], 1e-9):.0f} % | {floor:.1f} s |"
+        )
+    print(
+        "\ntries per outcome (a skipped try: another daemon holds the account's lock, "
+        "or already ran it)"
+    )
+    print("| round | outcome | tries | wall s (summed over workers) | CPU s |")
+    print("|---|---|---|---|---|")
+    for r in rounds:
+        for outcome, (count, wall, cpu) in sorted(r["by_outcome"].items()):
+            print(f"| {r['label']} | {outcome} | {count:.0f} | {wall:.1f} | {cpu:.2f} |")
+    for r in rounds:
+        print(f"{r['label']}: passes per daemon {r['passes_per_daemon']}")
+    print(f"\naccounts run: {one['accounts_run']} of {args.accounts} asked")
     for r in rounds[1:]:
-        print(f"{r['label']}: {r['seconds'] / one['seconds']:.2f}x one daemon's time")
+        print(
+            f"{r['label']}: {r['seconds'] / one['seconds']:.2f}x one daemon's time (goal <= 0.5x)"
+        )
     per_pass = one["seconds"] / max(1, one["passes"])
+    cpu_per_pass = one["cpu"] / max(1, one["passes"])
+    print(
+        f"our CPU per idle account pass: {1000 * cpu_per_pass:.1f} ms (goal <= 10), "
+        f"{cpu_per_pass / alone:.1f}x the time of its one request alone "
+        f"({1000 * alone:.1f} ms, PROPFIND Depth 0, median of 50)"
+    )
     print(
         f"one idle account pass: {1000 * per_pass:.1f} ms of wall time in the one-daemon round "
-        f"(with {args.concurrency} workers) against {1000 * alone:.1f} ms for its one request "
-        f"alone (median of 50)"
+        f"(with {args.concurrency} workers), {per_pass / alone:.1f}x its one request alone"
+    )
+    print(
+        f"requests per idle account pass: {one['requests'] / max(1, one['passes']):.2f} "
+        f"(goal <= 2); daemon peak RSS: {one['maxrss_mb']:.0f} MB (goal <= 300)"
     )
 
 
