@@ -93,14 +93,25 @@ def seed(server: Any, db: Database, accounts: int, series: int) -> None:
 
     Rows are inserted in bulk (Core), so the change counter is moved once by hand.
     """
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def phase(label: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[label] = now - clock
+        clock = now
+
     folders = {}
-    for name in account_names(accounts):
+    names = account_names(accounts)
+    for name in names:
         url = server.make_calendar(name)
         folders[name] = (url, server.log_path.parent / "collections" / "collection-root")
+    phase("calendars")
     crm: list[dict[str, Any]] = []
     followups: list[tuple[str, FollowUp, bytes]] = []
     for index, followup in enumerate(iter_followups(accounts * series, owners=accounts)):
-        name = account_names(accounts)[index % accounts]
+        name = names[index % accounts]
         body = render(followup, stamp=STAMP)
         assert body is not None
         url, root = folders[name]
@@ -121,9 +132,11 @@ def seed(server: Any, db: Database, accounts: int, series: int) -> None:
                 "has_participants": False,
             }
         )
+    phase("series written")
     with db.sessions.begin() as session:
         for start in range(0, len(crm), 2000):
             session.execute(insert(FollowUpRow), crm[start : start + 2000])
+    phase("CRM rows")
     # The ETags Radicale gives these files: one listing per calendar (a first pass's own).
     etags: dict[str, dict[str, str]] = {}
     for name, (url, _) in folders.items():
@@ -133,6 +146,7 @@ def seed(server: Any, db: Database, accounts: int, series: int) -> None:
             etags[name] = {
                 href.rsplit("/", 1)[-1]: etag for href, etag in calendar.list_etags().items()
             }
+    phase("listings (the server reads every file once)")
     records = []
     for name, followup, body in followups:
         url = folders[name][0]
@@ -156,6 +170,8 @@ def seed(server: Any, db: Database, accounts: int, series: int) -> None:
             session.execute(insert(SyncItem), records[start : start + 2000])
         bump_revision(session)
     age_storage(server.log_path.parent / "collections")
+    phase("sync records")
+    print("-- seeding: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), flush=True)
 
 
 def age_storage(root: Path, seconds: float = 3600) -> None:
