@@ -261,26 +261,20 @@ class Daemon:
             if held is None:
                 log.debug("%s: synced by another process right now", name)
                 return "elsewhere"
-            # Due or not, an admin's reset and the run log's row: one transaction.
             start = self.schedule.begin(account, full=full, reason=reason)
             if start.why_not:
                 log.debug("%s: %s", name, start.why_not)
                 return start.why_not
             if start.reset:
                 log.info("%s: links forgotten on request; re-linking by UID", name)
-            try:
-                reconcile_account(account, self.db)  # the CRM's changes into the store first
-            except BaseException:
-                self.schedule.run_ended(start.run_id, "failed before the pass (CRM reconcile)")
-                raise
+            _reconcile_first(account, self.db, self.schedule, start.run_id)
             outcome = self._run_pass(account, held, start, reason=reason)
             reconcile_account(account, self.db)  # the calendars' edits back to the CRM
             self.outboxes.send_invitations(account)
             return outcome
 
     def _run_pass(self, account: Account, held: Held, start: PassStart, *, reason: str) -> str:
-        name = account.name
-        full = start.full
+        name, full = account.name, start.full
         mode = "full" if full else "incremental"
         self.metrics.running.inc()
         started = time.monotonic()
@@ -397,6 +391,16 @@ class Daemon:
         """For tests and operators: drop one scheduled job."""
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(job_id)
+
+
+def _reconcile_first(account: Account, db: Database, schedule: Schedule, run_id: int) -> None:
+    """The CRM's changes into the store before the pass; the run log's row, written when
+    the pass was found due, is closed if this fails unexpectedly (it logs its own errors)."""
+    try:
+        reconcile_account(account, db)
+    except BaseException:
+        schedule.run_ended(run_id, "failed before the pass (CRM reconcile)")
+        raise
 
 
 def _make_scheduler(settings: DaemonSettings) -> BackgroundScheduler:
