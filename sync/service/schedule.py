@@ -67,22 +67,24 @@ class Schedule:
     def begin(self, account: Account, *, full: bool, reason: str) -> PassStart:
         """Whether ``account`` is due and, if so, the start of its pass: in one transaction.
 
-        Paused, backing off or fresh: no pass (``PassStart.why_not``). Otherwise an admin's
+        Backing off, fresh or paused: no pass (``PassStart.why_not``). Otherwise an admin's
         reset request is taken (the links forgotten, the pass made full) and the run log's
         row written. One transaction instead of three (the schedule read, the reset, the
         run log), each a connection check-out, a round trip for its liveness check and a
         commit: an idle pass made nine transactions, and they were most of its CPU time.
         """
         with self.db.sessions.begin() as session:
+            # The schedule first: with several daemons, most tries find the account fresh
+            # (another daemon ran it), and then the control row need not be read at all.
+            state = repo.collection_state(session, account.name)
+            why_not = self._why_not(state, account, full=full, reason=reason)
+            if why_not:
+                return PassStart(why_not=why_not)
             paused, reset_asked = control_rows.pause_and_reset_asked(session, account.name)
             if paused:
                 return PassStart(
                     why_not="paused over the API (resume: POST /v1/accounts/NAME/resume)"
                 )
-            state = repo.collection_state(session, account.name)
-            why_not = self._why_not(state, account, full=full, reason=reason)
-            if why_not:
-                return PassStart(why_not=why_not)
             reset = reset_asked and controls.take_reset_in(session, account.name)
             mode = "full" if full or reset else "incremental"
             run_id = shared.start_run(
