@@ -19,9 +19,15 @@ account settle with one pass, and then times **one idle round over all accounts*
 
 Printed per round: seconds, requests (counted by a logging proxy in front of the
 server), our CPU seconds per idle account pass (the daemon processes' own CPU time,
-server excluded), each daemon's peak RSS; and the ratios: N daemons' time against one
-daemon's time, measured in the same run. The baseline of a pass's cost is its one
-request: printed as the server's own time for a PROPFIND Depth 0 (median over accounts).
+server excluded), each daemon's peak RSS, the passes each daemon ran and whether every
+account ran exactly once; where the round's time went (CPU seconds of our processes, the
+server, PostgreSQL and the whole machine, from ``/proc``, between the start signal and
+the last report); the tries per outcome (passes, tries skipped because another daemon
+held or had already run the account) with their CPU. The ratios, each against a
+baseline of the same run: N daemons' time against one daemon's, with the two floors
+under it (all the round's CPU on the machine's cores; the busiest daemon's own CPU), and
+our CPU per idle pass against the time of its one request alone (the server's answer
+to a PROPFIND Depth 0, median over 50 accounts).
 """
 
 from __future__ import annotations
