@@ -31,6 +31,8 @@ calendar, so the push ratio is what to read, not the absolute seconds.
 from __future__ import annotations
 
 import argparse
+import base64
+import http.client
 import os
 import sys
 import tempfile
@@ -43,7 +45,7 @@ from urllib.parse import urlsplit
 import niquests
 
 from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
-from benchmarks.phases import PhaseRecorder, TimedSender, phase_rows
+from benchmarks.phases import PHASES, phase_rows, with_prepare
 from mappings.model import FollowUp
 from mappings.resource import render
 from sync.config import Account
@@ -71,26 +73,47 @@ def raw_put_loop(
     calendar_url: str,
     bodies: list[tuple[str, bytes]],
     auth: tuple[str, str] | None,
-    recorder: PhaseRecorder | None = None,
+    phases: dict[str, float] | None = None,
 ) -> float:
-    """The limit: the same bodies PUT one after another on one keep-alive connection."""
-    session = niquests.Session()
+    """The limit: the same bodies PUT one after another on http.client, kept alive if it may.
+
+    The leanest synchronous client there is (``sync.stores.caldav.direct``'s docstring):
+    nothing but the request line, Host, Content-Type, If-None-Match and Basic sign-in.
+    ``phases`` (if given) receives connect, send, wait, read and prepare seconds.
+    """
+    parts = urlsplit(calendar_url)
+    headers = {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"}
     if auth:
-        session.auth = auth
-    recorder = recorder or PhaseRecorder()
-    recorder.install(session)
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    timed = dict.fromkeys(PHASES, 0.0)
+    connection: http.client.HTTPConnection | None = None
     started = time.perf_counter()
     for name, body in bodies:
-        recorder.start()
-        response = session.put(
-            calendar_url + name,
-            data=body,
-            headers={"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
-        )
-        recorder.end()
-        if response.status_code not in (201, 204):
-            raise RuntimeError(f"raw PUT {name}: {response.status_code}")
-    return time.perf_counter() - started
+        mark = begin = time.perf_counter()
+        if connection is None:
+            connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80)
+            connection.connect()
+            timed["connect"] += (now := time.perf_counter()) - mark
+            mark = now
+        connection.request("PUT", parts.path + name, body=body, headers=headers)
+        timed["send"] += (now := time.perf_counter()) - mark
+        response = connection.getresponse()
+        timed["wait"] += (mark := time.perf_counter()) - now
+        response.read()
+        timed["read"] += (now := time.perf_counter()) - mark
+        if response.status not in (201, 204):
+            raise RuntimeError(f"raw PUT {name}: {response.status}")
+        if response.will_close:
+            connection.close()
+            connection = None
+        timed["prepare"] += time.perf_counter() - begin
+    seconds = time.perf_counter() - started
+    if connection is not None:
+        connection.close()
+    timed["prepare"] -= sum(timed[p] for p in PHASES if p != "prepare")
+    if phases is not None:
+        phases.update(timed)
+    return seconds
 
 
 def ics_bodies(followups: list[FollowUp]) -> list[tuple[str, bytes]]:
@@ -147,7 +170,7 @@ def idle_row(kind: str, n: int, seconds: float, spent: RequestStats, vdir_idle: 
 
 
 def raw_put_loop_on_fresh_server(
-    kind: str, bodies: list[tuple[str, bytes]], tmp: Path, recorder: PhaseRecorder | None = None
+    kind: str, bodies: list[tuple[str, bytes]], tmp: Path, phases: dict[str, float] | None = None
 ) -> float:
     """The limit, measured on a server process of its own with empty storage.
 
@@ -161,7 +184,7 @@ def raw_put_loop_on_fresh_server(
     tmp.mkdir(parents=True, exist_ok=True)
     with running(kind, tmp) as server:
         auth = (server.username, server.password) if server.username and server.password else None
-        return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth, recorder)
+        return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth, phases)
 
 
 def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -> list[Row]:
@@ -170,7 +193,7 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
     rows: list[Row] = []
     followups = realistic_followups(n)
     bodies = ics_bodies(followups)
-    raw_phases, our_phases = PhaseRecorder(), PhaseRecorder()
+    raw_phases: dict[str, float] = {}
     limit = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit", raw_phases)
     rows.append(Row(kind, f"raw PUT loop, {n} series (the limit)", limit, n, None, n))
     (tmp / kind / "ours").mkdir(parents=True)
@@ -182,15 +205,12 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         account, db, calendar = our_side(
             kind, server, calendar_url, followups, tmp / f"{kind}.sqlite"
         )
-        production_sender = calendar.sender
-        our_phases.install(production_sender.client.session)  # type: ignore[attr-defined]
-        calendar.sender = TimedSender(production_sender, our_phases)
         before = calendar.stats.copy()
         started = time.perf_counter()
         report = run_pass(account, db, calendar=calendar)
         ours = time.perf_counter() - started
-        in_http = calendar.stats.since(before).seconds
-        calendar.sender = production_sender
+        spent = calendar.stats.since(before)
+        in_http = spent.seconds
         assert not report.errors, report.errors[:3]
         limit_after = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit-after")
         rows.append(Row(kind, "raw PUT loop again, after ours", limit_after, n, None, n))
@@ -216,7 +236,17 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         )
         print_rows(rows[-4:])
         print(f"-- {kind}: inside the HTTP exchanges, the raw loop (before ours) and our push")
-        print("\n".join(phase_rows([("raw PUT loop", raw_phases), ("followup-sync", our_phases)])))
+        our_phases = with_prepare(spent.phases, in_http)
+        print(
+            "\n".join(
+                phase_rows(
+                    [
+                        ("raw PUT loop", raw_phases, n),
+                        ("followup-sync", our_phases, spent.requests),
+                    ]
+                )
+            )
+        )
 
         # vdirsyncer: the same bodies as .ics files in a folder, pushed to a fresh calendar.
         vdir_idle: Row | None = None
