@@ -21,7 +21,9 @@ For each server (Radicale, Xandikos; started as processes on loopback, throw-awa
 * ``--profile``: cProfile of our push against the in-process store.
 * ``--idle-only`` (Radicale): only the idle runs, ours and vdirsyncer's, on calendars
   filled with the same N series by writing them into Radicale's storage folder; the
-  idle figure at N=5,000 in minutes rather than after the push's hour and a half.
+  idle figure at N=5,000 in minutes rather than after the push's hour and a half, with
+  the idle pass's local time (outside its one HTTP exchange) in milliseconds.
+  ``--profile-idle`` adds a cProfile of one more idle pass (``benchmarks/idle_profile.py``).
 
 Run: ``python -m benchmarks.bench_sync --n 1000`` (``--n 5000`` for the documented figures;
 ``--servers radicale``). The server's own time per PUT grows with the size of the
@@ -44,6 +46,7 @@ from urllib.parse import urlsplit
 
 import niquests
 
+from benchmarks.idle_profile import local_milliseconds, profile_idle_pass
 from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
 from benchmarks.phases import PHASES, phase_rows, with_prepare
 from mappings.model import FollowUp
@@ -412,11 +415,14 @@ def load_line() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> list[Row]:
+def bench_idle_seeded(
+    kind: str, n: int, tmp: Path, vdirsyncer: Path | None, *, profile: bool = False
+) -> list[Row]:
     """Idle run of ours and of vdirsyncer against calendars seeded with the same N bodies.
 
     Both first sync once (each finds the other side already holding every series and
     only compares), settle once, and are then timed idle, best of two, as in bench_server.
+    ``profile``: one more idle pass under cProfile, printed (``benchmarks.idle_profile``).
     """
     from tests.servers import running
 
@@ -460,6 +466,9 @@ def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> 
             runs.append((time.perf_counter() - started, calendar.stats.since(before)))
         idle, spent = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
         request = sorted(alone)[len(alone) // 2]
+        local = local_milliseconds(runs)
+        if profile:
+            profile_idle_pass(account, db, calendar, n)
         rows.append(
             Row(
                 kind,
@@ -469,7 +478,8 @@ def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> 
                 None,
                 0,
                 note=f"the idle pass below is {idle / request:.2f}x this (median of "
-                f"{IDLE_ROUNDS}, alternating)",
+                f"{IDLE_ROUNDS}, alternating: {request * 1000:.1f} ms alone, "
+                f"{idle * 1000:.1f} ms the pass, of which {local:.1f} ms local)",
             )
         )
         vdir_idle: Row | None = None
@@ -621,6 +631,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our push (no server)")
     parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="with --idle-only: cProfile one more idle pass after the timed rounds",
+    )
+    parser.add_argument(
         "--idle-only",
         action="store_true",
         help="only the idle runs (ours, vdirsyncer), on Radicale calendars seeded with N series "
@@ -644,7 +659,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="followup-bench-") as tmp:
             for kind in args.servers.split(","):
                 print(f"-- {kind}: idle runs over {args.n} seeded series …", flush=True)
-                rows.extend(bench_idle_seeded(kind.strip(), args.n, Path(tmp), vdirsyncer))
+                rows.extend(
+                    bench_idle_seeded(
+                        kind.strip(), args.n, Path(tmp), vdirsyncer, profile=args.profile_idle
+                    )
+                )
         print_rows(rows)
         print(load_line())
         return 0
