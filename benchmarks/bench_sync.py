@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import niquests
 
 from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
+from benchmarks.phases import PhaseRecorder, TimedSender, phase_rows
 from mappings.model import FollowUp
 from mappings.resource import render
 from sync.config import Account
@@ -70,18 +71,23 @@ def raw_put_loop(
     calendar_url: str,
     bodies: list[tuple[str, bytes]],
     auth: tuple[str, str] | None,
+    recorder: PhaseRecorder | None = None,
 ) -> float:
     """The limit: the same bodies PUT one after another on one keep-alive connection."""
     session = niquests.Session()
     if auth:
         session.auth = auth
+    recorder = recorder or PhaseRecorder()
+    recorder.install(session)
     started = time.perf_counter()
     for name, body in bodies:
+        recorder.start()
         response = session.put(
             calendar_url + name,
             data=body,
             headers={"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
         )
+        recorder.end()
         if response.status_code not in (201, 204):
             raise RuntimeError(f"raw PUT {name}: {response.status_code}")
     return time.perf_counter() - started
@@ -140,7 +146,9 @@ def idle_row(kind: str, n: int, seconds: float, spent: RequestStats, vdir_idle: 
     )
 
 
-def raw_put_loop_on_fresh_server(kind: str, bodies: list[tuple[str, bytes]], tmp: Path) -> float:
+def raw_put_loop_on_fresh_server(
+    kind: str, bodies: list[tuple[str, bytes]], tmp: Path, recorder: PhaseRecorder | None = None
+) -> float:
     """The limit, measured on a server process of its own with empty storage.
 
     Every loop (raw, ours, raw again, vdirsyncer) gets a fresh server: a server process
@@ -153,7 +161,7 @@ def raw_put_loop_on_fresh_server(kind: str, bodies: list[tuple[str, bytes]], tmp
     tmp.mkdir(parents=True, exist_ok=True)
     with running(kind, tmp) as server:
         auth = (server.username, server.password) if server.username and server.password else None
-        return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth)
+        return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth, recorder)
 
 
 def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -> list[Row]:
@@ -162,7 +170,8 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
     rows: list[Row] = []
     followups = realistic_followups(n)
     bodies = ics_bodies(followups)
-    limit = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit")
+    raw_phases, our_phases = PhaseRecorder(), PhaseRecorder()
+    limit = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit", raw_phases)
     rows.append(Row(kind, f"raw PUT loop, {n} series (the limit)", limit, n, None, n))
     (tmp / kind / "ours").mkdir(parents=True)
     with running(kind, tmp / kind / "ours") as server:
@@ -173,11 +182,15 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         account, db, calendar = our_side(
             kind, server, calendar_url, followups, tmp / f"{kind}.sqlite"
         )
+        production_sender = calendar.sender
+        our_phases.install(production_sender.client.session)  # type: ignore[attr-defined]
+        calendar.sender = TimedSender(production_sender, our_phases)
         before = calendar.stats.copy()
         started = time.perf_counter()
         report = run_pass(account, db, calendar=calendar)
         ours = time.perf_counter() - started
         in_http = calendar.stats.since(before).seconds
+        calendar.sender = production_sender
         assert not report.errors, report.errors[:3]
         limit_after = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit-after")
         rows.append(Row(kind, "raw PUT loop again, after ours", limit_after, n, None, n))
@@ -202,6 +215,8 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
             )
         )
         print_rows(rows[-4:])
+        print(f"-- {kind}: inside the HTTP exchanges, the raw loop (before ours) and our push")
+        print("\n".join(phase_rows([("raw PUT loop", raw_phases), ("followup-sync", our_phases)])))
 
         # vdirsyncer: the same bodies as .ics files in a folder, pushed to a fresh calendar.
         vdir_idle: Row | None = None

@@ -25,7 +25,7 @@ a shutdown stops the run, and at the end of the run.
 
 A push is bound by the server (tens of milliseconds per PUT against about one of ours),
 so the next few resources are rendered on a worker thread while the server handles the
-write before (``RENDER_AHEAD``): the server is never kept waiting for our CPU.
+write before (``sync.engine.render_ahead``): the server is never kept waiting for our CPU.
 
 A refused conditional write (412) means someone changed the resource since we read it:
 the item is read again, planned again on its own, and retried, ``MAX_REPLANS`` times at
@@ -36,9 +36,9 @@ is retried on the next pass because its state did not move.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +63,7 @@ from sync.engine.actions import (
     UpdateOnServer,
     describe,
 )
+from sync.engine.render_ahead import RenderAhead, render_job, rendering_ahead
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
 from sync.logs import log_context
 from sync.state import followups as crm_store
@@ -76,9 +77,6 @@ MAX_REPLANS = 3
 
 #: Our own server writes recorded per state transaction (see the module docstring).
 RECORD_BATCH = 100
-
-#: Server writes rendered ahead of the one in flight.
-RENDER_AHEAD = 4
 
 
 @dataclass
@@ -130,60 +128,6 @@ class Written:
     etag: str
     document: FollowUp
     data: bytes
-
-
-class _RenderAhead:
-    """Renders the plan's upcoming server writes on one worker thread, in plan order.
-
-    Only the pure part runs there (the mapper on a document and, for an update, the
-    server bytes the action already carries); everything that touches the network, the
-    database or the clock stays on the applying thread and is passed in as a value.
-    """
-
-    def __init__(
-        self,
-        pool: ThreadPoolExecutor,
-        actions: Sequence[Action],
-        job: Callable[[Action], Callable[[], Rendered] | None],
-    ) -> None:
-        self._pool = pool
-        self._actions = actions
-        self._job = job
-        self._futures: dict[int, Future[Rendered]] = {}
-        self._submitted = 0
-
-    def advance(self, index: int) -> None:
-        """Action ``index`` is next: keep the following ``RENDER_AHEAD`` ones under way."""
-        stale = [key for key in self._futures if key < index]
-        for key in stale:
-            self._futures.pop(key).cancel()
-        self._submitted = max(self._submitted, index)
-        while self._submitted < min(index + 1 + RENDER_AHEAD, len(self._actions)):
-            job = self._job(self._actions[self._submitted])
-            if job is not None:
-                self._futures[self._submitted] = self._pool.submit(job)
-            self._submitted += 1
-
-    def take(self, index: int, action: Action) -> Future[Rendered] | None:
-        if index < len(self._actions) and self._actions[index] is action:
-            return self._futures.pop(index, None)
-        return None
-
-
-def _render_job(
-    action: Action,
-    clock: Callable[[], dt.datetime],
-    schedule_agent: Callable[[FollowUp], str | None],
-) -> Callable[[], Rendered] | None:
-    """The render of a server write as a call with every input fixed now, or None."""
-    if isinstance(action, CreateOnServer):
-        base = None
-    elif isinstance(action, UpdateOnServer) and action.base_data is not None:
-        base = action.base_data
-    else:
-        return None
-    document, stamp, agent = action.document, clock(), schedule_agent(action.document)
-    return lambda: render_resource(document, stamp=stamp, base=base, schedule_agent=agent)
 
 
 class _Intents:
@@ -271,17 +215,16 @@ class Applier:
         self.report = ApplyReport()
         #: Server writes not yet recorded (``RECORD_BATCH``).
         self._unrecorded: list[Written] = []
-        self._ahead: _RenderAhead | None = None
+        self._ahead: RenderAhead | None = None
         self._index = -1
         self.write_intents = _Intents(account, db, calendar)
 
     def run(self, plan: Plan, *, progress: Callable[[], None] | None = None) -> ApplyReport:
         actions = plan.actions
         self.write_intents.record(actions)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead") as pool:
-            self._ahead = _RenderAhead(
-                pool, actions, lambda action: _render_job(action, self.clock, self.schedule_agent)
-            )
+        job = functools.partial(render_job, clock=self.clock, schedule_agent=self.schedule_agent)
+        with rendering_ahead(self.calendar, actions, job) as ahead:
+            self._ahead = ahead
             try:
                 for index, action in enumerate(actions):
                     if self.should_stop is not None and self.should_stop():

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
-from types import TracebackType
 from typing import Self, cast
 
 from caldav.collection import Calendar, Principal
@@ -42,6 +41,7 @@ from sync.stores.caldav.transport import (
     Transport,
     describe_transport_failure,
     make_client,
+    on_body_sent,
 )
 from sync.stores.caldav.writing import Writing
 from sync.stores.capabilities import Capabilities
@@ -114,6 +114,9 @@ class DavCalendar:
         self._writing = Writing(self._collection, self._reading)
         self._busy = BusyTime(self._collection)
         self._bulk = BulkWriting(self._collection, self._listing)
+        self._when_sent: Callable[[], None] | None = None
+        if sender is None:
+            on_body_sent(client.session, lambda: self._when_sent and self._when_sent())
 
     @property
     def capabilities(self) -> Capabilities:
@@ -213,8 +216,7 @@ class DavCalendar:
         )
 
     def principal(self) -> Principal:
-        """The caldav library's principal of this connection, for questions about the account
-        (``sync.stores.scheduling``). Raises what the caldav library raises."""
+        """caldav's principal of this connection (``sync.stores.scheduling``); raises caldav's."""
         return self._client.get_principal()
 
     def sibling(
@@ -242,13 +244,12 @@ class DavCalendar:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def call_when_sent(self, callback: Callable[[], None] | None) -> None:
+        """``callback`` after each request body sent (``base.SaysWhenSent``; HTTP session only)."""
+        self._when_sent = callback
 
     def normalise_href(self, href: str) -> str:
         """The key form of an href: the unquoted URL path (see ``Collection.normalise_href``)."""

@@ -276,17 +276,25 @@ def checked(request: DavRequest, reply: Reply) -> Reply:
 def with_retries(
     attempt: Callable[[], Reply], policy: RetryPolicy, sleep: Callable[[float], None]
 ) -> Reply:
-    """``attempt()``, repeated on Retryable within ``policy``: all we send is safe to repeat."""
+    """``attempt()``, repeated on Retryable within ``policy``: all we send is safe to repeat.
+
+    The first try is made directly: tenacity's bookkeeping costs about 0.05 ms per call,
+    which a 500-PUT push pays 500 times for retries it almost never makes.
+    """
+    try:
+        return attempt()
+    except Retryable as exc:
+        if policy.attempts <= 1:
+            raise
+        first_wait = _wait_after(exc, 1, policy)
+    sleep(first_wait)
 
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, policy.retry_after_max)
-        backoff = policy.backoff_initial * (2 ** (state.attempt_number - 1))
-        return float(min(backoff, policy.backoff_max))
+        return _wait_after(exc, state.attempt_number + 1, policy)
 
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+        stop=tenacity.stop_after_attempt(max(1, policy.attempts - 1)),
         wait=wait,
         retry=tenacity.retry_if_exception_type(Retryable),
         sleep=sleep,
@@ -296,6 +304,13 @@ def with_retries(
         with one:
             return attempt()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def _wait_after(exc: BaseException | None, failed: int, policy: RetryPolicy) -> float:
+    """The wait after ``failed`` tries: the server's Retry-After if it sent one, else backoff."""
+    if isinstance(exc, Retryable) and exc.retry_after is not None:
+        return min(exc.retry_after, policy.retry_after_max)
+    return float(min(policy.backoff_initial * (2 ** (failed - 1)), policy.backoff_max))
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -405,6 +420,24 @@ def make_client(
     )
     _count_requests(client.session, stats)
     return client
+
+
+def on_body_sent(session: Any, callback: Callable[[], None]) -> None:
+    """Call ``callback`` each time ``session`` has handed a whole request body to the socket.
+
+    niquests' ``on_upload`` hook; a session without it (python-caldav on requests) never
+    calls, and a push then renders its next resources on the applying thread.
+    """
+    hooks = getattr(session, "hooks", None)
+    if not isinstance(hooks, dict) or "on_upload" not in hooks:
+        return
+
+    def uploaded(request: Any, **_: Any) -> None:
+        progress = getattr(request, "upload_progress", None)
+        if progress is not None and progress.is_completed:
+            callback()
+
+    hooks["on_upload"].append(uploaded)
 
 
 def _count_requests(session: Any, stats: RequestStats) -> None:
