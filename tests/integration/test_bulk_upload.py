@@ -27,7 +27,6 @@ import recurring_ical_events
 from dateutil.tz import tzical
 from icalendar import Calendar
 
-from mappings.documents import load_followup
 from mappings.from_ical.parse import parse_calendar
 from mappings.model import FollowUp
 from mappings.resource import render
@@ -38,7 +37,7 @@ from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
 from sync.stores.caldav import bulk as store_bulk
-from sync.testing.followups import realistic_followups
+from sync.testing.followups import realistic_followups, weekly_series
 from tests.factories import account_for
 from tests.integration import client_edits as ce
 from tests.integration.client_edits import PlainClient, oslo
@@ -213,33 +212,13 @@ def test_an_event_added_after_the_empty_listing_refuses_the_upload_and_nothing_i
     db.close()
 
 
-def _series(followup_id: str, start: str, weekday: str, count: int) -> FollowUp:
-    """A weekly Europe/Oslo series of half-hour appointments from ``start`` (local)."""
-    begin = dt.datetime.fromisoformat(start)
-    return load_followup(
-        {
-            "id": followup_id,
-            "title": f"Series {followup_id}",
-            "start": begin.isoformat(),
-            "end": (begin + dt.timedelta(minutes=30)).isoformat(),
-            "timezone": "Europe/Oslo",
-            "recurrence": {
-                "Pattern": "Weekly",
-                "WeekPattern": {"Weekdays": weekday, "Cycle": 1},
-                "RecurrenceEndType": "Counter",
-                "RecurrenceCounter": count,
-            },
-        }
-    )
-
-
 #: Series a rewritten time zone could reach: 03:30 across the autumn change of
 #: 2026-10-25 (Radicale's definition puts it at 04:00), and one in 2019, years before the
 #: rest of the upload (Radicale writes every resource's zone from one definition per
 #: TZID). A skipped spring hour is left out: readers disagree on it whatever the zone.
 AT_RISK = [
-    _series("autumn-0330", "2026-10-04T03:30:00", "Sunday", 6),
-    _series("summer-2019", "2019-06-03T10:00:00", "Monday", 5),
+    weekly_series("autumn-0330", "2026-10-04T03:30:00", "Sunday", 6),
+    weekly_series("summer-2019", "2019-06-03T10:00:00", "Monday", 5),
 ]
 
 
