@@ -104,10 +104,18 @@ class RequestStats:
     #: Wall time inside HTTP exchanges, from sending a request to the end of its answer:
     #: what a pass spends outside them is the client's own cost (benchmarks).
     seconds: float = 0.0
+    #: The same wall time by phase where the sender measures it (``caldav.direct``):
+    #: "connect", "send", "wait" (the server's turn), "read"; benchmarks print them.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> RequestStats:
         return RequestStats(
-            self.requests, self.bytes_sent, self.bytes_received, dict(self.by_method), self.seconds
+            self.requests,
+            self.bytes_sent,
+            self.bytes_received,
+            dict(self.by_method),
+            self.seconds,
+            dict(self.phases),
         )
 
     def since(self, earlier: RequestStats) -> RequestStats:
@@ -122,6 +130,7 @@ class RequestStats:
                 if n - earlier.by_method.get(m, 0)
             },
             self.seconds - earlier.seconds,
+            {p: t - earlier.phases.get(p, 0.0) for p, t in self.phases.items()},
         )
 
 

@@ -31,6 +31,7 @@ from sync.stores.base import (
 from sync.stores.caldav.bulk import BulkWriting
 from sync.stores.caldav.busy import BusyPeriod, BusyTime, HomeCalendar, last_segment
 from sync.stores.caldav.collection import Collection
+from sync.stores.caldav.direct import DirectSender, sends_directly
 from sync.stores.caldav.listing import Listing
 from sync.stores.caldav.reading import Reading
 from sync.stores.caldav.transport import (
@@ -86,12 +87,8 @@ class DavCalendar:
         self._collection = Collection(
             calendar_url,
             sender=sender
-            or SessionSender(
-                client,
-                self._transport,
-                stats=stats,
-                timeout=timeout,
-                max_response_bytes=max_response_bytes,
+            or _production_sender(
+                client, calendar_url, self._transport, stats, timeout, max_response_bytes
             ),
             stats=stats,
             server_kind=server_kind,
@@ -115,8 +112,9 @@ class DavCalendar:
         self._busy = BusyTime(self._collection)
         self._bulk = BulkWriting(self._collection, self._listing)
         self._when_sent: Callable[[], None] | None = None
+        self._tell_sent = lambda: None if self._when_sent is None else self._when_sent()
         if sender is None:
-            on_body_sent(client.session, lambda: self._when_sent and self._when_sent())
+            _call_after_send(self._collection.sender, client, self._tell_sent)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -235,11 +233,13 @@ class DavCalendar:
             retry=col.retry,
             max_response_bytes=self._max_response_bytes,
             transport=self._transport,
-            sender=None if isinstance(col.sender, SessionSender) else col.sender,
+            sender=None if isinstance(col.sender, (SessionSender, DirectSender)) else col.sender,
         )
 
     def close(self) -> None:
         self._client.close()
+        if isinstance(self._collection.sender, DirectSender):
+            self._collection.sender.close()
 
     def __enter__(self) -> Self:
         return self
@@ -248,7 +248,7 @@ class DavCalendar:
         self.close()
 
     def call_when_sent(self, callback: Callable[[], None] | None) -> None:
-        """``callback`` after each request body sent (``base.SaysWhenSent``; HTTP session only)."""
+        """``callback`` after each request body sent (``base.SaysWhenSent``)."""
         self._when_sent = callback
 
     def normalise_href(self, href: str) -> str:
@@ -350,6 +350,34 @@ class DavCalendar:
     def home_calendars(self) -> list[HomeCalendar]:
         """Every calendar collection in the owner's calendar home (this one included)."""
         return self._busy.home_calendars()
+
+
+def _production_sender(
+    client: DAVClient,
+    url: str,
+    transport: Transport,
+    stats: RequestStats,
+    timeout: float,
+    limit: int,
+) -> Sender:
+    """``DirectSender`` where the account's transport allows (``caldav.direct``), else niquests."""
+    if sends_directly(url, transport):
+        return DirectSender(
+            username=client.username,
+            password=client.password,
+            transport=transport,
+            stats=stats,
+            timeout=timeout,
+            max_response_bytes=limit,
+        )
+    return SessionSender(client, transport, stats=stats, timeout=timeout, max_response_bytes=limit)
+
+
+def _call_after_send(sender: Sender, client: DAVClient, callback: Callable[[], None]) -> None:
+    if isinstance(sender, DirectSender):
+        sender.after_send = callback
+    else:
+        on_body_sent(client.session, callback)
 
 
 def _find_calendar(client: DAVClient, base_url: str, calendar: str, *, create: bool) -> str:

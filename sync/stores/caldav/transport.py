@@ -331,7 +331,9 @@ def _parse_retry_after(value: str | None) -> float | None:
 # --------------------------------------------------------------------------- failures in words
 
 
-def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
+def describe_transport_failure(
+    exc: BaseException, transport: Transport, *, url: str | None = None
+) -> str:
     """A transport failure in words a user can act on; names settings, never secrets."""
     text = str(exc)
     lowered = text.lower()
@@ -358,7 +360,7 @@ def describe_transport_failure(exc: BaseException, transport: Transport) -> str:
             else "; the server may not accept client_cert"
         )
         return f"the server broke off the TLS handshake{hint} ({text})"
-    if transport.cert is None and _hung_up(lowered) and _asked_for_certificate(exc, transport):
+    if transport.cert is None and _hung_up(lowered) and _asked_for_certificate(exc, transport, url):
         # TLS 1.3: the refusal of a missing certificate comes after the request went out,
         # as an alert or, depending on timing, as a bare hang-up; the probe tells which.
         return (
@@ -376,13 +378,13 @@ def _hung_up(lowered: str) -> bool:
     )
 
 
-def _asked_for_certificate(exc: BaseException, transport: Transport) -> bool:
+def _asked_for_certificate(exc: BaseException, transport: Transport, url: str | None) -> bool:
     """Whether a fresh handshake with the failed request's server shows CertificateRequest.
 
     Only a direct connection can be probed: through a proxy the probe would reach
     someone else, so no hint is given there.
     """
-    url = getattr(getattr(exc, "request", None), "url", None)
+    url = url or getattr(getattr(exc, "request", None), "url", None)
     if not isinstance(url, str) or transport.proxy:
         return False
     return server_requests_client_certificate(url)
