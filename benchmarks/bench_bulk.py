@@ -10,7 +10,11 @@ once, and the next pass must find nothing to do.
 ``--per-item`` adds our own pass with the upload switched off (capability override), the
 push before this change: at 5,000 series it takes over an hour.
 
-Run: ``python -m benchmarks.bench_bulk --n 5000`` (``--n 1000`` for a quick look).
+Our pass includes reading the upload back (one calendar-multiget per 500 series) and
+writing again any resource whose rewritten time zone would move an occurrence
+(``sync.engine.bulk``; none in the realistic mix).
+
+Run: ``python -m benchmarks.bench_bulk --n 5000`` (``--n 300`` for a quick look).
 """
 
 from __future__ import annotations

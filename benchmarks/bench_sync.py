@@ -21,7 +21,9 @@ For each server (Radicale, Xandikos; started as processes on loopback, throw-awa
 * ``--profile``: cProfile of our push against the in-process store.
 * ``--idle-only`` (Radicale): only the idle runs, ours and vdirsyncer's, on calendars
   filled with the same N series by writing them into Radicale's storage folder; the
-  idle figure at N=5,000 in minutes rather than after the push's hour and a half.
+  idle figure at N=5,000 in minutes rather than after the push's hour and a half, with
+  the idle pass's local time (outside its one HTTP exchange) in milliseconds.
+  ``--profile-idle`` adds a cProfile of one more idle pass (``benchmarks/idle_profile.py``).
 
 Run: ``python -m benchmarks.bench_sync --n 1000`` (``--n 5000`` for the documented figures;
 ``--servers radicale``). The server's own time per PUT grows with the size of the
@@ -31,6 +33,8 @@ calendar, so the push ratio is what to read, not the absolute seconds.
 from __future__ import annotations
 
 import argparse
+import base64
+import http.client
 import os
 import sys
 import tempfile
@@ -42,8 +46,9 @@ from urllib.parse import urlsplit
 
 import niquests
 
+from benchmarks.idle_profile import local_milliseconds, profile_idle_pass
 from benchmarks.peers import CountingProxy, Vdirsyncer, find_vdirsyncer
-from benchmarks.phases import PhaseRecorder, TimedSender, phase_rows
+from benchmarks.phases import PHASES, phase_rows, with_prepare
 from mappings.model import FollowUp
 from mappings.resource import render
 from sync.config import Account
@@ -71,26 +76,47 @@ def raw_put_loop(
     calendar_url: str,
     bodies: list[tuple[str, bytes]],
     auth: tuple[str, str] | None,
-    recorder: PhaseRecorder | None = None,
+    phases: dict[str, float] | None = None,
 ) -> float:
-    """The limit: the same bodies PUT one after another on one keep-alive connection."""
-    session = niquests.Session()
+    """The limit: the same bodies PUT one after another on http.client, kept alive if it may.
+
+    The leanest synchronous client there is (``sync.stores.caldav.direct``'s docstring):
+    nothing but the request line, Host, Content-Type, If-None-Match and Basic sign-in.
+    ``phases`` (if given) receives connect, send, wait, read and prepare seconds.
+    """
+    parts = urlsplit(calendar_url)
+    headers = {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"}
     if auth:
-        session.auth = auth
-    recorder = recorder or PhaseRecorder()
-    recorder.install(session)
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    timed = dict.fromkeys(PHASES, 0.0)
+    connection: http.client.HTTPConnection | None = None
     started = time.perf_counter()
     for name, body in bodies:
-        recorder.start()
-        response = session.put(
-            calendar_url + name,
-            data=body,
-            headers={"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"},
-        )
-        recorder.end()
-        if response.status_code not in (201, 204):
-            raise RuntimeError(f"raw PUT {name}: {response.status_code}")
-    return time.perf_counter() - started
+        mark = begin = time.perf_counter()
+        if connection is None:
+            connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80)
+            connection.connect()
+            timed["connect"] += (now := time.perf_counter()) - mark
+            mark = now
+        connection.request("PUT", parts.path + name, body=body, headers=headers)
+        timed["send"] += (now := time.perf_counter()) - mark
+        response = connection.getresponse()
+        timed["wait"] += (mark := time.perf_counter()) - now
+        response.read()
+        timed["read"] += (now := time.perf_counter()) - mark
+        if response.status not in (201, 204):
+            raise RuntimeError(f"raw PUT {name}: {response.status}")
+        if response.will_close:
+            connection.close()
+            connection = None
+        timed["prepare"] += time.perf_counter() - begin
+    seconds = time.perf_counter() - started
+    if connection is not None:
+        connection.close()
+    timed["prepare"] -= sum(timed[p] for p in PHASES if p != "prepare")
+    if phases is not None:
+        phases.update(timed)
+    return seconds
 
 
 def ics_bodies(followups: list[FollowUp]) -> list[tuple[str, bytes]]:
@@ -103,8 +129,18 @@ def ics_bodies(followups: list[FollowUp]) -> list[tuple[str, bytes]]:
     return bodies
 
 
+#: The push compared with the raw loop and vdirsyncer is the per-item one (one PUT per
+#: series); the first push into an empty Radicale goes in one request (``bench_bulk``).
+PER_ITEM = {"bulk_upload_into_empty": False}
+
+
 def our_side(
-    kind: str, server: Any, calendar_url: str, followups: list[FollowUp], db_path: Path
+    kind: str,
+    server: Any,
+    calendar_url: str,
+    followups: list[FollowUp],
+    db_path: Path,
+    capability_overrides: dict[str, object] | None = None,
 ) -> tuple[Account, Database, DavCalendar]:
     """Our account on ``calendar_url``, its state database holding ``followups``, a client."""
     os.environ["BENCH_PW"] = server.password or ""
@@ -126,6 +162,7 @@ def our_side(
         password=server.password,
         server_kind=kind,
         timeout=300,
+        capability_overrides=capability_overrides,
     )
     return account, db, calendar
 
@@ -147,7 +184,7 @@ def idle_row(kind: str, n: int, seconds: float, spent: RequestStats, vdir_idle: 
 
 
 def raw_put_loop_on_fresh_server(
-    kind: str, bodies: list[tuple[str, bytes]], tmp: Path, recorder: PhaseRecorder | None = None
+    kind: str, bodies: list[tuple[str, bytes]], tmp: Path, phases: dict[str, float] | None = None
 ) -> float:
     """The limit, measured on a server process of its own with empty storage.
 
@@ -161,7 +198,7 @@ def raw_put_loop_on_fresh_server(
     tmp.mkdir(parents=True, exist_ok=True)
     with running(kind, tmp) as server:
         auth = (server.username, server.password) if server.username and server.password else None
-        return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth, recorder)
+        return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth, phases)
 
 
 def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -> list[Row]:
@@ -170,7 +207,7 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
     rows: list[Row] = []
     followups = realistic_followups(n)
     bodies = ics_bodies(followups)
-    raw_phases, our_phases = PhaseRecorder(), PhaseRecorder()
+    raw_phases: dict[str, float] = {}
     limit = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit", raw_phases)
     rows.append(Row(kind, f"raw PUT loop, {n} series (the limit)", limit, n, None, n))
     (tmp / kind / "ours").mkdir(parents=True)
@@ -180,17 +217,14 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         # steady drift of the machine.
         calendar_url = server.make_calendar("ours")
         account, db, calendar = our_side(
-            kind, server, calendar_url, followups, tmp / f"{kind}.sqlite"
+            kind, server, calendar_url, followups, tmp / f"{kind}.sqlite", PER_ITEM
         )
-        production_sender = calendar.sender
-        our_phases.install(production_sender.client.session)  # type: ignore[attr-defined]
-        calendar.sender = TimedSender(production_sender, our_phases)
         before = calendar.stats.copy()
         started = time.perf_counter()
         report = run_pass(account, db, calendar=calendar)
         ours = time.perf_counter() - started
-        in_http = calendar.stats.since(before).seconds
-        calendar.sender = production_sender
+        spent = calendar.stats.since(before)
+        in_http = spent.seconds
         assert not report.errors, report.errors[:3]
         limit_after = raw_put_loop_on_fresh_server(kind, bodies, tmp / kind / "limit-after")
         rows.append(Row(kind, "raw PUT loop again, after ours", limit_after, n, None, n))
@@ -198,7 +232,7 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         rows.append(
             Row(
                 kind,
-                f"followup-sync initial push, {n} series",
+                f"followup-sync push, {n} series (per item)",
                 ours,
                 report.requests,
                 None,
@@ -216,7 +250,17 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
         )
         print_rows(rows[-4:])
         print(f"-- {kind}: inside the HTTP exchanges, the raw loop (before ours) and our push")
-        print("\n".join(phase_rows([("raw PUT loop", raw_phases), ("followup-sync", our_phases)])))
+        our_phases = with_prepare(spent.phases, in_http)
+        print(
+            "\n".join(
+                phase_rows(
+                    [
+                        ("raw PUT loop", raw_phases, n),
+                        ("followup-sync", our_phases, spent.requests),
+                    ]
+                )
+            )
+        )
 
         # vdirsyncer: the same bodies as .ics files in a folder, pushed to a fresh calendar.
         vdir_idle: Row | None = None
@@ -382,11 +426,14 @@ def load_line() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> list[Row]:
+def bench_idle_seeded(
+    kind: str, n: int, tmp: Path, vdirsyncer: Path | None, *, profile: bool = False
+) -> list[Row]:
     """Idle run of ours and of vdirsyncer against calendars seeded with the same N bodies.
 
     Both first sync once (each finds the other side already holding every series and
     only compares), settle once, and are then timed idle, best of two, as in bench_server.
+    ``profile``: one more idle pass under cProfile, printed (``benchmarks.idle_profile``).
     """
     from tests.servers import running
 
@@ -430,6 +477,9 @@ def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> 
             runs.append((time.perf_counter() - started, calendar.stats.since(before)))
         idle, spent = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
         request = sorted(alone)[len(alone) // 2]
+        local = local_milliseconds(runs)
+        if profile:
+            profile_idle_pass(account, db, calendar, n)
         rows.append(
             Row(
                 kind,
@@ -439,7 +489,8 @@ def bench_idle_seeded(kind: str, n: int, tmp: Path, vdirsyncer: Path | None) -> 
                 None,
                 0,
                 note=f"the idle pass below is {idle / request:.2f}x this (median of "
-                f"{IDLE_ROUNDS}, alternating)",
+                f"{IDLE_ROUNDS}, alternating: {request * 1000:.1f} ms alone, "
+                f"{idle * 1000:.1f} ms the pass, of which {local:.1f} ms local)",
             )
         )
         vdir_idle: Row | None = None
@@ -591,6 +642,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile our push (no server)")
     parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="with --idle-only: cProfile one more idle pass after the timed rounds",
+    )
+    parser.add_argument(
         "--idle-only",
         action="store_true",
         help="only the idle runs (ours, vdirsyncer), on Radicale calendars seeded with N series "
@@ -614,7 +670,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="followup-bench-") as tmp:
             for kind in args.servers.split(","):
                 print(f"-- {kind}: idle runs over {args.n} seeded series …", flush=True)
-                rows.extend(bench_idle_seeded(kind.strip(), args.n, Path(tmp), vdirsyncer))
+                rows.extend(
+                    bench_idle_seeded(
+                        kind.strip(), args.n, Path(tmp), vdirsyncer, profile=args.profile_idle
+                    )
+                )
         print_rows(rows)
         print(load_line())
         return 0

@@ -142,12 +142,14 @@ _TABLE: dict[str, Capabilities] = {
         sends_schedule_tag=False,
         etag_is_content_hash=True,
         lastmodified_covers_members=True,
-        # Works and is safe against a concurrent write (If-Match on the collection's ETag,
-        # checked under Radicale's write lock), 5.5x faster than the per-item loop at 2,000
-        # series; but off: Radicale rebuilds each VTIMEZONE from the upload, and for
-        # Europe/Oslo writes the autumn switch at 04:00 instead of 03:00, so an event in that
-        # hour of that day could move. On only once the resources are proven identical.
-        bulk_upload_into_empty=False,
+        # Safe against a concurrent write (If-Match on the collection's ETag, checked under
+        # Radicale's write lock). Radicale writes each uploaded VTIMEZONE anew (vobject)
+        # with the autumn change an hour late (Europe/Oslo 04:00 instead of 03:00); the
+        # events are kept as sent. The upload is read back and a resource with a date-time
+        # in such an hour is written again as rendered (sync.engine.bulk,
+        # mappings.zone_fidelity), so no occurrence moves
+        # (tests/integration/test_bulk_upload.py).
+        bulk_upload_into_empty=True,
     ),
     # Xandikos 0.4.10 (pip): token = git sha; bogus token -> 412 valid-sync-token; minimal delta;
     # If-None-Match -> 412; same UID elsewhere -> 412 no-uid-conflict; PUT answers 201 with

@@ -78,3 +78,29 @@ def iter_followups(n: int, seed: int = 7, owners: int = 1) -> Iterator[FollowUp]
                 }
             )
         yield followup
+
+
+def weekly_series(
+    followup_id: str, start: str, weekday: str, count: int, timezone: str = "Europe/Oslo"
+) -> FollowUp:
+    """A weekly series of half-hour appointments from ``start`` (wall time in ``timezone``).
+
+    For the hours a time zone's definition can get wrong (a change of offset), which the
+    realistic mix, between 08:00 and 15:00, never reaches.
+    """
+    begin = dt.datetime.fromisoformat(start)
+    return load_followup(
+        {
+            "id": followup_id,
+            "title": f"Series {followup_id}",
+            "start": begin.isoformat(),
+            "end": (begin + dt.timedelta(minutes=30)).isoformat(),
+            "timezone": timezone,
+            "recurrence": {
+                "Pattern": "Weekly",
+                "WeekPattern": {"Weekdays": weekday, "Cycle": 1},
+                "RecurrenceEndType": "Counter",
+                "RecurrenceCounter": count,
+            },
+        }
+    )

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,7 @@ def _worker(
     kill_after: float | None = None,
     import_new: bool = False,
     policy: str = "crm-wins",
+    first_push: str = "per-item",
 ) -> tuple[int, str]:
     env = {**os.environ, PASSWORD_ENV: server.password or "", "PYTHONPATH": str(ROOT)}
     for name in ("AFTER_REQUESTS", "BEFORE_REQUESTS", "AFTER_WRITES", "AFTER_ACTIONS"):
@@ -77,7 +79,7 @@ def _worker(
         argv += ["--username", server.username, "--password-env", PASSWORD_ENV]
     if import_new:
         argv.append("--import-new")
-    argv += ["--conflict-policy", policy]
+    argv += ["--conflict-policy", policy, "--first-push", first_push]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if kill_after is not None:
         try:
@@ -154,6 +156,37 @@ def test_killed_during_a_push(server: ServerInfo, tmp_path: Path, password_env: 
         f"{time.monotonic() - started:.1f} s"
     )
     assert killed >= PUSH_KILLS * 0.8, "most workers must really have been killed mid-pass"
+
+
+@pytest.mark.parametrize(
+    "kill",
+    # The push's requests: 1-2 listing, 3 the collection read empty, 4 the upload (PUT),
+    # 5 the listing of what landed, 6 the read-back (multiget), 7 the new sync token.
+    [("BEFORE_REQUESTS", 4), ("AFTER_WRITES", 1), ("AFTER_REQUESTS", 5), ("AFTER_REQUESTS", 6)],
+    ids=["before-upload", "after-upload", "during-read-back", "after-read-back"],
+)
+def test_killed_around_a_bulk_first_push(
+    radicale_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill: tuple[str, int]
+) -> None:
+    """A first push into an empty Radicale goes in one upload; a kill at any point of it
+    (before the upload, right after its answer, while reading it back) loses nothing and
+    puts nothing twice: the next pass links what landed by UID and pushes the rest."""
+    server: ServerInfo = radicale_server.info()
+    monkeypatch.setenv(PASSWORD_ENV, server.password or "")
+    n = 40
+    followups = realistic_followups(n, seed=seed_for("crash-bulk"))
+    calendar_url = server.calendar_url_factory(f"crash-bulk-{kill[0].lower()}-{kill[1]}")
+    db_path = tmp_path / "bulk.sqlite"
+    db = Database.open(str(db_path))
+    FollowUpStore(db).import_followups(followups)
+    code, _ = _worker(server, calendar_url, db_path, kill, first_push="bulk")
+    assert code == -signal.SIGKILL
+    upstream = direct(calendar_url, server.username, server.password)
+    _recover_and_check(_account(server, calendar_url), db, upstream)
+    assert agreement(db, upstream).followups == n
+    assert len(upstream.list_etags()) == n, "one resource per series, none twice"
+    upstream.close()
+    db.close()
 
 
 def test_killed_during_a_pull_with_client_edits(

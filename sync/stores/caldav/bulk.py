@@ -67,23 +67,38 @@ def _components(data: bytes) -> list[tuple[str, list[str]]]:
 
 
 def joined_calendar(resources: Sequence[bytes], name: str | None, description: str | None) -> bytes:
-    """One VCALENDAR holding the components of every resource, each VTIMEZONE once (by TZID)."""
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//followup-sync//bulk upload//EN"]
+    """One VCALENDAR holding the components of every resource, each VTIMEZONE once (by TZID).
+
+    Of several definitions of one TZID the one starting earliest is kept: Radicale writes
+    every resource's zone anew from the one it parsed (vobject keeps one tzinfo per TZID),
+    so that one must cover the earliest date-time of the upload.
+    """
+    head = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//followup-sync//bulk upload//EN"]
     if name:
-        lines.append(f"X-WR-CALNAME:{_text(name)}")
+        head.append(f"X-WR-CALNAME:{_text(name)}")
     if description:
-        lines.append(f"X-WR-CALDESC:{_text(description)}")
-    zones: set[str] = set()
+        head.append(f"X-WR-CALDESC:{_text(description)}")
+    zones: dict[str, list[str]] = {}
+    body: list[str] = []
     for data in resources:
-        for component, body in _components(data):
-            if component == "VTIMEZONE":
-                tzid = next((li for li in body if li.upper().startswith("TZID")), "")
-                if tzid in zones:
-                    continue
-                zones.add(tzid)
-            lines.extend(body)
-    lines.append("END:VCALENDAR")
+        for component, lines in _components(data):
+            if component != "VTIMEZONE":
+                body.extend(lines)
+                continue
+            tzid = next((li for li in lines if li.upper().startswith("TZID")), "")
+            kept = zones.get(tzid)
+            if kept is None or _first_onset(lines) < _first_onset(kept):
+                zones[tzid] = lines
+    lines = [*head, *(li for zone in zones.values() for li in zone), *body, "END:VCALENDAR"]
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _first_onset(zone: list[str]) -> str:
+    """The earliest DTSTART of a VTIMEZONE's observances (YYYYMMDDTHHMMSS sorts as text)."""
+    return min(
+        (li.split(":", 1)[1].strip() for li in zone if li.upper().startswith("DTSTART")),
+        default="",
+    )
 
 
 class BulkWriting:

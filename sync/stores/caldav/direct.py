@@ -24,13 +24,14 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import re
 import socket
 import ssl
 import threading
 import time
 import zlib
 from collections.abc import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 from urllib.request import (  # type: ignore[attr-defined]  # not in typeshed
     getproxies_environment,
     proxy_bypass_environment,
@@ -48,6 +49,9 @@ from sync.stores.caldav.transport import (
 )
 
 _CHUNK = 64 * 1024
+#: What may stand unquoted in a request target (RFC 3986 pchar, "/", "?" and "%").
+_TARGET_SAFE = "/%?=&;:@!$'()*+,~-._"
+_BREAKS_HEAD = re.compile(r"[\r\n\x00]")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 #: A kept-alive connection the server closed while idle fails like this on reuse.
@@ -156,6 +160,7 @@ class DirectSender:
                 self._drop(origin)
                 response = self._request(origin, method, target, request.body, headers)
             body = self._read(response, method, request.href)
+            response.close()  # the body's reader, not the connection
         except ResponseTooLarge:
             self._drop(origin)
             raise
@@ -197,13 +202,17 @@ class DirectSender:
             mark = now
         else:
             self._kept.add(origin)
-        connection.request(method, target, body=body, headers=headers)
+        assert connection.sock is not None  # connected above
+        # One sendall of head and body: http.client's request() sends them apart, and the
+        # second segment cost ~0.15 ms per PUT on loopback (measured, caldav.direct docs).
+        connection.sock.sendall(_wire(method, target, origin, headers, body))
         now = time.perf_counter()
         phases["send"] = phases.get("send", 0.0) + now - mark
         if self.after_send is not None:
             self.after_send()
         mark = time.perf_counter()
-        response = connection.getresponse()
+        response = http.client.HTTPResponse(connection.sock, method=method)
+        response.begin()
         phases["wait"] = phases.get("wait", 0.0) + time.perf_counter() - mark
         return response
 
@@ -267,6 +276,32 @@ class DirectSender:
 
     def _describe(self, exc: BaseException, url: str) -> str:
         return describe_transport_failure(exc, self.transport, url=url)
+
+
+def _wire(
+    method: str, target: str, origin: Origin, headers: dict[str, str], body: bytes | None
+) -> bytes:
+    """The request as bytes: request line, Host, ``headers``, Content-Length, body.
+
+    A header that would break the head (a CR or LF, say in an ETag a server sent) is
+    refused rather than sent: it could smuggle a second request.
+    """
+    scheme, host, port = origin
+    default = 443 if scheme == "https" else 80
+    host = f"[{host}]" if ":" in host else host
+    lines = [f"{method} {quote(target, safe=_TARGET_SAFE)} HTTP/1.1"]
+    lines.append(f"Host: {host}" if port == default else f"Host: {host}:{port}")
+    for name, value in headers.items():
+        if _BREAKS_HEAD.search(name) or _BREAKS_HEAD.search(value):
+            raise TransportError(f"{method} {target}: header {name!r} holds a line break")
+        lines.append(f"{name}: {value}")
+    if body is not None or method in ("PUT", "POST"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise TransportError(f"{method} {target}: a header is not Latin-1 ({exc})") from exc
+    return head + (body or b"")
 
 
 def _origin(url: str) -> Origin:

@@ -1,7 +1,8 @@
 """The engine's bulk first push (``sync.engine.bulk``) on a memory store that offers it.
 
 The store names the uploaded resources itself, as Radicale does; a refused upload (a
-client's event appeared meanwhile) leaves the per-item push to do the work.
+client's event appeared meanwhile) leaves the per-item push to do the work; a time zone
+the store rewrites, as Radicale does, has the resources it would move written again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sync.state.followups import FollowUpStore
 from sync.stores.base import BulkUpload
 from sync.stores.caldav.bulk import joined_calendar
 from sync.stores.memory import MEMORY_CAPABILITIES, MemoryCalendar
+from sync.testing.followups import weekly_series
 
 URL = "http://calendar.invalid/alice/work/"
 PASSWORD_ENV = "FOLLOWUP_SYNC_BULK_PASSWORD"
@@ -31,9 +33,10 @@ N = 12
 class BulkMemory(MemoryCalendar):
     """A memory calendar taking a whole upload, naming resources ``up-<n>.ics``."""
 
-    def __init__(self, *, meanwhile: bytes | None = None) -> None:
+    def __init__(self, *, meanwhile: bytes | None = None, late_autumn: bool = False) -> None:
         super().__init__(URL, capabilities=MEMORY_CAPABILITIES.replace(bulk_upload_into_empty=True))
         self.meanwhile = meanwhile
+        self.late_autumn = late_autumn
         self.uploads = 0
 
     def upload_into_empty(self, resources: Sequence[bytes]) -> dict[str, str] | None:
@@ -43,6 +46,11 @@ class BulkMemory(MemoryCalendar):
             return None
         self.uploads += 1
         for index, data in enumerate(resources):
+            if self.late_autumn:  # Radicale's rewritten zone: the autumn change an hour late
+                data = data.replace(
+                    b"T030000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10",
+                    b"T040000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10",
+                )
             self.put(f"{self.path}up-{index}.ics", data)
         return self.list_etags()
 
@@ -58,14 +66,16 @@ def followup(i: int) -> FollowUp:
     return load_followup(data)
 
 
-def push(tmp: Path, calendar: MemoryCalendar) -> tuple[Database, Account]:
+def push(
+    tmp: Path, calendar: MemoryCalendar, more: Sequence[FollowUp] = ()
+) -> tuple[Database, Account]:
     db = Database.open(str(tmp / "state.sqlite"))
-    FollowUpStore(db).import_followups([followup(i) for i in range(N)])
+    FollowUpStore(db).import_followups([followup(i) for i in range(N)] + list(more))
     account = Account(
         name="alice", url=URL, username="alice", password_env=PASSWORD_ENV, calendar_url=URL
     )
     report = run_pass(account, db, calendar=calendar)
-    assert report.errors == [] and report.applied.done == {"server create": N}
+    assert report.errors == [] and report.applied.done == {"server create": N + len(more)}
     return db, account
 
 
@@ -117,3 +127,42 @@ def test_joined_calendar_carries_each_time_zone_once() -> None:
     text = joined_calendar([resource("a"), resource("b")], "Work, team", None).decode()
     assert text.count("BEGIN:VTIMEZONE") == 1 and text.count("BEGIN:VEVENT") == 2
     assert text.count("PRODID") == 1 and "X-WR-CALNAME:Work, team\r\n" in text
+
+
+def test_a_resource_the_rewritten_time_zone_would_move_is_written_again(tmp_path: Path) -> None:
+    calendar = BulkMemory(late_autumn=True)
+    at_0330 = weekly_series("autumn", "2026-10-04T03:30:00", "Sunday", 6)
+    db, account = push(tmp_path, calendar, [at_0330])
+    assert calendar.uploads == 1
+    held = {ce_uid(data): data for data in calendar.contents().values()}
+    assert len(held) == N + 1
+    # Only the series with an occurrence in the hour the rewritten zone gets wrong
+    # (03:00-03:59 on 2026-10-25) holds our definition again; the rest keep the server's.
+    assert b"20251026T030000" in held["followup-autumn@followup-sync"]
+    others = [data for uid, data in held.items() if uid != "followup-autumn@followup-sync"]
+    assert all(b"T040000" in data for data in others)
+    assert recorded(db) == calendar.list_etags()
+    assert run_pass(account, db, calendar=calendar).plan.actions == ()
+    db.close()
+
+
+def ce_uid(data: bytes) -> str:
+    return next(
+        line.split(":", 1)[1] for line in data.decode().splitlines() if line.startswith("UID:")
+    )
+
+
+def test_joined_calendar_keeps_the_earliest_starting_definition_of_a_zone() -> None:
+    def resource(uid: str, first_year: int) -> bytes:
+        return (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTIMEZONE\r\n"
+            f"TZID:Europe/Oslo\r\nBEGIN:STANDARD\r\nDTSTART:{first_year}1026T030000\r\n"
+            "END:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:" + uid
+            + "\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        ).encode()  # fmt: skip
+
+    text = joined_calendar(
+        [resource("a", 2025), resource("b", 2018), resource("c", 2030)], None, None
+    )
+    # Radicale writes every resource's zone from the one definition it keeps per TZID.
+    assert text.count(b"BEGIN:VTIMEZONE") == 1 and b"DTSTART:20181026T030000" in text

@@ -7,13 +7,16 @@ it is noted separately (``sync.state.rows._note_bulk_watched_writes``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from mappings.documents import load_followup
+from mappings.model import FollowUp
 from sync.state import intents, repo
 from sync.state.db import Database, revision_of
+from sync.state.followups import FollowUpStore
 from sync.state.schedule import finish_run, start_run
 
 
@@ -61,4 +64,53 @@ def test_writes_to_other_tables_do_not_move_it(db: Database) -> None:
         run_id = start_run(session, "a", worker="here", mode="incremental")
     with db.sessions.begin() as session:
         finish_run(session, run_id, "ok")
+    assert _revision(db) == before
+
+
+def _followup(title: str = "Call back", followup_id: str = "f1") -> FollowUp:
+    return load_followup(
+        {"id": followup_id, "title": title, "start": "2026-05-04T10:00:00",
+         "end": "2026-05-04T11:00:00", "timezone": "Europe/Oslo"}
+    )  # fmt: skip
+
+
+def _put_edit(store: FollowUpStore) -> None:
+    store.put(_followup("Moved"))
+
+
+def _import_new(store: FollowUpStore) -> None:
+    store.import_followups([_followup(), _followup("Another", "f2")])
+
+
+def _tombstone(store: FollowUpStore) -> None:
+    assert store.delete("f1")
+
+
+def _reset(store: FollowUpStore) -> None:
+    with store.db.sessions.begin() as session:
+        repo.forget_links(session, "a")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_put_edit, _import_new, _tombstone, _reset],
+    ids=["put", "import", "tombstone", "reset"],
+)
+def test_every_crm_change_moves_the_counter(
+    db: Database, change: Callable[[FollowUpStore], None]
+) -> None:
+    """What the idle pass's shortcut relies on: each way the CRM side changes moves it."""
+    store = FollowUpStore(db)
+    store.import_followups([_followup()])
+    before = _revision(db)
+    change(store)
+    assert _revision(db) != before
+
+
+def test_an_import_that_changes_nothing_leaves_the_counter(db: Database) -> None:
+    """An unchanged import writes nothing, so idle passes stay idle after a nightly import."""
+    store = FollowUpStore(db)
+    store.import_followups([_followup()])
+    before = _revision(db)
+    assert store.import_followups([_followup()]).unchanged == ["f1"]
     assert _revision(db) == before
