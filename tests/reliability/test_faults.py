@@ -70,6 +70,9 @@ def _through(
         server_kind=server.kind,
         retry=POLICY,
         sleep=sleeps,  # the test's clock; production uses time.sleep
+        # One PUT per series: the faults need the push's many requests to mean something
+        # (a bulk first push is one; its failures are tested in test_crashes).
+        capability_overrides={"bulk_upload_into_empty": False},
     )
     return calendar
 

@@ -25,9 +25,13 @@ import pytest
 
 from sync.config import Account, load_settings
 from sync.stores.caldav import DavCalendar, SessionSender
+from sync.stores.caldav.direct import DirectSender
 from tests.reach.fixtures import StartFront, TestPki, tls_args
 from tests.reliability.helpers import seed_for
 from tests.servers import RunningServer, free_port
+
+#: The production senders: http.client where the transport allows, else niquests.
+SENDERS = (DirectSender, SessionSender)
 
 pytestmark = pytest.mark.server
 
@@ -150,12 +154,12 @@ def test_tls_is_verified_by_default_and_turning_it_off_is_a_warning(
     assert Account(url="https://dav.example.com/").verify_tls is True
     with caplog.at_level(logging.WARNING, logger="sync.stores.caldav"):
         on = DavCalendar.connect("https://dav.example.com/cal/", username="alice", password=secret)
-        assert isinstance(on.sender, SessionSender) and on.sender.transport.verify is True
+        assert isinstance(on.sender, SENDERS) and on.sender.transport.verify is True
         assert not [r for r in caplog.records if "TLS" in r.getMessage()]
         off = DavCalendar.connect(
             "https://dav.example.com/cal/", username="alice", password=secret, verify_tls=False
         )
-        assert isinstance(off.sender, SessionSender) and off.sender.transport.verify is False
+        assert isinstance(off.sender, SENDERS) and off.sender.transport.verify is False
     warnings = [
         r for r in caplog.records if r.levelno == logging.WARNING and "TLS" in r.getMessage()
     ]

@@ -90,7 +90,11 @@ class Round:
 
     def client_edit(self, followup: FollowUp, calendar: DavCalendar, when: str) -> None:
         title = f"Client {when} edit, round {self.number}, {followup.id}"
-        url = self.client.url_for(calendar.href_for_uid(followup.effective_uid))
+        # Where the server keeps it: the first push into an empty Radicale is one upload,
+        # and Radicale names those resources itself.
+        found = calendar.find_by_uid(followup.effective_uid)
+        assert found is not None, followup.id
+        url = self.client.url_for(found.href)
         fetched = self.client.get(url)
         self.client.replace(fetched, edit_series(fetched.data, summary=title))
         self.calendar[followup.id] = title
