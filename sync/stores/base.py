@@ -108,6 +108,12 @@ class RequestStats:
     #: "connect", "send", "wait" (the server's turn), "read"; benchmarks print them.
     phases: dict[str, float] = field(default_factory=dict)
 
+    def count_request(self, method: str, body_bytes: int) -> None:
+        """One request sent (the answer's bytes and time are counted by whoever reads it)."""
+        self.requests += 1
+        self.bytes_sent += body_bytes
+        self.by_method[method] = self.by_method.get(method, 0) + 1
+
     def copy(self) -> RequestStats:
         return RequestStats(
             self.requests,

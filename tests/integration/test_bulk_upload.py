@@ -118,13 +118,8 @@ def _display_name(client: PlainClient) -> str:
     return match.group(1).decode() if match else ""
 
 
-def test_first_push_into_an_empty_calendar_is_one_upload_with_the_per_item_result(
-    dav_server: ServerInfo,
-    calendar_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    followups = realistic_followups(N)
+def _count_uploads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets one entry per whole-calendar upload the store makes."""
     uploads: list[int] = []
     joined = store_bulk.joined_calendar
 
@@ -133,6 +128,17 @@ def test_first_push_into_an_empty_calendar_is_one_upload_with_the_per_item_resul
         return joined(*args)
 
     monkeypatch.setattr(store_bulk, "joined_calendar", counting)
+    return uploads
+
+
+def test_first_push_into_an_empty_calendar_is_one_upload_with_the_per_item_result(
+    dav_server: ServerInfo,
+    calendar_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    followups = realistic_followups(N)
+    uploads = _count_uploads(monkeypatch)
     name_before = _display_name(
         PlainClient(calendar_url, dav_server.username, dav_server.password, dav_server.auth)
     )
@@ -255,14 +261,7 @@ def test_no_occurrence_moves_in_a_bulk_upload_and_the_next_pass_does_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     followups = realistic_followups(N) + AT_RISK
-    uploads: list[int] = []
-    joined = store_bulk.joined_calendar
-
-    def counting(*args: Any) -> bytes:
-        uploads.append(1)
-        return joined(*args)
-
-    monkeypatch.setattr(store_bulk, "joined_calendar", counting)
+    uploads = _count_uploads(monkeypatch)
     report, db, client, account = _push(
         dav_server, calendar_url, tmp_path, monkeypatch, followups, "zones"
     )

@@ -10,12 +10,7 @@ another process, a settings change and a client edit are each still synced.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from sqlalchemy import event
 
 from mappings.documents import load_followup
 from sync.state.db import Database
@@ -30,25 +25,9 @@ from tests.integration.test_sync import (  # noqa: F401  (env and synced are fix
     followup_set,
     synced,
 )
+from tests.rows_read import rows_read
 
 pytestmark = pytest.mark.server
-
-
-@contextmanager
-def tables_read(db: Database) -> Iterator[set[str]]:
-    """The row tables (followups, sync_items) any statement on ``db`` touched meanwhile."""
-    touched: set[str] = set()
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        for table in ("followups", "sync_items"):
-            if f"FROM {table}" in statement or f"JOIN {table}" in statement:
-                touched.add(table)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        yield touched
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
 
 
 def settle(env: Env) -> None:
@@ -74,7 +53,7 @@ def _proves_unchanged_in_one_request(kind: str) -> bool:
 
 def test_an_idle_pass_after_an_idle_pass_reads_no_follow_up_or_sync_record(synced: Env) -> None:
     settle(synced)
-    with tables_read(synced.db) as touched:
+    with rows_read(synced.db) as touched:
         report = synced.sync()
     assert report.plan.actions == () and report.fetched == 0
     if _proves_unchanged_in_one_request(synced.server.kind):

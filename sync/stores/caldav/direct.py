@@ -109,9 +109,7 @@ class DirectSender:
 
     def send(self, request: DavRequest) -> Reply:
         stats = self.stats
-        stats.requests += 1
-        stats.bytes_sent += len(request.body or b"")
-        stats.by_method[request.method] = stats.by_method.get(request.method, 0) + 1
+        stats.count_request(request.method, len(request.body or b""))
         started = time.perf_counter()
         try:
             with self._lock:

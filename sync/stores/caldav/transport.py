@@ -449,10 +449,7 @@ def _count_requests(session: Any, stats: RequestStats) -> None:
     def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         data = kwargs.get("data")
         sent = len(data.encode() if isinstance(data, str) else data) if data else 0
-        stats.requests += 1
-        stats.bytes_sent += sent
-        key = method.upper()
-        stats.by_method[key] = stats.by_method.get(key, 0) + 1
+        stats.count_request(method.upper(), sent)
         resp = original(method, url, *args, **kwargs)
         if not kwargs.get("stream"):  # streamed bodies are counted by whoever reads them
             stats.bytes_received += len(resp.content or b"")

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from mappings.documents import load_followup
 from mappings.model import FollowUp
@@ -29,6 +27,7 @@ from sync.state import directions
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
 from sync.stores.memory import MemoryCalendar
+from tests.rows_read import rows_read
 
 PASSWORD_ENV = "FOLLOWUP_SYNC_IDLE_SHORTCUT_PASSWORD"
 
@@ -53,23 +52,6 @@ def titles(calendar: MemoryCalendar) -> dict[str, str]:
         assert match
         found[href] = match.group(1).decode()
     return found
-
-
-@contextmanager
-def rows_read(db: Database) -> Iterator[set[str]]:
-    """The row tables (followups, sync_items) any statement on ``db`` touched meanwhile."""
-    touched: set[str] = set()
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        for table in ("followups", "sync_items"):
-            if f"FROM {table}" in statement or f"JOIN {table}" in statement:
-                touched.add(table)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        yield touched
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
 
 
 class World:
