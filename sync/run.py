@@ -14,6 +14,7 @@ from collections.abc import Callable
 from sync.config import Account
 from sync.engine.runner import CHUNK_SIZE, PassHooks, PassReport, Progress, SyncPass
 from sync.errors import NotFound
+from sync.heap import freeze_startup_objects
 from sync.invitations.record import record_after_pass
 from sync.invitations.scheduling import schedule_agent_for
 from sync.state import repo
@@ -89,6 +90,7 @@ def run_pass(
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
+    freeze_startup_objects()  # once per process: see sync.heap
     store = calendar if calendar is not None else connect(account, db, create=not dry_run)
     try:
         sync_pass = SyncPass(

@@ -40,7 +40,7 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -68,7 +68,7 @@ from sync.errors import AlreadyExists, FollowupSyncError, NotFound, Precondition
 from sync.logs import log_context
 from sync.state import followups as crm_store
 from sync.state import intents, repo
-from sync.state.db import Database, SyncItem, utcnow
+from sync.state.db import Database, utcnow
 from sync.stores.base import CalendarStore
 
 log = logging.getLogger(__name__)
@@ -102,21 +102,6 @@ class ApplyReport:
 
 #: Re-reads one item and plans it again after a 412; returns the actions to run instead.
 Replanner = Callable[[Action], list[Action]]
-
-
-class Recordable(Protocol):
-    """What the state remembers of one follow-up both sides agree on."""
-
-    @property
-    def followup_id(self) -> str: ...
-    @property
-    def href(self) -> str: ...
-    @property
-    def etag(self) -> str: ...
-    @property
-    def document(self) -> FollowUp: ...
-    @property
-    def data(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -431,13 +416,8 @@ class Applier:
             return
         try:
             with self.db.sessions.begin() as session:
-                ids = [written.followup_id for written in batch]
-                existing = repo.sync_items(session, self.account, ids)
-                self.write_intents.clear(session, ids)
-                for written in batch:
-                    self._record(
-                        session, written, existing.get(written.followup_id), looked_up=True
-                    )
+                self.write_intents.clear(session, [written.followup_id for written in batch])
+                repo.record_agreed_many(session, self.account, batch)
         except SQLAlchemyError as exc:
             log.error("recording %d server write(s) failed: %s", len(batch), exc)
             for written in batch:
@@ -449,19 +429,10 @@ class Applier:
                     )
                 )
 
-    def _record(
-        self,
-        session: Session,
-        agreed: Recordable,
-        item: SyncItem | None = None,
-        *,
-        looked_up: bool = False,
-    ) -> None:
-        """Remember what both sides agree on; ``looked_up``: ``item`` is the row, or None if new."""
-        if item is None and not looked_up:
-            item = repo.sync_item(session, self.account, agreed.followup_id)
-        if not looked_up:  # a batch (``flush``) clears its intents at once
-            self.write_intents.clear(session, [agreed.followup_id])
+    def _record(self, session: Session, agreed: repo.Agreed) -> None:
+        """Remember what both sides agree on for one follow-up (batches: ``flush``)."""
+        item = repo.sync_item(session, self.account, agreed.followup_id)
+        self.write_intents.clear(session, [agreed.followup_id])
         repo.record_agreed(
             session,
             self.account,

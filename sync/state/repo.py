@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mappings.documents import load_followup
@@ -303,12 +303,65 @@ def sync_item(session: Session, account: str, followup_id: str) -> SyncItem | No
     return session.get(SyncItem, (account, followup_id))
 
 
-def sync_items(session: Session, account: str, ids: Collection[str]) -> dict[str, SyncItem]:
-    """The recorded items of some follow-ups, looked up at once for a batch of records."""
-    rows = session.scalars(
-        select(SyncItem).where(SyncItem.account == account, SyncItem.followup_id.in_(ids))
+class Agreed(Protocol):
+    """What the state remembers of one follow-up both sides agree on."""
+
+    @property
+    def followup_id(self) -> str: ...
+    @property
+    def href(self) -> str: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def document(self) -> FollowUp: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+def record_agreed_many(session: Session, account: str, batch: Sequence[Agreed]) -> None:
+    """``record_agreed`` for a batch of our own server writes, in three statements.
+
+    One query for which of them have a record, one bulk UPDATE by key for those and one
+    bulk INSERT for the rest: with an ORM object per write, recording a batch of 100 cost
+    about 10 ms (the rows loaded with their resources, then flushed one by one), a tenth
+    of the client-side time of a 500-series push (``benchmarks.bench_sync``). Updates go
+    first, so a record that gives up an href frees it before a new one takes it. Both
+    statements go through the session, so the change counter moves (``sync.state.rows``).
+    """
+    if not batch:
+        return
+    latest = {agreed.followup_id: agreed for agreed in batch}  # the later write stands
+    known = set(
+        session.scalars(
+            select(SyncItem.followup_id).where(
+                SyncItem.account == account, SyncItem.followup_id.in_(list(latest))
+            )
+        )
     )
-    return {row.followup_id: row for row in rows}
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for followup_id, agreed in latest.items():
+        synced = agreed.document.to_json_dict()
+        rows.append(
+            {
+                "account": account,
+                "followup_id": followup_id,
+                "uid": agreed.document.effective_uid,
+                "href": agreed.href,
+                "etag": agreed.etag,
+                "synced_hash": crm_store.json_hash(synced),
+                "synced_document": synced,
+                "server_data": agreed.data,
+                "updated_at": now,
+                "detached": False,
+            }
+        )
+    updates = [row for row in rows if row["followup_id"] in known]
+    inserts = [row for row in rows if row["followup_id"] not in known]
+    if updates:
+        session.execute(update(SyncItem), updates)
+    if inserts:
+        session.execute(insert(SyncItem), inserts)
 
 
 def record_agreed(

@@ -831,6 +831,7 @@ def test_crash_between_create_and_record_leaves_no_duplicate(
     # The repository is the one door to the sync tables: the record after the PUTs fails there.
     with monkeypatch.context() as patched:
         patched.setattr(repo, "record_agreed", crash)
+        patched.setattr(repo, "record_agreed_many", crash)
         with pytest.raises(KeyboardInterrupt):
             run_pass(env.account, env.db)
     # The writes of one batch are on the server, none recorded (sync.engine.apply.RECORD_BATCH).
