@@ -19,8 +19,11 @@ demo: $(STAMP)
 demo-superoffice: $(STAMP)
 	$(BIN)/python -m sync.demo.superoffice
 
+# Two workers (pytest-xdist), each with its own servers, databases and temporary files:
+# 7.6 minutes instead of 14.7 on a 2-core machine. TEST_JOBS=0 runs in one process.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS)
 
 # The interoperability tier: the integration suites against Radicale, Xandikos, DAViCal,
 # SOGo, Cyrus and SabreDAV (Debian packages; the script installs them if missing, which

@@ -67,7 +67,7 @@ from sync.engine.render_ahead import RenderAhead, render_job, rendering_ahead
 from sync.errors import AlreadyExists, FollowupSyncError, NotFound, PreconditionFailed, StoreError
 from sync.logs import log_context
 from sync.state import followups as crm_store
-from sync.state import intents, repo
+from sync.state import intents, records, repo
 from sync.state.db import Database, utcnow
 from sync.stores.base import CalendarStore
 
@@ -282,12 +282,12 @@ class Applier:
         with self.db.sessions.begin() as session:
             self._forget(session, action.followup_id)
             crm_store.tombstone(session, action.followup_id, origin="calendar")
-            repo.purge_if_unused(session, action.followup_id)
+            records.purge_if_unused(session, action.followup_id)
         self._done(action, "crm delete")
 
     def _detach_in_crm(self, action: DetachInCrm) -> None:
         with self.db.sessions.begin() as session:
-            repo.detach(session, self.account, action.followup_id)
+            records.detach(session, self.account, action.followup_id)
         self._done(action, "crm detach")
 
     def _record_state(self, action: RecordState) -> None:
@@ -297,7 +297,7 @@ class Applier:
     def _forget_item(self, action: Forget) -> None:
         with self.db.sessions.begin() as session:
             self._forget(session, action.followup_id)
-            repo.purge_if_unused(session, action.followup_id)
+            records.purge_if_unused(session, action.followup_id)
 
     # --- server writes -------------------------------------------------------------------
 
@@ -356,7 +356,7 @@ class Applier:
             log.info("%s: already gone from the server", action.followup_id)
         with self.db.sessions.begin() as session:
             self._forget(session, action.followup_id)
-            repo.purge_if_unused(session, action.followup_id)
+            records.purge_if_unused(session, action.followup_id)
         self._done(action, "server delete")
 
     def _merge(self, action: Merge) -> None:
@@ -417,7 +417,7 @@ class Applier:
         try:
             with self.db.sessions.begin() as session:
                 self.write_intents.clear(session, [written.followup_id for written in batch])
-                repo.record_agreed_many(session, self.account, batch)
+                records.record_agreed_many(session, self.account, batch)
         except SQLAlchemyError as exc:
             log.error("recording %d server write(s) failed: %s", len(batch), exc)
             for written in batch:
@@ -429,11 +429,11 @@ class Applier:
                     )
                 )
 
-    def _record(self, session: Session, agreed: repo.Agreed) -> None:
+    def _record(self, session: Session, agreed: records.Agreed) -> None:
         """Remember what both sides agree on for one follow-up (batches: ``flush``)."""
-        item = repo.sync_item(session, self.account, agreed.followup_id)
+        item = records.sync_item(session, self.account, agreed.followup_id)
         self.write_intents.clear(session, [agreed.followup_id])
-        repo.record_agreed(
+        records.record_agreed(
             session,
             self.account,
             item,
@@ -446,7 +446,7 @@ class Applier:
 
     def _forget(self, session: Session, followup_id: str) -> None:
         self.write_intents.clear(session, [followup_id])
-        repo.forget(session, self.account, followup_id)
+        records.forget(session, self.account, followup_id)
 
     def _server_data(self, followup_id: str) -> bytes | None:
         if any(written.followup_id == followup_id for written in self._unrecorded):

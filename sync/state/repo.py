@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mappings.documents import load_followup
 from mappings.model import FollowUp
-from sync.state import followups as crm_store
 from sync.state.rows import (
     CollectionState,
     ConflictRecord,
@@ -28,7 +27,6 @@ from sync.state.rows import (
     PendingHref,
     SyncItem,
     revision_query,
-    utcnow,
 )
 
 #: Rows read per round trip when a query covers many follow-ups.
@@ -295,125 +293,7 @@ def server_data(session: Session, account: str, followup_id: str) -> bytes | Non
     return item.server_data if item is not None else None
 
 
-# Recording and forgetting items: the writes of one action, in the caller's transaction.
-
-
-def sync_item(session: Session, account: str, followup_id: str) -> SyncItem | None:
-    """One follow-up's record, to update it in place (None: recorded for the first time)."""
-    return session.get(SyncItem, (account, followup_id))
-
-
-class Agreed(Protocol):
-    """What the state remembers of one follow-up both sides agree on."""
-
-    @property
-    def followup_id(self) -> str: ...
-    @property
-    def href(self) -> str: ...
-    @property
-    def etag(self) -> str: ...
-    @property
-    def document(self) -> FollowUp: ...
-    @property
-    def data(self) -> bytes: ...
-
-
-def record_agreed_many(session: Session, account: str, batch: Sequence[Agreed]) -> None:
-    """``record_agreed`` for a batch of our own server writes, in three statements.
-
-    One query for which of them have a record, one bulk UPDATE by key for those and one
-    bulk INSERT for the rest: with an ORM object per write, recording a batch of 100 cost
-    about 10 ms (the rows loaded with their resources, then flushed one by one), a tenth
-    of the client-side time of a 500-series push (``benchmarks.bench_sync``). Updates go
-    first, so a record that gives up an href frees it before a new one takes it. Both
-    statements go through the session, so the change counter moves (``sync.state.rows``).
-    """
-    if not batch:
-        return
-    latest = {agreed.followup_id: agreed for agreed in batch}  # the later write stands
-    known = set(
-        session.scalars(
-            select(SyncItem.followup_id).where(
-                SyncItem.account == account, SyncItem.followup_id.in_(list(latest))
-            )
-        )
-    )
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for followup_id, agreed in latest.items():
-        synced = agreed.document.to_json_dict()
-        rows.append(
-            {
-                "account": account,
-                "followup_id": followup_id,
-                "uid": agreed.document.effective_uid,
-                "href": agreed.href,
-                "etag": agreed.etag,
-                "synced_hash": crm_store.json_hash(synced),
-                "synced_document": synced,
-                "server_data": agreed.data,
-                "updated_at": now,
-                "detached": False,
-            }
-        )
-    updates = [row for row in rows if row["followup_id"] in known]
-    inserts = [row for row in rows if row["followup_id"] not in known]
-    if updates:
-        session.execute(update(SyncItem), updates)
-    if inserts:
-        session.execute(insert(SyncItem), inserts)
-
-
-def record_agreed(
-    session: Session,
-    account: str,
-    item: SyncItem | None,
-    *,
-    followup_id: str,
-    href: str,
-    etag: str,
-    document: FollowUp,
-    data: bytes,
-) -> None:
-    """Remember what both sides agree on for one follow-up; ``item`` is its row, or None."""
-    if item is None:
-        item = SyncItem(account=account, followup_id=followup_id)
-        session.add(item)
-    item.uid = document.effective_uid
-    item.href = href
-    item.etag = etag
-    synced = document.to_json_dict()
-    item.synced_hash = crm_store.json_hash(synced)
-    item.synced_document = synced
-    item.server_data = data
-    item.updated_at = utcnow()
-    item.detached = False
-
-
-def forget(session: Session, account: str, followup_id: str) -> None:
-    """Drop one follow-up's record: it is gone from the calendar, or from both sides."""
-    session.execute(
-        delete(SyncItem).where(SyncItem.account == account, SyncItem.followup_id == followup_id)
-    )
-
-
-def detach(session: Session, account: str, followup_id: str) -> None:
-    """Unlink a follow-up from the calendar but keep it in the CRM (deleted in the calendar)."""
-    item = session.get(SyncItem, (account, followup_id))
-    if item is not None:
-        item.detached = True
-
-
-def purge_if_unused(session: Session, followup_id: str) -> None:
-    """A tombstone no calendar refers to any more has done its job."""
-    row = session.get(FollowUpRow, followup_id)
-    if row is None or not row.deleted:
-        return
-    others = session.scalar(
-        select(func.count()).select_from(SyncItem).where(SyncItem.followup_id == followup_id)
-    )
-    if not others:
-        session.delete(row)
+# The conflict log: every choice a merge made (the records themselves: ``sync.state.records``).
 
 
 def log_conflict(

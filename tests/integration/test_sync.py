@@ -29,7 +29,7 @@ from sync.engine.merge import ConflictPolicy
 from sync.engine.plan import OnServerDelete
 from sync.errors import SideEmpty, TooManyDeletes
 from sync.run import PassReport, run_pass
-from sync.state import repo
+from sync.state import records
 from sync.state.db import CollectionState, ConflictRecord, Database, PendingHref, SyncItem
 from sync.state.followups import FollowUpStore
 from sync.stores.caldav import DavCalendar
@@ -828,10 +828,10 @@ def test_crash_between_create_and_record_leaves_no_duplicate(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt("process killed after the PUT")
 
-    # The repository is the one door to the sync tables: the record after the PUTs fails there.
+    # Every record goes through sync.state.records: the record after the PUTs fails there.
     with monkeypatch.context() as patched:
-        patched.setattr(repo, "record_agreed", crash)
-        patched.setattr(repo, "record_agreed_many", crash)
+        patched.setattr(records, "record_agreed", crash)
+        patched.setattr(records, "record_agreed_many", crash)
         with pytest.raises(KeyboardInterrupt):
             run_pass(env.account, env.db)
     # The writes of one batch are on the server, none recorded (sync.engine.apply.RECORD_BATCH).

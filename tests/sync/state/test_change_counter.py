@@ -14,7 +14,7 @@ import pytest
 
 from mappings.documents import load_followup
 from mappings.model import FollowUp
-from sync.state import intents, repo
+from sync.state import intents, records, repo
 from sync.state.db import Database, revision_of
 from sync.state.followups import FollowUpStore
 from sync.state.schedule import finish_run, start_run
@@ -46,14 +46,14 @@ def test_a_bulk_insert_of_write_intents_moves_the_counter(db: Database) -> None:
 def test_a_bulk_delete_of_sync_records_moves_the_counter(db: Database) -> None:
     before = _revision(db)
     with db.sessions.begin() as session:
-        repo.forget(session, "a", "f1")
+        records.forget(session, "a", "f1")
     assert _revision(db) != before
 
 
 def test_a_rolled_back_bulk_write_does_not_move_it(db: Database) -> None:
     before = _revision(db)
     with db.sessions() as session:
-        repo.forget(session, "a", "f1")
+        records.forget(session, "a", "f1")
         session.rollback()
     assert _revision(db) == before
 
