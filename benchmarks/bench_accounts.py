@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -205,6 +204,7 @@ def worker(spec_path: str) -> int:
     """One daemon process: run every account's scheduled pass once, print what it cost."""
     spec = json.loads(Path(spec_path).read_text())
     from sync.service.daemon import Daemon
+    from tests.reliability.worker import peak_rss_kb  # VmHWM: this daemon's own peak
 
     settings = Settings(
         database=spec["database"],
@@ -263,25 +263,12 @@ def worker(spec_path: str) -> int:
                 "skipped": len(outcomes) - ran,
                 "outcomes": sorted(set(outcomes)),
                 "by_outcome": by_outcome,
-                "maxrss_mb": peak_rss_mb(),
+                "maxrss_mb": peak_rss_kb() / 1024,
             }
         )
     )
     db.close()
     return 0
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak resident memory (``VmHWM``), in MB.
-
-    Not ``getrusage``'s ``ru_maxrss``: Linux carries into it the resident size of the
-    process image replaced at ``exec``, here the benchmark's own parent process holding
-    every seeded series, so every round printed the parent's size.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def tree_cpu_seconds(pid: int) -> float:

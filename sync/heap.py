@@ -23,16 +23,15 @@ _lock = threading.Lock()
 _frozen = False
 
 
-def freeze_startup_objects() -> bool:
+def freeze_startup_objects() -> None:
     """Freeze the objects alive now, the first time this is called in a process.
 
-    True when this call froze them; later calls (every later pass) do nothing, so the
-    garbage of a pass is collected as always.
+    Later calls (every later pass) do nothing, so the garbage of a pass is collected as
+    always; the lock keeps two passes starting at once on the daemon's threads from both
+    freezing.
     """
     global _frozen
     with _lock:
-        if _frozen:
-            return False
-        gc.freeze()
-        _frozen = True
-        return True
+        if not _frozen:
+            gc.freeze()
+            _frozen = True

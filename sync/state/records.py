@@ -8,6 +8,7 @@ take the caller's ``Session``; the caller owns the transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -60,23 +61,20 @@ def record_agreed_many(session: Session, account: str, batch: Sequence[Agreed]) 
         )
     )
     now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for followup_id, agreed in latest.items():
-        synced = agreed.document.to_json_dict()
-        rows.append(
-            {
-                "account": account,
-                "followup_id": followup_id,
-                "uid": agreed.document.effective_uid,
-                "href": agreed.href,
-                "etag": agreed.etag,
-                "synced_hash": crm_store.json_hash(synced),
-                "synced_document": synced,
-                "server_data": agreed.data,
-                "updated_at": now,
-                "detached": False,
-            }
-        )
+    rows = [
+        {
+            "account": account,
+            "followup_id": followup_id,
+            **_agreed_values(
+                href=agreed.href,
+                etag=agreed.etag,
+                document=agreed.document,
+                data=agreed.data,
+                now=now,
+            ),
+        }
+        for followup_id, agreed in latest.items()
+    ]
     updates = [row for row in rows if row["followup_id"] in known]
     inserts = [row for row in rows if row["followup_id"] not in known]
     if updates:
@@ -100,15 +98,26 @@ def record_agreed(
     if item is None:
         item = SyncItem(account=account, followup_id=followup_id)
         session.add(item)
-    item.uid = document.effective_uid
-    item.href = href
-    item.etag = etag
+    values = _agreed_values(href=href, etag=etag, document=document, data=data, now=utcnow())
+    for column, value in values.items():
+        setattr(item, column, value)
+
+
+def _agreed_values(
+    *, href: str, etag: str, document: FollowUp, data: bytes, now: dt.datetime
+) -> dict[str, Any]:
+    """The columns of one record beyond its key, for one row or a batch alike."""
     synced = document.to_json_dict()
-    item.synced_hash = crm_store.json_hash(synced)
-    item.synced_document = synced
-    item.server_data = data
-    item.updated_at = utcnow()
-    item.detached = False
+    return {
+        "uid": document.effective_uid,
+        "href": href,
+        "etag": etag,
+        "synced_hash": crm_store.json_hash(synced),
+        "synced_document": synced,
+        "server_data": data,
+        "updated_at": now,
+        "detached": False,
+    }
 
 
 def forget(session: Session, account: str, followup_id: str) -> None:
@@ -120,7 +129,7 @@ def forget(session: Session, account: str, followup_id: str) -> None:
 
 def detach(session: Session, account: str, followup_id: str) -> None:
     """Unlink a follow-up from the calendar but keep it in the CRM (deleted in the calendar)."""
-    item = session.get(SyncItem, (account, followup_id))
+    item = sync_item(session, account, followup_id)
     if item is not None:
         item.detached = True
 

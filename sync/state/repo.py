@@ -1,9 +1,11 @@
 """The one door to the sync tables: what the service knows of each calendar item and collection.
 
 Every query on ``sync_items``, ``collections``, ``pending_hrefs`` and the conflict log is written
-here, once, and called by the engine, the daemon, the dialog, the API and the CLI. Changing one of
-those tables touches this module and its migration, nothing else. The follow-ups themselves (the CRM
-side) are behind :mod:`sync.state.followups`; the change feed behind :mod:`sync.state.changes`.
+here or, for the records a pass writes into ``sync_items`` (recording, forgetting, detaching an
+item), in :mod:`sync.state.records`; once, and called by the engine, the daemon, the dialog, the
+API and the CLI. Changing one of those tables touches these two modules and its migration, nothing
+else. The follow-ups themselves (the CRM side) are behind :mod:`sync.state.followups`; the change
+feed behind :mod:`sync.state.changes`.
 
 Functions take the caller's ``Session``: the caller owns the transaction, so a pass can record an
 item and its feed entry in one commit.
