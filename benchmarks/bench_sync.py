@@ -55,6 +55,7 @@ from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
+from sync.stores.base import resource_name
 from sync.stores.caldav import DavCalendar, RequestStats
 from sync.testing.dav_server import BASE, InProcessDav, in_process_calendar
 from sync.testing.followups import STAMP, realistic_followups
@@ -120,12 +121,17 @@ def raw_put_loop(
 
 
 def ics_bodies(followups: list[FollowUp]) -> list[tuple[str, bytes]]:
-    """(file name, resource bytes) per series: what the raw loop PUTs and vdirsyncer syncs."""
+    """(file name, resource bytes) per series: what the raw loop PUTs and vdirsyncer syncs.
+
+    The names are the ones our push gives the same series (``resource_name``): a server
+    that indexes names (Xandikos keeps them in git) works less for short or repetitive
+    ones, so the raw loop, the limit, must PUT to ours to do the same work.
+    """
     bodies = []
     for followup in followups:
         body = render(followup, stamp=STAMP)
         assert body is not None
-        bodies.append((f"{followup.id}.ics", body))
+        bodies.append((resource_name(followup.effective_uid), body))
     return bodies
 
 

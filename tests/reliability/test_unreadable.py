@@ -9,7 +9,7 @@ Radicale's storage directly, as a client working on the files (or a disk fault) 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -44,7 +44,7 @@ def test_an_item_radicale_hides_after_a_failed_read_keeps_its_followup(
     assert run_pass(account, db).ok
     client = PlainClient(calendar_url, info.username, info.password)
     victim = client.all()[0]
-    name = victim.url.rsplit("/", 1)[1]
+    name = unquote(victim.url.rsplit("/", 1)[1])  # Radicale lists "@" as "%40"
     victim_id = next(f.id for f in store.all() if f"UID:{f.effective_uid}".encode() in victim.data)
 
     # 1. A client stores a rule we do not read (Radicale accepts it): unreadable, reported.
@@ -54,7 +54,7 @@ def test_an_item_radicale_hides_after_a_failed_read_keeps_its_followup(
     ]
     client.replace(victim, b"\r\n".join(lines))
     first = run_pass(account, db)
-    assert [href for href, _ in first.read_errors] == [urlsplit(victim.url).path]
+    assert [href for href, _ in first.read_errors] == [unquote(urlsplit(victim.url).path)]
     assert store.get(victim_id) is not None
 
     # 2. The file is then corrupted on disk: Radicale hides it, its REPORT says "deleted".

@@ -78,9 +78,21 @@ class StoreContract:
 
     def test_hrefs_for_uids_are_safe_names_under_the_collection(self, store: CalendarStore) -> None:
         assert store.href_for_uid("followup-42") == f"{store.path}followup-42.ics"
-        for odd in ("followup-42@crm", "odd uid/with späces", ".hidden", "x" * 200):
+        assert store.href_for_uid("followup-42@crm") == f"{store.path}followup-42@crm.ics"
+        for odd in ("odd uid/with späces", ".hidden", "@crm", "x" * 200):
             name = hashlib.sha1(odd.encode()).hexdigest()
             assert store.href_for_uid(odd) == f"{store.path}{name}.ics"
+
+    def test_a_uid_with_an_at_sign_is_stored_and_listed_at_its_own_name(
+        self, store: CalendarStore
+    ) -> None:
+        uid = f"contract-{uuid.uuid4()}@crm.example"
+        href = store.href_for_uid(uid)
+        assert href.endswith(f"/{uid}.ics")
+        etag = store.create(href, calendar_text(uid, "Call Bob"))
+        assert store.list_etags() == {href: etag}
+        found = store.find_by_uid(uid)
+        assert found is not None and found.href == href and found.etag == etag
 
     def test_normalise_href_gives_the_unquoted_path(self, store: CalendarStore) -> None:
         assert store.normalise_href(store.url + "a%20b.ics") == f"{store.path}a b.ics"
