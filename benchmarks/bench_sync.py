@@ -137,7 +137,46 @@ def ics_bodies(followups: list[FollowUp]) -> list[tuple[str, bytes]]:
 
 #: The push compared with the raw loop and vdirsyncer is the per-item one (one PUT per
 #: series); the first push into an empty Radicale goes in one request (``bench_bulk``).
-PER_ITEM = {"bulk_upload_into_empty": False}
+PER_ITEM: dict[str, object] = {"bulk_upload_into_empty": False}
+
+
+def server_auth(server: Any) -> tuple[str, str] | None:
+    """The test server's Basic sign-in, or None when it has none."""
+    return (server.username, server.password) if server.username and server.password else None
+
+
+def our_account(kind: str, server: Any, calendar_url: str) -> Account:
+    """Our account on ``calendar_url``, its password in the environment as a config has it."""
+    os.environ["BENCH_PW"] = server.password or ""
+    return Account(
+        name=kind,
+        url=server.base_url,
+        username=server.username,
+        password_env="BENCH_PW" if server.password else None,
+        calendar_url=calendar_url,
+        server_kind=kind,
+    )
+
+
+def our_client(
+    kind: str,
+    server: Any,
+    calendar_url: str,
+    capability_overrides: dict[str, object] | None = None,
+) -> DavCalendar:
+    """Our client of ``calendar_url``.
+
+    A generous timeout: Radicale's first read of a seeded 5,000-item calendar parses
+    every file, which takes over the default 30 s on a busy machine.
+    """
+    return DavCalendar.connect(
+        calendar_url,
+        username=server.username,
+        password=server.password,
+        server_kind=kind,
+        timeout=300,
+        capability_overrides=capability_overrides,
+    )
 
 
 def our_side(
@@ -149,28 +188,10 @@ def our_side(
     capability_overrides: dict[str, object] | None = None,
 ) -> tuple[Account, Database, DavCalendar]:
     """Our account on ``calendar_url``, its state database holding ``followups``, a client."""
-    os.environ["BENCH_PW"] = server.password or ""
-    account = Account(
-        name=kind,
-        url=server.base_url,
-        username=server.username,
-        password_env="BENCH_PW" if server.password else None,
-        calendar_url=calendar_url,
-        server_kind=kind,
-    )
+    account = our_account(kind, server, calendar_url)
     db = Database.open(str(db_path))
     FollowUpStore(db).import_followups(followups)
-    # A generous timeout: Radicale's first read of a seeded 5,000-item calendar parses
-    # every file, which takes over the default 30 s on a busy machine.
-    calendar = DavCalendar.connect(
-        calendar_url,
-        username=server.username,
-        password=server.password,
-        server_kind=kind,
-        timeout=300,
-        capability_overrides=capability_overrides,
-    )
-    return account, db, calendar
+    return account, db, our_client(kind, server, calendar_url, capability_overrides)
 
 
 def idle_row(kind: str, n: int, seconds: float, spent: RequestStats, vdir_idle: Row | None) -> Row:
@@ -203,7 +224,7 @@ def raw_put_loop_on_fresh_server(
 
     tmp.mkdir(parents=True, exist_ok=True)
     with running(kind, tmp) as server:
-        auth = (server.username, server.password) if server.username and server.password else None
+        auth = server_auth(server)
         return raw_put_loop(server.base_url, server.make_calendar("limit"), bodies, auth, phases)
 
 
@@ -218,7 +239,7 @@ def bench_server(kind: str, n: int, tmp: Path, vdirsyncer: Path | None = None) -
     rows.append(Row(kind, f"raw PUT loop, {n} series (the limit)", limit, n, None, n))
     (tmp / kind / "ours").mkdir(parents=True)
     with running(kind, tmp / kind / "ours") as server:
-        auth = (server.username, server.password) if server.username and server.password else None
+        auth = server_auth(server)
         # Ours, between two raw loops: the mean of the loops on either side cancels a
         # steady drift of the machine.
         calendar_url = server.make_calendar("ours")

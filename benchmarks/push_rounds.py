@@ -35,7 +35,6 @@ Run: ``python -m benchmarks.push_rounds --n 1000 --rounds 3`` (``--servers radic
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -45,15 +44,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_sync import PER_ITEM, ics_bodies, load_line, raw_put_loop
+from benchmarks.bench_sync import (
+    PER_ITEM,
+    ics_bodies,
+    load_line,
+    our_account,
+    our_client,
+    raw_put_loop,
+    server_auth,
+)
 from benchmarks.peers import Vdirsyncer, find_vdirsyncer
 from benchmarks.phases import PHASES, phase_rows, with_prepare
 from mappings.model import FollowUp
-from sync.config import Account
 from sync.run import run_pass
 from sync.state.db import Database
 from sync.state.followups import FollowUpStore
-from sync.stores.caldav import DavCalendar
 from sync.testing.followups import realistic_followups
 
 CLIENTS = ("raw", "ours", "vdirsyncer")
@@ -85,14 +90,10 @@ def rotated(round_index: int) -> tuple[str, ...]:
     return CLIENTS[k:] + CLIENTS[:k]
 
 
-def auth_of(server: Any) -> tuple[str, str] | None:
-    return (server.username, server.password) if server.username and server.password else None
-
-
 def time_raw(server: Any, bodies: list[tuple[str, bytes]], totals: Totals) -> float:
     phases: dict[str, float] = {}
     seconds = raw_put_loop(
-        server.base_url, server.make_calendar("limit"), bodies, auth_of(server), phases
+        server.base_url, server.make_calendar("limit"), bodies, server_auth(server), phases
     )
     for phase in PHASES:
         totals.raw[phase] += phases.get(phase, 0.0)
@@ -105,26 +106,11 @@ def time_ours(
 ) -> tuple[float, float]:
     """(seconds of connect + one pass, seconds of it outside HTTP exchanges)."""
     calendar_url = server.make_calendar("ours")
-    os.environ["BENCH_PW"] = server.password or ""
-    account = Account(
-        name=kind,
-        url=server.base_url,
-        username=server.username,
-        password_env="BENCH_PW" if server.password else None,
-        calendar_url=calendar_url,
-        server_kind=kind,
-    )
+    account = our_account(kind, server, calendar_url)
     db = Database.open(str(db_path))
     FollowUpStore(db).import_followups(followups)
     started = time.perf_counter()
-    calendar = DavCalendar.connect(
-        calendar_url,
-        username=server.username,
-        password=server.password,
-        server_kind=kind,
-        timeout=300,
-        capability_overrides=PER_ITEM,
-    )
+    calendar = our_client(kind, server, calendar_url, PER_ITEM)
     report = run_pass(account, db, calendar=calendar)
     seconds = time.perf_counter() - started
     assert not report.errors, report.errors[:3]
